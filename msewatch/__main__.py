@@ -1,0 +1,3 @@
+from msewatch.runners.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Record shapes: the Arrow schemas every stage of msewatch moves, and the one
+field list of each output table.
+
+Records move through the pipeline as ``pyarrow.Table`` batches, never one Python
+object per record. Times inside batches are integer epoch milliseconds in UTC
+(``*_ms`` columns); output tables carry UTC timestamps.
+
+Batch shapes (internal):
+
+* ``PREDICTIONS``: one row per valid prediction. Segment attributes used by the
+  configured slices are extra string columns named ``seg.<key>`` (see
+  :func:`segment_column`); a missing attribute is the string ``"unknown"``.
+* ``LABELS``: one row per valid label.
+* ``EXAMPLES``: what the join emits: prediction arrivals and resolutions
+  (labeled or expired), carrying the prediction's event time.
+* ``DEAD_LETTER``: one row per rejected record, with its raw payload.
+
+``position`` is the record's ingest position: ``(file_index << 40) | offset``
+where offset is the byte offset of the line (JSON Lines, CSV) or the row number
+(Parquet); for Pub/Sub it is the arrival sequence. It breaks ties between records
+with the same time so that "first wins" is deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+
+UNKNOWN = "unknown"
+SEGMENT_PREFIX = "seg."
+POSITION_FILE_SHIFT = 40
+
+
+def segment_column(key: str) -> str:
+    """Name of the batch column holding segment attribute ``key``."""
+    return SEGMENT_PREFIX + key
+
+
+def make_position(file_index, offset):
+    """Packs a file index and an offset (line byte offset or row number) into one int64."""
+    return (file_index << POSITION_FILE_SHIFT) | offset
+
+
+PREDICTIONS = pa.schema(
+    [
+        ("prediction_id", pa.string()),
+        ("event_time_ms", pa.int64()),
+        ("y_pred", pa.float64()),
+        ("model_version", pa.string()),
+        ("weight", pa.float64()),
+        ("position", pa.int64()),
+    ]
+)
+
+LABELS = pa.schema(
+    [
+        ("prediction_id", pa.string()),
+        ("y_true", pa.float64()),
+        ("label_time_ms", pa.int64()),
+        ("position", pa.int64()),
+    ]
+)
+
+
+class ExampleKind:
+    """Values of ``EXAMPLES.kind``."""
+
+    ARRIVED = 0  # a (first) prediction entered the join: counts toward `predictions`
+    LABELED = 1  # a prediction was joined with its label
+    EXPIRED = 2  # a prediction's label_ttl passed without a label
+
+
+EXAMPLES = pa.schema(
+    [
+        ("kind", pa.int8()),
+        ("event_time_ms", pa.int64()),
+        ("y_pred", pa.float64()),
+        ("y_true", pa.float64()),  # NaN unless kind == LABELED
+        ("weight", pa.float64()),
+        ("label_lag_s", pa.float64()),  # NaN unless kind == LABELED
+        ("model_version", pa.string()),
+    ]
+)
+
+
+def with_segments(schema: pa.Schema, segment_keys) -> pa.Schema:
+    """``schema`` plus one string column per segment key, in the given order."""
+    for key in segment_keys:
+        schema = schema.append(pa.field(segment_column(key), pa.string()))
+    return schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One output column: the source of both the Parquet and BigQuery schemas."""
+
+    name: str
+    arrow_type: pa.DataType
+    bq_type: str
+    description: str
+    nullable: bool = True
+
+
+_TS = pa.timestamp("us", tz="UTC")
+
+METRICS_FIELDS: tuple[Field, ...] = (
+    Field("window_start", _TS, "TIMESTAMP", "Window start (inclusive), UTC.", False),
+    Field("window_end", _TS, "TIMESTAMP", "Window end (exclusive), UTC.", False),
+    Field("slice", pa.string(), "STRING", "`overall` or key=value pairs joined by ','.", False),
+    Field("predictions", pa.int64(), "INT64", "Distinct predictions made in the window."),
+    Field("labeled", pa.int64(), "INT64", "Predictions joined with a label so far."),
+    Field("expired", pa.int64(), "INT64", "Predictions whose label_ttl passed unlabeled."),
+    Field("scored", pa.int64(), "INT64", "Labeled pairs with finite inputs and squared error."),
+    Field("label_coverage", pa.float64(), "FLOAT64", "labeled / predictions."),
+    Field("mse", pa.float64(), "FLOAT64", "Weighted mean squared error over scored pairs."),
+    Field("rmse", pa.float64(), "FLOAT64", "sqrt(mse)."),
+    Field("mae", pa.float64(), "FLOAT64", "Weighted mean absolute error."),
+    Field("mean_error", pa.float64(), "FLOAT64", "Weighted mean of y_pred - y_true (bias)."),
+    Field("max_abs_error", pa.float64(), "FLOAT64", "Largest |y_pred - y_true|."),
+    Field("r2", pa.float64(), "FLOAT64", "Weighted coefficient of determination."),
+    Field("mape", pa.float64(), "FLOAT64", "Weighted mean |e / y_true|, y_true = 0 excluded."),
+    Field("rmsle", pa.float64(), "FLOAT64", "Root mean squared log1p error, negatives excluded."),
+    Field("huber", pa.float64(), "FLOAT64", "Weighted mean Huber loss."),
+    Field("mse_ci_low", pa.float64(), "FLOAT64", "95% CI of mse, lower bound."),
+    Field("mse_ci_high", pa.float64(), "FLOAT64", "95% CI of mse, upper bound."),
+    Field("rmse_ci_low", pa.float64(), "FLOAT64", "95% CI of rmse, lower bound."),
+    Field("rmse_ci_high", pa.float64(), "FLOAT64", "95% CI of rmse, upper bound."),
+    Field("label_lag_p50_s", pa.float64(), "FLOAT64", "Median label lag, seconds."),
+    Field("label_lag_p90_s", pa.float64(), "FLOAT64", "90th percentile label lag, seconds."),
+    Field("label_lag_p99_s", pa.float64(), "FLOAT64", "99th percentile label lag, seconds."),
+    Field("label_lag_max_s", pa.float64(), "FLOAT64", "Largest label lag, seconds."),
+    Field("nan_predictions", pa.int64(), "INT64", "Predictions with a NaN/inf/null y_pred."),
+    Field("nan_labels", pa.int64(), "INT64", "Labeled pairs with a NaN/inf/null y_true."),
+    Field("nonfinite_errors", pa.int64(), "INT64", "Finite inputs whose squared error overflows."),
+    Field("mape_excluded", pa.int64(), "INT64", "Scored pairs left out of mape (y_true = 0)."),
+    Field("rmsle_excluded", pa.int64(), "INT64", "Scored pairs left out of rmsle (a value < 0)."),
+    Field("negative_lags", pa.int64(), "INT64", "Labeled pairs with label_time < event_time."),
+    Field("sum_w", pa.float64(), "FLOAT64", "Sum of weights of scored pairs."),
+    Field("sum_w2", pa.float64(), "FLOAT64", "Sum of squared weights (Kish effective n)."),
+    Field("sum_se", pa.float64(), "FLOAT64", "Sum of w * e^2."),
+    Field("sum_se2", pa.float64(), "FLOAT64", "Sum of w * e^4."),
+    Field("sum_ae", pa.float64(), "FLOAT64", "Sum of w * |e|."),
+    Field("sum_e", pa.float64(), "FLOAT64", "Sum of w * e."),
+    Field("sum_y", pa.float64(), "FLOAT64", "Sum of w * y_true."),
+    Field("sum_y2", pa.float64(), "FLOAT64", "Sum of w * y_true^2."),
+    Field("pane_index", pa.int64(), "INT64", "Beam pane index of this firing.", False),
+    Field("pane_timing", pa.string(), "STRING", "EARLY, ON_TIME or LATE.", False),
+    Field("complete", pa.bool_(), "BOOL", "Every prediction resolved and window closed.", False),
+    Field("emitted_at", _TS, "TIMESTAMP", "Wall-clock time the row was emitted, UTC.", False),
+)
+
+DEAD_LETTER_FIELDS: tuple[Field, ...] = (
+    Field("source", pa.string(), "STRING", "File path or Pub/Sub subscription.", False),
+    Field("record_type", pa.string(), "STRING", "prediction or label.", False),
+    Field("reason", pa.string(), "STRING", "Reason code, e.g. missing_field.", False),
+    Field("detail", pa.string(), "STRING", "What was wrong, for a person."),
+    Field("raw_payload", pa.string(), "STRING", "The record as it arrived."),
+    Field("ingest_position", pa.int64(), "INT64", "Byte offset / row number / sequence."),
+    Field("message_id", pa.string(), "STRING", "Pub/Sub message id, if any."),
+    Field("attributes", pa.string(), "STRING", "Pub/Sub attributes as JSON, if any."),
+)
+
+
+def arrow_schema(fields) -> pa.Schema:
+    """Arrow schema of an output table."""
+    return pa.schema([pa.field(f.name, f.arrow_type, nullable=f.nullable) for f in fields])
+
+
+def bigquery_schema(fields) -> list[dict]:
+    """BigQuery JSON schema (the format `bq mk --schema` takes) of an output table."""
+    return [
+        {
+            "name": f.name,
+            "type": f.bq_type,
+            "mode": "NULLABLE" if f.nullable else "REQUIRED",
+            "description": f.description,
+        }
+        for f in fields
+    ]
+
+
+METRICS = arrow_schema(METRICS_FIELDS)
+DEAD_LETTER = arrow_schema(DEAD_LETTER_FIELDS)
