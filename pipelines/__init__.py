@@ -1,1 +1,1 @@
-"""msewatch.pipelines"""
+"""msewatch.pipelines: wiring of transforms into the monitoring pipeline."""

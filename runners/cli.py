@@ -1,3 +1,166 @@
-def main(argv=None):
-    print("hi")
+"""The ``msewatch`` command line. The only module that reads argv.
+
+Commands:
+    msewatch generate --out DIR [--predictions N] [--seed S] [--days D] [--format F]
+    msewatch run --predictions GLOB --labels GLOB --output DIR [options] [beam options]
+    msewatch query OUTPUT [NAME] [--sql SQL] [--format table|csv|json]
+    msewatch report OUTPUT --out report.html
+
+User mistakes (bad option values, missing files) print one line to stderr and exit
+with status 2; set ``MSEWATCH_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the inputs it names."""
+
+
+def parse_duration_seconds(text: str) -> float:
+    """Parses ``30m``, ``1h``, ``7d``, ``90s``, ``500ms``, ``2w`` (bare numbers: seconds)."""
+    m = _DURATION.match(text or "")
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"bad duration {text!r}: use a number and a unit, e.g. 30m, 1h, 7d"
+        )
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
+
+
+def _whole_seconds(text: str) -> int:
+    seconds = parse_duration_seconds(text)
+    if seconds != int(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be a positive whole number of seconds")
+    return int(seconds)
+
+
+def _millis(text: str) -> int:
+    return int(round(parse_duration_seconds(text) * 1000))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="write a realistic sample of predictions and labels")
+    p.add_argument("--out", required=True, help="directory to write the sample into")
+    p.add_argument("--predictions", type=int, default=20_000, help="predictions (default 20000)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--days", type=float, default=3.0, help="days of event time (default 3)")
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=("jsonl", "parquet"),
+        help="file formats to write (repeatable; default jsonl)",
+    )
+    p.add_argument(
+        "--no-malformed", action="store_true", help="leave out the malformed lines"
+    )
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="join predictions with labels and write windowed error metrics",
+        description="Unknown --options are passed to Beam's PipelineOptions "
+        "(e.g. --project, --region, --temp_location, --flink_master).",
+    )
+    p.add_argument("--predictions", required=True, help="glob of prediction files")
+    p.add_argument("--labels", required=True, help="glob of label files")
+    p.add_argument("--output", required=True, help="output directory (Parquet tables)")
+    p.add_argument("--window", type=_whole_seconds, default=3600, help="window length (1h)")
+    p.add_argument("--every", type=_whole_seconds, help="sliding window period (e.g. 1h)")
+    p.add_argument("--label-ttl", type=_millis, default=7 * 86400 * 1000, help="label TTL (7d)")
+    p.add_argument("--orphan-ttl", type=_millis, default=3600 * 1000, help="orphan TTL (1h)")
+    p.add_argument(
+        "--slice",
+        action="append",
+        default=[],
+        help="slice by a segment key or a cross 'a,b' (repeatable)",
+    )
+    p.add_argument("--max-slice-values", type=int, default=100, help="per-key cap (100)")
+    p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
+    p.add_argument("--shards", type=int, default=16, help="join shards (16)")
+    p.add_argument(
+        "--early-firing", type=_whole_seconds, default=60, help="EARLY pane delay (60s)"
+    )
+    p.add_argument(
+        "--streaming-replay",
+        action="store_true",
+        help="replay the files in arrival order through the streaming DirectRunner",
+    )
+    p.add_argument(
+        "--replay-chunk-rows", type=int, default=50_000, help="records per replay step"
+    )
+    p.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner)")
+    p.add_argument("--quiet", action="store_true", help="do not print the summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="msewatch", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_generate(sub)
+    _add_run(sub)
+    for name in ("query", "report"):
+        try:
+            module = __import__(f"msewatch.runners.{name}", fromlist=["add_arguments"])
+        except ImportError:
+            continue
+        p = sub.add_parser(name, help=(module.__doc__ or name).strip().split("\n")[0])
+        module.add_arguments(p)
+        p.set_defaults(handler=module.run)
+    return parser
+
+
+def _generate(args) -> int:
+    from msewatch.runners.sample import generate
+
+    stats = generate(
+        args.out,
+        predictions=args.predictions,
+        seed=args.seed,
+        days=args.days,
+        malformed=not args.no_malformed,
+        formats=tuple(args.format or ("jsonl",)),
+    )
+    print(f"wrote sample to {args.out}: {stats}")
     return 0
+
+
+def _run(args, beam_args) -> int:
+    from msewatch.runners import launch
+
+    return launch.run(args, beam_args)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parser = build_parser()
+        args, rest = parser.parse_known_args(argv)
+        if args.command != "run" and rest:
+            raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
+        if args.command == "generate":
+            return _generate(args)
+        if args.command == "run":
+            return _run(args, rest)
+        return args.handler(args)
+    except (UsageError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("MSEWATCH_DEBUG"):
+            raise
+        print(f"msewatch: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

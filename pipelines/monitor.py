@@ -1,0 +1,76 @@
+"""The msewatch pipeline: ``build(p, config, source) -> outputs``.
+
+Data flow (each arrow is one labelled step; labels are API, see STYLE.md):
+
+    source ──► {predictions, labels, dead_letter}      (Arrow batches)
+    {predictions, labels} ─"Join"──► examples           (global window, state + timers)
+    examples ─"Metrics"──► metrics rows                 (windows by prediction event time,
+                                                         early / on-time / late panes)
+    metrics rows ─"WriteMetrics"──► metrics table       (partitioned by window date)
+    dead_letter ─"WriteDeadLetter"──► dead_letter table
+
+The source is any transform giving the three PCollections: files (bounded), a replay
+spool (streaming TestStream) or Pub/Sub (streaming); ``runners/`` chooses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import apache_beam as beam
+
+from msewatch.schemas.records import DEAD_LETTER, METRICS
+from msewatch.transforms.join import JoinConfig, JoinPredictionsAndLabels
+from msewatch.transforms.metrics import ComputeMetrics, MetricsConfig
+from msewatch.transforms.sinks import WriteParquetTable
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+    """Everything the pipeline needs, as plain validated values.
+
+    Attributes:
+        join: join settings (TTLs, shards, segment keys).
+        metrics: windows, slices, Huber delta, clock.
+        output: output root directory (Parquet).
+        bounded: bounded input (files) or unbounded (replay, Pub/Sub).
+    """
+
+    join: JoinConfig
+    metrics: MetricsConfig
+    output: str
+    bounded: bool = True
+
+    def __post_init__(self):
+        if not self.output:
+            raise ValueError("output must be a directory path or gs:// URL")
+        if self.join.segment_keys != self.metrics.slices.segment_keys:
+            raise ValueError("join.segment_keys must equal the segment keys of the slices")
+
+
+def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> dict:
+    """Adds the whole monitoring pipeline to ``p``.
+
+    Args:
+        p: the pipeline.
+        config: validated settings.
+        source: a PTransform from PBegin to a dict with ``predictions``, ``labels``
+            and ``dead_letter`` PCollections of Arrow tables.
+
+    Returns:
+        The PCollections ``records`` (dict), ``examples`` and ``metrics``.
+    """
+    records = p | "Read" >> source
+    examples = {
+        "predictions": records["predictions"],
+        "labels": records["labels"],
+    } | "Join" >> JoinPredictionsAndLabels(config.join, bounded=config.bounded)
+    metrics = examples | "Metrics" >> ComputeMetrics(config.metrics, bounded=config.bounded)
+    streaming = not config.bounded
+    metrics | "WriteMetrics" >> WriteParquetTable(
+        config.output, "metrics", METRICS, partition_by_window_date=True, streaming=streaming
+    )
+    records["dead_letter"] | "WriteDeadLetter" >> WriteParquetTable(
+        config.output, "dead_letter", DEAD_LETTER, streaming=streaming
+    )
+    return {"records": records, "examples": examples, "metrics": metrics}

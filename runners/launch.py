@@ -1,0 +1,86 @@
+"""Launches ``msewatch run``: builds the config and PipelineOptions, picks the runner.
+
+* Bounded (default): files are read whole; ``DirectRunner`` means Beam's
+  FnApiRunner (batch). Other runners (PortableRunner, FlinkRunner, DataflowRunner)
+  are passed through with every unknown ``--option`` as a Beam pipeline option.
+* ``--streaming-replay``: the files are spooled in arrival order and replayed through
+  a TestStream on the ``BundleBasedDirectRunner`` with ``--streaming``.
+
+At the end the outcome counts (the conservation table) are read from Beam's
+counters, written to ``OUTPUT/summary.json`` and printed with the latest complete
+RMSE per slice.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from msewatch.pipelines.monitor import MonitorConfig, build
+from msewatch.pipelines.sources import FileSource
+from msewatch.runners import summary
+from msewatch.transforms.join import JoinConfig
+from msewatch.transforms.metrics import MetricsConfig
+from msewatch.transforms.replay import ReplaySpool
+from msewatch.transforms.slices import SliceConfig
+from msewatch.transforms.windowing import WindowConfig
+
+
+def config_from_args(args) -> MonitorConfig:
+    """Validated pipeline settings from parsed ``run`` arguments (raises ValueError)."""
+    slices = SliceConfig.parse(args.slice, args.max_slice_values)
+    window = WindowConfig(
+        window_seconds=args.window,
+        every_seconds=args.every,
+        # one second beyond the TTL: a prediction made in the last millisecond of a
+        # window expires at window end + label_ttl, which must still be accepted.
+        allowed_lateness_seconds=-(-args.label_ttl // 1000) + 1,
+        early_firing_seconds=args.early_firing,
+    )
+    join = JoinConfig(
+        label_ttl_ms=args.label_ttl,
+        orphan_ttl_ms=args.orphan_ttl,
+        segment_keys=slices.segment_keys,
+        shards=args.shards,
+    )
+    metrics = MetricsConfig(window=window, slices=slices, huber_delta=args.huber_delta)
+    return MonitorConfig(
+        join=join, metrics=metrics, output=args.output, bounded=not args.streaming_replay
+    )
+
+
+def _options(args, beam_args, streaming: bool) -> PipelineOptions:
+    runner = args.runner
+    if runner in ("DirectRunner", "direct"):
+        runner = "BundleBasedDirectRunner" if streaming else "FnApiRunner"
+    flags = [f"--runner={runner}", *beam_args]
+    if streaming:
+        flags.append("--streaming")
+    return PipelineOptions(flags, save_main_session=False)
+
+
+def run(args, beam_args) -> int:
+    """Runs the pipeline described by ``args`` and prints the summary."""
+    config = config_from_args(args)
+    streaming = args.streaming_replay
+    with tempfile.TemporaryDirectory(prefix="msewatch-spool-") as spool:
+        if streaming:
+            from msewatch.runners.replay import plan_events, prepare_spool
+
+            arrivals = prepare_spool(args.predictions, args.labels, spool, config.join.segment_keys)
+            events = plan_events(arrivals, config.metrics.window, args.replay_chunk_rows)
+            source = ReplaySpool(spool, events, config.metrics.window.early_firing_seconds)
+        else:
+            source = FileSource(args.predictions, args.labels, config.join.segment_keys)
+        p = beam.Pipeline(options=_options(args, beam_args, streaming))
+        build(p, config, source)
+        result = p.run()
+        result.wait_until_finish()
+    outcomes = summary.outcome_counts(result)
+    summary.write(config, outcomes, os.path.join(args.output, "summary.json"))
+    if not args.quiet:
+        print(summary.render(args.output, outcomes))
+    return 0

@@ -1,0 +1,114 @@
+"""Prepares a streaming replay (``msewatch run --streaming-replay``).
+
+Reads the input files with the same parser as the bounded run, sorts records into
+arrival order (predictions by event_time, labels by label_time, ties by ingest
+position), writes them to a spool of Arrow IPC files, and plans the TestStream
+schedule played by :class:`msewatch.transforms.replay.ReplaySpool`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from msewatch.transforms.readers import read_all
+from msewatch.transforms.replay import DEAD_LETTER, LABELS, PREDICTIONS, ReplayEvent
+from msewatch.transforms.windowing import WindowConfig
+
+_TIME_COLUMN = {PREDICTIONS: "event_time_ms", LABELS: "label_time_ms"}
+
+
+def _write(table: pa.Table, path: str) -> None:
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def prepare_spool(
+    predictions: str, labels: str, spool_dir: str, segment_keys: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Parses the inputs and writes the arrival-ordered spool.
+
+    Args:
+        predictions: glob of prediction files.
+        labels: glob of label files.
+        spool_dir: directory to write (created).
+        segment_keys: segment attributes to keep.
+
+    Returns:
+        The sorted arrival times (ms) of predictions and labels, by kind.
+    """
+    os.makedirs(spool_dir, exist_ok=True)
+    preds, pred_dead = read_all(predictions, "prediction", segment_keys)
+    labs, label_dead = read_all(labels, "label", ())
+    arrivals = {}
+    for kind, table in ((PREDICTIONS, preds), (LABELS, labs)):
+        col = _TIME_COLUMN[kind]
+        order = pc.sort_indices(table, [(col, "ascending"), ("position", "ascending")])
+        table = table.take(order)
+        _write(table, os.path.join(spool_dir, f"{kind}.arrow"))
+        arrivals[kind] = table.column(col).to_numpy()
+    dead = pa.concat_tables([pred_dead, label_dead])
+    _write(dead, os.path.join(spool_dir, f"{DEAD_LETTER}.arrow"))
+    arrivals[DEAD_LETTER] = np.zeros(dead.num_rows, dtype=np.int64)
+    return arrivals
+
+
+def _gc_stops(first_ms: int, last_ms: int, window: WindowConfig) -> np.ndarray:
+    """Watermark stops just before each window's garbage-collection time."""
+    period = window.period_seconds * 1000
+    size = window.window_seconds * 1000
+    lateness = window.allowed_lateness_seconds * 1000
+    ends = np.arange((first_ms // period) * period + size, last_ms + size + period, period)
+    return ends + lateness - 1
+
+
+def plan_events(
+    arrivals: dict[str, np.ndarray], window: WindowConfig, chunk_rows: int = 50_000
+) -> list[ReplayEvent]:
+    """Plans chunks and watermark advances.
+
+    Arrival times are cut into ranges of about ``chunk_rows`` records (predictions and
+    labels together). Each range becomes one prediction chunk and one label chunk;
+    then the watermark moves to 1 ms before the next range's first arrival, via every
+    window garbage-collection stop in between. After the last range the watermark
+    walks the stops until every window of the data has closed.
+
+    Args:
+        arrivals: sorted arrival times (ms) per kind, from :func:`prepare_spool`.
+        window: the metrics windows (for the garbage-collection stops).
+        chunk_rows: records per range.
+
+    Returns:
+        The ordered replay events.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    events: list[ReplayEvent] = []
+    n_dead = len(arrivals[DEAD_LETTER])
+    if n_dead:
+        events.append(ReplayEvent(DEAD_LETTER, 0, n_dead, 0))
+    times = {k: arrivals[k] for k in (PREDICTIONS, LABELS)}
+    merged = np.sort(np.concatenate(list(times.values())))
+    if len(merged) == 0:
+        return events
+    cuts = np.unique(merged[::chunk_rows])
+    bounds = np.append(cuts, merged[-1] + 1)
+    stops = _gc_stops(int(merged[0]), int(merged[-1]), window)
+    watermark = int(cuts[0]) - 1
+    events.append(ReplayEvent("watermark", time_ms=watermark))
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for kind, t in times.items():
+            a, b = np.searchsorted(t, [lo, hi], side="left")
+            if b > a:
+                events.append(ReplayEvent(kind, int(a), int(b), int(t[a])))
+        target = int(hi) - 1
+        for stop in stops[(stops > watermark) & (stops < target)]:
+            events.append(ReplayEvent("watermark", time_ms=int(stop)))
+        events.append(ReplayEvent("watermark", time_ms=target))
+        watermark = target
+    for stop in stops[stops > watermark]:
+        events.append(ReplayEvent("watermark", time_ms=int(stop)))
+    return events

@@ -1,0 +1,215 @@
+"""Stateful join of predictions and labels: :class:`JoinPredictionsAndLabels`.
+
+Time: the join runs in the **global window** (Beam state is per key *and* window).
+Predictions carry their ``event_time`` and labels their ``label_time`` (UTC) as
+element timestamps. The join uses one **event-time timer** per shard, set to the
+shard's next deadline (a prediction's ``event_time + label_ttl``, a waiting label's
+``label_time + orphan_ttl``, or a tombstone's forget time); when the watermark passes
+it, expired predictions are emitted as EXPIRED examples and orphan labels counted.
+Every example it emits carries the *prediction's* event time (in the
+``event_time_ms`` column; the metrics stage stamps elements from it), so a label
+that arrives after the watermark has passed its prediction's window produces late
+data for that window, which the metrics stage turns into a LATE pane.
+
+Records move in Arrow batches. Each batch is split by a stable 64-bit hash of
+``prediction_id`` into ``shards`` keys (``str``, deterministic coder); the stateful
+DoFn keeps one :class:`~msewatch.transforms.join_kernel.ShardState` per shard and
+joins a whole batch at once with the vectorized kernel in ``join_kernel.py``.
+
+Bounded mode (``bounded=True``): all batches of a shard are buffered in a bag and
+resolved once, when the end-of-input timer fires, with first-wins by event/label
+time and ingest position (see ``join_kernel.resolve_bounded``).
+
+Outcome counts go to Beam counters in namespace ``msewatch``:
+``prediction_joined``, ``prediction_expired``, ``prediction_duplicate``,
+``label_joined``, ``label_late``, ``label_orphan``, ``label_duplicate``; plus
+``join_state_rows_max`` (a distribution of the state size after each batch).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from apache_beam import coders
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
+
+from msewatch.schemas.records import LABELS
+from msewatch.transforms import join_kernel
+from msewatch.transforms.join_kernel import JoinConfig, ShardState
+
+__all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
+
+_PRED = "P"
+_LABEL = "L"
+_COUNTERS = {name: beam.metrics.Metrics.counter("msewatch", name) for name in join_kernel.OUTCOMES}
+_STATE_ROWS = beam.metrics.Metrics.distribution("msewatch", "join_state_rows")
+
+
+def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
+    """Stable shard number of each prediction_id (same on every worker and run)."""
+    values = ids.to_numpy(zero_copy_only=False)
+    return (pd.util.hash_array(values, categorize=False) % np.uint64(shards)).astype(np.int64)
+
+
+class _PickleCoder(coders.Coder):
+    """Coder for per-shard state objects holding Arrow tables (pickle protocol 5)."""
+
+    def encode(self, value):
+        return pickle.dumps(value, protocol=5)
+
+    def decode(self, encoded):
+        return pickle.loads(encoded)
+
+    def is_deterministic(self):
+        return False
+
+
+class _KeyByShard(beam.DoFn):
+    """Splits a batch into one sub-batch per shard: ``(shard_key, (tag, table))``.
+
+    Keeps the batch's row order inside each shard (arrival order in streaming).
+    """
+
+    def __init__(self, tag: str, shards: int):
+        self._tag = tag
+        self._shards = shards
+
+    def process(self, table: pa.Table):
+        if table.num_rows == 0:
+            return
+        shard = shard_of(table.column("prediction_id"), self._shards)
+        order = np.argsort(shard, kind="stable")
+        table = table.take(pa.array(order))
+        sorted_shard = shard[order]
+        bounds = np.flatnonzero(np.diff(sorted_shard)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(order)]])
+        for s, e in zip(starts, ends, strict=True):
+            yield f"{sorted_shard[s]:04d}", (self._tag, table.slice(s, e - s))
+
+
+def _count(counts: dict[str, int]) -> None:
+    for name, n in counts.items():
+        if n:
+            _COUNTERS[name].inc(n)
+
+
+def _split(batches, config: JoinConfig):
+    preds = [t for tag, t in batches if tag == _PRED]
+    labels = [t for tag, t in batches if tag == _LABEL]
+    return (
+        join_kernel._concat(preds, config.prediction_schema),
+        join_kernel._concat(labels, LABELS),
+    )
+
+
+class _StreamingJoinDoFn(beam.DoFn):
+    """Joins each arriving batch against the shard's pending state; one timer per shard."""
+
+    STATE = userstate.ReadModifyWriteStateSpec("shard_state", _PickleCoder())
+    EXPIRY = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, config: JoinConfig):
+        self._config = config
+
+    def process(
+        self,
+        element=beam.DoFn.ElementParam,
+        state=beam.DoFn.StateParam(STATE),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
+        _, (tag, table) = element
+        preds, labels = _split([(tag, table)], self._config)
+        shard = state.read() or ShardState.empty(self._config)
+        shard, examples, counts = join_kernel.step(shard, preds, labels, self._config)
+        yield from self._finish(shard, examples, counts, state, expiry)
+
+    @userstate.on_timer(EXPIRY)
+    def on_expiry(
+        self,
+        fire_ts=beam.DoFn.TimestampParam,
+        state=beam.DoFn.StateParam(STATE),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
+        shard = state.read() or ShardState.empty(self._config)
+        now_ms = fire_ts.micros // 1000
+        shard, examples, counts = join_kernel.expire(shard, now_ms, self._config)
+        yield from self._finish(shard, examples, counts, state, expiry)
+
+    def _finish(self, shard, examples, counts, state, expiry):
+        _count(counts)
+        _STATE_ROWS.update(shard.size)
+        deadline = join_kernel.next_deadline_ms(shard, self._config)
+        if deadline is None:
+            state.clear()
+        else:
+            state.write(shard)
+            expiry.set(Timestamp(micros=deadline * 1000))
+        if examples.num_rows:
+            yield examples
+
+
+class _BoundedJoinDoFn(beam.DoFn):
+    """Buffers a shard's batches and joins them all when the input ends."""
+
+    BUFFER = userstate.BagStateSpec("buffer", _PickleCoder())
+    END = userstate.TimerSpec("end_of_input", TimeDomain.WATERMARK)
+
+    def __init__(self, config: JoinConfig):
+        self._config = config
+
+    def process(
+        self,
+        element=beam.DoFn.ElementParam,
+        buffer=beam.DoFn.StateParam(BUFFER),
+        end=beam.DoFn.TimerParam(END),
+    ):
+        buffer.add(element[1])
+        end.set(GlobalWindow().max_timestamp())
+
+    @userstate.on_timer(END)
+    def on_end(self, buffer=beam.DoFn.StateParam(BUFFER)):
+        preds, labels = _split(list(buffer.read()), self._config)
+        buffer.clear()
+        examples, counts = join_kernel.resolve_bounded(preds, labels, self._config)
+        _count(counts)
+        if examples.num_rows:
+            yield examples
+
+
+class JoinPredictionsAndLabels(beam.PTransform):
+    """Joins prediction batches with label batches by prediction_id.
+
+    Input: a dict ``{"predictions": PCollection[pa.Table], "labels":
+    PCollection[pa.Table]}`` of valid records (see ``schemas/records.py``).
+    Output: ``PCollection[pa.Table]`` of EXAMPLES batches (ARRIVED, LABELED and
+    EXPIRED rows), in the global window. See the module docstring for time semantics.
+    """
+
+    def __init__(self, config: JoinConfig, bounded: bool):
+        super().__init__()
+        self._config = config
+        self._bounded = bounded
+
+    def expand(self, pcolls: dict[str, Any]):
+        shards = self._config.shards
+        keyed_preds = pcolls["predictions"] | "KeyPredictionsByShard" >> beam.ParDo(
+            _KeyByShard(_PRED, shards)
+        )
+        keyed_labels = pcolls["labels"] | "KeyLabelsByShard" >> beam.ParDo(
+            _KeyByShard(_LABEL, shards)
+        )
+        dofn = (_BoundedJoinDoFn if self._bounded else _StreamingJoinDoFn)(self._config)
+        return (
+            (keyed_preds, keyed_labels)
+            | "FlattenShards" >> beam.Flatten()
+            | "JoinShards" >> beam.ParDo(dofn).with_input_types(beam.typehints.Tuple[str, Any])
+        )

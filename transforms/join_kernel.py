@@ -1,0 +1,403 @@
+"""Vectorized join kernel: the per-shard logic behind :class:`JoinPredictionsAndLabels`.
+
+Pure functions over Arrow tables, no Beam. The stateful DoFn in ``join.py`` holds a
+:class:`ShardState` per shard and calls these functions once per incoming batch and
+once per timer firing, so the cost is per batch, not per record.
+
+All times are UTC epoch milliseconds. ``label_ttl_ms`` and ``orphan_ttl_ms`` are
+event-time durations.
+
+Outcomes (the conservation law of DESIGN.md; invalid records never reach the join):
+
+* predictions: ``joined`` | ``expired`` | ``duplicate_prediction``
+* labels: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate_label``
+
+Streaming rules (:func:`step` and :func:`expire`):
+
+* The first prediction to arrive for an id wins; a prediction whose id is pending or
+  was resolved less than ``2 * label_ttl`` ago (a tombstone) is a duplicate.
+* A prediction expires when the watermark passes ``event_time + label_ttl``: its
+  timer is set at ``event_time + label_ttl + 1 ms`` so that a label with a lag of
+  exactly ``label_ttl`` (which may arrive while the watermark equals its timestamp)
+  is still joined.
+* The first label to arrive for an id wins. Joined if its lag
+  (``label_time - event_time``) is at most ``label_ttl``; otherwise it is a
+  ``late_label`` and the prediction stays pending until it expires. A label arriving
+  after its prediction expired is a ``late_label``; after one was joined or judged
+  late, later labels are duplicates.
+* A label whose prediction has not arrived waits until the watermark passes
+  ``label_time + orphan_ttl``, then it is an ``orphan_label``.
+
+Bounded rules (:func:`resolve_bounded`): all records are known at once. The first
+prediction is the one with the earliest event_time, the first label the one with the
+earliest label_time, ties broken by ingest position. A prediction whose first label
+has lag > label_ttl is expired and that label is ``late_label``; a label whose
+prediction is absent from the input is an ``orphan_label``. With timely watermarks
+(records arriving in time order) the streaming rules give the same outcomes, except
+for a label more than ``orphan_ttl`` older than its prediction (clock skew beyond the
+orphan TTL), which streaming calls an orphan and bounded joins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from msewatch.schemas.records import EXAMPLES, LABELS, PREDICTIONS, ExampleKind, with_segments
+
+OUTCOMES = (
+    "prediction_joined",
+    "prediction_expired",
+    "prediction_duplicate",
+    "label_joined",
+    "label_late",
+    "label_orphan",
+    "label_duplicate",
+)
+
+_TOMBS = pa.schema(
+    [
+        ("prediction_id", pa.string()),
+        ("label_seen", pa.bool_()),
+        ("forget_at_ms", pa.int64()),
+    ]
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinConfig:
+    """Join settings.
+
+    Attributes:
+        label_ttl_ms: how long (event time) a prediction waits for its label.
+        orphan_ttl_ms: how long (event time) a label waits for its prediction.
+        segment_keys: segment attributes carried from predictions to examples.
+        shards: number of join shards (keys of the stateful DoFn).
+    """
+
+    label_ttl_ms: int = 7 * 24 * 3600 * 1000
+    orphan_ttl_ms: int = 3600 * 1000
+    segment_keys: tuple[str, ...] = ()
+    shards: int = 16
+
+    def __post_init__(self):
+        if self.label_ttl_ms <= 0:
+            raise ValueError(f"label_ttl must be positive, got {self.label_ttl_ms} ms")
+        if self.orphan_ttl_ms < 0:
+            raise ValueError(f"orphan_ttl must be >= 0, got {self.orphan_ttl_ms} ms")
+        if not 1 <= self.shards <= 4096:
+            raise ValueError(f"shards must be in 1..4096, got {self.shards}")
+
+    @property
+    def prediction_schema(self) -> pa.Schema:
+        return with_segments(PREDICTIONS, self.segment_keys)
+
+    @property
+    def example_schema(self) -> pa.Schema:
+        return with_segments(EXAMPLES, self.segment_keys)
+
+
+@dataclasses.dataclass
+class ShardState:
+    """What one shard remembers between batches (streaming only).
+
+    Attributes:
+        preds: pending predictions (prediction schema + ``label_seen``), unresolved.
+        labels: labels waiting for their prediction (LABELS schema).
+        tombs: resolved prediction ids, kept for duplicate detection until
+            ``forget_at_ms``.
+    """
+
+    preds: pa.Table
+    labels: pa.Table
+    tombs: pa.Table
+
+    @classmethod
+    def empty(cls, config: JoinConfig) -> ShardState:
+        pred_schema = config.prediction_schema.append(pa.field("label_seen", pa.bool_()))
+        return cls(pred_schema.empty_table(), LABELS.empty_table(), _TOMBS.empty_table())
+
+    @property
+    def size(self) -> int:
+        return self.preds.num_rows + self.labels.num_rows + self.tombs.num_rows
+
+
+def _counts(**kw) -> dict[str, int]:
+    out = dict.fromkeys(OUTCOMES, 0)
+    for k, v in kw.items():
+        out[k] += int(v)
+    return out
+
+
+def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a[k] + b[k] for k in OUTCOMES}
+
+
+def _first_mask(ids: pa.Array) -> np.ndarray:
+    """True at the first occurrence of each id (rows must already be in priority order)."""
+    n = len(ids)
+    mask = np.zeros(n, dtype=bool)
+    if n:
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
+        codes = pc.dictionary_encode(ids).indices.to_numpy(zero_copy_only=False)
+        _, first = np.unique(codes, return_index=True)
+        mask[first] = True
+    return mask
+
+
+def _examples(
+    config: JoinConfig, kind: int, preds: pa.Table, y_true=None, lag_s=None
+) -> pa.Table:
+    n = preds.num_rows
+    nan = np.full(n, np.nan)
+    cols = {
+        "kind": np.full(n, kind, dtype=np.int8),
+        "event_time_ms": preds.column("event_time_ms"),
+        "y_pred": preds.column("y_pred"),
+        "y_true": nan if y_true is None else y_true,
+        "weight": preds.column("weight"),
+        "label_lag_s": nan if lag_s is None else lag_s,
+        "model_version": preds.column("model_version"),
+    }
+    for f in config.example_schema:
+        if f.name not in cols:
+            cols[f.name] = preds.column(f.name)
+    return pa.table(cols, schema=config.example_schema)
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def _sort(table: pa.Table, time_col: str) -> pa.Table:
+    return table.take(pc.sort_indices(table, [(time_col, "ascending"), ("position", "ascending")]))
+
+
+def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
+    """Joins every prediction and label of a bounded input at once.
+
+    Args:
+        preds: all valid predictions of one shard (prediction schema).
+        labels: all valid labels of one shard (LABELS schema).
+        config: the join settings.
+
+    Returns:
+        ``(examples, counts)``: EXAMPLES rows (one ARRIVED per distinct prediction,
+        then one LABELED or EXPIRED each) and the outcome counts.
+    """
+    preds = _sort(preds, "event_time_ms")
+    labels = _sort(labels, "label_time_ms")
+    pfirst = _first_mask(preds.column("prediction_id"))
+    lfirst = _first_mask(labels.column("prediction_id"))
+    winners = preds.filter(pfirst)
+    cands = labels.filter(lfirst)
+
+    idx = pc.index_in(cands.column("prediction_id"), value_set=winners.column("prediction_id"))
+    found = pc.is_valid(idx).to_numpy(zero_copy_only=False)
+    pidx = idx.fill_null(0).to_numpy(zero_copy_only=False)
+    lag_ms = cands.column("label_time_ms").to_numpy() - winners.column("event_time_ms").to_numpy()[
+        pidx
+    ] if winners.num_rows else np.zeros(cands.num_rows, dtype=np.int64)
+    joined = found & (lag_ms <= config.label_ttl_ms)
+    late = found & ~joined
+
+    pj = pidx[joined]
+    labeled_preds = winners.take(pa.array(pj, type=pa.int64()))
+    is_joined = np.zeros(winners.num_rows, dtype=bool)
+    is_joined[pj] = True
+    examples = _concat(
+        [
+            _examples(config, ExampleKind.ARRIVED, winners),
+            _examples(
+                config,
+                ExampleKind.LABELED,
+                labeled_preds,
+                y_true=cands.column("y_true").to_numpy()[joined],
+                lag_s=lag_ms[joined] / 1000.0,
+            ),
+            _examples(config, ExampleKind.EXPIRED, winners.filter(~is_joined)),
+        ],
+        config.example_schema,
+    )
+    counts = _counts(
+        prediction_joined=joined.sum(),
+        prediction_expired=winners.num_rows - joined.sum(),
+        prediction_duplicate=preds.num_rows - winners.num_rows,
+        label_joined=joined.sum(),
+        label_late=late.sum(),
+        label_orphan=(~found).sum(),
+        label_duplicate=labels.num_rows - cands.num_rows,
+    )
+    return examples, counts
+
+
+def _is_in(values: pa.Array, table: pa.Table) -> np.ndarray:
+    if table.num_rows == 0 or len(values) == 0:
+        return np.zeros(len(values), dtype=bool)
+    return pc.is_in(values, value_set=table.column("prediction_id")).to_numpy(zero_copy_only=False)
+
+
+def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
+    """Applies one batch of newly arrived records (streaming).
+
+    Args:
+        state: the shard's state before the batch.
+        preds: new predictions in arrival order.
+        labels: new labels in arrival order.
+        config: the join settings.
+
+    Returns:
+        ``(state, examples, counts)``.
+    """
+    # 1. Predictions: first arrival wins; ids already pending or tombstoned are duplicates.
+    pfirst = _first_mask(preds.column("prediction_id"))
+    pids = preds.column("prediction_id")
+    known = _is_in(pids, state.preds) | _is_in(pids, state.tombs)
+    fresh = preds.filter(pfirst & ~known)
+    counts = _counts(prediction_duplicate=preds.num_rows - fresh.num_rows)
+    arrived = _examples(config, ExampleKind.ARRIVED, fresh)
+    fresh = fresh.append_column("label_seen", pa.array(np.zeros(fresh.num_rows, dtype=bool)))
+    pending = _concat([state.preds, fresh], state.preds.schema)
+
+    # 2. Labels: first arrival wins; against waiting labels and tombstones.
+    lfirst = _first_mask(labels.column("prediction_id"))
+    lids = labels.column("prediction_id")
+    dup = ~lfirst | _is_in(lids, state.labels)
+    tombs = state.tombs
+    tidx = (
+        pc.index_in(lids, value_set=tombs.column("prediction_id"))
+        if tombs.num_rows and labels.num_rows
+        else pa.nulls(labels.num_rows, pa.int32())
+    )
+    in_tomb = pc.is_valid(tidx).to_numpy(zero_copy_only=False) & ~dup
+    tpos = tidx.fill_null(0).to_numpy(zero_copy_only=False)
+    seen = tombs.column("label_seen").to_numpy(zero_copy_only=False).copy()
+    tomb_seen = in_tomb & seen[tpos] if tombs.num_rows else in_tomb
+    tomb_late = in_tomb & ~tomb_seen
+    if tomb_late.any():
+        seen[tpos[tomb_late]] = True
+        tombs = tombs.set_column(1, "label_seen", pa.array(seen))
+    counts = _add_counts(
+        counts, _counts(label_duplicate=dup.sum() + tomb_seen.sum(), label_late=tomb_late.sum())
+    )
+    waiting = _concat([state.labels, labels.filter(~dup & ~in_tomb)], LABELS)
+
+    # 3. Match every waiting label with a pending prediction.
+    idx = (
+        pc.index_in(waiting.column("prediction_id"), value_set=pending.column("prediction_id"))
+        if waiting.num_rows and pending.num_rows
+        else pa.nulls(waiting.num_rows, pa.int32())
+    )
+    found = pc.is_valid(idx).to_numpy(zero_copy_only=False)
+    pidx = idx.fill_null(0).to_numpy(zero_copy_only=False)
+    labeled = pending.num_rows > 0
+    pseen = pending.column("label_seen").to_numpy(zero_copy_only=False).copy()
+    already = found & pseen[pidx] if labeled else found
+    lag_ms = (
+        waiting.column("label_time_ms").to_numpy()
+        - pending.column("event_time_ms").to_numpy()[pidx]
+        if labeled
+        else np.zeros(waiting.num_rows, dtype=np.int64)
+    )
+    live = found & ~already
+    joined = live & (lag_ms <= config.label_ttl_ms)
+    late = live & ~joined
+    pseen[pidx[late]] = True
+    counts = _add_counts(
+        counts,
+        _counts(
+            label_duplicate=already.sum(),
+            label_late=late.sum(),
+            label_joined=joined.sum(),
+            prediction_joined=joined.sum(),
+        ),
+    )
+    pj = pidx[joined]
+    done = np.zeros(pending.num_rows, dtype=bool)
+    done[pj] = True
+    joined_preds = pending.take(pa.array(pj, type=pa.int64()))
+    labeled_ex = _examples(
+        config,
+        ExampleKind.LABELED,
+        joined_preds,
+        y_true=waiting.column("y_true").to_numpy()[joined],
+        lag_s=lag_ms[joined] / 1000.0,
+    )
+    if pending.num_rows:
+        pending = pending.set_column(
+            pending.schema.get_field_index("label_seen"), "label_seen", pa.array(pseen)
+        )
+    new_tombs = pa.table(
+        {
+            "prediction_id": joined_preds.column("prediction_id"),
+            "label_seen": np.ones(joined_preds.num_rows, dtype=bool),
+            "forget_at_ms": joined_preds.column("event_time_ms").to_numpy()
+            + 2 * config.label_ttl_ms,
+        },
+        schema=_TOMBS,
+    )
+    state = ShardState(
+        preds=pending.filter(~done),
+        labels=waiting.filter(~found),
+        tombs=_concat([tombs, new_tombs], _TOMBS),
+    )
+    examples = _concat([arrived, labeled_ex], config.example_schema)
+    return state, examples, counts
+
+
+def expire(state: ShardState, now_ms: int, config: JoinConfig):
+    """Resolves what the watermark ``now_ms`` has passed (streaming timer firing).
+
+    Predictions with ``event_time + label_ttl < now_ms`` expire, labels with
+    ``label_time + orphan_ttl < now_ms`` become orphans, tombstones past
+    ``forget_at_ms`` are dropped.
+
+    Returns:
+        ``(state, examples, counts)``.
+    """
+    p_due = (
+        state.preds.column("event_time_ms").to_numpy() + config.label_ttl_ms + 1 <= now_ms
+    )
+    l_due = (
+        state.labels.column("label_time_ms").to_numpy() + config.orphan_ttl_ms + 1 <= now_ms
+    )
+    gone = state.preds.filter(p_due)
+    expired_ex = _examples(config, ExampleKind.EXPIRED, gone.drop_columns(["label_seen"]))
+    new_tombs = pa.table(
+        {
+            "prediction_id": gone.column("prediction_id"),
+            "label_seen": gone.column("label_seen"),
+            "forget_at_ms": gone.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
+        },
+        schema=_TOMBS,
+    )
+    tombs = _concat([state.tombs, new_tombs], _TOMBS)
+    keep_tombs = tombs.column("forget_at_ms").to_numpy() > now_ms
+    counts = _counts(prediction_expired=p_due.sum(), label_orphan=l_due.sum())
+    state = ShardState(
+        preds=state.preds.filter(~p_due),
+        labels=state.labels.filter(~l_due),
+        tombs=tombs.filter(keep_tombs),
+    )
+    return state, expired_ex, counts
+
+
+def next_deadline_ms(state: ShardState, config: JoinConfig) -> int | None:
+    """Earliest event time at which :func:`expire` has something to do, or None."""
+    candidates = []
+    if state.preds.num_rows:
+        candidates.append(pc.min(state.preds.column("event_time_ms")).as_py() + config.label_ttl_ms + 1)
+    if state.labels.num_rows:
+        candidates.append(
+            pc.min(state.labels.column("label_time_ms")).as_py() + config.orphan_ttl_ms + 1
+        )
+    if state.tombs.num_rows:
+        candidates.append(pc.min(state.tombs.column("forget_at_ms")).as_py())
+    return min(candidates) if candidates else None

@@ -1,0 +1,93 @@
+"""Windows, triggers and panes of the metrics: :class:`WindowMetrics`.
+
+Time: elements are pre-aggregated metric partials stamped with the start of the
+*bucket* of prediction event time they summarize (UTC). Buckets are ``every``
+long (``window`` for fixed windows), aligned to the epoch, so each bucket lies wholly
+inside every window that contains its start; windows are therefore exact.
+
+* Fixed windows (``every_seconds == window_seconds``) or sliding windows
+  (``window_seconds`` long, starting every ``every_seconds``; the window must be a
+  multiple of the period).
+* ``allowed_lateness_seconds`` defaults to ``label_ttl``: a label can arrive up to
+  ``label_ttl`` after its prediction, and the window must still accept it.
+* Trigger (unbounded input): ``AfterWatermark(early=AfterProcessingTime(early),
+  late=AfterCount(1))``, ACCUMULATING: speculative EARLY panes every
+  ``early_firing_seconds`` of processing time while the window is open, one ON_TIME
+  pane when the watermark passes the window end, then a LATE pane for each batch of
+  late labels or expirations until the watermark passes end + allowed lateness;
+  later data is dropped (it cannot happen: a prediction expires at
+  ``event_time + label_ttl``, within the lateness). Bounded input uses the default
+  trigger: one ON_TIME pane per window, holding everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import apache_beam as beam
+from apache_beam.transforms import trigger, window
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    """Window settings, in seconds (UTC, epoch-aligned).
+
+    Attributes:
+        window_seconds: window length.
+        every_seconds: period of sliding windows; equal to window_seconds for fixed.
+        allowed_lateness_seconds: how long after its end a window accepts late data.
+        early_firing_seconds: processing-time delay between EARLY panes (unbounded).
+    """
+
+    window_seconds: int = 3600
+    every_seconds: int | None = None
+    allowed_lateness_seconds: int = 7 * 24 * 3600
+    early_firing_seconds: int = 60
+
+    def __post_init__(self):
+        if self.window_seconds <= 0:
+            raise ValueError(f"window must be positive, got {self.window_seconds} s")
+        every = self.period_seconds
+        if every <= 0 or every > self.window_seconds or self.window_seconds % every:
+            raise ValueError(
+                f"--every ({every} s) must be positive and divide --window "
+                f"({self.window_seconds} s), e.g. --window 24h --every 1h"
+            )
+        if self.allowed_lateness_seconds < 0 or self.early_firing_seconds <= 0:
+            raise ValueError("allowed lateness must be >= 0 and early firing delay > 0")
+
+    @property
+    def period_seconds(self) -> int:
+        return self.every_seconds or self.window_seconds
+
+    @property
+    def sliding(self) -> bool:
+        return self.period_seconds != self.window_seconds
+
+    def window_fn(self):
+        if self.sliding:
+            return window.SlidingWindows(self.window_seconds, self.period_seconds)
+        return window.FixedWindows(self.window_seconds)
+
+
+class WindowMetrics(beam.PTransform):
+    """Assigns metric partials to windows with the panes described in the module doc."""
+
+    def __init__(self, config: WindowConfig, bounded: bool):
+        super().__init__()
+        self._config = config
+        self._bounded = bounded
+
+    def expand(self, partials):
+        cfg = self._config
+        if self._bounded:
+            return partials | "AssignWindows" >> beam.WindowInto(cfg.window_fn())
+        return partials | "AssignWindows" >> beam.WindowInto(
+            cfg.window_fn(),
+            trigger=trigger.AfterWatermark(
+                early=trigger.AfterProcessingTime(cfg.early_firing_seconds),
+                late=trigger.AfterCount(1),
+            ),
+            accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+            allowed_lateness=cfg.allowed_lateness_seconds,
+        )
