@@ -3,11 +3,12 @@
 Data flow (each arrow is one labelled step; labels are API, see STYLE.md):
 
     source ──► {predictions, labels, dead_letter}      (Arrow batches)
-    {predictions, labels} ─"Join"──► examples           (global window, state + timers)
+    {predictions, labels} ─"Join"──► examples, outcomes (global window, state + timers)
     examples ─"Metrics"──► metrics rows                 (windows by prediction event time,
                                                          early / on-time / late panes)
     metrics rows ─"WriteMetrics"──► metrics table       (partitioned by window date)
     dead_letter ─"WriteDeadLetter"──► dead_letter table
+    outcomes + dead_letter ─"CountOutcomes"─► outcomes table (the conservation table)
 
 The source is any transform giving the three PCollections: files (bounded), a replay
 spool (streaming TestStream) or Pub/Sub (streaming); ``runners/`` chooses it.
@@ -19,9 +20,10 @@ import dataclasses
 
 import apache_beam as beam
 
-from msewatch.schemas.records import DEAD_LETTER, METRICS
+from msewatch.schemas.records import DEAD_LETTER, METRICS, OUTCOMES
 from msewatch.transforms.join import JoinConfig, JoinPredictionsAndLabels
 from msewatch.transforms.metrics import ComputeMetrics, MetricsConfig
+from msewatch.transforms.outcomes import CountOutcomes
 from msewatch.transforms.sinks import WriteParquetTable
 
 
@@ -58,19 +60,26 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
             and ``dead_letter`` PCollections of Arrow tables.
 
     Returns:
-        The PCollections ``records`` (dict), ``examples`` and ``metrics``.
+        The PCollections ``records`` (dict), ``examples``, ``metrics`` and ``outcomes``.
     """
     records = p | "Read" >> source
-    examples = {
+    joined = {
         "predictions": records["predictions"],
         "labels": records["labels"],
     } | "Join" >> JoinPredictionsAndLabels(config.join, bounded=config.bounded)
+    examples = joined["examples"]
     metrics = examples | "Metrics" >> ComputeMetrics(config.metrics, bounded=config.bounded)
     streaming = not config.bounded
+    outcomes = (joined["outcomes"], records["dead_letter"]) | "CountOutcomes" >> CountOutcomes(
+        streaming
+    )
+    outcomes | "WriteOutcomes" >> WriteParquetTable(
+        config.output, "outcomes", OUTCOMES, streaming=streaming
+    )
     metrics | "WriteMetrics" >> WriteParquetTable(
         config.output, "metrics", METRICS, partition_by_window_date=True, streaming=streaming
     )
     records["dead_letter"] | "WriteDeadLetter" >> WriteParquetTable(
         config.output, "dead_letter", DEAD_LETTER, streaming=streaming
     )
-    return {"records": records, "examples": examples, "metrics": metrics}
+    return {"records": records, "examples": examples, "metrics": metrics, "outcomes": outcomes}

@@ -6,9 +6,9 @@
 * ``--streaming-replay``: the files are spooled in arrival order and replayed through
   a TestStream on the ``BundleBasedDirectRunner`` with ``--streaming``.
 
-At the end the outcome counts (the conservation table) are read from Beam's
-counters, written to ``OUTPUT/summary.json`` and printed with the latest complete
-RMSE per slice.
+At the end the outcome counts (the conservation table) are read back from the
+``outcomes`` table, written to ``OUTPUT/summary.json`` and printed with the latest
+complete RMSE per slice.
 """
 
 from __future__ import annotations
@@ -62,6 +62,20 @@ def _options(args, beam_args, streaming: bool) -> PipelineOptions:
     return PipelineOptions(flags, save_main_session=False)
 
 
+def _remove_empty_temp_dirs(output_dir: str) -> None:
+    """fileio leaves its emptied ``.temp*`` folders behind; tidy them (local output only)."""
+    if not os.path.isdir(output_dir):
+        return
+    for table in os.listdir(output_dir):
+        table_dir = os.path.join(output_dir, table)
+        if not os.path.isdir(table_dir):
+            continue
+        for name in os.listdir(table_dir):
+            path = os.path.join(table_dir, name)
+            if name.startswith(".temp") and os.path.isdir(path) and not os.listdir(path):
+                os.rmdir(path)
+
+
 def run(args, beam_args) -> int:
     """Runs the pipeline described by ``args`` and prints the summary."""
     config = config_from_args(args)
@@ -79,7 +93,8 @@ def run(args, beam_args) -> int:
         build(p, config, source)
         result = p.run()
         result.wait_until_finish()
-    outcomes = summary.outcome_counts(result)
+    _remove_empty_temp_dirs(args.output)
+    outcomes = summary.outcome_counts(args.output)
     summary.write(config, outcomes, os.path.join(args.output, "summary.json"))
     if not args.quiet:
         print(summary.render(args.output, outcomes))

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msewatch.transforms.readers import read_all
+
 from msewatch.transforms.replay import DEAD_LETTER, LABELS, PREDICTIONS, ReplayEvent
 from msewatch.transforms.windowing import WindowConfig
 
@@ -40,6 +40,8 @@ def prepare_spool(
     Returns:
         The sorted arrival times (ms) of predictions and labels, by kind.
     """
+    from msewatch.transforms.readers import read_all
+
     os.makedirs(spool_dir, exist_ok=True)
     preds, pred_dead = read_all(predictions, "prediction", segment_keys)
     labs, label_dead = read_all(labels, "label", ())

@@ -1,8 +1,7 @@
 """The end-of-run summary: the conservation table and the latest complete RMSE per slice.
 
-Outcome counts come from Beam counters (namespace ``msewatch``): the readers count
-``<type>_records_read`` (every input record, valid or not) and ``<type>_invalid``;
-the join counts the rest. Conservation: for each record type, ``input`` equals the
+Outcome counts are read back from the ``outcomes`` table the pipeline wrote (rows are
+deltas; totals are sums). Conservation: for each record type, ``input`` equals the
 sum of its outcomes.
 """
 
@@ -13,46 +12,31 @@ import json
 import math
 import os
 
-from apache_beam.metrics.metric import MetricsFilter
+import duckdb
 
-OUTCOME_ORDER = {
-    "prediction": ("joined", "expired", "duplicate", "invalid"),
-    "label": ("joined", "late_label", "orphan_label", "duplicate", "invalid"),
-}
-_COUNTER_OF = {
-    ("prediction", "input"): "prediction_records_read",
-    ("prediction", "joined"): "prediction_joined",
-    ("prediction", "expired"): "prediction_expired",
-    ("prediction", "duplicate"): "prediction_duplicate",
-    ("prediction", "invalid"): "prediction_invalid",
-    ("label", "input"): "label_records_read",
-    ("label", "joined"): "label_joined",
-    ("label", "late_label"): "label_late",
-    ("label", "orphan_label"): "label_orphan",
-    ("label", "duplicate"): "label_duplicate",
-    ("label", "invalid"): "label_invalid",
-}
+from msewatch.transforms.outcomes import OUTCOMES
 
 
-def counters(result) -> dict[str, int]:
-    """Committed values of the ``msewatch`` counters of a finished pipeline."""
-    out: dict[str, int] = {}
-    for c in result.metrics().query(MetricsFilter().with_namespace("msewatch"))["counters"]:
-        value = c.committed if c.committed is not None else c.attempted
-        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
-    return out
+def _parquet(output_dir: str, table: str, partitioned: bool = False) -> str:
+    return os.path.join(output_dir, table, *(["*"] if partitioned else []), "*.parquet")
 
 
-def outcome_counts(result) -> dict[str, dict[str, int]]:
+def outcome_counts(output_dir: str) -> dict[str, dict[str, int]]:
     """The conservation table: ``{record_type: {"input": n, outcome: n, ...}}``."""
-    values = counters(result)
-    table: dict[str, dict[str, int]] = {}
-    for record_type, outcomes in OUTCOME_ORDER.items():
-        row = {"input": values.get(_COUNTER_OF[(record_type, "input")], 0)}
-        for outcome in outcomes:
-            row[outcome] = values.get(_COUNTER_OF[(record_type, outcome)], 0)
-        table[record_type] = row
-    return table
+    sql = "SELECT record_type, outcome, SUM(count) FROM read_parquet(?) GROUP BY ALL"
+    with duckdb.connect() as con:
+        try:
+            rows = con.execute(sql, [_parquet(output_dir, "outcomes")]).fetchall()
+        except duckdb.IOException:
+            rows = []
+    totals = {(r, o): int(n) for r, o, n in rows}
+    return {
+        record_type: {
+            "input": totals.get((record_type, "input"), 0),
+            **{o: totals.get((record_type, o), 0) for o in outcomes},
+        }
+        for record_type, outcomes in OUTCOMES.items()
+    }
 
 
 def balanced(table: dict[str, dict[str, int]]) -> bool:
@@ -95,12 +79,9 @@ FROM last_complete WHERE wn = 1 ORDER BY slice = 'overall' DESC, slice
 
 def latest_complete(output_dir: str):
     """Rows of the latest complete window per slice (latest pane), as tuples."""
-    import duckdb
-
-    pattern = os.path.join(output_dir, "metrics", "*", "*.parquet")
     with duckdb.connect() as con:
         try:
-            return con.execute(LATEST_COMPLETE_SQL, [pattern]).fetchall()
+            return con.execute(LATEST_COMPLETE_SQL, [_parquet(output_dir, "metrics", True)]).fetchall()
         except duckdb.IOException:
             return []
 

@@ -161,6 +161,12 @@ DEAD_LETTER_FIELDS: tuple[Field, ...] = (
     Field("attributes", pa.string(), "STRING", "Pub/Sub attributes as JSON, if any."),
 )
 
+OUTCOMES_FIELDS: tuple[Field, ...] = (
+    Field("record_type", pa.string(), "STRING", "prediction or label.", False),
+    Field("outcome", pa.string(), "STRING", "input, joined, expired, duplicate, ...", False),
+    Field("count", pa.int64(), "INT64", "Records (a delta: sum rows for totals).", False),
+)
+
 
 def arrow_schema(fields) -> pa.Schema:
     """Arrow schema of an output table."""
@@ -182,3 +188,4 @@ def bigquery_schema(fields) -> list[dict]:
 
 METRICS = arrow_schema(METRICS_FIELDS)
 DEAD_LETTER = arrow_schema(DEAD_LETTER_FIELDS)
+OUTCOMES = arrow_schema(OUTCOMES_FIELDS)

@@ -20,10 +20,13 @@ Bounded mode (``bounded=True``): all batches of a shard are buffered in a bag an
 resolved once, when the end-of-input timer fires, with first-wins by event/label
 time and ingest position (see ``join_kernel.resolve_bounded``).
 
-Outcome counts go to Beam counters in namespace ``msewatch``:
-``prediction_joined``, ``prediction_expired``, ``prediction_duplicate``,
-``label_joined``, ``label_late``, ``label_orphan``, ``label_duplicate``; plus
-``join_state_rows_max`` (a distribution of the state size after each batch).
+Outcome counts are data: the ``outcomes`` output carries one dict per batch or timer
+firing with ``prediction_valid`` and ``label_valid`` (records that entered the join)
+and ``prediction_joined``, ``prediction_expired``, ``prediction_duplicate``,
+``label_joined``, ``label_late``, ``label_orphan``, ``label_duplicate``. The same
+numbers go to Beam counters (namespace ``msewatch``) for runner UIs, and
+``join_state_rows`` is a distribution of the shard state size after each batch.
+(Counters are not relied on: the streaming DirectRunner loses some of them.)
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from msewatch.transforms.join_kernel import JoinConfig, ShardState
 
 __all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
 
+OUTCOMES_TAG = "outcomes"
 _PRED = "P"
 _LABEL = "L"
 _COUNTERS = {name: beam.metrics.Metrics.counter("msewatch", name) for name in join_kernel.OUTCOMES}
@@ -96,10 +100,15 @@ class _KeyByShard(beam.DoFn):
             yield f"{sorted_shard[s]:04d}", (self._tag, table.slice(s, e - s))
 
 
-def _count(counts: dict[str, int]) -> None:
+def _count(counts: dict[str, int], preds: pa.Table, labels: pa.Table):
+    """Counter updates and the ``outcomes`` element of one batch or firing."""
+    counts = dict(counts, prediction_valid=preds.num_rows, label_valid=labels.num_rows)
     for name, n in counts.items():
-        if n:
+        if n and name in _COUNTERS:
             _COUNTERS[name].inc(n)
+    nonzero = {k: v for k, v in counts.items() if v}
+    if nonzero:
+        yield beam.pvalue.TaggedOutput(OUTCOMES_TAG, nonzero)
 
 
 def _split(batches, config: JoinConfig):
@@ -130,7 +139,8 @@ class _StreamingJoinDoFn(beam.DoFn):
         preds, labels = _split([(tag, table)], self._config)
         shard = state.read() or ShardState.empty(self._config)
         shard, examples, counts = join_kernel.step(shard, preds, labels, self._config)
-        yield from self._finish(shard, examples, counts, state, expiry)
+        yield from _count(counts, preds, labels)
+        yield from self._finish(shard, examples, state, expiry)
 
     @userstate.on_timer(EXPIRY)
     def on_expiry(
@@ -142,10 +152,11 @@ class _StreamingJoinDoFn(beam.DoFn):
         shard = state.read() or ShardState.empty(self._config)
         now_ms = fire_ts.micros // 1000
         shard, examples, counts = join_kernel.expire(shard, now_ms, self._config)
-        yield from self._finish(shard, examples, counts, state, expiry)
+        empty = self._config.prediction_schema.empty_table()
+        yield from _count(counts, empty, LABELS.empty_table())
+        yield from self._finish(shard, examples, state, expiry)
 
-    def _finish(self, shard, examples, counts, state, expiry):
-        _count(counts)
+    def _finish(self, shard, examples, state, expiry):
         _STATE_ROWS.update(shard.size)
         deadline = join_kernel.next_deadline_ms(shard, self._config)
         if deadline is None:
@@ -180,7 +191,7 @@ class _BoundedJoinDoFn(beam.DoFn):
         preds, labels = _split(list(buffer.read()), self._config)
         buffer.clear()
         examples, counts = join_kernel.resolve_bounded(preds, labels, self._config)
-        _count(counts)
+        yield from _count(counts, preds, labels)
         if examples.num_rows:
             yield examples
 
@@ -190,8 +201,10 @@ class JoinPredictionsAndLabels(beam.PTransform):
 
     Input: a dict ``{"predictions": PCollection[pa.Table], "labels":
     PCollection[pa.Table]}`` of valid records (see ``schemas/records.py``).
-    Output: ``PCollection[pa.Table]`` of EXAMPLES batches (ARRIVED, LABELED and
-    EXPIRED rows), in the global window. See the module docstring for time semantics.
+    Output: a dict with ``examples``, a ``PCollection[pa.Table]`` of EXAMPLES
+    batches (ARRIVED, LABELED and EXPIRED rows) in the global window, and
+    ``outcomes``, a ``PCollection[dict[str, int]]`` of outcome counts. See the module
+    docstring for time semantics.
     """
 
     def __init__(self, config: JoinConfig, bounded: bool):
@@ -208,8 +221,12 @@ class JoinPredictionsAndLabels(beam.PTransform):
             _KeyByShard(_LABEL, shards)
         )
         dofn = (_BoundedJoinDoFn if self._bounded else _StreamingJoinDoFn)(self._config)
-        return (
+        joined = (
             (keyed_preds, keyed_labels)
             | "FlattenShards" >> beam.Flatten()
-            | "JoinShards" >> beam.ParDo(dofn).with_input_types(beam.typehints.Tuple[str, Any])
+            | "JoinShards"
+            >> beam.ParDo(dofn)
+            .with_input_types(beam.typehints.Tuple[str, Any])
+            .with_outputs(OUTCOMES_TAG, main="examples")
         )
+        return {"examples": joined.examples, "outcomes": joined[OUTCOMES_TAG]}

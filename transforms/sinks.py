@@ -122,8 +122,8 @@ class WriteParquetTable(beam.PTransform):
             seconds, count = self._flush
             pcoll = pcoll | "FlushTrigger" >> beam.WindowInto(
                 window.GlobalWindows(),
-                trigger=trigger.Repeatedly(
-                    trigger.AfterAny(
+                trigger=trigger.AfterWatermark(
+                    early=trigger.AfterAny(
                         trigger.AfterCount(count), trigger.AfterProcessingTime(seconds)
                     )
                 ),

@@ -1,0 +1,120 @@
+"""The conservation table as data: :class:`CountOutcomes`.
+
+Every input record ends in exactly one outcome (DESIGN.md):
+
+* prediction: ``joined`` | ``expired`` | ``duplicate`` | ``invalid``
+* label: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate`` | ``invalid``
+
+The ``outcomes`` table holds rows ``(record_type, outcome, count)``; ``input`` rows
+count the records read (valid records that entered the join plus invalid ones).
+Rows are *deltas*: the totals are ``SUM(count) GROUP BY record_type, outcome``. A
+bounded run writes one row per outcome; a streaming run writes a row per outcome each
+time the global-window trigger fires (every ``flush_seconds`` or ``flush_count``
+updates).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import apache_beam as beam
+import pyarrow.compute as pc
+from apache_beam.transforms import trigger, window
+
+# join counter name -> (record_type, outcome)
+_OUTCOME_OF = {
+    "prediction_joined": ("prediction", "joined"),
+    "prediction_expired": ("prediction", "expired"),
+    "prediction_duplicate": ("prediction", "duplicate"),
+    "label_joined": ("label", "joined"),
+    "label_late": ("label", "late_label"),
+    "label_orphan": ("label", "orphan_label"),
+    "label_duplicate": ("label", "duplicate"),
+}
+OUTCOMES = {
+    "prediction": ("joined", "expired", "duplicate", "invalid"),
+    "label": ("joined", "late_label", "orphan_label", "duplicate", "invalid"),
+}
+
+
+def _dead_letter_counts(table):
+    """A dead-letter batch -> ``{(record_type, 'invalid'): n, (record_type, 'input'): n}``."""
+    if table.num_rows == 0:
+        return
+    counts = pc.value_counts(table.column("record_type").combine_chunks())
+    out = {}
+    for item in counts.to_pylist():  # one entry per record type
+        out[(item["values"], "invalid")] = item["counts"]
+        out[(item["values"], "input")] = item["counts"]
+    yield out
+
+
+def _join_counts(counts: dict[str, int]) -> dict:
+    out = {}
+    for name, n in counts.items():
+        if name.endswith("_valid"):
+            out[(name.removesuffix("_valid"), "input")] = n
+        else:
+            out[_OUTCOME_OF[name]] = n
+    return out
+
+
+class _SumCounts(beam.CombineFn):
+    def create_accumulator(self):
+        return collections.Counter()
+
+    def add_input(self, acc, counts):
+        acc.update(counts)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        total = collections.Counter(next(accs, {}))
+        for acc in accs:
+            total.update(acc)
+        return total
+
+    def extract_output(self, acc):
+        return dict(acc)
+
+
+def _rows(counts: dict):
+    for (record_type, outcome), n in sorted(counts.items()):
+        yield {"record_type": record_type, "outcome": outcome, "count": int(n)}
+
+
+class CountOutcomes(beam.PTransform):
+    """``(join outcomes, dead-letter batches)`` -> ``outcomes`` rows (deltas).
+
+    Args:
+        streaming: fire repeatedly in the global window instead of once at the end.
+        flush_seconds, flush_count: the streaming trigger.
+    """
+
+    def __init__(self, streaming: bool, flush_seconds: int = 60, flush_count: int = 1000):
+        super().__init__()
+        self._streaming = streaming
+        self._flush = (flush_seconds, flush_count)
+
+    def expand(self, inputs):
+        join_outcomes, dead_letter = inputs
+        counts = (
+            join_outcomes | "FromJoin" >> beam.Map(_join_counts),
+            dead_letter | "FromDeadLetter" >> beam.FlatMap(_dead_letter_counts),
+        ) | "FlattenCounts" >> beam.Flatten()
+        if self._streaming:
+            seconds, count = self._flush
+            counts = counts | "FlushTrigger" >> beam.WindowInto(
+                window.GlobalWindows(),
+                trigger=trigger.AfterWatermark(
+                    early=trigger.AfterAny(
+                        trigger.AfterCount(count), trigger.AfterProcessingTime(seconds)
+                    )
+                ),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+            )
+        return (
+            counts
+            | "Sum" >> beam.CombineGlobally(_SumCounts()).without_defaults()
+            | "ToRows" >> beam.FlatMap(_rows)
+        )
