@@ -26,10 +26,37 @@ def _write(table: pa.Table, path: str) -> None:
         writer.write_table(table)
 
 
+def write_spool(
+    preds: pa.Table, labels: pa.Table, dead: pa.Table, spool_dir: str
+) -> dict[str, np.ndarray]:
+    """Sorts parsed records into arrival order and writes the spool.
+
+    Args:
+        preds: valid predictions.
+        labels: valid labels.
+        dead: dead-letter rows (replayed first).
+        spool_dir: directory to write (created).
+
+    Returns:
+        The sorted arrival times (ms) of predictions and labels, by kind.
+    """
+    os.makedirs(spool_dir, exist_ok=True)
+    arrivals = {}
+    for kind, table in ((PREDICTIONS, preds), (LABELS, labels)):
+        col = _TIME_COLUMN[kind]
+        order = pc.sort_indices(table, [(col, "ascending"), ("position", "ascending")])
+        table = table.take(order)
+        _write(table, os.path.join(spool_dir, f"{kind}.arrow"))
+        arrivals[kind] = table.column(col).to_numpy()
+    _write(dead, os.path.join(spool_dir, f"{DEAD_LETTER}.arrow"))
+    arrivals[DEAD_LETTER] = np.zeros(dead.num_rows, dtype=np.int64)
+    return arrivals
+
+
 def prepare_spool(
     predictions: str, labels: str, spool_dir: str, segment_keys: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
-    """Parses the inputs and writes the arrival-ordered spool.
+    """Parses the input files (same parser as the bounded run) and writes the spool.
 
     Args:
         predictions: glob of prediction files.
@@ -42,20 +69,9 @@ def prepare_spool(
     """
     from msewatch.transforms.readers import read_all
 
-    os.makedirs(spool_dir, exist_ok=True)
     preds, pred_dead = read_all(predictions, "prediction", segment_keys)
     labs, label_dead = read_all(labels, "label", ())
-    arrivals = {}
-    for kind, table in ((PREDICTIONS, preds), (LABELS, labs)):
-        col = _TIME_COLUMN[kind]
-        order = pc.sort_indices(table, [(col, "ascending"), ("position", "ascending")])
-        table = table.take(order)
-        _write(table, os.path.join(spool_dir, f"{kind}.arrow"))
-        arrivals[kind] = table.column(col).to_numpy()
-    dead = pa.concat_tables([pred_dead, label_dead])
-    _write(dead, os.path.join(spool_dir, f"{DEAD_LETTER}.arrow"))
-    arrivals[DEAD_LETTER] = np.zeros(dead.num_rows, dtype=np.int64)
-    return arrivals
+    return write_spool(preds, labs, pa.concat_tables([pred_dead, label_dead]), spool_dir)
 
 
 def _gc_stops(first_ms: int, last_ms: int, window: WindowConfig) -> np.ndarray:

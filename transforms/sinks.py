@@ -3,16 +3,18 @@
 Tables are directories of Parquet files readable by pyarrow, pandas and DuckDB:
 
 * ``metrics/window_date=YYYY-MM-DD/*.parquet``: Hive-partitioned by the UTC date of
-  ``window_start``. One file per (window, firing of the writer, shard); rows of every
-  pane are kept (panes accumulate, so the latest ``pane_index`` per window and slice is
-  the current answer; see ``metrics_latest``).
-* ``dead_letter/*.parquet``: unpartitioned.
+  ``window_start``. Rows of every pane are kept (panes accumulate, so the latest
+  ``pane_index`` per window and slice is the current answer; see ``metrics_latest``).
+* ``dead_letter/*.parquet`` and ``outcomes/*.parquet``: unpartitioned.
 
 Writing uses ``fileio.WriteToFiles`` with a pyarrow sink (not ``WriteToParquet``,
-which loses or rejects late panes in streaming). Files are named after the window and
-the writer's pane so that each firing lands in its own file. In streaming the dead
-letters, which live in the global window, are flushed by a repeating trigger (every
-``flush_seconds`` of processing time or ``flush_count`` batches).
+which loses or rejects late panes in streaming). Rows are first moved into the global
+window with a DISCARDING trigger: the writer's own grouping would otherwise inherit
+the metrics' ACCUMULATING trigger and write earlier panes again. Each row keeps its
+metric window in its columns. Bounded input is written once, at the end; unbounded
+input is flushed every ``flush_seconds`` of processing time or ``flush_count``
+elements, and at the end of the stream. Each flush is a new file (named after the
+writer's pane), so no firing overwrites another.
 """
 
 from __future__ import annotations
@@ -62,17 +64,10 @@ def _window_date(row) -> str:
     return row["window_start"].strftime("%Y-%m-%d")
 
 
-def _name_by_window(window_obj, pane, shard_index, total_shards, compression, destination):
-    if isinstance(window_obj, window.IntervalWindow):
-        span = (
-            f"{window_obj.start.to_utc_datetime():%Y%m%dT%H%M%S}-"
-            f"{window_obj.end.to_utc_datetime():%Y%m%dT%H%M%S}"
-        )
-    else:
-        span = "global"
+def _name_by_pane(window_obj, pane, shard_index, total_shards, compression, destination):
     pane_index = pane.index if pane is not None else 0
     prefix = f"{PARTITION_COLUMN}={destination}/" if destination else ""
-    return f"{prefix}{span}-pane{pane_index:04d}-{shard_index:03d}-of-{total_shards:03d}.parquet"
+    return f"{prefix}part-{pane_index:06d}-{shard_index:03d}-of-{total_shards:03d}.parquet"
 
 
 class WriteParquetTable(beam.PTransform):
@@ -118,7 +113,7 @@ class WriteParquetTable(beam.PTransform):
                 return _ParquetSink(schema, None)
 
             destination = None
-        if self._streaming and not self._partition:
+        if self._streaming:
             seconds, count = self._flush
             pcoll = pcoll | "FlushTrigger" >> beam.WindowInto(
                 window.GlobalWindows(),
@@ -129,11 +124,13 @@ class WriteParquetTable(beam.PTransform):
                 ),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
             )
+        else:
+            pcoll = pcoll | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
         return pcoll | "WriteFiles" >> fileio.WriteToFiles(
             path=path,
             destination=destination,
             sink=sink,
-            file_naming=_name_by_window,
+            file_naming=_name_by_pane,
             shards=1,
             max_writers_per_bundle=0,
         )
