@@ -1,0 +1,172 @@
+"""LagSketch: quantile accuracy against numpy order statistics, merging, pickling."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from msewatch.transforms.sketch import MAX_BUCKETS, LagSketch
+
+QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0)
+REL = 0.01  # the contract: within 1 % of the true order statistic
+
+
+def assert_quantiles_close(sketch, values):
+    """Each estimate lies between numpy's lower and higher order statistic, +-1 %."""
+    for q in QUANTILES:
+        lower = np.quantile(values, q, method="lower")
+        higher = np.quantile(values, q, method="higher")
+        est = sketch.quantile(q)
+        lo = min(lower * (1 - REL), lower * (1 + REL))
+        hi = max(higher * (1 - REL), higher * (1 + REL))
+        assert lo <= est <= hi, (q, est, lower, higher)
+
+
+def lognormal(seed, n=20_000):
+    return np.random.default_rng(seed).lognormal(mean=6.0, sigma=2.5, size=n)
+
+
+def test_empty_sketch_is_nan():
+    sketch = LagSketch.empty()
+    assert sketch.count == 0
+    assert math.isnan(sketch.quantile(0.5))
+    assert math.isnan(sketch.max)
+    assert LagSketch.from_values(np.array([])) == sketch
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(lognormal(0), id="lognormal"),
+        pytest.param(-lognormal(1), id="negative"),
+        pytest.param(
+            np.concatenate([lognormal(2)[:5000], -lognormal(3)[:3000], np.zeros(700)]),
+            id="mixed-with-zeros",
+        ),
+        pytest.param(np.random.default_rng(4).uniform(-5.0, 5.0, 10_000), id="uniform"),
+        pytest.param(np.array([42.0]), id="single"),
+        pytest.param(np.zeros(5), id="zeros"),
+    ],
+)
+def test_quantiles_within_one_percent(values):
+    sketch = LagSketch.from_values(np.random.default_rng(9).permutation(values))
+    assert sketch.count == values.size
+    assert_quantiles_close(sketch, values)
+
+
+def test_quantile_of_small_hand_checked_set():
+    # sorted: -300, -2, 0, 0, 5, 60, 3600; floor(q * 6) picks the order statistic.
+    sketch = LagSketch.from_values(np.array([60.0, -2.0, 0.0, 3600.0, 5.0, 0.0, -300.0]))
+    assert sketch.quantile(0.0) == -300.0  # exact minimum
+    assert sketch.quantile(1.0) == 3600.0  # exact maximum
+    assert sketch.quantile(0.2) == pytest.approx(-2.0, rel=REL)  # floor(1.2) = 1
+    assert sketch.quantile(0.5) == 0.0  # floor(3.0) = 3 -> a zero
+    assert sketch.quantile(0.7) == pytest.approx(5.0, rel=REL)  # floor(4.2) = 4
+    assert sketch.quantile(0.9) == pytest.approx(60.0, rel=REL)  # floor(5.4) = 5
+
+
+def test_max_is_exact_for_positive_and_negative_only_data():
+    values = lognormal(5, n=1000)
+    assert LagSketch.from_values(values).max == values.max()
+    assert LagSketch.from_values(-values).max == -values.min()  # negatives only
+    assert LagSketch.from_values(np.array([-3.0, 0.0])).max == 0.0
+
+
+def test_merge_equals_sketch_of_union():
+    values = np.concatenate([lognormal(6, 3000), -lognormal(7, 1000), np.zeros(50)])
+    parts = np.array_split(np.random.default_rng(8).permutation(values), 5)
+    sketches = [LagSketch.from_values(p) for p in parts]
+    whole = LagSketch.from_values(values)
+    assert LagSketch.merge_all(sketches) == whole
+    assert LagSketch.merge_all(s for s in sketches) == whole  # a generator
+    pairwise = LagSketch.empty()
+    for s in sketches:
+        pairwise = pairwise.merge(s)
+    assert pairwise == whole
+    assert pairwise.max == values.max()
+
+
+def test_merge_does_not_modify_inputs():
+    a = LagSketch.from_values(np.array([1.0, 2.0, -3.0]))
+    b = LagSketch.from_values(np.array([10.0, 0.0]))
+    a_copy, b_copy = pickle.loads(pickle.dumps(a)), pickle.loads(pickle.dumps(b))
+    merged = a.merge(b)
+    assert merged.count == 5
+    assert a == a_copy and b == b_copy
+    assert a.merge(a).count == 6  # merging with itself counts twice, explicitly
+
+
+def test_merge_all_of_nothing_is_empty():
+    assert LagSketch.merge_all([]) == LagSketch.empty()
+    assert LagSketch.merge_all(iter(())) == LagSketch.empty()
+
+
+def test_from_groups_equals_per_group_sketches():
+    rng = np.random.default_rng(10)
+    values = np.concatenate([lognormal(11, 4000), -lognormal(12, 500), np.zeros(100)])
+    codes = rng.integers(0, 5, values.size)
+    codes[codes == 3] = 4  # group 3 stays empty
+    sketches = LagSketch.from_groups(codes, values, 6)  # group 5 too
+    assert len(sketches) == 6
+    for g, sketch in enumerate(sketches):
+        assert sketch == LagSketch.from_values(values[codes == g])
+    assert sketches[3].count == 0 and sketches[5].count == 0
+
+
+def test_pickles_compactly_and_round_trips():
+    sketch = LagSketch.from_values(np.concatenate([lognormal(13), -lognormal(14, 100)]))
+    blob = pickle.dumps(sketch)
+    assert pickle.loads(blob) == sketch
+    # Keys as int32 plus counts in <= 2 bytes each here, plus a small fixed overhead.
+    assert len(blob) <= 200 + 6 * sketch.num_buckets
+    assert len(pickle.dumps(LagSketch.empty())) < 200
+
+
+def test_bucket_count_is_capped_and_collapse_is_mergeable():
+    # 10**(-150 .. 150) spans ~69,000 buckets: far over the cap.
+    values = 10.0 ** np.linspace(-150, 150, 20_000)
+    whole = LagSketch.from_values(values)
+    assert whole.num_buckets == MAX_BUCKETS
+    assert whole.count == values.size
+    # High quantiles sit in the kept (exact) buckets and keep their accuracy.
+    for q in (0.9, 0.99):
+        assert whole.quantile(q) == pytest.approx(np.quantile(values, q, method="lower"), rel=REL)
+    parts = [LagSketch.from_values(p) for p in np.array_split(values[::-1], 3)]
+    assert LagSketch.merge_all(parts) == whole
+
+
+@pytest.mark.parametrize("q", [-0.1, 1.1, math.nan])
+def test_quantile_out_of_range_raises(q):
+    with pytest.raises(ValueError, match="quantile"):
+        LagSketch.from_values(np.array([1.0])).quantile(q)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_are_rejected(bad):
+    with pytest.raises(ValueError, match="finite"):
+        LagSketch.from_values(np.array([1.0, bad]))
+
+
+def test_from_groups_rejects_codes_out_of_range():
+    with pytest.raises(ValueError, match="codes"):
+        LagSketch.from_groups(np.array([0, 2]), np.array([1.0, 2.0]), 2)
+
+
+finite_lags = st.one_of(
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    st.just(0.0),
+    st.floats(min_value=1e-3, max_value=1e-1),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(finite_lags, min_size=1, max_size=200), data=st.data())
+def test_property_quantiles_and_merge(values, data):
+    values = np.array(values)
+    cut = data.draw(st.integers(min_value=0, max_value=values.size))
+    whole = LagSketch.from_values(values)
+    assert LagSketch.from_values(values[:cut]).merge(LagSketch.from_values(values[cut:])) == whole
+    assert whole.max == values.max()
+    assert_quantiles_close(whole, values)

@@ -1,0 +1,380 @@
+"""Mergeable error accumulators: the metric math behind every metrics row.
+
+An :class:`ErrorAccumulator` holds counts and weighted sums of one (window, slice);
+accumulators of disjoint parts of the data merge into the accumulator of the whole,
+so the same numbers come out whether Beam combines them in one bundle or many.
+:func:`aggregate_examples` builds one accumulator per group from a batch of
+``EXAMPLES`` columns, vectorized (``np.bincount``, ``np.maximum.at``; no loop over
+records). :func:`finalize` turns an accumulator into the metric columns of a row.
+None of this looks at time: the caller windows the examples (by the prediction's
+event time) before aggregating them.
+
+Definitions (``e = y_pred - y_true``, ``w`` = the prediction's weight):
+
+* ARRIVED examples count toward ``predictions``; a NaN/inf/null ``y_pred`` (null
+  arrives as NaN) also counts toward ``nan_predictions``. EXPIRED examples count
+  toward ``expired``.
+* LABELED examples count toward ``labeled``; a non-finite ``y_true`` toward
+  ``nan_labels``; finite inputs whose ``e`` or ``e*e`` overflows (``|e| > ~1.3e154``)
+  toward ``nonfinite_errors``; ``label_lag_s < 0`` toward ``negative_lags``; a finite
+  lag goes into the (unweighted) lag sketch. A pair is *scored* when both inputs and
+  ``e*e`` are finite; only scored pairs enter the weighted sums.
+* ``max_abs_error`` is over all scored pairs, whatever their weight.
+* MAPE is over scored pairs with ``y_true != 0`` (others: ``mape_excluded``), as a
+  fraction, not a percentage. RMSLE is over scored pairs with ``y_pred >= 0`` and
+  ``y_true >= 0`` (others: ``rmsle_excluded``). Huber uses ``huber_delta``.
+* ``r2 = 1 - sum_se / SS_tot`` where ``SS_tot`` is the weighted sum of squares of
+  ``y_true`` about its weighted mean (as ``sklearn.metrics.r2_score``). It is kept as
+  a centered moment merged with Chan et al.'s parallel formula, never as
+  ``sum_y2 - sum_y**2 / sum_w``, which cancels catastrophically when ``y_true`` has a
+  large offset. The variance of the squared errors (for the CI) is kept the same way.
+  The exact min and max of ``y_true`` (over pairs with ``w > 0``) are kept too, so
+  constant targets give ``SS_tot = 0`` (r2 NaN) exactly, not a rounding residue.
+* 95 % CI of MSE: normal approximation with the weighted variance of the squared
+  errors and Kish's effective sample size ``n_eff = sum_w**2 / sum_w2``:
+  ``se = sqrt(var_se / (n_eff - 1))``; NaN when ``n_eff <= 1``.
+* Empty means NaN: every ratio whose denominator is zero is NaN, never 0.
+
+Weights are assumed finite and >= 0 (the parser dead-letters anything else).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+import apache_beam as beam
+import numpy as np
+from msewatch.schemas.records import METRICS_FIELDS, ExampleKind
+from msewatch.transforms.sketch import LagSketch
+
+Z_95 = 1.959963984540054
+"""Two-sided 95 % standard normal quantile."""
+
+_NAMES = [f.name for f in METRICS_FIELDS]
+FINALIZED_FIELDS: tuple[str, ...] = tuple(
+    _NAMES[_NAMES.index("predictions") : _NAMES.index("sum_y2") + 1]
+)
+"""The METRICS_FIELDS columns :func:`finalize` returns, in table order."""
+
+_COUNTS = (
+    "predictions",
+    "labeled",
+    "expired",
+    "scored",
+    "nan_predictions",
+    "nan_labels",
+    "nonfinite_errors",
+    "mape_excluded",
+    "rmsle_excluded",
+    "negative_lags",
+)
+_SUMS = (
+    "sum_w",
+    "sum_w2",
+    "sum_se",
+    "sum_se2",
+    "sum_ae",
+    "sum_e",
+    "sum_y",
+    "sum_y2",
+    "sum_ape",
+    "sum_w_ape",
+    "sum_sle",
+    "sum_w_sle",
+    "sum_huber",
+)
+
+
+@dataclasses.dataclass(slots=True)
+class ErrorAccumulator:
+    """Counts and weighted sums of one (window, slice): a mergeable partial metric.
+
+    Weighted sums run over scored pairs. ``(mean_y, m2_y)`` and ``(mean_se, m2_se)``
+    are the weighted mean and weighted sum of squared deviations of ``y_true`` and of
+    ``e**2`` (weights summing to ``sum_w``); ``min_y``/``max_y`` bound ``y_true`` over
+    pairs with ``w > 0``. ``lag`` sketches label lag seconds.
+    """
+
+    predictions: int = 0
+    labeled: int = 0
+    expired: int = 0
+    scored: int = 0
+    nan_predictions: int = 0
+    nan_labels: int = 0
+    nonfinite_errors: int = 0
+    mape_excluded: int = 0
+    rmsle_excluded: int = 0
+    negative_lags: int = 0
+    sum_w: float = 0.0
+    sum_w2: float = 0.0
+    sum_se: float = 0.0
+    sum_se2: float = 0.0
+    sum_ae: float = 0.0
+    sum_e: float = 0.0
+    sum_y: float = 0.0
+    sum_y2: float = 0.0
+    sum_ape: float = 0.0
+    sum_w_ape: float = 0.0
+    sum_sle: float = 0.0
+    sum_w_sle: float = 0.0
+    sum_huber: float = 0.0
+    max_abs_error: float = 0.0  # 0 is the identity of max over |e|; finalize says NaN
+    mean_y: float = 0.0
+    m2_y: float = 0.0
+    mean_se: float = 0.0
+    m2_se: float = 0.0
+    min_y: float = math.inf
+    max_y: float = -math.inf
+    lag: LagSketch = dataclasses.field(default_factory=LagSketch.empty)
+
+    @classmethod
+    def empty(cls) -> ErrorAccumulator:
+        """The accumulator of no examples."""
+        return cls()
+
+    def __getstate__(self) -> tuple:
+        # A bare tuple of values pickles without repeating the field names.
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+    def __setstate__(self, state: tuple) -> None:
+        for f, value in zip(dataclasses.fields(self), state, strict=True):
+            setattr(self, f.name, value)
+
+
+def aggregate_examples(
+    codes: np.ndarray,
+    n_groups: int,
+    kind: np.ndarray,
+    y_pred: np.ndarray,
+    y_true: np.ndarray,
+    weight: np.ndarray,
+    lag_s: np.ndarray,
+    huber_delta: float = 1.0,
+) -> list[ErrorAccumulator]:
+    """Aggregates a batch of examples into one accumulator per group, vectorized.
+
+    Args:
+        codes: Group code of each example, ints in ``[0, n_groups)``.
+        n_groups: Number of groups; a group without examples gets an empty accumulator.
+        kind: ``ExampleKind`` value of each example (int8).
+        y_pred: Predictions, float (null as NaN).
+        y_true: Labels, float (NaN unless LABELED).
+        weight: Sample weights, finite and >= 0.
+        lag_s: Label lag in seconds (NaN unless LABELED).
+        huber_delta: Threshold of the Huber loss, > 0.
+
+    Returns:
+        ``n_groups`` accumulators, index = group code.
+
+    Raises:
+        ValueError: on arrays of different lengths, codes out of range or a
+            non-positive ``huber_delta``.
+    """
+    codes = np.asarray(codes, dtype=np.intp).ravel()
+    kind = np.asarray(kind).ravel()
+    y_pred, y_true, weight, lag_s = (
+        np.asarray(a, dtype=np.float64).ravel() for a in (y_pred, y_true, weight, lag_s)
+    )
+    if len({a.size for a in (codes, kind, y_pred, y_true, weight, lag_s)}) != 1:
+        raise ValueError("codes, kind, y_pred, y_true, weight and lag_s must have one length")
+    if n_groups < 0 or (codes.size and (codes.min() < 0 or codes.max() >= n_groups)):
+        raise ValueError(f"codes must be in [0, n_groups={n_groups})")
+    if not huber_delta > 0:
+        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    n = n_groups
+
+    def count(mask):
+        return np.bincount(codes[mask], minlength=n)
+
+    arrived = kind == ExampleKind.ARRIVED
+    labeled = kind == ExampleKind.LABELED
+    pred_ok = np.isfinite(y_pred)
+    true_ok = np.isfinite(y_true)
+    with np.errstate(all="ignore"):
+        err = y_pred - y_true
+        sq = err * err
+    inputs_ok = labeled & pred_ok & true_ok
+    scored = inputs_ok & np.isfinite(sq)  # e*e finite implies e finite
+    lag_ok = labeled & np.isfinite(lag_s)
+
+    out = {
+        "predictions": count(arrived),
+        "nan_predictions": count(arrived & ~pred_ok),
+        "labeled": count(labeled),
+        "nan_labels": count(labeled & ~true_ok),
+        "nonfinite_errors": count(inputs_ok & ~scored),
+        "negative_lags": count(labeled & (lag_s < 0)),
+        "expired": count(kind == ExampleKind.EXPIRED),
+        "scored": count(scored),
+    }
+
+    c, w, e, se = codes[scored], weight[scored], err[scored], sq[scored]
+    yp, yt = y_pred[scored], y_true[scored]
+    ae = np.abs(e)
+
+    def wsum(x):
+        # A zero weight contributes 0 even where x overflowed (0 * inf would be NaN).
+        return np.bincount(c, weights=np.where(w > 0, w * x, 0.0), minlength=n)
+
+    with np.errstate(all="ignore"):
+        ape_ok = yt != 0
+        ape = np.where(ape_ok, np.abs(e / np.where(ape_ok, yt, 1.0)), 0.0)
+        sle_ok = (yp >= 0) & (yt >= 0)
+        dlog = np.log1p(np.where(sle_ok, yp, 0.0)) - np.log1p(np.where(sle_ok, yt, 0.0))
+        huber = np.where(ae <= huber_delta, 0.5 * se, huber_delta * (ae - 0.5 * huber_delta))
+        sum_w = wsum(1.0)
+        out.update(
+            sum_w=sum_w,
+            sum_w2=wsum(w),  # w * w
+            sum_se=wsum(se),
+            sum_se2=wsum(se * se),
+            sum_ae=wsum(ae),
+            sum_e=wsum(e),
+            sum_y=wsum(yt),
+            sum_y2=wsum(yt * yt),
+            sum_ape=wsum(ape),
+            sum_w_ape=wsum(ape_ok.astype(np.float64)),
+            mape_excluded=np.bincount(c[~ape_ok], minlength=n),
+            sum_sle=wsum(np.where(sle_ok, dlog * dlog, 0.0)),
+            sum_w_sle=wsum(sle_ok.astype(np.float64)),
+            rmsle_excluded=np.bincount(c[~sle_ok], minlength=n),
+            sum_huber=wsum(huber),
+        )
+        # Centered moments, two passes per batch (mean first, then squared deviations).
+        for x, mean, m2 in ((yt, "mean_y", "m2_y"), (se, "mean_se", "m2_se")):
+            out[mean] = np.divide(wsum(x), sum_w, out=np.zeros(n), where=sum_w > 0)
+            dev = x - out[mean][c]
+            out[m2] = wsum(dev * dev)
+    max_ae = np.zeros(n)
+    np.maximum.at(max_ae, c, ae)
+    out["max_abs_error"] = max_ae
+    weighted = w > 0
+    out["min_y"], out["max_y"] = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(out["min_y"], c[weighted], yt[weighted])
+    np.maximum.at(out["max_y"], c[weighted], yt[weighted])
+
+    columns = {name: values.tolist() for name, values in out.items()}
+    columns["lag"] = LagSketch.from_groups(codes[lag_ok], lag_s[lag_ok], n)
+    return [
+        ErrorAccumulator(**dict(zip(columns, row, strict=True)))
+        for row in zip(*columns.values(), strict=True)
+    ]
+
+
+def _merge_moments(sum_w: np.ndarray, means: np.ndarray, m2s: np.ndarray) -> tuple[float, float]:
+    """Chan et al.'s parallel formula for k parts: pooled mean and sum of squares."""
+    total = sum_w.sum()
+    if not total > 0:
+        return 0.0, float(m2s.sum())
+    mean = float((sum_w * means).sum() / total)
+    dev = means - mean
+    return mean, float(m2s.sum() + (sum_w * dev * dev).sum())
+
+
+def merge_accumulators(accs: Iterable[ErrorAccumulator]) -> ErrorAccumulator:
+    """Merges any iterable (list, generator, ...) of accumulators into a new one.
+
+    No input is modified, so merging a list never counts its first element twice
+    (the trap in TFMA's ``mean_regression_error.py``).
+
+    Args:
+        accs: Accumulators of disjoint parts of the data.
+
+    Returns:
+        The accumulator of the union; empty if ``accs`` is empty.
+    """
+    parts = list(iter(accs))
+    if not parts:
+        return ErrorAccumulator.empty()
+    if len(parts) == 1:
+        return dataclasses.replace(parts[0])
+    merged = {name: sum(getattr(a, name) for a in parts) for name in _COUNTS}
+    with np.errstate(all="ignore"):
+        for name in _SUMS:
+            merged[name] = float(np.sum([getattr(a, name) for a in parts]))
+        weights = np.array([a.sum_w for a in parts])
+        for mean, m2 in (("mean_y", "m2_y"), ("mean_se", "m2_se")):
+            merged[mean], merged[m2] = _merge_moments(
+                weights,
+                np.array([getattr(a, mean) for a in parts]),
+                np.array([getattr(a, m2) for a in parts]),
+            )
+    merged["max_abs_error"] = max(a.max_abs_error for a in parts)
+    merged["min_y"] = min(a.min_y for a in parts)
+    merged["max_y"] = max(a.max_y for a in parts)
+    merged["lag"] = LagSketch.merge_all(a.lag for a in parts)
+    return ErrorAccumulator(**merged)
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else math.nan
+
+
+def finalize(acc: ErrorAccumulator) -> dict:
+    """The metric columns of a row (every name in :data:`FINALIZED_FIELDS`).
+
+    Args:
+        acc: The accumulator of one (window, slice, pane).
+
+    Returns:
+        Column name -> Python int or float; NaN where the metric is undefined.
+    """
+    mse = _ratio(acc.sum_se, acc.sum_w)
+    ss_tot = acc.m2_y if acc.min_y < acc.max_y else 0.0  # exactly 0 for constant y_true
+    mse_ci_low = mse_ci_high = math.nan
+    if acc.sum_w > 0 and acc.sum_w2 > 0:
+        n_eff = acc.sum_w * acc.sum_w / acc.sum_w2  # Kish; `*` gives inf, `**` raises
+        if n_eff > 1:
+            var_se = acc.m2_se / acc.sum_w
+            se = math.sqrt(var_se / n_eff * n_eff / (n_eff - 1))
+            mse_ci_low, mse_ci_high = mse - Z_95 * se, mse + Z_95 * se
+    row = {name: getattr(acc, name) for name in _COUNTS}
+    row.update(
+        label_coverage=_ratio(acc.labeled, acc.predictions),
+        mse=mse,
+        rmse=math.sqrt(mse),
+        mae=_ratio(acc.sum_ae, acc.sum_w),
+        mean_error=_ratio(acc.sum_e, acc.sum_w),
+        max_abs_error=acc.max_abs_error if acc.scored else math.nan,
+        r2=1.0 - acc.sum_se / ss_tot if ss_tot > 0 else math.nan,
+        mape=_ratio(acc.sum_ape, acc.sum_w_ape),
+        rmsle=math.sqrt(_ratio(acc.sum_sle, acc.sum_w_sle)),
+        huber=_ratio(acc.sum_huber, acc.sum_w),
+        mse_ci_low=mse_ci_low,
+        mse_ci_high=mse_ci_high,
+        rmse_ci_low=math.nan if math.isnan(mse_ci_low) else math.sqrt(max(mse_ci_low, 0.0)),
+        rmse_ci_high=math.sqrt(mse_ci_high),
+        label_lag_p50_s=acc.lag.quantile(0.5),
+        label_lag_p90_s=acc.lag.quantile(0.9),
+        label_lag_p99_s=acc.lag.quantile(0.99),
+        label_lag_max_s=acc.lag.max,
+    )
+    row.update({name: float(getattr(acc, name)) for name in _SUMS if name in FINALIZED_FIELDS})
+    return {name: row[name] for name in FINALIZED_FIELDS}
+
+
+class MetricsCombineFn(beam.CombineFn):
+    """Merges pre-aggregated :class:`ErrorAccumulator` partials of one key.
+
+    Inputs are accumulators (from :func:`aggregate_examples` upstream), so adding an
+    input is a merge. The output is the merged accumulator, not a row: the row is
+    formatted downstream, where the window and pane are known. Timestamps, windows,
+    triggers and lateness are the caller's; this fn is time-agnostic.
+    """
+
+    def create_accumulator(self, *args, **kwargs) -> ErrorAccumulator:
+        return ErrorAccumulator.empty()
+
+    def add_input(self, mutable_accumulator, element, *args, **kwargs):
+        return merge_accumulators((mutable_accumulator, element))
+
+    def add_inputs(self, mutable_accumulator, elements, *args, **kwargs):
+        return merge_accumulators([mutable_accumulator, *elements])
+
+    def merge_accumulators(self, accumulators, *args, **kwargs):
+        return merge_accumulators(accumulators)
+
+    def extract_output(self, accumulator, *args, **kwargs):
+        return accumulator
