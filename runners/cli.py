@@ -38,7 +38,9 @@ def parse_duration_seconds(text: str) -> float:
 def _whole_seconds(text: str) -> int:
     seconds = parse_duration_seconds(text)
     if seconds != int(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"duration {text!r} must be a positive whole number of seconds")
+        raise argparse.ArgumentTypeError(
+            f"duration {text!r} must be a positive whole number of seconds"
+        )
     return int(seconds)
 
 
@@ -63,9 +65,7 @@ def _add_generate(sub) -> None:
         choices=("jsonl", "parquet"),
         help="file formats to write (repeatable; default jsonl)",
     )
-    p.add_argument(
-        "--no-malformed", action="store_true", help="leave out the malformed lines"
-    )
+    p.add_argument("--no-malformed", action="store_true", help="leave out the malformed lines")
 
 
 def _add_run(sub) -> None:
@@ -91,17 +91,13 @@ def _add_run(sub) -> None:
     p.add_argument("--max-slice-values", type=int, default=100, help="per-key cap (100)")
     p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
     p.add_argument("--shards", type=int, default=16, help="join shards (16)")
-    p.add_argument(
-        "--early-firing", type=_whole_seconds, default=60, help="EARLY pane delay (60s)"
-    )
+    p.add_argument("--early-firing", type=_whole_seconds, default=60, help="EARLY pane delay (60s)")
     p.add_argument(
         "--streaming-replay",
         action="store_true",
         help="replay the files in arrival order through the streaming DirectRunner",
     )
-    p.add_argument(
-        "--replay-chunk-rows", type=int, default=50_000, help="records per replay step"
-    )
+    p.add_argument("--replay-chunk-rows", type=int, default=50_000, help="records per replay step")
     p.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner)")
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
 

@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-
 from msewatch.transforms.replay import DEAD_LETTER, LABELS, PREDICTIONS, ReplayEvent
 from msewatch.transforms.windowing import WindowConfig
 

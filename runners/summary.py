@@ -81,7 +81,9 @@ def latest_complete(output_dir: str):
     """Rows of the latest complete window per slice (latest pane), as tuples."""
     with duckdb.connect() as con:
         try:
-            return con.execute(LATEST_COMPLETE_SQL, [_parquet(output_dir, "metrics", True)]).fetchall()
+            return con.execute(
+                LATEST_COMPLETE_SQL, [_parquet(output_dir, "metrics", True)]
+            ).fetchall()
         except duckdb.IOException:
             return []
 
@@ -118,5 +120,7 @@ def render(output_dir: str, outcomes) -> str:
                 f"{_fmt(cov, '8.1%')}  {lag:>10}  {n:>6}"
             )
     lines.append("")
-    lines.append(f"Tables: {output_dir}/metrics, {output_dir}/dead_letter; {output_dir}/summary.json")
+    lines.append(
+        f"Tables: {output_dir}/metrics, {output_dir}/dead_letter; {output_dir}/summary.json"
+    )
     return "\n".join(lines)

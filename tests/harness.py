@@ -64,8 +64,18 @@ def labels(rows: list[dict]) -> pa.Table:
     )
 
 
-def make_config(output, bounded, *, ttl_ms=3 * H, orphan_ms=H, window_s=3600, every_s=None,
-                slices=(), shards=4, early_s=60):
+def make_config(
+    output,
+    bounded,
+    *,
+    ttl_ms=3 * H,
+    orphan_ms=H,
+    window_s=3600,
+    every_s=None,
+    slices=(),
+    shards=4,
+    early_s=60,
+):
     sl = SliceConfig.parse(list(slices))
     window = WindowConfig(
         window_seconds=window_s,
@@ -74,8 +84,12 @@ def make_config(output, bounded, *, ttl_ms=3 * H, orphan_ms=H, window_s=3600, ev
         early_firing_seconds=early_s,
     )
     return MonitorConfig(
-        join=JoinConfig(label_ttl_ms=ttl_ms, orphan_ttl_ms=orphan_ms,
-                        segment_keys=sl.segment_keys, shards=shards),
+        join=JoinConfig(
+            label_ttl_ms=ttl_ms,
+            orphan_ttl_ms=orphan_ms,
+            segment_keys=sl.segment_keys,
+            shards=shards,
+        ),
         metrics=MetricsConfig(window=window, slices=sl, clock=fixed_clock),
         output=str(output),
         bounded=bounded,

@@ -66,8 +66,9 @@ def test_streaming_label_first_then_prediction_joins():
         state, predictions([]), labels([{"id": "a", "t": 100, "y": 2.0}]), CFG
     )
     assert ex.num_rows == 0 and state.labels.num_rows == 1
-    state, ex, counts = jk.step(state, predictions([{"id": "a", "t": 50, "y": 1.0}]),
-                                labels([]), CFG)
+    state, ex, counts = jk.step(
+        state, predictions([{"id": "a", "t": 50, "y": 1.0}]), labels([]), CFG
+    )
     assert counts["label_joined"] == 1 and kinds(ex) == {0: 1, 1: 1}
     assert state.preds.num_rows == 0 and state.labels.num_rows == 0
     assert state.tombs.num_rows == 1  # remembered for duplicate detection
@@ -75,8 +76,12 @@ def test_streaming_label_first_then_prediction_joins():
 
 def test_streaming_expiry_and_orphan_deadlines():
     state = jk.ShardState.empty(CFG)
-    state, _, _ = jk.step(state, predictions([{"id": "a", "t": 0, "y": 1.0}]),
-                          labels([{"id": "b", "t": 0, "y": 1.0}]), CFG)
+    state, _, _ = jk.step(
+        state,
+        predictions([{"id": "a", "t": 0, "y": 1.0}]),
+        labels([{"id": "b", "t": 0, "y": 1.0}]),
+        CFG,
+    )
     # earliest deadline: the orphan at 0 + 1 h + 1 ms
     assert jk.next_deadline_ms(state, CFG) == H + 1
     state, ex, counts = jk.expire(state, H + 1, CFG)
@@ -87,11 +92,13 @@ def test_streaming_expiry_and_orphan_deadlines():
     state, ex, counts = jk.expire(state, 3 * H + 1, CFG)
     assert counts["prediction_expired"] == 1 and kinds(ex) == {ExampleKind.EXPIRED: 1}
     # a label arriving after expiry is late, a second one a duplicate
-    state, _, counts = jk.step(state, predictions([]), labels([{"id": "a", "t": 4 * H, "y": 0}]),
-                               CFG)
+    state, _, counts = jk.step(
+        state, predictions([]), labels([{"id": "a", "t": 4 * H, "y": 0}]), CFG
+    )
     assert counts["label_late"] == 1
-    state, _, counts = jk.step(state, predictions([]), labels([{"id": "a", "t": 5 * H, "y": 0}]),
-                               CFG)
+    state, _, counts = jk.step(
+        state, predictions([]), labels([{"id": "a", "t": 5 * H, "y": 0}]), CFG
+    )
     assert counts["label_duplicate"] == 1
     state, _, _ = jk.expire(state, 10 * H, CFG)  # tombstones forgotten after 2 x ttl
     assert state.size == 0 and jk.next_deadline_ms(state, CFG) is None
@@ -108,8 +115,11 @@ def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int):
     p_order = np.lexsort([preds.column("position").to_numpy(), preds.column("event_time_ms")])
     l_order = np.lexsort([labs.column("position").to_numpy(), labs.column("label_time_ms")])
     preds, labs = preds.take(p_order), labs.take(l_order)
-    times = np.sort(np.concatenate([preds.column("event_time_ms").to_numpy(),
-                                    labs.column("label_time_ms").to_numpy()]))
+    times = np.sort(
+        np.concatenate(
+            [preds.column("event_time_ms").to_numpy(), labs.column("label_time_ms").to_numpy()]
+        )
+    )
     state = jk.ShardState.empty(CFG)
     total = dict.fromkeys(jk.OUTCOMES, 0)
     cuts = list(times[::batch]) + [times[-1] + 1 if len(times) else 0]
@@ -146,11 +156,14 @@ def test_conservation_and_streaming_equals_bounded(pred_recs, label_recs, batch)
     streamed = _run_streaming(preds, labs, batch)
     for counts in (bounded, streamed):
         assert preds.num_rows == (
-            counts["prediction_joined"] + counts["prediction_expired"]
+            counts["prediction_joined"]
+            + counts["prediction_expired"]
             + counts["prediction_duplicate"]
         )
         assert labs.num_rows == (
-            counts["label_joined"] + counts["label_late"] + counts["label_orphan"]
+            counts["label_joined"]
+            + counts["label_late"]
+            + counts["label_orphan"]
             + counts["label_duplicate"]
         )
     # Equal whenever no label precedes its prediction by more than orphan_ttl (the one
@@ -158,8 +171,7 @@ def test_conservation_and_streaming_equals_bounded(pred_recs, label_recs, batch)
     first_pred = {}
     for i, t in sorted(pred_recs, key=lambda r: r[1]):
         first_pred.setdefault(i, t)
-    skewed = any(i in first_pred and first_pred[i] - t > CFG.orphan_ttl_ms
-                 for i, t in label_recs)
+    skewed = any(i in first_pred and first_pred[i] - t > CFG.orphan_ttl_ms for i, t in label_recs)
     if not skewed:
         assert streamed == bounded
 

@@ -65,7 +65,11 @@ def test_prediction_without_label_expires_at_ttl_in_a_late_pane(tmp_path):
     # not complete before expiry: the ON_TIME pane still waits for the label
     assert not w0[w0["pane_timing"] == "ON_TIME"]["complete"].any()
     assert outcomes["prediction"] == {
-        "input": 1, "joined": 0, "expired": 1, "duplicate": 0, "invalid": 0
+        "input": 1,
+        "joined": 0,
+        "expired": 1,
+        "duplicate": 0,
+        "invalid": 0,
     }
 
 
@@ -129,20 +133,41 @@ def test_bounded_and_replay_agree_on_complete_rows(tmp_path):
     lag = rng.lognormal(np_log(1800), 1.0, n).astype(int)
     keep = rng.random(n) < 0.85
     preds = predictions(
-        [{"id": f"p{i}", "t": int(t[i]), "y": float(rng.normal()), "mv": f"v{i % 2}",
-          "region": ["eu", "us", "apac"][i % 3]} for i in range(n)],
+        [
+            {
+                "id": f"p{i}",
+                "t": int(t[i]),
+                "y": float(rng.normal()),
+                "mv": f"v{i % 2}",
+                "region": ["eu", "us", "apac"][i % 3],
+            }
+            for i in range(n)
+        ],
         segment_keys=("region",),
     )
     labs = labels(
-        [{"id": f"p{i}", "t": int(t[i] + lag[i]), "y": float(rng.normal())}
-         for i in range(n) if keep[i]]
+        [
+            {"id": f"p{i}", "t": int(t[i] + lag[i]), "y": float(rng.normal())}
+            for i in range(n)
+            if keep[i]
+        ]
     )
     cfg = {"ttl_ms": TTL, "slices": ("region",)}
     bounded, b_out = run_bounded(preds, labs, tmp_path / "b", **cfg)
     replay, r_out = run_replay(preds, labs, tmp_path / "r", chunk_rows=37, **cfg)
     assert b_out == r_out
-    cols = ["window_start", "slice", "predictions", "labeled", "expired", "scored",
-            "mse", "mae", "r2", "label_lag_max_s"]
+    cols = [
+        "window_start",
+        "slice",
+        "predictions",
+        "labeled",
+        "expired",
+        "scored",
+        "mse",
+        "mae",
+        "r2",
+        "label_lag_max_s",
+    ]
     b = latest(bounded)[cols]
     r = latest(replay)
     assert r["complete"].all()

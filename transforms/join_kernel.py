@@ -149,9 +149,7 @@ def _first_mask(ids: pa.Array) -> np.ndarray:
     return mask
 
 
-def _examples(
-    config: JoinConfig, kind: int, preds: pa.Table, y_true=None, lag_s=None
-) -> pa.Table:
+def _examples(config: JoinConfig, kind: int, preds: pa.Table, y_true=None, lag_s=None) -> pa.Table:
     n = preds.num_rows
     nan = np.full(n, np.nan)
     cols = {
@@ -202,9 +200,11 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
     idx = pc.index_in(cands.column("prediction_id"), value_set=winners.column("prediction_id"))
     found = pc.is_valid(idx).to_numpy(zero_copy_only=False)
     pidx = idx.fill_null(0).to_numpy(zero_copy_only=False)
-    lag_ms = cands.column("label_time_ms").to_numpy() - winners.column("event_time_ms").to_numpy()[
-        pidx
-    ] if winners.num_rows else np.zeros(cands.num_rows, dtype=np.int64)
+    lag_ms = (
+        cands.column("label_time_ms").to_numpy() - winners.column("event_time_ms").to_numpy()[pidx]
+        if winners.num_rows
+        else np.zeros(cands.num_rows, dtype=np.int64)
+    )
     joined = found & (lag_ms <= config.label_ttl_ms)
     late = found & ~joined
 
@@ -362,12 +362,8 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
     Returns:
         ``(state, examples, counts)``.
     """
-    p_due = (
-        state.preds.column("event_time_ms").to_numpy() + config.label_ttl_ms + 1 <= now_ms
-    )
-    l_due = (
-        state.labels.column("label_time_ms").to_numpy() + config.orphan_ttl_ms + 1 <= now_ms
-    )
+    p_due = state.preds.column("event_time_ms").to_numpy() + config.label_ttl_ms + 1 <= now_ms
+    l_due = state.labels.column("label_time_ms").to_numpy() + config.orphan_ttl_ms + 1 <= now_ms
     gone = state.preds.filter(p_due)
     expired_ex = _examples(config, ExampleKind.EXPIRED, gone.drop_columns(["label_seen"]))
     new_tombs = pa.table(
@@ -393,7 +389,9 @@ def next_deadline_ms(state: ShardState, config: JoinConfig) -> int | None:
     """Earliest event time at which :func:`expire` has something to do, or None."""
     candidates = []
     if state.preds.num_rows:
-        candidates.append(pc.min(state.preds.column("event_time_ms")).as_py() + config.label_ttl_ms + 1)
+        candidates.append(
+            pc.min(state.preds.column("event_time_ms")).as_py() + config.label_ttl_ms + 1
+        )
     if state.labels.num_rows:
         candidates.append(
             pc.min(state.labels.column("label_time_ms")).as_py() + config.orphan_ttl_ms + 1

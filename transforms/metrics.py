@@ -113,9 +113,7 @@ class _FormatRow(beam.DoFn):
     def __init__(self, clock):
         self._clock = clock
 
-    def process(
-        self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
-    ):
+    def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         slice_name, acc = element
         row = {
             "window_start": win.start.to_utc_datetime(has_tz=True),

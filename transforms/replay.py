@@ -108,4 +108,8 @@ class ReplaySpool(beam.PTransform):
                 LABELS, DEAD_LETTER, main=PREDICTIONS
             )
         )
-        return {PREDICTIONS: outs[PREDICTIONS], LABELS: outs[LABELS], DEAD_LETTER: outs[DEAD_LETTER]}
+        return {
+            PREDICTIONS: outs[PREDICTIONS],
+            LABELS: outs[LABELS],
+            DEAD_LETTER: outs[DEAD_LETTER],
+        }
