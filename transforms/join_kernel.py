@@ -16,6 +16,8 @@ Streaming rules (:func:`step` and :func:`expire`):
 
 * The first prediction to arrive for an id wins; a prediction whose id is pending or
   was resolved less than ``2 * label_ttl`` ago (a tombstone) is a duplicate.
+* An orphaned label's id is also remembered for ``2 * label_ttl``, so that a repeat
+  of that label is a duplicate, as in a bounded run.
 * A prediction expires when the watermark passes ``event_time + label_ttl``: its
   timer is set at ``event_time + label_ttl + 1 ms`` so that a label with a lag of
   exactly ``label_ttl`` (which may arrive while the watermark equals its timestamp)
@@ -63,6 +65,7 @@ _TOMBS = pa.schema(
         ("prediction_id", pa.string()),
         ("label_seen", pa.bool_()),
         ("forget_at_ms", pa.int64()),
+        ("is_prediction", pa.bool_()),  # False: an orphaned label's id
     ]
 )
 
@@ -107,8 +110,8 @@ class ShardState:
     Attributes:
         preds: pending predictions (prediction schema + ``label_seen``), unresolved.
         labels: labels waiting for their prediction (LABELS schema).
-        tombs: resolved prediction ids, kept for duplicate detection until
-            ``forget_at_ms``.
+        tombs: ids of resolved predictions and of orphaned labels, kept for
+            duplicate detection until ``forget_at_ms``.
     """
 
     preds: pa.Table
@@ -259,7 +262,8 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     # 1. Predictions: first arrival wins; ids already pending or tombstoned are duplicates.
     pfirst = _first_mask(preds.column("prediction_id"))
     pids = preds.column("prediction_id")
-    known = _is_in(pids, state.preds) | _is_in(pids, state.tombs)
+    pred_tombs = state.tombs.filter(state.tombs.column("is_prediction"))
+    known = _is_in(pids, state.preds) | _is_in(pids, pred_tombs)
     fresh = preds.filter(pfirst & ~known)
     counts = _counts(prediction_duplicate=preds.num_rows - fresh.num_rows)
     arrived = _examples(config, ExampleKind.ARRIVED, fresh)
@@ -340,6 +344,7 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
             "label_seen": np.ones(joined_preds.num_rows, dtype=bool),
             "forget_at_ms": joined_preds.column("event_time_ms").to_numpy()
             + 2 * config.label_ttl_ms,
+            "is_prediction": np.ones(joined_preds.num_rows, dtype=bool),
         },
         schema=_TOMBS,
     )
@@ -371,10 +376,21 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
             "prediction_id": gone.column("prediction_id"),
             "label_seen": gone.column("label_seen"),
             "forget_at_ms": gone.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
+            "is_prediction": np.ones(gone.num_rows, dtype=bool),
         },
         schema=_TOMBS,
     )
-    tombs = _concat([state.tombs, new_tombs], _TOMBS)
+    orphans = state.labels.filter(l_due)
+    orphan_tombs = pa.table(
+        {
+            "prediction_id": orphans.column("prediction_id"),
+            "label_seen": np.ones(orphans.num_rows, dtype=bool),
+            "forget_at_ms": orphans.column("label_time_ms").to_numpy() + 2 * config.label_ttl_ms,
+            "is_prediction": np.zeros(orphans.num_rows, dtype=bool),
+        },
+        schema=_TOMBS,
+    )
+    tombs = _concat([state.tombs, new_tombs, orphan_tombs], _TOMBS)
     keep_tombs = tombs.column("forget_at_ms").to_numpy() > now_ms
     counts = _counts(prediction_expired=p_due.sum(), label_orphan=l_due.sum())
     state = ShardState(
