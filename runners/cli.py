@@ -129,7 +129,13 @@ def _generate(args) -> int:
         malformed=not args.no_malformed,
         formats=tuple(args.format or ("jsonl",)),
     )
-    print(f"wrote sample to {args.out}: {stats}")
+    facts = stats.to_dict()
+    print(
+        f"wrote {args.out}: {facts['predictions']} predictions "
+        f"(+{facts['duplicate_predictions']} duplicates, {facts['nan_predictions']} NaN), "
+        f"{facts['labels']} labels ({facts['labels_never_sent']} never sent, "
+        f"{facts['labels_past_ttl']} past the 7d TTL), drift in {facts['drift_segment']}"
+    )
     return 0
 
 
