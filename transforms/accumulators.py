@@ -359,22 +359,38 @@ class MetricsCombineFn(beam.CombineFn):
     """Merges pre-aggregated :class:`ErrorAccumulator` partials of one key.
 
     Inputs are accumulators (from :func:`aggregate_examples` upstream), so adding an
-    input is a merge. The output is the merged accumulator, not a row: the row is
-    formatted downstream, where the window and pane are known. Timestamps, windows,
-    triggers and lateness are the caller's; this fn is time-agnostic.
+    input is a merge. The Beam accumulator is a *list* of partials, merged in one
+    vectorized :func:`merge_accumulators` pass when it grows past ``compact_at``, when
+    Beam compacts it before a shuffle, and at extraction: adding a partial is an
+    append, not a Python-level merge per element. The output is the merged
+    accumulator, not a row: the row is formatted downstream, where the window and
+    pane are known. Timestamps, windows, triggers and lateness are the caller's.
     """
 
-    def create_accumulator(self, *args, **kwargs) -> ErrorAccumulator:
-        return ErrorAccumulator.empty()
+    compact_at = 256
+
+    def _bounded(self, parts: list) -> list:
+        return [merge_accumulators(parts)] if len(parts) >= self.compact_at else parts
+
+    def create_accumulator(self, *args, **kwargs) -> list:
+        return []
 
     def add_input(self, mutable_accumulator, element, *args, **kwargs):
-        return merge_accumulators((mutable_accumulator, element))
+        mutable_accumulator.append(element)
+        return self._bounded(mutable_accumulator)
 
     def add_inputs(self, mutable_accumulator, elements, *args, **kwargs):
-        return merge_accumulators([mutable_accumulator, *elements])
+        mutable_accumulator.extend(elements)
+        return self._bounded(mutable_accumulator)
 
     def merge_accumulators(self, accumulators, *args, **kwargs):
-        return merge_accumulators(accumulators)
+        parts: list = []
+        for acc in accumulators:  # iterables are consumed once
+            parts.extend(acc)
+        return self._bounded(parts)
+
+    def compact(self, accumulator, *args, **kwargs):
+        return [merge_accumulators(accumulator)] if len(accumulator) > 1 else accumulator
 
     def extract_output(self, accumulator, *args, **kwargs):
-        return accumulator
+        return merge_accumulators(accumulator)
