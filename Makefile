@@ -21,8 +21,7 @@ demo: $(BIN)/msewatch
 	$(BIN)/msewatch run --predictions '$(SAMPLE)/predictions.jsonl' \
 	  --labels '$(SAMPLE)/labels.jsonl' --output $(OUT) \
 	  --slice region --slice model_version,region
-	@if $(BIN)/msewatch report --help >/dev/null 2>&1; then \
-	  $(BIN)/msewatch report $(OUT) --out $(OUT)/report.html && echo "Report: $(OUT)/report.html"; fi
+	$(BIN)/msewatch report $(OUT) --out $(OUT)/report.html
 
 test: $(BIN)/msewatch
 	$(BIN)/ruff check .

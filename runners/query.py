@@ -1,0 +1,218 @@
+"""query the output tables: named queries or SQL, with DuckDB over the Parquet files
+
+This is ``msewatch query``.
+
+Reads the layout ``msewatch run --output OUTPUT`` writes:
+
+* ``OUTPUT/metrics/window_date=YYYY-MM-DD/*.parquet``: the ``metrics`` table, one row
+  per (window, slice, pane). Required.
+* ``OUTPUT/dead_letter/*.parquet`` (or one Hive partition level below): the ``dead_letter``
+  table. May be absent: the view is then empty, with the same columns.
+
+Registers the views ``metrics``, ``dead_letter`` (exactly the columns of
+``METRICS_FIELDS`` / ``DEAD_LETTER_FIELDS``) and ``metrics_latest`` (latest pane per
+window and slice), then runs a named query from :mod:`msewatch.schemas.queries` or
+the user's SQL. The session time zone is UTC, so timestamps print in UTC.
+
+User mistakes (missing folder, unknown query name, bad SQL) raise :class:`QueryError`
+from :func:`query`; :func:`run` prints them as one line on stderr and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from msewatch.schemas import queries, records
+
+FORMATS = ("table", "csv", "json")
+DEFAULT_SLICE = "overall"
+EXIT_USAGE = 2
+METRICS_PATTERNS = ("metrics/window_date=*/*.parquet",)
+DEAD_LETTER_PATTERNS = ("dead_letter/*.parquet", "dead_letter/*=*/*.parquet")
+
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "large_string": "VARCHAR",
+    "int64": "BIGINT",
+    "double": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+}
+
+
+class QueryError(Exception):
+    """A user mistake: the message says what was wrong and what to do."""
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _parquet_source(patterns: list[Path], fields) -> str:
+    # can_have_nan: Parquet min/max statistics leave NaN out, and DuckDB by default
+    # trusts them, so `isnan(rmse)` or `rmse > x` would skip the NaN (empty) metrics.
+    columns = ", ".join(f'"{f.name}"' for f in fields)
+    paths = ", ".join(_sql_string(str(p)) for p in patterns)
+    return (
+        f"SELECT {columns} FROM read_parquet([{paths}], "
+        "union_by_name = true, hive_partitioning = false, can_have_nan = true)"
+    )
+
+
+def _empty_source(fields) -> str:
+    columns = ", ".join(
+        f'CAST(NULL AS {_DUCKDB_TYPES[str(f.arrow_type)]}) AS "{f.name}"' for f in fields
+    )
+    return f"SELECT {columns} WHERE false"
+
+
+def _existing(out: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """The patterns (made absolute) that match at least one file under ``out``."""
+    return [out.resolve() / p for p in patterns if any(out.glob(p))]
+
+
+def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
+    """Opens an in-memory DuckDB with the output tables registered as views.
+
+    Args:
+        output_dir: the ``--output`` folder of ``msewatch run``.
+
+    Returns:
+        A connection with views ``metrics``, ``metrics_latest`` and ``dead_letter``.
+
+    Raises:
+        QueryError: the folder does not exist, holds no metrics Parquet files, or a
+            file cannot be read as the table it should be.
+    """
+    out = Path(output_dir)
+    if not out.is_dir():
+        raise QueryError(f"output folder {out} does not exist; pass the --output of `msewatch run`")
+    metrics = _existing(out, METRICS_PATTERNS)
+    if not metrics:
+        raise QueryError(
+            f"no metrics table in {out}: no files match metrics/window_date=*/*.parquet; "
+            "pass the --output folder of a finished `msewatch run`"
+        )
+    dead = _existing(out, DEAD_LETTER_PATTERNS)
+    dead_source = (
+        _parquet_source(dead, records.DEAD_LETTER_FIELDS)
+        if dead
+        else _empty_source(records.DEAD_LETTER_FIELDS)
+    )
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"CREATE VIEW metrics AS {_parquet_source(metrics, records.METRICS_FIELDS)}")
+        con.execute(f"CREATE VIEW dead_letter AS {dead_source}")
+        for view in queries.VIEW_NAMES:
+            con.execute(f"CREATE VIEW {view} AS {queries.load_query('duckdb', view)}")
+    except duckdb.Error as error:  # a damaged file or a column missing from the files
+        con.close()
+        raise QueryError(f"cannot read the tables in {out}: {_one_line(error)}") from None
+    return con
+
+
+def _one_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def query(
+    output_dir: str | Path,
+    name: str | None = None,
+    sql: str | None = None,
+    *,
+    limit: int | None = None,
+    **params: str,
+) -> pd.DataFrame:
+    """Runs a named query or SQL over the output tables.
+
+    Args:
+        output_dir: the ``--output`` folder of ``msewatch run``.
+        name: a named query (:data:`msewatch.schemas.queries.QUERY_NAMES`).
+        sql: DuckDB SQL over ``metrics``, ``metrics_latest`` and ``dead_letter``;
+            exactly one of ``name`` and ``sql`` is given.
+        limit: keep at most this many rows (in the query's order).
+        **params: values of the query's ``$name`` parameters, e.g. ``slice="region=eu"``.
+            ``slice`` defaults to ``"overall"``; parameters the SQL does not use are
+            ignored.
+
+    Returns:
+        The result; timestamps are timezone-aware UTC, empty metrics are NaN.
+
+    Raises:
+        QueryError: a user mistake (see :func:`connect`), an unknown name, both or
+            neither of ``name`` and ``sql``, or SQL that DuckDB rejects.
+    """
+    if (name is None) == (sql is None):
+        raise QueryError(
+            "give a query name or --sql (not both); named queries: "
+            + ", ".join(queries.QUERY_NAMES)
+        )
+    if name is not None:
+        if name not in queries.QUERY_NAMES:
+            raise QueryError(
+                f"unknown query {name!r}; choose one of {', '.join(queries.QUERY_NAMES)} or --sql"
+            )
+        sql = queries.load_query("duckdb", name)
+    if limit is not None and limit < 0:
+        raise QueryError(f"--limit must be >= 0, got {limit}")
+    values = {"slice": DEFAULT_SLICE, **{k: v for k, v in params.items() if v is not None}}
+    used = queries.query_params("duckdb", sql)
+    con = connect(output_dir)
+    try:
+        relation = con.sql(sql, params={k: values[k] for k in used if k in values} or None)
+        if relation is None:
+            return pd.DataFrame()
+        if limit is not None:
+            relation = relation.limit(limit)
+        return relation.df()
+    except duckdb.Error as error:
+        raise QueryError(_one_line(error)) from None
+    finally:
+        con.close()
+
+
+def format_frame(frame: pd.DataFrame, fmt: str) -> str:
+    """Renders a result as an aligned text table, CSV, or a JSON array of objects."""
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return frame.to_json(orient="records", date_format="iso", date_unit="s", indent=1) + "\n"
+    if frame.empty:
+        return ("  ".join(map(str, frame.columns)) + "\n(0 rows)\n") if len(frame.columns) else ""
+    return frame.to_string(index=False) + f"\n({len(frame)} rows)\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``msewatch query`` arguments to ``parser``."""
+    names = "; ".join(f"{n}: {d}" for n, d in queries.QUERY_DESCRIPTIONS.items())
+    parser.add_argument("output", metavar="OUTPUT", help="the --output folder of `msewatch run`")
+    parser.add_argument("name", metavar="NAME", nargs="?", help=f"a named query ({names})")
+    parser.add_argument(
+        "--sql",
+        help="DuckDB SQL over the views metrics, metrics_latest and dead_letter, instead of NAME",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    parser.add_argument(
+        "--slice",
+        default=DEFAULT_SLICE,
+        help="slice for trend and coverage (and $slice in --sql), e.g. region=eu",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="print at most N rows")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``msewatch query``; returns the exit code (0, or 2 on a user mistake)."""
+    try:
+        frame = query(args.output, args.name, args.sql, limit=args.limit, slice=args.slice)
+    except QueryError as error:
+        print(f"msewatch query: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(format_frame(frame, args.format))
+    return 0

@@ -1,0 +1,103 @@
+"""The named queries over the output tables, in DuckDB and BigQuery SQL.
+
+The SQL lives in ``schemas/queries/<dialect>/<name>.sql`` (a ``-`` in a query name is
+``_`` in its file name) so that a BigQuery user and a DuckDB user read the same
+answers from the same text, and so that the files can be pasted into a console.
+
+Tables and views the queries read:
+
+* ``metrics`` and ``dead_letter``: the output tables, columns exactly
+  ``METRICS_FIELDS`` and ``DEAD_LETTER_FIELDS`` (see :mod:`msewatch.schemas.records`).
+* ``metrics_latest``: a view, itself a query here (:data:`VIEW_NAMES`): the latest pane
+  (highest ``pane_index``) per ``(window_start, window_end, slice)``.
+
+Dialect differences:
+
+* DuckDB files name tables bare (``metrics``); the runner registers them as views over
+  the Parquet files. Query parameters are ``$name``.
+* BigQuery files name tables as ``{dataset}.metrics`` inside backquotes; pass
+  ``dataset="project.dataset"`` to :func:`load_query` to fill it in. Query parameters
+  are ``@name`` (BigQuery named query parameters, type STRING).
+
+All times are UTC.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+
+DIALECTS: tuple[str, ...] = ("duckdb", "bigquery")
+
+QUERY_NAMES: tuple[str, ...] = ("latest", "worst", "trend", "coverage", "dead-letter")
+"""Named queries a user runs (``msewatch query OUTPUT NAME``)."""
+
+VIEW_NAMES: tuple[str, ...] = ("metrics_latest",)
+"""Views the named queries read; each is stored as the view's SELECT statement."""
+
+QUERY_PARAMS: dict[str, tuple[str, ...]] = {"trend": ("slice",), "coverage": ("slice",)}
+"""Parameters each named query takes (every parameter is a string)."""
+
+QUERY_DESCRIPTIONS: dict[str, str] = {
+    "latest": "latest pane per window and slice, newest windows first",
+    "worst": "slices ranked by RMSE over the last day of complete windows, with CI and coverage",
+    "trend": "RMSE per window for one slice (--slice), oldest first",
+    "coverage": "label coverage and label-lag percentiles per window for one slice (--slice)",
+    "dead-letter": "rejected records counted by source and reason, with an example",
+}
+
+DATASET_PLACEHOLDER = "{dataset}"
+_DATASET_RE = re.compile(r"^([A-Za-z0-9_.:-]+\.)?[A-Za-z0-9_]+$")
+
+
+def query_file_name(name: str) -> str:
+    """File name (without folder) of query or view ``name``."""
+    return name.replace("-", "_") + ".sql"
+
+
+def load_query(dialect: str, name: str, *, dataset: str | None = None) -> str:
+    """Returns the SQL text of a named query or view.
+
+    Args:
+        dialect: ``"duckdb"`` or ``"bigquery"``.
+        name: one of :data:`QUERY_NAMES` or :data:`VIEW_NAMES`.
+        dataset: BigQuery only: ``"project.dataset"`` (or ``"dataset"``) that replaces
+            the ``{dataset}`` placeholder. Left in place when ``None``.
+
+    Returns:
+        The SQL, comments included, with no trailing semicolon.
+
+    Raises:
+        ValueError: the dialect or name is unknown, or ``dataset`` is given for DuckDB
+            or is not a valid BigQuery dataset reference.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    if name not in QUERY_NAMES and name not in VIEW_NAMES:
+        raise ValueError(
+            f"unknown query {name!r}; choose one of {', '.join(QUERY_NAMES + VIEW_NAMES)}"
+        )
+    resource = importlib.resources.files(__package__).joinpath(
+        "queries", dialect, query_file_name(name)
+    )
+    sql = resource.read_text(encoding="utf-8").strip().rstrip(";")
+    if dataset is not None:
+        if dialect != "bigquery":
+            raise ValueError("dataset applies to BigQuery SQL only")
+        if not _DATASET_RE.match(dataset):
+            raise ValueError(
+                f"bad BigQuery dataset {dataset!r}; expected project.dataset or dataset"
+            )
+        sql = sql.replace(DATASET_PLACEHOLDER, dataset)
+    return sql
+
+
+def query_params(dialect: str, sql: str) -> tuple[str, ...]:
+    """Names of the query parameters (``$name`` / ``@name``) that ``sql`` uses, in order.
+
+    Comments are skipped; a marker inside a string literal is not told apart.
+    """
+    marker = "$" if dialect == "duckdb" else "@"
+    text = re.sub(r"--[^\n]*", "", sql)
+    found = re.findall(re.escape(marker) + r"([A-Za-z_][A-Za-z0-9_]*)", text)
+    return tuple(dict.fromkeys(found))

@@ -1,0 +1,19 @@
+-- trend: RMSE per window for one slice (query parameter @slice), oldest window first.
+SELECT
+    window_start,
+    window_end,
+    predictions,
+    scored,
+    label_coverage,
+    rmse,
+    rmse_ci_low,
+    rmse_ci_high,
+    mse,
+    mae,
+    mean_error,
+    pane_index,
+    pane_timing,
+    complete
+FROM `{dataset}.metrics_latest`
+WHERE slice = @slice
+ORDER BY window_start, window_end
