@@ -6,9 +6,10 @@ Data flow (each arrow is one labelled step; labels are API, see STYLE.md):
     {predictions, labels} ─"Join"──► examples, outcomes (global window, state + timers)
     examples ─"Metrics"──► metrics rows                 (windows by prediction event time,
                                                          early / on-time / late panes)
-    metrics rows ─"WriteMetrics"──► metrics table       (partitioned by window date)
-    dead_letter ─"WriteDeadLetter"──► dead_letter table
-    outcomes + dead_letter ─"CountOutcomes"─► outcomes table (the conservation table)
+    outcomes + dead_letter ─"CountOutcomes"─► outcome counts (the conservation table)
+    metrics, dead_letter, outcomes ─"WriteMetrics"/"WriteDeadLetter"/"WriteOutcomes"─►
+        Parquet tables (metrics partitioned by window date), or ─"WriteBigQuery"─►
+        BigQuery tables when the output is bq://PROJECT.DATASET
 
 The source is any transform giving the three PCollections: files (bounded), a replay
 spool (streaming TestStream) or Pub/Sub (streaming); ``runners/`` chooses it.
@@ -20,7 +21,9 @@ import dataclasses
 
 import apache_beam as beam
 
+from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.schemas.records import DEAD_LETTER, METRICS, OUTCOMES
+from msewatch.transforms.bigquery import WriteBigQueryTables
 from msewatch.transforms.join import JoinConfig, JoinPredictionsAndLabels
 from msewatch.transforms.metrics import ComputeMetrics, MetricsConfig
 from msewatch.transforms.outcomes import CountOutcomes
@@ -34,18 +37,21 @@ class MonitorConfig:
     Attributes:
         join: join settings (TTLs, shards, segment keys).
         metrics: windows, slices, Huber delta, clock.
-        output: output root directory (Parquet).
+        output: output root directory (Parquet) or ``bq://PROJECT.DATASET``.
         bounded: bounded input (files) or unbounded (replay, Pub/Sub).
+        bigquery_api_endpoint: BigQuery API root (an emulator's), None for Google's.
     """
 
     join: JoinConfig
     metrics: MetricsConfig
     output: str
     bounded: bool = True
+    bigquery_api_endpoint: str | None = None
 
     def __post_init__(self):
         if not self.output:
-            raise ValueError("output must be a directory path or gs:// URL")
+            raise ValueError("output must be a directory, a gs:// URL or bq://PROJECT.DATASET")
+        parse_output_url(self.output)  # raises on a malformed bq:// URL
         if self.join.segment_keys != self.metrics.slices.segment_keys:
             raise ValueError("join.segment_keys must equal the segment keys of the slices")
 
@@ -73,13 +79,21 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
     outcomes = (joined["outcomes"], records["dead_letter"]) | "CountOutcomes" >> CountOutcomes(
         streaming
     )
-    outcomes | "WriteOutcomes" >> WriteParquetTable(
-        config.output, "outcomes", OUTCOMES, streaming=streaming
-    )
-    metrics | "WriteMetrics" >> WriteParquetTable(
-        config.output, "metrics", METRICS, partition_by_window_date=True, streaming=streaming
-    )
-    records["dead_letter"] | "WriteDeadLetter" >> WriteParquetTable(
-        config.output, "dead_letter", DEAD_LETTER, streaming=streaming
-    )
+    bigquery = parse_output_url(config.output)
+    if bigquery is not None:
+        project, dataset = bigquery
+        tables = {"metrics": metrics, "dead_letter": records["dead_letter"], "outcomes": outcomes}
+        tables | "WriteBigQuery" >> WriteBigQueryTables(
+            project, dataset, streaming=streaming, api_endpoint=config.bigquery_api_endpoint
+        )
+    else:
+        outcomes | "WriteOutcomes" >> WriteParquetTable(
+            config.output, "outcomes", OUTCOMES, streaming=streaming
+        )
+        metrics | "WriteMetrics" >> WriteParquetTable(
+            config.output, "metrics", METRICS, partition_by_window_date=True, streaming=streaming
+        )
+        records["dead_letter"] | "WriteDeadLetter" >> WriteParquetTable(
+            config.output, "dead_letter", DEAD_LETTER, streaming=streaming
+        )
     return {"records": records, "examples": examples, "metrics": metrics, "outcomes": outcomes}

@@ -77,7 +77,17 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--predictions", required=True, help="glob of prediction files")
     p.add_argument("--labels", required=True, help="glob of label files")
-    p.add_argument("--output", required=True, help="output directory (Parquet tables)")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="output directory (Parquet tables) or bq://PROJECT.DATASET (BigQuery)",
+    )
+    p.add_argument(
+        "--bq-location", default="US", help="location of a BigQuery dataset msewatch creates (US)"
+    )
+    p.add_argument(
+        "--bq-api-endpoint", help="BigQuery API root, e.g. an emulator's http://127.0.0.1:PORT"
+    )
     p.add_argument("--window", type=_whole_seconds, default=3600, help="window length (1h)")
     p.add_argument("--every", type=_whole_seconds, help="sliding window period (e.g. 1h)")
     p.add_argument("--label-ttl", type=_millis, default=7 * 86400 * 1000, help="label TTL (7d)")

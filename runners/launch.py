@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.pipelines.sources import FileSource
 from msewatch.runners import summary
+from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.join import JoinConfig
 from msewatch.transforms.metrics import MetricsConfig
 from msewatch.transforms.replay import ReplaySpool
@@ -48,7 +49,11 @@ def config_from_args(args) -> MonitorConfig:
     )
     metrics = MetricsConfig(window=window, slices=slices, huber_delta=args.huber_delta)
     return MonitorConfig(
-        join=join, metrics=metrics, output=args.output, bounded=not args.streaming_replay
+        join=join,
+        metrics=metrics,
+        output=args.output,
+        bounded=not args.streaming_replay,
+        bigquery_api_endpoint=args.bq_api_endpoint,
     )
 
 
@@ -89,10 +94,21 @@ def run(args, beam_args) -> int:
             source = ReplaySpool(spool, events, config.metrics.window.early_firing_seconds)
         else:
             source = FileSource(args.predictions, args.labels, config.join.segment_keys)
+        bigquery = parse_output_url(args.output)
+        if bigquery is not None:
+            from msewatch.transforms.bigquery import ensure_tables
+
+            ensure_tables(*bigquery, location=args.bq_location, api_endpoint=args.bq_api_endpoint)
         p = beam.Pipeline(options=_options(args, beam_args, streaming))
         build(p, config, source)
         result = p.run()
         result.wait_until_finish()
+    if bigquery is not None:
+        if not args.quiet:
+            project, dataset = bigquery
+            print(f"Wrote BigQuery tables {project}.{dataset}.metrics, dead_letter, outcomes;")
+            print(f"read the current rows from the view {project}.{dataset}.metrics_latest.")
+        return 0
     _remove_empty_temp_dirs(args.output)
     outcomes = summary.outcome_counts(args.output)
     summary.write(config, outcomes, os.path.join(args.output, "summary.json"))
