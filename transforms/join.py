@@ -214,12 +214,13 @@ class JoinPredictionsAndLabels(beam.PTransform):
 
     def expand(self, pcolls: dict[str, Any]):
         shards = self._config.shards
+        keyed = beam.typehints.Tuple[str, beam.typehints.Tuple[str, Any]]
         keyed_preds = pcolls["predictions"] | "KeyPredictionsByShard" >> beam.ParDo(
             _KeyByShard(_PRED, shards)
-        )
+        ).with_output_types(keyed)
         keyed_labels = pcolls["labels"] | "KeyLabelsByShard" >> beam.ParDo(
             _KeyByShard(_LABEL, shards)
-        )
+        ).with_output_types(keyed)
         dofn = (_BoundedJoinDoFn if self._bounded else _StreamingJoinDoFn)(self._config)
         joined = (
             (keyed_preds, keyed_labels)
