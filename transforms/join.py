@@ -31,8 +31,7 @@ numbers go to Beam counters (namespace ``msewatch``) for runner UIs, and
 
 from __future__ import annotations
 
-import pickle
-from typing import Any
+import struct
 
 import apache_beam as beam
 import numpy as np
@@ -44,6 +43,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 
+from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, table_to_bytes
 from msewatch.schemas.records import LABELS
 from msewatch.transforms import join_kernel
 from msewatch.transforms.join_kernel import JoinConfig, ShardState
@@ -63,17 +63,26 @@ def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
     return (pd.util.hash_array(values, categorize=False) % np.uint64(shards)).astype(np.int64)
 
 
-class _PickleCoder(coders.Coder):
-    """Coder for per-shard state objects holding Arrow tables (pickle protocol 5)."""
+class _ShardStateCoder(coders.Coder):
+    """Encodes a :class:`ShardState` as three length-prefixed Arrow IPC streams."""
 
-    def encode(self, value):
-        return pickle.dumps(value, protocol=5)
+    def encode(self, value: ShardState) -> bytes:
+        parts = [table_to_bytes(t) for t in (value.preds, value.labels, value.tombs)]
+        return struct.pack("<3Q", *map(len, parts)) + b"".join(parts)
 
-    def decode(self, encoded):
-        return pickle.loads(encoded)
+    def decode(self, encoded: bytes) -> ShardState:
+        sizes = struct.unpack_from("<3Q", encoded)
+        view, offset, tables = memoryview(encoded), 24, []
+        for size in sizes:
+            tables.append(table_from_bytes(view[offset : offset + size]))
+            offset += size
+        return ShardState(*tables)
 
-    def is_deterministic(self):
+    def is_deterministic(self) -> bool:
         return False
+
+
+_TAGGED_BATCH = coders.TupleCoder([coders.StrUtf8Coder(), ArrowTableCoder()])
 
 
 class _KeyByShard(beam.DoFn):
@@ -123,7 +132,7 @@ def _split(batches, config: JoinConfig):
 class _StreamingJoinDoFn(beam.DoFn):
     """Joins each arriving batch against the shard's pending state; one timer per shard."""
 
-    STATE = userstate.ReadModifyWriteStateSpec("shard_state", _PickleCoder())
+    STATE = userstate.ReadModifyWriteStateSpec("shard_state", _ShardStateCoder())
     EXPIRY = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
 
     def __init__(self, config: JoinConfig):
@@ -171,7 +180,7 @@ class _StreamingJoinDoFn(beam.DoFn):
 class _BoundedJoinDoFn(beam.DoFn):
     """Buffers a shard's batches and joins them all when the input ends."""
 
-    BUFFER = userstate.BagStateSpec("buffer", _PickleCoder())
+    BUFFER = userstate.BagStateSpec("buffer", _TAGGED_BATCH)
     END = userstate.TimerSpec("end_of_input", TimeDomain.WATERMARK)
 
     def __init__(self, config: JoinConfig):
@@ -212,9 +221,9 @@ class JoinPredictionsAndLabels(beam.PTransform):
         self._config = config
         self._bounded = bounded
 
-    def expand(self, pcolls: dict[str, Any]):
+    def expand(self, pcolls: dict):
         shards = self._config.shards
-        keyed = beam.typehints.Tuple[str, beam.typehints.Tuple[str, Any]]
+        keyed = beam.typehints.Tuple[str, beam.typehints.Tuple[str, pa.Table]]
         keyed_preds = pcolls["predictions"] | "KeyPredictionsByShard" >> beam.ParDo(
             _KeyByShard(_PRED, shards)
         ).with_output_types(keyed)
@@ -227,7 +236,7 @@ class JoinPredictionsAndLabels(beam.PTransform):
             | "FlattenShards" >> beam.Flatten()
             | "JoinShards"
             >> beam.ParDo(dofn)
-            .with_input_types(beam.typehints.Tuple[str, Any])
+            .with_input_types(keyed)
             .with_outputs(OUTCOMES_TAG, main="examples")
         )
         return {"examples": joined.examples, "outcomes": joined[OUTCOMES_TAG]}
