@@ -40,6 +40,7 @@ class MonitorConfig:
         output: output root directory (Parquet) or ``bq://PROJECT.DATASET``.
         bounded: bounded input (files) or unbounded (replay, Pub/Sub).
         bigquery_api_endpoint: BigQuery API root (an emulator's), None for Google's.
+        sink_flush_seconds: unbounded runs: processing time between Parquet flushes.
     """
 
     join: JoinConfig
@@ -47,11 +48,14 @@ class MonitorConfig:
     output: str
     bounded: bool = True
     bigquery_api_endpoint: str | None = None
+    sink_flush_seconds: int = 60
 
     def __post_init__(self):
         if not self.output:
             raise ValueError("output must be a directory, a gs:// URL or bq://PROJECT.DATASET")
         parse_output_url(self.output)  # raises on a malformed bq:// URL
+        if self.sink_flush_seconds <= 0:
+            raise ValueError(f"sink flush must be > 0 s, got {self.sink_flush_seconds}")
         if self.join.segment_keys != self.metrics.slices.segment_keys:
             raise ValueError("join.segment_keys must equal the segment keys of the slices")
 
@@ -77,7 +81,7 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
     metrics = examples | "Metrics" >> ComputeMetrics(config.metrics, bounded=config.bounded)
     streaming = not config.bounded
     outcomes = (joined["outcomes"], records["dead_letter"]) | "CountOutcomes" >> CountOutcomes(
-        streaming
+        streaming, flush_seconds=config.sink_flush_seconds
     )
     bigquery = parse_output_url(config.output)
     if bigquery is not None:
@@ -87,13 +91,14 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
             project, dataset, streaming=streaming, api_endpoint=config.bigquery_api_endpoint
         )
     else:
+        flush = {"streaming": streaming, "flush_seconds": config.sink_flush_seconds}
         outcomes | "WriteOutcomes" >> WriteParquetTable(
-            config.output, "outcomes", OUTCOMES, streaming=streaming
+            config.output, "outcomes", OUTCOMES, **flush
         )
         metrics | "WriteMetrics" >> WriteParquetTable(
-            config.output, "metrics", METRICS, partition_by_window_date=True, streaming=streaming
+            config.output, "metrics", METRICS, partition_by_window_date=True, **flush
         )
         records["dead_letter"] | "WriteDeadLetter" >> WriteParquetTable(
-            config.output, "dead_letter", DEAD_LETTER, streaming=streaming
+            config.output, "dead_letter", DEAD_LETTER, **flush
         )
     return {"records": records, "examples": examples, "metrics": metrics, "outcomes": outcomes}

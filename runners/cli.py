@@ -2,7 +2,8 @@
 
 Commands:
     msewatch generate --out DIR [--predictions N] [--seed S] [--days D] [--format F]
-    msewatch run --predictions GLOB --labels GLOB --output DIR [options] [beam options]
+    msewatch run --predictions GLOB|pubsub://projects/P/subscriptions/S
+                 --labels GLOB|pubsub://... --output DIR [options] [beam options]
     msewatch query OUTPUT [NAME] [--sql SQL] [--format table|csv|json]
     msewatch report OUTPUT --out report.html
 
@@ -71,12 +72,22 @@ def _add_generate(sub) -> None:
 def _add_run(sub) -> None:
     p = sub.add_parser(
         "run",
+        # Beam options pass through: no prefix matching (--streaming is not --streaming-replay)
+        allow_abbrev=False,
         help="join predictions with labels and write windowed error metrics",
         description="Unknown --options are passed to Beam's PipelineOptions "
         "(e.g. --project, --region, --temp_location, --flink_master).",
     )
-    p.add_argument("--predictions", required=True, help="glob of prediction files")
-    p.add_argument("--labels", required=True, help="glob of label files")
+    p.add_argument(
+        "--predictions",
+        required=True,
+        help="glob of prediction files, or pubsub://projects/P/subscriptions/S (streaming)",
+    )
+    p.add_argument(
+        "--labels",
+        required=True,
+        help="glob of label files, or pubsub://projects/P/subscriptions/S (streaming)",
+    )
     p.add_argument(
         "--output",
         required=True,
@@ -107,8 +118,18 @@ def _add_run(sub) -> None:
         action="store_true",
         help="replay the files in arrival order through the streaming DirectRunner",
     )
+    p.add_argument(
+        "--pubsub-expansion-service",
+        metavar="HOST:PORT",
+        help="Java expansion service for reading Pub/Sub on Flink or another portable runner",
+    )
     p.add_argument("--replay-chunk-rows", type=int, default=50_000, help="records per replay step")
-    p.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner)")
+    p.add_argument(
+        "--runner",
+        default="DirectRunner",
+        help="DirectRunner (default), PortableRunner, FlinkRunner or DataflowRunner; "
+        "see the README for each one's options",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
 
 

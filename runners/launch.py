@@ -5,6 +5,11 @@
   are passed through with every unknown ``--option`` as a Beam pipeline option.
 * ``--streaming-replay``: the files are spooled in arrival order and replayed through
   a TestStream on the ``BundleBasedDirectRunner`` with ``--streaming``.
+* ``pubsub://projects/P/subscriptions/S`` inputs (both): unbounded, ``--streaming``.
+  A local run reads until Ctrl-C; a job submitted to Flink or Dataflow is left
+  running (stop it with the runner's own tools) and no summary is printed.
+
+Runner options come from ``runners/presets.py`` (required options, staging, flags).
 
 At the end the outcome counts (the conservation table) are read back from the
 ``outcomes`` table, written to ``OUTPUT/summary.json`` and printed with the latest
@@ -14,6 +19,7 @@ complete RMSE per slice.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 import apache_beam as beam
@@ -21,10 +27,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.pipelines.sources import FileSource
-from msewatch.runners import summary
+from msewatch.runners import presets, summary
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.join import JoinConfig
 from msewatch.transforms.metrics import MetricsConfig
+from msewatch.transforms.pubsub import PubSubSource
 from msewatch.transforms.replay import ReplaySpool
 from msewatch.transforms.slices import SliceConfig
 from msewatch.transforms.windowing import WindowConfig
@@ -48,23 +55,34 @@ def config_from_args(args) -> MonitorConfig:
         shards=args.shards,
     )
     metrics = MetricsConfig(window=window, slices=slices, huber_delta=args.huber_delta)
+    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
+    if pubsub and args.streaming_replay:
+        raise ValueError("--streaming-replay replays files; Pub/Sub input is streaming already")
     return MonitorConfig(
         join=join,
         metrics=metrics,
         output=args.output,
-        bounded=not args.streaming_replay,
+        bounded=not (args.streaming_replay or pubsub),
         bigquery_api_endpoint=args.bq_api_endpoint,
     )
 
 
 def _options(args, beam_args, streaming: bool) -> PipelineOptions:
-    runner = args.runner
-    if runner in ("DirectRunner", "direct"):
-        runner = "BundleBasedDirectRunner" if streaming else "FnApiRunner"
-    flags = [f"--runner={runner}", *beam_args]
-    if streaming:
-        flags.append("--streaming")
-    return PipelineOptions(flags, save_main_session=False)
+    return presets.pipeline_options(args.runner, beam_args, streaming=streaming)
+
+
+def _run_unbounded(args, result) -> int:
+    """A Pub/Sub job never finishes: wait for Ctrl-C locally, leave a remote job running."""
+    if presets.runner_name(args.runner) != "DirectRunner":
+        job_id = result.job_id() if hasattr(result, "job_id") else ""
+        print(f"submitted streaming job {job_id} ({result.state}); stop it with the runner's tools")
+        return 0
+    print("reading Pub/Sub until Ctrl-C", file=sys.stderr)
+    try:
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        result.cancel()
+    return 0
 
 
 def _remove_empty_temp_dirs(output_dir: str) -> None:
@@ -84,9 +102,18 @@ def _remove_empty_temp_dirs(output_dir: str) -> None:
 def run(args, beam_args) -> int:
     """Runs the pipeline described by ``args`` and prints the summary."""
     config = config_from_args(args)
-    streaming = args.streaming_replay
+    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
+    if pubsub:
+        presets.check_pubsub_runner(args.runner, args.pubsub_expansion_service)
+    options = _options(args, beam_args, streaming=not config.bounded)
     with tempfile.TemporaryDirectory(prefix="msewatch-spool-") as spool:
-        if streaming:
+        if pubsub:
+            source = PubSubSource(
+                *pubsub,
+                config.join.segment_keys,
+                expansion_service=args.pubsub_expansion_service,
+            )
+        elif args.streaming_replay:
             from msewatch.runners.replay import plan_events, prepare_spool
 
             arrivals = prepare_spool(args.predictions, args.labels, spool, config.join.segment_keys)
@@ -99,15 +126,21 @@ def run(args, beam_args) -> int:
             from msewatch.transforms.bigquery import ensure_tables
 
             ensure_tables(*bigquery, location=args.bq_location, api_endpoint=args.bq_api_endpoint)
-        p = beam.Pipeline(options=_options(args, beam_args, streaming))
+        p = beam.Pipeline(options=options)
         build(p, config, source)
         result = p.run()
+        if pubsub:
+            return _run_unbounded(args, result)
         result.wait_until_finish()
     if bigquery is not None:
         if not args.quiet:
             project, dataset = bigquery
             print(f"Wrote BigQuery tables {project}.{dataset}.metrics, dead_letter, outcomes;")
             print(f"read the current rows from the view {project}.{dataset}.metrics_latest.")
+        return 0
+    if "://" in args.output:  # gs:// and the like: the local summary cannot read it
+        if not args.quiet:
+            print(f"Wrote tables under {args.output}; read them with DuckDB or pandas.")
         return 0
     _remove_empty_temp_dirs(args.output)
     outcomes = summary.outcome_counts(args.output)

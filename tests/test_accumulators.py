@@ -11,6 +11,14 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.metrics import (
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    mean_squared_log_error,
+    r2_score,
+)
+
 from msewatch.schemas.records import METRICS_FIELDS, ExampleKind
 from msewatch.transforms.accumulators import (
     ErrorAccumulator,
@@ -18,13 +26,6 @@ from msewatch.transforms.accumulators import (
     aggregate_examples,
     finalize,
     merge_accumulators,
-)
-from sklearn.metrics import (
-    mean_absolute_error,
-    mean_absolute_percentage_error,
-    mean_squared_error,
-    mean_squared_log_error,
-    r2_score,
 )
 
 REL = 1e-9

@@ -248,8 +248,17 @@ def _time_column(col: pa.Array) -> tuple[pa.Array, pa.Array]:
         ms = np.floor(np.where(ok, f, 0)).astype(np.int64)
     else:
         ms, ok = np.zeros(len(col), np.int64), np.zeros(len(col), bool)
-    shown = pc.if_else(pa.array(valid & ~ok), _shown(col), pa.scalar(None, pa.string()))
-    return pa.array(ms, pa.int64(), mask=~ok), shown
+    return pa.array(ms, pa.int64(), mask=~ok), _shown_where(col, valid & ~ok)
+
+
+def _shown_where(col: pa.Array, bad: np.ndarray) -> pa.Array:
+    """``col`` as text where ``bad``, null elsewhere; renders only the bad rows."""
+    out = pa.nulls(len(col), pa.string())
+    rows = np.flatnonzero(bad)
+    if len(rows) == 0:
+        return out
+    shown = _shown(col.take(pa.array(rows)))
+    return pc.replace_with_mask(out, pa.array(bad), shown)
 
 
 def _parquet_segments(cols: dict, keys: tuple[str, ...], n: int) -> dict[str, pa.Array]:

@@ -46,6 +46,7 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
+
 from msewatch.schemas.records import METRICS_FIELDS, ExampleKind
 from msewatch.transforms.sketch import LagSketch
 

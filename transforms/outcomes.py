@@ -9,8 +9,7 @@ The ``outcomes`` table holds rows ``(record_type, outcome, count)``; ``input`` r
 count the records read (valid records that entered the join plus invalid ones).
 Rows are *deltas*: the totals are ``SUM(count) GROUP BY record_type, outcome``. A
 bounded run writes one row per outcome; a streaming run writes a row per outcome each
-time the global-window trigger fires (every ``flush_seconds`` or ``flush_count``
-updates).
+time the global-window trigger fires (every ``flush_seconds`` of processing time).
 """
 
 from __future__ import annotations
@@ -88,13 +87,13 @@ class CountOutcomes(beam.PTransform):
 
     Args:
         streaming: fire repeatedly in the global window instead of once at the end.
-        flush_seconds, flush_count: the streaming trigger.
+        flush_seconds: processing time between streaming firings.
     """
 
-    def __init__(self, streaming: bool, flush_seconds: int = 60, flush_count: int = 1000):
+    def __init__(self, streaming: bool, flush_seconds: int = 60):
         super().__init__()
         self._streaming = streaming
-        self._flush = (flush_seconds, flush_count)
+        self._flush_seconds = flush_seconds
 
     def expand(self, inputs):
         join_outcomes, dead_letter = inputs
@@ -103,14 +102,10 @@ class CountOutcomes(beam.PTransform):
             dead_letter | "FromDeadLetter" >> beam.FlatMap(_dead_letter_counts),
         ) | "FlattenCounts" >> beam.Flatten()
         if self._streaming:
-            seconds, count = self._flush
+            seconds = self._flush_seconds
             counts = counts | "FlushTrigger" >> beam.WindowInto(
                 window.GlobalWindows(),
-                trigger=trigger.AfterWatermark(
-                    early=trigger.AfterAny(
-                        trigger.AfterCount(count), trigger.AfterProcessingTime(seconds)
-                    )
-                ),
+                trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(seconds)),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
             )
         return (

@@ -7,67 +7,87 @@ Tables are directories of Parquet files readable by pyarrow, pandas and DuckDB:
   ``pane_index`` per window and slice is the current answer; see ``metrics_latest``).
 * ``dead_letter/*.parquet`` and ``outcomes/*.parquet``: unpartitioned.
 
-Writing uses ``fileio.WriteToFiles`` with a pyarrow sink (not ``WriteToParquet``,
-which loses or rejects late panes in streaming). Rows are first moved into the global
-window with a DISCARDING trigger: the writer's own grouping would otherwise inherit
-the metrics' ACCUMULATING trigger and write earlier panes again. Each row keeps its
-metric window in its columns. Bounded input is written once, at the end; unbounded
-input is flushed every ``flush_seconds`` of processing time or ``flush_count``
-elements, and at the end of the stream. Each flush is a new file (named after the
-writer's pane), so no firing overwrites another.
+How panes reach files. Rows are moved into the global window with a DISCARDING
+trigger (a grouping that inherited the metrics' ACCUMULATING trigger would write
+earlier panes again; each row keeps its metric window in its columns), grouped by
+partition, and each group firing becomes one Parquet file. Bounded input fires once,
+at the end. Unbounded input fires every ``flush_seconds`` of processing time (after the first
+element of a flush) and at the end of the stream, so late panes are written
+like any other (Beam's ``WriteToParquet`` loses or rejects them in streaming).
+
+Files are written under a hidden temporary name and renamed into place, so readers
+never see a partial file. A file's name is a hash of its content: a retried bundle
+rewrites the same file instead of adding a copy, and two firings never collide.
+
+(``fileio.WriteToFiles`` was the first choice, but its second grouping, which moves
+temporary files into place, inherits a synchronized-processing-time trigger that the
+streaming DirectRunner does not fire again in the global window: later flushes stayed
+in its temporary folder.)
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import trigger, window
 
+from msewatch.schemas.coders import table_to_bytes
+
 PARTITION_COLUMN = "window_date"
-
-
-class _ParquetSink(fileio.FileSink):
-    """Collects rows (dicts) or Arrow batches and writes one Parquet file on flush."""
-
-    def __init__(self, schema: pa.Schema, directory: str | None):
-        self._schema = schema
-        self._directory = directory
-
-    def open(self, fh):
-        if self._directory and not FileSystems.exists(self._directory):
-            try:
-                FileSystems.mkdirs(self._directory)
-            except OSError:  # created meanwhile by another bundle
-                pass
-        self._fh = fh
-        self._rows: list[dict] = []
-        self._tables: list[pa.Table] = []
-
-    def write(self, record):
-        if isinstance(record, pa.Table):
-            self._tables.append(record)
-        else:
-            self._rows.append(record)
-
-    def flush(self):
-        tables = [t.select(self._schema.names).cast(self._schema) for t in self._tables]
-        if self._rows:
-            tables.append(pa.Table.from_pylist(self._rows, schema=self._schema))
-        table = pa.concat_tables(tables) if tables else self._schema.empty_table()
-        pq.write_table(table, self._fh, compression="zstd")
+_UNPARTITIONED = ""
 
 
 def _window_date(row) -> str:
     return row["window_start"].strftime("%Y-%m-%d")
 
 
-def _name_by_pane(window_obj, pane, shard_index, total_shards, compression, destination):
-    pane_index = pane.index if pane is not None else 0
-    prefix = f"{PARTITION_COLUMN}={destination}/" if destination else ""
-    return f"{prefix}part-{pane_index:06d}-{shard_index:03d}-of-{total_shards:03d}.parquet"
+def _as_table(records, schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) and Arrow batches -> one table of ``schema``."""
+    rows, tables = [], []
+    for record in records:
+        if isinstance(record, pa.Table):
+            tables.append(record.select(schema.names).cast(schema))
+        else:
+            rows.append(record)
+    if rows:
+        tables.append(pa.Table.from_pylist(rows, schema=schema))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+class _WriteParquetFile(beam.DoFn):
+    """``(partition, records)`` -> one Parquet file, written atomically; yields its path."""
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self._path = path
+        self._schema = schema
+
+    def process(self, element):
+        partition, records = element
+        table = _as_table(records, self._schema)
+        if table.num_rows == 0:
+            return
+        directory = self._path
+        if partition:
+            directory = FileSystems.join(directory, f"{PARTITION_COLUMN}={partition}")
+        if not FileSystems.exists(directory):
+            try:
+                FileSystems.mkdirs(directory)
+            except OSError:  # created meanwhile by another bundle
+                pass
+        digest = hashlib.sha256(table_to_bytes(table)).hexdigest()[:24]
+        final = FileSystems.join(directory, f"part-{digest}.parquet")
+        temp = FileSystems.join(directory, f".part-{digest}.parquet.tmp")
+        with FileSystems.create(temp) as fh:
+            pq.write_table(table, fh, compression="zstd")
+        if FileSystems.exists(final):  # a retry of the same content
+            FileSystems.delete([temp])
+        else:
+            FileSystems.rename([temp], [final])
+        yield final
 
 
 class WriteParquetTable(beam.PTransform):
@@ -78,8 +98,10 @@ class WriteParquetTable(beam.PTransform):
         name: the table name (a subdirectory).
         schema: the table's Arrow schema (from ``schemas/records.py``).
         partition_by_window_date: partition by the UTC date of ``window_start``.
-        streaming: add a repeating trigger so that global-window input is flushed.
-        flush_seconds, flush_count: that trigger's processing-time delay and count.
+        streaming: flush repeatedly (see the module docstring) instead of once.
+        flush_seconds: processing time between streaming flushes.
+
+    Returns (from ``expand``): the PCollection of written file paths.
     """
 
     def __init__(
@@ -90,47 +112,28 @@ class WriteParquetTable(beam.PTransform):
         partition_by_window_date: bool = False,
         streaming: bool = False,
         flush_seconds: int = 60,
-        flush_count: int = 100,
     ):
         super().__init__()
         self._path = FileSystems.join(output_dir, name)
         self._schema = schema
         self._partition = partition_by_window_date
         self._streaming = streaming
-        self._flush = (flush_seconds, flush_count)
+        self._flush_seconds = flush_seconds
 
     def expand(self, pcoll):
-        path, schema = self._path, self._schema
-        if self._partition:
-
-            def sink(dest):
-                return _ParquetSink(schema, FileSystems.join(path, f"{PARTITION_COLUMN}={dest}"))
-
-            destination = _window_date
-        else:
-
-            def sink(dest):
-                return _ParquetSink(schema, None)
-
-            destination = None
         if self._streaming:
-            seconds, count = self._flush
-            pcoll = pcoll | "FlushTrigger" >> beam.WindowInto(
+            seconds = self._flush_seconds
+            windowed = pcoll | "FlushTrigger" >> beam.WindowInto(
                 window.GlobalWindows(),
-                trigger=trigger.AfterWatermark(
-                    early=trigger.AfterAny(
-                        trigger.AfterCount(count), trigger.AfterProcessingTime(seconds)
-                    )
-                ),
+                trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(seconds)),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
             )
         else:
-            pcoll = pcoll | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
-        return pcoll | "WriteFiles" >> fileio.WriteToFiles(
-            path=path,
-            destination=destination,
-            sink=sink,
-            file_naming=_name_by_pane,
-            shards=1,
-            max_writers_per_bundle=0,
+            windowed = pcoll | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+        key = _window_date if self._partition else (lambda _: _UNPARTITIONED)
+        return (
+            windowed
+            | "KeyByPartition" >> beam.Map(lambda record: (key(record), record))
+            | "GroupByPartition" >> beam.GroupByKey()
+            | "WriteFiles" >> beam.ParDo(_WriteParquetFile(self._path, self._schema))
         )

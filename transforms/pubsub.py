@@ -1,0 +1,275 @@
+"""Unbounded source: predictions and labels from Pub/Sub, :class:`PubSubSource`.
+
+Each Pub/Sub message carries one JSON record (the fields of a JSON Lines line, see
+DESIGN.md). Messages are read with their attributes, grouped into batches per shard
+and parsed, a batch at a time, into Arrow tables by
+:func:`msewatch.transforms.parse.parse_json_messages`, the same rules as files.
+
+Data flow of each side (``ReadPredictions`` / ``ReadLabels``; labels are API):
+
+    "Read" ReadFromPubSub(subscription, with_attributes=True)
+    "ToMessages"  -> (shard, _Message): payload, message id, attributes, publish time
+    "Batch"       GroupIntoBatches(max_batch, max_buffering_seconds) per shard
+    "Parse"       -> records (pa.Table) + dead letters (pa.Table, with message id and
+                     attributes as JSON)
+
+Time (all UTC):
+
+* **Element timestamps from Pub/Sub.** The read stamps each message with its
+  *publish time* (or with the ``timestamp_attribute`` value when one is configured).
+  That timestamp is used only for grouping; the record's own time is what counts.
+* **Record time.** A prediction's time is its ``event_time``; a label's is its
+  ``label_time`` or, when absent, the message's publish time (DESIGN.md). Parsed
+  batches are re-stamped with the earliest record time they hold (dead-letter batches
+  with the earliest publish time); the join keys on the times inside the batch.
+* **Watermark.** On Dataflow the Pub/Sub watermark estimates the oldest unacknowledged
+  *publish time* (or ``timestamp_attribute``) of the subscription's backlog. On the
+  Python DirectRunner it is simply the wall clock at each pull: the read reports
+  ``time.time()`` as its watermark (``_PubSubReadEvaluator`` in Beam 2.77), so records
+  whose event time is older than "now" arrive behind the watermark.
+* **What is late.** The join runs in the global window, so nothing is dropped there:
+  a record behind the watermark is still joined. A label that arrives after the
+  watermark has passed the end of its *prediction's* metrics window yields a LATE
+  pane of that window (allowed lateness is ``label_ttl``); a label whose
+  ``label_time - event_time`` exceeds ``label_ttl`` is a ``late_label`` outcome; a
+  prediction expires when the watermark passes ``event_time + label_ttl``. Because
+  the watermark follows publish time, records published long after their event
+  time (backfills) count as late data for their windows.
+* **Batching delay.** A batch is emitted when it holds ``max_batch`` messages or
+  ``max_buffering_seconds`` of processing time after its first message, whichever
+  comes first; the batching adds at most that delay.
+
+Runners: Beam's Python Pub/Sub read runs only on Dataflow (which swaps in its native
+source) and the Python DirectRunner (apache/beam#27443). On Flink or another portable
+runner, pass ``expansion_service`` (``HOST:PORT`` of a Java expansion service with
+Beam's GCP IO, e.g. ``beam-sdks-java-io-google-cloud-platform-expansion-service``): the
+read becomes Java's ``PubsubIO`` as a cross-language transform. That path is not
+exercised offline (the Java service cannot be fetched here); the rest is the same.
+
+Delivery: Pub/Sub is at-least-once. Redelivered messages are duplicates of a
+prediction_id and the join counts them as ``duplicate_*`` outcomes (first wins).
+``id_label`` (Dataflow only; the DirectRunner rejects it) lets the runner drop
+redeliveries by a publisher-set attribute.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import PBegin, TaggedOutput
+from apache_beam.utils.timestamp import Timestamp
+
+from msewatch.transforms.parse import parse_json_messages
+
+PREDICTIONS = "predictions"
+LABELS = "labels"
+DEAD_LETTER = "dead_letter"
+# Ingest position of message i of a batch: (publish ms of the batch's first message
+# << _SEQUENCE_BITS) + i: follows arrival across the batches of a shard, unique within
+# a batch, and fits an int64 until the year 2248.
+_SEQUENCE_BITS = 20
+MAX_BATCH_LIMIT = 1 << _SEQUENCE_BITS
+
+
+class _Message(NamedTuple):
+    """One Pub/Sub message, reduced to what parsing needs (Row-coded, not pickled)."""
+
+    payload: bytes
+    message_id: str
+    attributes: Mapping[str, str]
+    publish_time_ms: int
+
+
+beam.coders.registry.register_coder(_Message, beam.coders.RowCoder)
+
+
+def _publish_time_ms(message: PubsubMessage, timestamp: Timestamp) -> int:
+    published = message.publish_time
+    if published is not None:
+        ms = int(round(published.timestamp() * 1000))
+        if ms > 0:  # an unset proto timestamp decodes as the epoch
+            return ms
+    return timestamp.micros // 1000
+
+
+class _ToMessages(beam.DoFn):
+    """``PubsubMessage`` -> ``(shard, _Message)``; the shard is a hash of the message id."""
+
+    def __init__(self, shards: int):
+        self._shards = shards
+
+    def process(self, message: PubsubMessage, timestamp=beam.DoFn.TimestampParam):
+        message_id = message.message_id or ""
+        payload = message.data or b""
+        key = zlib.crc32(message_id.encode() if message_id else payload) % self._shards
+        yield (
+            f"{key:03d}",
+            _Message(
+                payload=payload,
+                message_id=message_id,
+                attributes=dict(message.attributes or {}),
+                publish_time_ms=_publish_time_ms(message, timestamp),
+            ),
+        )
+
+
+class _ParseBatch(beam.DoFn):
+    """``(shard, [_Message])`` -> one records batch and one dead-letter batch."""
+
+    def __init__(self, record_type: str, source: str, segment_keys: tuple[str, ...]):
+        self._record_type = record_type
+        self._source = source
+        self._segment_keys = segment_keys
+        self._messages = Metrics.counter("msewatch", f"pubsub_{record_type}_messages")
+        self._invalid = Metrics.counter("msewatch", f"pubsub_{record_type}_invalid")
+        self._batch_size = Metrics.distribution("msewatch", f"pubsub_{record_type}_batch")
+
+    def process(self, element):
+        _, messages = element
+        messages = list(messages)
+        if not messages:
+            return
+        publish_ms = [m.publish_time_ms for m in messages]
+        records, dead = parse_json_messages(
+            [m.payload for m in messages],
+            self._record_type,
+            self._source,
+            base_sequence=publish_ms[0] << _SEQUENCE_BITS,
+            segment_keys=self._segment_keys,
+            message_ids=[m.message_id or None for m in messages],
+            attributes=[dict(m.attributes) for m in messages],
+            publish_time_ms=publish_ms,
+        )
+        self._messages.inc(len(messages))
+        self._batch_size.update(len(messages))
+        if records.num_rows:
+            time_column = "event_time_ms" if self._record_type == "prediction" else "label_time_ms"
+            yield _stamped(records, records.column(time_column).to_numpy().min())
+        if dead.num_rows:
+            self._invalid.inc(dead.num_rows)
+            yield TaggedOutput(DEAD_LETTER, _stamped(dead, min(publish_ms)))
+
+
+def _stamped(table: pa.Table, time_ms) -> beam.window.TimestampedValue:
+    return beam.window.TimestampedValue(table, Timestamp(micros=int(time_ms) * 1000))
+
+
+class _ReadSubscription(beam.PTransform):
+    """One subscription -> ``{"records", "dead_letter"}`` Arrow batches."""
+
+    def __init__(self, subscription, record_type, segment_keys, options: dict):
+        super().__init__()
+        self._subscription = subscription
+        self._record_type = record_type
+        self._segment_keys = segment_keys
+        self._options = options
+
+    def expand(self, pbegin):
+        opt = self._options
+        read_args = {
+            "subscription": self._subscription,
+            "with_attributes": True,
+            "id_label": opt["id_label"],
+            "timestamp_attribute": opt["timestamp_attribute"],
+        }
+        if opt["expansion_service"]:
+            from apache_beam.io.external.gcp.pubsub import ReadFromPubSub as ReadViaJava
+
+            read = ReadViaJava(**read_args, expansion_service=opt["expansion_service"])
+        else:
+            read = beam.io.ReadFromPubSub(**read_args)
+        batches = (
+            pbegin
+            | "Read" >> read
+            | "ToMessages"
+            >> beam.ParDo(_ToMessages(opt["shards"])).with_output_types(tuple[str, _Message])
+            | "Batch"
+            >> beam.GroupIntoBatches(
+                opt["max_batch"], max_buffering_duration_secs=opt["max_buffering_seconds"]
+            )
+        )
+        parsed = batches | "Parse" >> beam.ParDo(
+            _ParseBatch(self._record_type, self._subscription, self._segment_keys)
+        ).with_outputs(DEAD_LETTER, main="records")
+        return {"records": parsed.records, DEAD_LETTER: parsed[DEAD_LETTER]}
+
+
+class PubSubSource(beam.PTransform):
+    """PBegin -> ``{"predictions", "labels", "dead_letter"}`` PCollections of Arrow batches.
+
+    Unbounded: build the pipeline with ``MonitorConfig(bounded=False)`` and run it with
+    ``--streaming``. See the module docstring for time semantics.
+
+    Args:
+        predictions_subscription: ``projects/P/subscriptions/S`` of prediction messages.
+        labels_subscription: ``projects/P/subscriptions/S`` of label messages.
+        segment_keys: segment attributes of predictions to keep for slicing.
+        max_batch: most messages per parsed batch (1 to 2**20).
+        max_buffering_seconds: longest processing-time wait for a batch to fill (> 0).
+        shards: batching keys per side; more shards batch in parallel.
+        id_label: attribute with a publisher-assigned unique id (runner dedup; not
+            supported by the DirectRunner).
+        timestamp_attribute: attribute holding each message's time (RFC 3339 or
+            epoch ms) for the element timestamp and the Dataflow watermark, instead
+            of the publish time.
+        expansion_service: ``HOST:PORT`` of a Java expansion service to read through
+            Java's PubsubIO (needed on Flink and other portable runners).
+
+    Raises:
+        ValueError: a subscription is not ``projects/P/subscriptions/S`` or a number is
+            out of range.
+    """
+
+    def __init__(
+        self,
+        predictions_subscription: str,
+        labels_subscription: str,
+        segment_keys: tuple[str, ...] = (),
+        max_batch: int = 2000,
+        max_buffering_seconds: float = 1.0,
+        shards: int = 16,
+        id_label: str | None = None,
+        timestamp_attribute: str | None = None,
+        expansion_service: str | None = None,
+    ):
+        super().__init__()
+        for name, sub in (
+            ("predictions_subscription", predictions_subscription),
+            ("labels_subscription", labels_subscription),
+        ):
+            parts = (sub or "").split("/")
+            if len(parts) != 4 or parts[0] != "projects" or parts[2] != "subscriptions":
+                raise ValueError(f"{name} must be projects/PROJECT/subscriptions/NAME; got {sub!r}")
+        if not 1 <= max_batch <= MAX_BATCH_LIMIT:
+            raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_LIMIT}; got {max_batch}")
+        if not max_buffering_seconds > 0:
+            raise ValueError(f"max_buffering_seconds must be > 0; got {max_buffering_seconds}")
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1; got {shards}")
+        self._predictions = predictions_subscription
+        self._labels = labels_subscription
+        self._segment_keys = tuple(segment_keys)
+        self._options = {
+            "max_batch": max_batch,
+            "max_buffering_seconds": max_buffering_seconds,
+            "shards": shards,
+            "id_label": id_label,
+            "timestamp_attribute": timestamp_attribute,
+            "expansion_service": expansion_service,
+        }
+
+    def expand(self, pbegin: PBegin):
+        preds = pbegin | "ReadPredictions" >> _ReadSubscription(
+            self._predictions, "prediction", self._segment_keys, self._options
+        )
+        labels = pbegin | "ReadLabels" >> _ReadSubscription(
+            self._labels, "label", (), self._options
+        )
+        dead = (preds[DEAD_LETTER], labels[DEAD_LETTER]) | "FlattenDeadLetter" >> beam.Flatten()
+        return {PREDICTIONS: preds["records"], LABELS: labels["records"], DEAD_LETTER: dead}
