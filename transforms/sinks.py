@@ -16,8 +16,9 @@ element of a flush) and at the end of the stream, so late panes are written
 like any other (Beam's ``WriteToParquet`` loses or rejects them in streaming).
 
 Files are written under a hidden temporary name and renamed into place, so readers
-never see a partial file. A file's name is a hash of its content: a retried bundle
-rewrites the same file instead of adding a copy, and two firings never collide.
+never see a partial file. A file's name is the firing's pane index and a hash of its
+content: a retried bundle rewrites the same file instead of adding a copy, and two
+firings never collide, even with equal contents (two equal outcome deltas).
 
 (``fileio.WriteToFiles`` was the first choice, but its second grouping, which moves
 temporary files into place, inherits a synchronized-processing-time trigger that the
@@ -65,7 +66,7 @@ class _WriteParquetFile(beam.DoFn):
         self._path = path
         self._schema = schema
 
-    def process(self, element):
+    def process(self, element, pane=beam.DoFn.PaneInfoParam):
         partition, records = element
         table = _as_table(records, self._schema)
         if table.num_rows == 0:
@@ -79,8 +80,9 @@ class _WriteParquetFile(beam.DoFn):
             except OSError:  # created meanwhile by another bundle
                 pass
         digest = hashlib.sha256(table_to_bytes(table)).hexdigest()[:24]
-        final = FileSystems.join(directory, f"part-{digest}.parquet")
-        temp = FileSystems.join(directory, f".part-{digest}.parquet.tmp")
+        name = f"part-{pane.index:06d}-{digest}"
+        final = FileSystems.join(directory, f"{name}.parquet")
+        temp = FileSystems.join(directory, f".{name}.parquet.tmp")
         with FileSystems.create(temp) as fh:
             pq.write_table(table, fh, compression="zstd")
         if FileSystems.exists(final):  # a retry of the same content
