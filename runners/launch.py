@@ -23,11 +23,11 @@ import sys
 import tempfile
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.pipelines.sources import FileSource
-from msewatch.runners import presets, summary
+from msewatch.runners import direct_speedups, presets, summary
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.join import JoinConfig
 from msewatch.transforms.metrics import MetricsConfig
@@ -106,6 +106,8 @@ def run(args, beam_args) -> int:
     if pubsub:
         presets.check_pubsub_runner(args.runner, args.pubsub_expansion_service)
     options = _options(args, beam_args, streaming=not config.bounded)
+    if options.view_as(StandardOptions).runner == "BundleBasedDirectRunner":
+        direct_speedups.install()
     with tempfile.TemporaryDirectory(prefix="msewatch-spool-") as spool:
         if pubsub:
             source = PubSubSource(

@@ -18,7 +18,7 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import summary
+from msewatch.runners import direct_speedups, summary
 from msewatch.runners.replay import plan_events, write_spool
 from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, with_segments
 from msewatch.transforms.join import JoinConfig
@@ -132,6 +132,7 @@ def run_bounded(preds, labs, output, **cfg):
 
 
 def run_replay(preds, labs, output, chunk_rows=1, **cfg):
+    direct_speedups.install()
     config = make_config(output, False, **cfg)
     spool = os.path.join(str(output), "_spool")
     arrivals = write_spool(preds, labs, DEAD_LETTER.empty_table(), spool)

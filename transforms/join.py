@@ -63,23 +63,24 @@ def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
     return (pd.util.hash_array(values, categorize=False) % np.uint64(shards)).astype(np.int64)
 
 
-class _ShardStateCoder(coders.Coder):
-    """Encodes a :class:`ShardState` as three length-prefixed Arrow IPC streams."""
+def _encode_state(value: ShardState) -> bytes:
+    """A :class:`ShardState` as three length-prefixed Arrow IPC streams.
 
-    def encode(self, value: ShardState) -> bytes:
-        parts = [table_to_bytes(t) for t in (value.preds, value.labels, value.tombs)]
-        return struct.pack("<3Q", *map(len, parts)) + b"".join(parts)
+    The state cell holds these bytes rather than the object: runners that keep state
+    in memory (the DirectRunner deep-copies it for every bundle) then copy an
+    immutable ``bytes``, and the others encode it for free.
+    """
+    parts = [table_to_bytes(t) for t in (value.preds, value.labels, value.tombs)]
+    return struct.pack("<3Q", *map(len, parts)) + b"".join(parts)
 
-    def decode(self, encoded: bytes) -> ShardState:
-        sizes = struct.unpack_from("<3Q", encoded)
-        view, offset, tables = memoryview(encoded), 24, []
-        for size in sizes:
-            tables.append(table_from_bytes(view[offset : offset + size]))
-            offset += size
-        return ShardState(*tables)
 
-    def is_deterministic(self) -> bool:
-        return False
+def _decode_state(encoded: bytes) -> ShardState:
+    sizes = struct.unpack_from("<3Q", encoded)
+    view, offset, tables = memoryview(encoded), 24, []
+    for size in sizes:
+        tables.append(table_from_bytes(view[offset : offset + size]))
+        offset += size
+    return ShardState(*tables)
 
 
 _TAGGED_BATCH = coders.TupleCoder([coders.StrUtf8Coder(), ArrowTableCoder()])
@@ -132,7 +133,7 @@ def _split(batches, config: JoinConfig):
 class _StreamingJoinDoFn(beam.DoFn):
     """Joins each arriving batch against the shard's pending state; one timer per shard."""
 
-    STATE = userstate.ReadModifyWriteStateSpec("shard_state", _ShardStateCoder())
+    STATE = userstate.ReadModifyWriteStateSpec("shard_state", coders.BytesCoder())
     EXPIRY = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
 
     def __init__(self, config: JoinConfig):
@@ -146,7 +147,7 @@ class _StreamingJoinDoFn(beam.DoFn):
     ):
         _, (tag, table) = element
         preds, labels = _split([(tag, table)], self._config)
-        shard = state.read() or ShardState.empty(self._config)
+        shard = self._read(state)
         shard, examples, counts = join_kernel.step(shard, preds, labels, self._config)
         yield from _count(counts, preds, labels)
         yield from self._finish(shard, examples, state, expiry)
@@ -158,12 +159,16 @@ class _StreamingJoinDoFn(beam.DoFn):
         state=beam.DoFn.StateParam(STATE),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
-        shard = state.read() or ShardState.empty(self._config)
+        shard = self._read(state)
         now_ms = fire_ts.micros // 1000
         shard, examples, counts = join_kernel.expire(shard, now_ms, self._config)
         empty = self._config.prediction_schema.empty_table()
         yield from _count(counts, empty, LABELS.empty_table())
         yield from self._finish(shard, examples, state, expiry)
+
+    def _read(self, state) -> ShardState:
+        encoded = state.read()
+        return _decode_state(encoded) if encoded else ShardState.empty(self._config)
 
     def _finish(self, shard, examples, state, expiry):
         _STATE_ROWS.update(shard.size)
@@ -171,7 +176,7 @@ class _StreamingJoinDoFn(beam.DoFn):
         if deadline is None:
             state.clear()
         else:
-            state.write(shard)
+            state.write(_encode_state(shard))
             expiry.set(Timestamp(micros=deadline * 1000))
         if examples.num_rows:
             yield examples
