@@ -9,9 +9,12 @@ Data flow, all batched:
 
 1. ``PreAggregate``: each EXAMPLES batch from the join is grouped, vectorized, by
    (bucket of event time, slice) into :class:`ErrorAccumulator` partials; each
-   partial is emitted once, stamped with its bucket start.
+   bucket is emitted once, as a ``{slice: partial}`` map stamped with its start.
 2. ``WindowMetrics``: windows and panes.
-3. ``CombinePartials``: ``CombinePerKey`` merges partials per (window, slice).
+3. ``CombinePartials``: ``CombinePerKey`` merges the maps per window, slice by slice.
+   The key is one constant: a window fires one pane for all its slices, so a late
+   label costs one firing, not one per slice (firings, not records, are what a
+   runner pays for); combiner lifting still merges partials before the shuffle.
 4. ``FormatRow``: one ``metrics`` row per (window, slice, pane): the metric values,
    ``pane_index``, ``pane_timing`` (EARLY / ON_TIME / LATE) and ``complete`` (not
    EARLY, and every prediction of the window and slice labeled or expired).
@@ -32,6 +35,8 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from msewatch.transforms.accumulators import MetricsCombineFn, aggregate_examples, finalize
 from msewatch.transforms.slices import SliceCoder, SliceConfig
 from msewatch.transforms.windowing import WindowConfig, WindowMetrics
+
+_KEY = "metrics"
 
 _UTC = datetime.UTC
 _TIMING = {
@@ -69,7 +74,7 @@ class MetricsConfig:
 
 
 class _PreAggregate(beam.DoFn):
-    """EXAMPLES batch -> ``(slice, ErrorAccumulator)`` partials stamped per bucket."""
+    """EXAMPLES batch -> one ``(key, {slice: ErrorAccumulator})`` per bucket, stamped."""
 
     def __init__(self, config: MetricsConfig):
         self._config = config
@@ -88,6 +93,7 @@ class _PreAggregate(beam.DoFn):
             name: table.column(name).to_numpy(zero_copy_only=False)
             for name in ("kind", "y_pred", "y_true", "weight", "label_lag_s")
         }
+        by_bucket: dict[int, dict] = {}
         for codes, names in self._slicer.codes(table):
             group = bucket_code.astype(np.int64) * len(names) + codes
             present, dense = np.unique(group, return_inverse=True)
@@ -103,18 +109,52 @@ class _PreAggregate(beam.DoFn):
             )
             for g, acc in zip(present.tolist(), accs, strict=True):
                 b, s = divmod(g, len(names))
-                start_s = int(buckets[b]) * period_ms / 1000.0
-                yield beam.window.TimestampedValue((names[s], acc), start_s)
+                by_bucket.setdefault(b, {})[names[s]] = acc
+        for b, partials in by_bucket.items():
+            start_s = int(buckets[b]) * period_ms / 1000.0
+            yield beam.window.TimestampedValue((_KEY, partials), start_s)
+
+
+class _SliceMapCombineFn(beam.CombineFn):
+    """Merges ``{slice: ErrorAccumulator}`` maps slice by slice (MetricsCombineFn each)."""
+
+    def __init__(self):
+        self._fn = MetricsCombineFn()
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, mutable_accumulator, element):
+        for name, partial in element.items():
+            acc = mutable_accumulator.get(name) or self._fn.create_accumulator()
+            mutable_accumulator[name] = self._fn.add_input(acc, partial)
+        return mutable_accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged: dict = {}
+        for acc in accumulators:  # iterables are consumed once
+            for name, parts in acc.items():
+                merged[name] = self._fn.merge_accumulators([merged.get(name, []), parts])
+        return merged
+
+    def compact(self, accumulator):
+        return {name: self._fn.compact(parts) for name, parts in accumulator.items()}
+
+    def extract_output(self, accumulator):
+        return {name: self._fn.extract_output(p) for name, p in accumulator.items()}
 
 
 class _FormatRow(beam.DoFn):
-    """``(slice, ErrorAccumulator)`` of one pane -> one ``metrics`` row (dict)."""
+    """``{slice: ErrorAccumulator}`` of one pane -> one ``metrics`` row (dict) per slice."""
 
     def __init__(self, clock):
         self._clock = clock
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        slice_name, acc = element
+        for slice_name, acc in sorted(element[1].items()):
+            yield self._row(slice_name, acc, win, pane)
+
+    def _row(self, slice_name, acc, win, pane) -> dict:
         row = {
             "window_start": win.start.to_utc_datetime(has_tz=True),
             "window_end": win.end.to_utc_datetime(has_tz=True),
@@ -129,7 +169,7 @@ class _FormatRow(beam.DoFn):
             timing != "EARLY" and row["predictions"] > 0 and resolved == row["predictions"]
         )
         row["emitted_at"] = self._clock()
-        yield row
+        return row
 
 
 class ComputeMetrics(beam.PTransform):
@@ -148,6 +188,6 @@ class ComputeMetrics(beam.PTransform):
             examples
             | "PreAggregate" >> beam.ParDo(_PreAggregate(self._config))
             | "Window" >> WindowMetrics(self._config.window, self._bounded)
-            | "CombinePartials" >> beam.CombinePerKey(MetricsCombineFn())
+            | "CombinePartials" >> beam.CombinePerKey(_SliceMapCombineFn())
             | "FormatRow" >> beam.ParDo(_FormatRow(self._config.clock))
         )
