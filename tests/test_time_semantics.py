@@ -184,3 +184,26 @@ def np_log(x):
     import math
 
     return math.log(x)
+
+
+def test_sliding_windows_count_each_prediction_in_every_window_that_contains_it(tmp_path):
+    # 2 h windows every 1 h. Predictions at 0:30 (error 1) and 1:30 (error 3), both
+    # labeled 10 min later. Windows [-1h,1h): first only -> mse 1; [0h,2h): both ->
+    # mse (1 + 9) / 2 = 5; [1h,3h): second only -> mse 9.
+    preds = predictions(
+        [{"id": "a", "t": H // 2, "y": 1.0}, {"id": "b", "t": 3 * H // 2, "y": 3.0}]
+    )
+    labs = labels(
+        [
+            {"id": "a", "t": H // 2 + 600_000, "y": 0.0},
+            {"id": "b", "t": 3 * H // 2 + 600_000, "y": 0.0},
+        ]
+    )
+    for run, out in ((run_bounded, tmp_path / "b"), (run_replay, tmp_path / "r")):
+        df, _ = run(preds, labs, out, ttl_ms=TTL, window_s=7200, every_s=3600)
+        final = latest(df)
+        overall = final[final["slice"] == "overall"]
+        assert list(overall["window_start"].astype("int64") // 1000) == [-H, 0, H]  # us -> ms
+        assert list(overall["mse"]) == pytest.approx([1.0, 5.0, 9.0])
+        assert list(overall["predictions"]) == [1, 2, 1]
+        assert (overall["window_end"] - overall["window_start"]).dt.total_seconds().eq(7200).all()
