@@ -5,8 +5,8 @@
   generated from the field lists in :mod:`msewatch.schemas.records`, the same lists
   the Parquet schemas come from. Never edit them by hand: change the field list and
   run ``python -m msewatch.schemas.bigquery_files`` (``--check`` only compares).
-* ``metrics_latest.sql``: the SELECT of the view ``metrics_latest``, with
-  ``{project}.{dataset}`` placeholders (see :func:`view_sql`).
+* The view ``metrics_latest`` is ``schemas/queries/bigquery/metrics_latest.sql``,
+  shared with the named BigQuery queries (see :func:`view_sql`).
 
 The table layout that the files cannot carry (``metrics`` is day-partitioned on
 ``window_start`` and clustered on ``slice``) is :data:`TABLE_LAYOUT`; the sink module
@@ -135,9 +135,9 @@ def view_sql(project: str, dataset: str) -> str:
         ValueError: the project or dataset id is malformed (they go into SQL text).
     """
     check_names(project, dataset)
-    text = importlib.resources.files(__package__).joinpath("bigquery", VIEW_FILE)
+    text = importlib.resources.files(__package__).joinpath("queries", "bigquery", VIEW_FILE)
     sql = text.read_text(encoding="utf-8").strip().rstrip(";")
-    return sql.replace("{project}", project).replace("{dataset}", dataset)
+    return sql.replace("{dataset}", f"{project}.{dataset}")
 
 
 def main(argv=None) -> int:
