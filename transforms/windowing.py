@@ -8,8 +8,10 @@ inside every window that contains its start; windows are therefore exact.
 * Fixed windows (``every_seconds == window_seconds``) or sliding windows
   (``window_seconds`` long, starting every ``every_seconds``; the window must be a
   multiple of the period).
-* ``allowed_lateness_seconds`` defaults to ``label_ttl``: a label can arrive up to
-  ``label_ttl`` after its prediction, and the window must still accept it.
+* ``allowed_lateness_seconds`` is ``label_ttl`` plus one second (``runners/launch.py``
+  sets it): a label can arrive up to ``label_ttl`` after its prediction, and a
+  prediction made in the last millisecond of a window expires at window end +
+  ``label_ttl``; the window must still accept both.
 * Trigger (unbounded input): ``AfterWatermark(early=AfterProcessingTime(early),
   late=AfterCount(1))``, ACCUMULATING: speculative EARLY panes every
   ``early_firing_seconds`` of processing time while the window is open, one ON_TIME
