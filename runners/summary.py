@@ -121,6 +121,8 @@ def render(output_dir: str, outcomes) -> str:
             )
     lines.append("")
     lines.append(
-        f"Tables: {output_dir}/metrics, {output_dir}/dead_letter; {output_dir}/summary.json"
+        f"Tables: {output_dir}/metrics, {output_dir}/dead_letter, {output_dir}/outcomes; "
+        f"{output_dir}/summary.json"
     )
+    lines.append(f"Worst slices: msewatch query {output_dir} worst")
     return "\n".join(lines)
