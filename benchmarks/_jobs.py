@@ -43,6 +43,7 @@ class Job:
     replay: bool = False
     label_ttl_ms: int = DEFAULT_TTL_MS
     probe: bool = False
+    replay_chunk_rows: int | None = None  # None: msewatch's default
 
     def command(self, out_dir: str) -> list[str]:
         """The child's argv, writing its output under ``out_dir``."""
@@ -53,6 +54,8 @@ class Job:
             cmd += ["--window", f"{WINDOW_SECONDS}s", "--slice", SLICE_KEY, "--quiet"]
             cmd += ["--label-ttl", f"{self.label_ttl_ms}ms"]
             cmd += ["--streaming-replay"] if self.replay else []
+            if self.replay and self.replay_chunk_rows:
+                cmd += ["--replay-chunk-rows", str(self.replay_chunk_rows)]
             if self.probe:
                 probe = os.path.join(HERE, "_probe.py")
                 return [sys.executable, probe, os.path.join(out_dir, "beam_metrics.json"), *cmd]
@@ -132,17 +135,22 @@ class Bench:
             json.dump(self.results, f, indent=2, default=str)
 
 
-def rounds(bench: Bench, jobs: list[Job], refs: dict[str, tuple[Job, str]], repeats: int):
-    """Runs ``jobs`` ``repeats`` times, rotating the order; checks each round.
+def rounds(
+    bench: Bench,
+    jobs: list[Job],
+    refs: dict[str, tuple[Job, str]],
+    repeats: int,
+    into: dict,
+) -> None:
+    """Runs ``jobs`` ``repeats`` times, rotating the order; checks and records each round.
 
     Args:
         bench: the bench.
         jobs: the jobs (their names are the run tags).
         refs: job name -> (reference job, its run tag) to compare with after each round.
         repeats: rounds.
-
-    Returns:
-        ``{job name: [run, ...]}``.
+        into: receives ``{job name: summary}`` (``_report.summarize`` plus the list of
+            ``runs``), updated after every round so that a failure keeps what was measured.
     """
     runs = {job.name: [] for job in jobs}
     for r in range(repeats):
@@ -150,9 +158,10 @@ def rounds(bench: Bench, jobs: list[Job], refs: dict[str, tuple[Job, str]], repe
         shift = r % len(jobs)
         for job in jobs[shift:] + jobs[:shift]:
             runs[job.name].append(bench.measure(job, job.name))
+            into[job.name] = _report.summarize(runs[job.name], job.workload.events)
+            into[job.name]["runs"] = runs[job.name]
         for job in jobs:
             if job.name in refs:
                 ref_job, ref_tag = refs[job.name]
                 bench.check(job, job.name, ref_job, ref_tag, r)
         bench.save()
-    return runs

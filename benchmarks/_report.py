@@ -165,7 +165,8 @@ def render(results: dict) -> str:
     skipped = sum(1 for c in agreement["checks"] if c.get("skipped"))
     verdict = {True: "passed", False: "FAILED", None: "not checked"}[agreement["passed"]]
     done = len(agreement["checks"]) - skipped
-    lines.append(f"agreement: {verdict} ({done} checks, {skipped} skipped: a run timed out)")
+    note = f", {skipped} skipped because a run timed out" if skipped else ""
+    lines.append(f"agreement: {verdict} ({done} checks{note})")
     return "\n".join(lines)
 
 

@@ -27,17 +27,20 @@ relative. A mismatch prints the differences and exits with status 1.
 ``--scaling`` adds the replay at about 200,000 and 2,000,000 events
 (``--scaling-events``), alternated and repeated. ``--state`` runs a bounded and a
 replay run with ``--label-ttl`` set to ``--state-ttl`` (1h) and to the default (7d), on
-a workload of ``--state-predictions``, through ``_probe.py``, which records the join's
+a workload of ``--state-predictions``, replayed in steps of ``--state-chunk-rows``
+records (a step's records all enter the join before the watermark moves, so the step
+bounds the state from below), through ``_probe.py``, which records the join's
 ``join_state_rows`` distribution (rows held by a join shard after each batch or timer)
 in-process, because the streaming DirectRunner drops Beam metric updates. Only the
 streaming join reports it; the bounded join buffers its whole input by design, so
 bounded runs report peak RSS only. Each of these runs is checked against pandas too.
 
 Measured: wall time and peak RSS per child process (``_measure.py``: ``os.wait4``'s
-``ru_maxrss``, no psutil). Events are prediction records plus label records. Prints
-a table, ratios and the issue-3 targets; writes everything to ``OUT/results.json``
-(rewritten after each round). Exit status: 0, or 1 if the peers disagree or a run
-fails, 3 if a run hit ``--timeout``.
+``ru_maxrss`` taken by the small ``_spawn.py`` launcher; no psutil). Events are
+prediction records plus label records. Prints a table, ratios and the issue-3
+targets; writes everything to ``OUT/results.json`` (rewritten after each round).
+Exit status: 0, or 1 if the peers disagree or a run fails, 3 if a run hit
+``--timeout``.
 """
 
 from __future__ import annotations
@@ -80,15 +83,11 @@ def main_peers(bench: Bench, args, workload, head) -> None:
         refs["textbook"] = (head_ref, head_ref.name)
     if any(job.tool == "msewatch" for job in chosen) and pandas not in chosen:
         chosen.append(pandas)  # the reference of every msewatch peer
-    runs = rounds(bench, chosen, refs, args.repeats)
-    for job in chosen:
-        bench.results["peers"][job.name] = _report.summarize(runs[job.name], job.workload.events)
-        bench.results["peers"][job.name]["runs"] = runs[job.name]
+    rounds(bench, chosen, refs, args.repeats, into=bench.results["peers"])
 
 
 def scaling(bench: Bench, args) -> dict:
     """The replay at two sizes, alternated and repeated; each checked against pandas."""
-    sizes = {}
     jobs, refs = [], {}
     for label, events in zip(("small", "large"), args.scaling_events, strict=True):
         workload = _workload.ensure(
@@ -100,20 +99,19 @@ def scaling(bench: Bench, args) -> dict:
         job = Job(f"replay_{label}", "msewatch", workload, fmt=args.replay_format, replay=True)
         jobs.append(job)
         refs[job.name] = (ref, ref.name)
-    runs = rounds(bench, jobs, refs, args.repeats)
-    for job in jobs:
-        label = job.name.removeprefix("replay_")
-        sizes[label] = _report.summarize(runs[job.name], job.workload.events) | {
-            "runs": runs[job.name]
-        }
-    small, large = sizes["small"]["events_per_s"], sizes["large"]["events_per_s"]
-    return {"sizes": sizes, "large_over_small": large / small if small and large else None}
+    out = bench.results["scaling"] = {"sizes": {}, "large_over_small": None}
+    rounds(bench, jobs, refs, args.repeats, into=out["sizes"])
+    small = out["sizes"]["replay_small"]["events_per_s"]
+    large = out["sizes"]["replay_large"]["events_per_s"]
+    out["large_over_small"] = large / small if small and large else None
+    return out
 
 
 def state(bench: Bench, args) -> dict:
     """Bounded and replay runs with a short and the default label TTL (see module doc)."""
     workload = _workload.ensure(args.cache, args.state_predictions, args.seed, args.days)
     out = {"predictions": args.state_predictions, "events": workload.events, "runs": {}}
+    out["replay_chunk_rows"] = args.state_chunk_rows
     out["all_predictions_per_shard"] = workload.prediction_records / JOIN_SHARDS
     out["note"] = (
         "join_state_rows max = rows held by the largest of the 16 join shards after a "
@@ -128,6 +126,7 @@ def state(bench: Bench, args) -> dict:
             job = Job(
                 f"state_{mode}_{ttl_name}", "msewatch", workload, fmt="parquet",
                 replay=mode == "replay", label_ttl_ms=ttl_ms, probe=True,
+                replay_chunk_rows=args.state_chunk_rows,
             )  # fmt: skip
             run = bench.measure(job, job.name)
             bench.check(job, job.name, ref, ref.name, 0)
@@ -216,6 +215,7 @@ def parse_args(argv=None):
     p.add_argument("--state", action="store_true", help="short vs default label TTL")
     p.add_argument("--state-predictions", type=int, default=200_000, help="(200000)")
     p.add_argument("--state-ttl", type=_duration_ms, default=3_600_000, dest="state_ttl_ms")
+    p.add_argument("--state-chunk-rows", type=int, default=5000, help="replay step (5000)")
     p.add_argument("--timeout", type=float, help="seconds before a run is killed (none)")
     args = p.parse_args(argv)
     for name, default in _DEFAULTS.items():
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
         "command": ["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)],
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "environment": _environment(),
-        "settings": {k: v for k, v in vars(args).items()},
+        "settings": dict(vars(args)),
         "method": {
             "wall": "time.perf_counter from spawn to exit of each child process",
             "peak_rss": "ru_maxrss of each child from os.wait4 (psutil not used)",
@@ -281,7 +281,6 @@ def main(argv=None) -> int:
     except (Disagreement, RuntimeError, AssertionError) as e:
         results["agreement"]["passed"] = False if isinstance(e, Disagreement) else None
         results["error"] = str(e)
-        print(f"\nBENCHMARK FAILED: {e}", file=sys.stderr)
         status = 1
     results["ratios"] = _report.ratios(results["peers"])
     results["targets"] = _report.targets(
@@ -289,11 +288,13 @@ def main(argv=None) -> int:
     )
     results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     bench.save()
-    if status == 0:
-        print(_report.render(results))
-        print("\nREADME table:\n" + _report.markdown(results))
-        print(f"\nresults: {os.path.join(args.out, 'results.json')}")
-        status = 3 if _any_timed_out(results) else 0
+    print(_report.render(results))
+    print("\nREADME table:\n" + _report.markdown(results))
+    print(f"\nresults: {os.path.join(args.out, 'results.json')}")
+    if status:
+        print(f"\nBENCHMARK FAILED: {results['error']}", file=sys.stderr)
+    elif _any_timed_out(results):
+        status = 3
     return status
 
 

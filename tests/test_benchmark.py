@@ -21,6 +21,7 @@ PEERS = {"msewatch_jsonl", "msewatch_parquet", "msewatch_replay", "textbook", "p
 
 sys.path.insert(0, str(BENCHMARKS))
 import _agree  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+import _measure  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,24 @@ def test_compare_flags_a_missing_row():
 def test_textbook_comparison_ignores_rows_without_scored_pairs():
     peer = _rows(1.25).iloc[:2][["window_start_ms", "slice", "scored", "mse"]]
     assert _agree.compare(_rows(1.25), peer, only_scored=True)["ok"]
+
+
+def test_peak_rss_is_the_childs_own(tmp_path):
+    # This test process has pandas loaded (well over 100 MiB); a child that allocates
+    # 200 MiB must report at least that, and a bare interpreter far less than us.
+    big = _measure.run([sys.executable, "-c", "x = bytearray(200 << 20)"], str(tmp_path / "a"))
+    bare = _measure.run([sys.executable, "-c", "pass"], str(tmp_path / "b"))
+    assert big.peak_rss_bytes >= 200 << 20
+    assert bare.peak_rss_bytes < 64 << 20
+
+
+def test_a_run_past_the_time_limit_is_killed_and_flagged(tmp_path):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    result = _measure.run(sleeper, str(tmp_path / "log"), timeout_s=1)
+    assert result.timed_out and result.wall_s < 30
+
+
+def test_a_failing_run_raises_with_its_log(tmp_path):
+    failing = [sys.executable, "-c", "import sys; sys.exit('no such file: x.jsonl')"]
+    with pytest.raises(RuntimeError, match="no such file: x.jsonl"):
+        _measure.run(failing, str(tmp_path / "log"))
