@@ -110,9 +110,9 @@ class _KeyByShard(beam.DoFn):
             yield f"{sorted_shard[s]:04d}", (self._tag, table.slice(s, e - s))
 
 
-def _count(counts: dict[str, int], preds: pa.Table, labels: pa.Table):
+def _count(counts: dict[str, int], valid_predictions: int = 0, valid_labels: int = 0):
     """Counter updates and the ``outcomes`` element of one batch or firing."""
-    counts = dict(counts, prediction_valid=preds.num_rows, label_valid=labels.num_rows)
+    counts = dict(counts, prediction_valid=valid_predictions, label_valid=valid_labels)
     for name, n in counts.items():
         if n and name in _COUNTERS:
             _COUNTERS[name].inc(n)
@@ -149,7 +149,7 @@ class _StreamingJoinDoFn(beam.DoFn):
         preds, labels = _split([(tag, table)], self._config)
         shard = self._read(state)
         shard, examples, counts = join_kernel.step(shard, preds, labels, self._config)
-        yield from _count(counts, preds, labels)
+        yield from _count(counts, preds.num_rows, labels.num_rows)
         yield from self._finish(shard, examples, state, expiry)
 
     @userstate.on_timer(EXPIRY)
@@ -162,8 +162,7 @@ class _StreamingJoinDoFn(beam.DoFn):
         shard = self._read(state)
         now_ms = fire_ts.micros // 1000
         shard, examples, counts = join_kernel.expire(shard, now_ms, self._config)
-        empty = self._config.prediction_schema.empty_table()
-        yield from _count(counts, empty, LABELS.empty_table())
+        yield from _count(counts)
         yield from self._finish(shard, examples, state, expiry)
 
     def _read(self, state) -> ShardState:
@@ -205,7 +204,7 @@ class _BoundedJoinDoFn(beam.DoFn):
         preds, labels = _split(list(buffer.read()), self._config)
         buffer.clear()
         examples, counts = join_kernel.resolve_bounded(preds, labels, self._config)
-        yield from _count(counts, preds, labels)
+        yield from _count(counts, preds.num_rows, labels.num_rows)
         if examples.num_rows:
             yield examples
 
