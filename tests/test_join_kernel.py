@@ -7,6 +7,8 @@ passes the shard's next deadline.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -110,7 +112,7 @@ _record = st.tuples(
 )
 
 
-def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int):
+def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int, cfg: jk.JoinConfig = CFG):
     """Replays records in arrival order with timely watermarks, like the DirectRunner."""
     p_order = np.lexsort([preds.column("position").to_numpy(), preds.column("event_time_ms")])
     l_order = np.lexsort([labs.column("position").to_numpy(), labs.column("label_time_ms")])
@@ -120,15 +122,15 @@ def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int):
             [preds.column("event_time_ms").to_numpy(), labs.column("label_time_ms").to_numpy()]
         )
     )
-    state = jk.ShardState.empty(CFG)
+    state = jk.ShardState.empty(cfg)
     total = dict.fromkeys(jk.OUTCOMES, 0)
     cuts = list(times[::batch]) + [times[-1] + 1 if len(times) else 0]
     pt, lt = preds.column("event_time_ms").to_numpy(), labs.column("label_time_ms").to_numpy()
 
     def fire_until(watermark):
         nonlocal state
-        while (d := jk.next_deadline_ms(state, CFG)) is not None and d <= watermark:
-            state, _, c = jk.expire(state, d, CFG)
+        while (d := jk.next_deadline_ms(state, cfg)) is not None and d <= watermark:
+            state, _, c = jk.expire(state, d, cfg)
             for k in total:
                 total[k] += c[k]
 
@@ -136,7 +138,7 @@ def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int):
         fire_until(lo - 1)
         pa_, pb = np.searchsorted(pt, [lo, hi])
         la, lb = np.searchsorted(lt, [lo, hi])
-        state, _, c = jk.step(state, preds.slice(pa_, pb - pa_), labs.slice(la, lb - la), CFG)
+        state, _, c = jk.step(state, preds.slice(pa_, pb - pa_), labs.slice(la, lb - la), cfg)
         for k in total:
             total[k] += c[k]
     fire_until(2**62)
@@ -148,13 +150,16 @@ def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int):
     st.lists(_record, max_size=40),
     st.lists(_record, max_size=40),
     st.integers(1, 7),
+    st.sampled_from([H // 4, H, 2 * H, 3 * H - 1]),
 )
-def test_conservation_and_streaming_equals_bounded(pred_recs, label_recs, batch):
+def test_conservation_and_streaming_equals_bounded(pred_recs, label_recs, batch, grid):
     preds = predictions([{"id": f"i{i}", "t": t, "y": 1.0} for i, t in pred_recs])
     labs = labels([{"id": f"i{i}", "t": t, "y": 0.0} for i, t in label_recs])
     _, bounded = jk.resolve_bounded(preds, labs, CFG)
     streamed = _run_streaming(preds, labs, batch)
-    for counts in (bounded, streamed):
+    # The same replay with timers on a coarse grid (any grid shorter than label_ttl).
+    coarse = _run_streaming(preds, labs, batch, dataclasses.replace(CFG, timer_grid_ms=grid))
+    for counts in (bounded, streamed, coarse):
         assert preds.num_rows == (
             counts["prediction_joined"]
             + counts["prediction_expired"]
@@ -176,6 +181,8 @@ def test_conservation_and_streaming_equals_bounded(pred_recs, label_recs, batch)
         times.setdefault(i, []).append(t)
     skewed = any(i in first_pred and first_pred[i] - t > CFG.orphan_ttl_ms for i, t in label_recs)
     long_lived = any(max(ts) - min(ts) >= 2 * CFG.label_ttl_ms for ts in times.values())
+    if not long_lived:
+        assert coarse == streamed
     if not (skewed or long_lived):
         assert streamed == bounded
 

@@ -15,20 +15,28 @@ Outcomes (the conservation law of DESIGN.md; invalid records never reach the joi
 Streaming rules (:func:`step` and :func:`expire`):
 
 * The first prediction to arrive for an id wins; a prediction whose id is pending or
-  was resolved less than ``2 * label_ttl`` ago (a tombstone) is a duplicate.
+  was resolved less than ``2 * label_ttl`` ago (a tombstone) is a duplicate. A
+  record arriving at or after a tombstone's ``forget_at_ms`` (event time for a
+  prediction, label time for a label) is new.
 * An orphaned label's id is also remembered for ``2 * label_ttl``, so that a repeat
   of that label is a duplicate, as in a bounded run.
-* A prediction expires when the watermark passes ``event_time + label_ttl``: its
-  timer is set at ``event_time + label_ttl + 1 ms`` so that a label with a lag of
-  exactly ``label_ttl`` (which may arrive while the watermark equals its timestamp)
-  is still joined.
 * The first label to arrive for an id wins. Joined if its lag
   (``label_time - event_time``) is at most ``label_ttl``; otherwise it is a
   ``late_label`` and the prediction stays pending until it expires. A label arriving
   after its prediction expired is a ``late_label``; after one was joined or judged
   late, later labels are duplicates.
-* A label whose prediction has not arrived waits until the watermark passes
-  ``label_time + orphan_ttl``, then it is an ``orphan_label``.
+* A prediction expires when the watermark passes its expiry timer, at the end of its
+  timer-grid cell plus ``label_ttl`` (``event_time + label_ttl + 1 ms`` with the exact
+  1 ms grid).
+* A label whose prediction has not arrived waits; a prediction made more than
+  ``orphan_ttl`` after the label's ``label_time`` does not join it, and when the
+  watermark passes ``label_time + orphan_ttl`` (rounded up to the grid) the label is an
+  ``orphan_label``.
+
+These rules compare record times, so the outcomes do not depend on when a timer
+fires: a coarse timer grid (one firing per window period instead of one per distinct
+deadline) gives the same outcomes as the exact one, as long as the grid is shorter
+than ``label_ttl`` (tested).
 
 Bounded rules (:func:`resolve_bounded`): all records are known at once. The first
 prediction is the one with the earliest event_time, the first label the one with the
@@ -79,12 +87,18 @@ class JoinConfig:
         orphan_ttl_ms: how long (event time) a label waits for its prediction.
         segment_keys: segment attributes carried from predictions to examples.
         shards: number of join shards (keys of the stateful DoFn).
+        timer_grid_ms: expiry timers fire on this grid (the pipeline sets the
+            metrics window period): a prediction made in ``[k*g, (k+1)*g)`` expires
+            at ``(k+1)*g + label_ttl``, the end of its window plus the TTL, before
+            that window closes; labels and tombstones round up to the grid. Outcomes
+            do not depend on it (see :func:`step`); 1 ms is exact.
     """
 
     label_ttl_ms: int = 7 * 24 * 3600 * 1000
     orphan_ttl_ms: int = 3600 * 1000
     segment_keys: tuple[str, ...] = ()
     shards: int = 16
+    timer_grid_ms: int = 1
 
     def __post_init__(self):
         if self.label_ttl_ms <= 0:
@@ -93,6 +107,8 @@ class JoinConfig:
             raise ValueError(f"orphan_ttl must be >= 0, got {self.orphan_ttl_ms} ms")
         if not 1 <= self.shards <= 4096:
             raise ValueError(f"shards must be in 1..4096, got {self.shards}")
+        if self.timer_grid_ms < 1:
+            raise ValueError(f"timer_grid_ms must be >= 1, got {self.timer_grid_ms}")
 
     @property
     def prediction_schema(self) -> pa.Schema:
@@ -241,6 +257,23 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
     return examples, counts
 
 
+def _forget_outlived(tombs: pa.Table, preds: pa.Table, labels: pa.Table) -> pa.Table:
+    """Drops the tombstones whose id comes back at or after their ``forget_at_ms``."""
+    if tombs.num_rows == 0:
+        return tombs
+    forget = tombs.column("forget_at_ms").to_numpy()
+    drop = np.zeros(tombs.num_rows, dtype=bool)
+    for table, time_col in ((preds, "event_time_ms"), (labels, "label_time_ms")):
+        if table.num_rows == 0:
+            continue
+        idx = pc.index_in(table.column("prediction_id"), value_set=tombs.column("prediction_id"))
+        hit = pc.is_valid(idx).to_numpy(zero_copy_only=False)
+        pos = idx.fill_null(0).to_numpy(zero_copy_only=False)
+        outlived = hit & (table.column(time_col).to_numpy() >= forget[pos])
+        drop[pos[outlived]] = True
+    return tombs.filter(~drop) if drop.any() else tombs
+
+
 def _is_in(values: pa.Array, table: pa.Table) -> np.ndarray:
     if table.num_rows == 0 or len(values) == 0:
         return np.zeros(len(values), dtype=bool)
@@ -259,6 +292,10 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     Returns:
         ``(state, examples, counts)``.
     """
+    # 0. Tombstones a record of this batch outlives are forgotten first: the outcome
+    # depends on record times, not on when the coarse timer last fired.
+    state = dataclasses.replace(state, tombs=_forget_outlived(state.tombs, preds, labels))
+
     # 1. Predictions: first arrival wins; ids already pending or tombstoned are duplicates.
     pfirst = _first_mask(preds.column("prediction_id"))
     pids = preds.column("prediction_id")
@@ -291,7 +328,9 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     counts = _add_counts(
         counts, _counts(label_duplicate=dup.sum() + tomb_seen.sum(), label_late=tomb_late.sum())
     )
-    waiting = _concat([state.labels, labels.filter(~dup & ~in_tomb)], LABELS)
+    new_labels = labels.filter(~dup & ~in_tomb)
+    waiting = _concat([state.labels, new_labels], LABELS)
+    waited = np.arange(waiting.num_rows) < state.labels.num_rows  # arrived in an earlier batch
 
     # 3. Match every waiting label with a pending prediction.
     idx = (
@@ -303,13 +342,16 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     pidx = idx.fill_null(0).to_numpy(zero_copy_only=False)
     labeled = pending.num_rows > 0
     pseen = pending.column("label_seen").to_numpy(zero_copy_only=False).copy()
-    already = found & pseen[pidx] if labeled else found
     lag_ms = (
         waiting.column("label_time_ms").to_numpy()
         - pending.column("event_time_ms").to_numpy()[pidx]
         if labeled
         else np.zeros(waiting.num_rows, dtype=np.int64)
     )
+    # A label that waited is an orphan for a prediction made more than orphan_ttl after
+    # it (it stays waiting until its timer orphans it).
+    found &= ~(waited & (-lag_ms > config.orphan_ttl_ms))
+    already = found & pseen[pidx] if labeled else found
     live = found & ~already
     joined = live & (lag_ms <= config.label_ttl_ms)
     late = live & ~joined
@@ -401,17 +443,50 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
     return state, expired_ex, counts
 
 
+def window_timer_grid_ms(period_ms: int, label_ttl_ms: int) -> int:
+    """The coarsest timer grid that keeps the join's outcomes and windows intact.
+
+    The largest divisor of the window period shorter than ``label_ttl``: dividing the
+    period puts a prediction's expiry (end of its grid cell + TTL) at or before the end
+    of its first window + TTL, before that window closes; being shorter than the TTL
+    expires a pending prediction before ``2 * label_ttl``, when a repeat of its id
+    would count as a new record.
+    """
+    best = 1
+    d = 1
+    while d * d <= period_ms:
+        if period_ms % d == 0:
+            for cand in (d, period_ms // d):
+                if best < cand < label_ttl_ms:
+                    best = cand
+        d += 1
+    return best
+
+
+def _grid_ceil(t_ms: int, grid_ms: int) -> int:
+    """The first grid point at or after ``t_ms``."""
+    return -(-t_ms // grid_ms) * grid_ms
+
+
 def next_deadline_ms(state: ShardState, config: JoinConfig) -> int | None:
-    """Earliest event time at which :func:`expire` has something to do, or None."""
+    """When the shard's timer should fire next, or None when the state can be cleared.
+
+    The earliest expiry of a pending prediction (the end of its timer-grid cell plus
+    ``label_ttl``; exact with a 1 ms grid) or orphaning of a waiting label, rounded
+    up to the grid. A shard holding only tombstones fires once, when the last one can
+    be forgotten: tombstones need no timer to be correct (:func:`step` ignores the
+    ones a record outlives), only to free memory.
+    """
+    grid = config.timer_grid_ms
     candidates = []
     if state.preds.num_rows:
-        candidates.append(
-            pc.min(state.preds.column("event_time_ms")).as_py() + config.label_ttl_ms + 1
-        )
+        first = pc.min(state.preds.column("event_time_ms")).as_py()
+        candidates.append((first // grid + 1) * grid + config.label_ttl_ms)
     if state.labels.num_rows:
-        candidates.append(
-            pc.min(state.labels.column("label_time_ms")).as_py() + config.orphan_ttl_ms + 1
-        )
+        first = pc.min(state.labels.column("label_time_ms")).as_py()
+        candidates.append(_grid_ceil(first + config.orphan_ttl_ms + 1, grid))
+    if candidates:
+        return min(candidates)
     if state.tombs.num_rows:
-        candidates.append(pc.min(state.tombs.column("forget_at_ms")).as_py())
-    return min(candidates) if candidates else None
+        return pc.max(state.tombs.column("forget_at_ms")).as_py()
+    return None
