@@ -25,7 +25,6 @@ from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.schemas.records import DEAD_LETTER, METRICS, OUTCOMES
 from msewatch.transforms.bigquery import WriteBigQueryTables
 from msewatch.transforms.join import JoinConfig, JoinPredictionsAndLabels
-from msewatch.transforms.join_kernel import window_timer_grid_ms
 from msewatch.transforms.metrics import ComputeMetrics, MetricsConfig
 from msewatch.transforms.outcomes import CountOutcomes
 from msewatch.transforms.sinks import WriteParquetTable
@@ -59,6 +58,12 @@ class MonitorConfig:
             raise ValueError(f"sink flush must be > 0 s, got {self.sink_flush_seconds}")
         if self.join.segment_keys != self.metrics.slices.segment_keys:
             raise ValueError("join.segment_keys must equal the segment keys of the slices")
+        period_ms = self.metrics.window.period_seconds * 1000
+        if period_ms % self.join.timer_grid_ms:
+            raise ValueError(
+                f"the expiry grid ({self.join.timer_grid_ms} ms) must divide the window "
+                f"period ({period_ms} ms), so that expiries reach a window before it closes"
+            )
 
 
 def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> dict:
@@ -74,15 +79,10 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
         The PCollections ``records`` (dict), ``examples``, ``metrics`` and ``outcomes``.
     """
     records = p | "Read" >> source
-    # Expiry timers fire once per window period (see JoinConfig.timer_grid_ms).
-    period_ms = config.metrics.window.period_seconds * 1000
-    join = dataclasses.replace(
-        config.join, timer_grid_ms=window_timer_grid_ms(period_ms, config.join.label_ttl_ms)
-    )
     joined = {
         "predictions": records["predictions"],
         "labels": records["labels"],
-    } | "Join" >> JoinPredictionsAndLabels(join, bounded=config.bounded)
+    } | "Join" >> JoinPredictionsAndLabels(config.join, bounded=config.bounded)
     examples = joined["examples"]
     metrics = examples | "Metrics" >> ComputeMetrics(config.metrics, bounded=config.bounded)
     streaming = not config.bounded

@@ -112,6 +112,12 @@ def _add_run(sub) -> None:
     p.add_argument("--max-slice-values", type=int, default=100, help="per-key cap (100)")
     p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
     p.add_argument("--shards", type=int, default=16, help="join shards (16)")
+    p.add_argument(
+        "--expiry-grid",
+        type=_millis,
+        help="expiry timer grid; must divide the window period (default: the largest "
+        "divisor of the period shorter than the label TTL; 1ms = exact)",
+    )
     p.add_argument("--early-firing", type=_whole_seconds, default=60, help="EARLY pane delay (60s)")
     p.add_argument(
         "--streaming-replay",

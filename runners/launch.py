@@ -30,6 +30,7 @@ from msewatch.pipelines.sources import FileSource
 from msewatch.runners import direct_speedups, presets, summary
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.join import JoinConfig
+from msewatch.transforms.join_kernel import window_timer_grid_ms
 from msewatch.transforms.metrics import MetricsConfig
 from msewatch.transforms.pubsub import PubSubSource
 from msewatch.transforms.replay import ReplaySpool
@@ -48,11 +49,15 @@ def config_from_args(args) -> MonitorConfig:
         allowed_lateness_seconds=-(-args.label_ttl // 1000) + 1,
         early_firing_seconds=args.early_firing,
     )
+    grid = args.expiry_grid or window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
+    if grid > 1 and grid >= args.label_ttl:
+        raise ValueError(f"--expiry-grid must be shorter than --label-ttl ({args.label_ttl} ms)")
     join = JoinConfig(
         label_ttl_ms=args.label_ttl,
         orphan_ttl_ms=args.orphan_ttl,
         segment_keys=slices.segment_keys,
         shards=args.shards,
+        timer_grid_ms=grid,
     )
     metrics = MetricsConfig(window=window, slices=slices, huber_delta=args.huber_delta)
     pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)

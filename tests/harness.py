@@ -22,6 +22,7 @@ from msewatch.runners import direct_speedups, summary
 from msewatch.runners.replay import plan_events, write_spool
 from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, with_segments
 from msewatch.transforms.join import JoinConfig
+from msewatch.transforms.join_kernel import window_timer_grid_ms
 from msewatch.transforms.metrics import MetricsConfig
 from msewatch.transforms.replay import ReplaySpool
 from msewatch.transforms.slices import SliceConfig
@@ -89,6 +90,7 @@ def make_config(
             orphan_ttl_ms=orphan_ms,
             segment_keys=sl.segment_keys,
             shards=shards,
+            timer_grid_ms=window_timer_grid_ms(window.period_seconds * 1000, ttl_ms),
         ),
         metrics=MetricsConfig(window=window, slices=sl, clock=fixed_clock),
         output=str(output),

@@ -69,6 +69,15 @@ def _run_cli(*args):
             "must be positive and divide --window",
         ),
         (
+            ["run", "--predictions", "p", "--labels", "l", "--output", "o", "--expiry-grid", "7m"],
+            "must divide the window period",
+        ),
+        (
+            ["run", "--predictions", "p", "--labels", "l", "--output", "o"]
+            + ["--label-ttl", "30m", "--expiry-grid", "30m"],
+            "must be shorter than --label-ttl",
+        ),
+        (
             ["run", "--predictions", "/nonexistent/*.jsonl", "--labels", "l", "--output", "o"],
             "/nonexistent/*.jsonl",
         ),

@@ -87,8 +87,8 @@ class JoinConfig:
         orphan_ttl_ms: how long (event time) a label waits for its prediction.
         segment_keys: segment attributes carried from predictions to examples.
         shards: number of join shards (keys of the stateful DoFn).
-        timer_grid_ms: expiry timers fire on this grid (the pipeline sets the
-            metrics window period): a prediction made in ``[k*g, (k+1)*g)`` expires
+        timer_grid_ms: expiry timers fire on this grid (``msewatch run`` uses
+            :func:`window_timer_grid_ms`): a prediction made in ``[k*g, (k+1)*g)`` expires
             at ``(k+1)*g + label_ttl``, the end of its window plus the TTL, before
             that window closes; labels and tombstones round up to the grid. Outcomes
             do not depend on it (see :func:`step`); 1 ms is exact.
