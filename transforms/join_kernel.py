@@ -280,8 +280,28 @@ def _is_in(values: pa.Array, table: pa.Table) -> np.ndarray:
     return pc.is_in(values, value_set=table.column("prediction_id")).to_numpy(zero_copy_only=False)
 
 
+def _split_by_ids(state: ShardState, ids: pa.Array) -> tuple[ShardState, ShardState]:
+    """(rows whose prediction_id is in ``ids``, the other rows) of every state table."""
+    value_set = pc.unique(ids)
+    touched, rest = [], []
+    for table in (state.preds, state.labels, state.tombs):
+        if table.num_rows == 0:
+            touched.append(table)
+            rest.append(table)
+            continue
+        hit = pc.is_in(table.column("prediction_id"), value_set=value_set)
+        touched.append(table.filter(hit))
+        rest.append(table.filter(pc.invert(hit)))
+    return ShardState(*touched), ShardState(*rest)
+
+
 def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
     """Applies one batch of newly arrived records (streaming).
+
+    Only state rows sharing an id with the batch can change, so the batch is applied
+    to those rows and the others are put back untouched: the large state is probed
+    once per table against the batch's ids (a small hash set) instead of being
+    hashed for every lookup.
 
     Args:
         state: the shard's state before the batch.
@@ -292,6 +312,22 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     Returns:
         ``(state, examples, counts)``.
     """
+    ids = pa.chunked_array(
+        [preds.column("prediction_id"), labels.column("prediction_id")], type=pa.string()
+    )
+    if state.size == 0 or len(ids) == 0:
+        return _step(state, preds, labels, config)
+    touched, rest = _split_by_ids(state, ids)
+    touched, examples, counts = _step(touched, preds, labels, config)
+    state = ShardState(
+        preds=_concat([rest.preds, touched.preds], rest.preds.schema),
+        labels=_concat([rest.labels, touched.labels], LABELS),
+        tombs=_concat([rest.tombs, touched.tombs], _TOMBS),
+    )
+    return state, examples, counts
+
+
+def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
     # 0. Tombstones a record of this batch outlives are forgotten first: the outcome
     # depends on record times, not on when the coarse timer last fired.
     state = dataclasses.replace(state, tombs=_forget_outlived(state.tombs, preds, labels))

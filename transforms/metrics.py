@@ -15,6 +15,9 @@ Data flow, all batched:
    The key is one constant: a window fires one pane for all its slices, so a late
    label costs one firing, not one per slice (firings, not records, are what a
    runner pays for); combiner lifting still merges partials before the shuffle.
+   Unbounded input: the panes are DISCARDING and ``AccumulatePanes`` adds each to
+   the window's running total in state, so every emitted pane holds everything
+   seen so far (ACCUMULATING for the consumer) while each partial is merged once.
 4. ``FormatRow``: one ``metrics`` row per (window, slice, pane): the metric values,
    ``pane_index``, ``pane_timing`` (EARLY / ON_TIME / LATE) and ``complete`` (not
    EARLY, and every prediction of the window and slice labeled or expired).
@@ -25,14 +28,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import typing
 from collections.abc import Callable
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam import coders
+from apache_beam.transforms import userstate
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from msewatch.transforms.accumulators import MetricsCombineFn, aggregate_examples, finalize
+from msewatch.transforms.accumulators import (
+    MetricsCombineFn,
+    aggregate_examples,
+    finalize,
+    merge_accumulators,
+)
 from msewatch.transforms.slices import SliceCoder, SliceConfig
 from msewatch.transforms.windowing import WindowConfig, WindowMetrics
 
@@ -144,6 +155,28 @@ class _SliceMapCombineFn(beam.CombineFn):
         return {name: self._fn.extract_output(p) for name, p in accumulator.items()}
 
 
+class _AccumulatePanes(beam.DoFn):
+    """Unbounded input: turns DISCARDING panes into ACCUMULATING ones, per window.
+
+    The window's trigger fires DISCARDING panes (only the partials that arrived since
+    the last firing), and this step merges each into the window's running total in
+    Beam state (one small ``{slice: ErrorAccumulator}`` per window, cleared when the
+    window expires) and emits the total with the pane's own pane info. A runner that
+    re-merges every accumulated input at each firing (the DirectRunner does) then
+    merges each partial once instead of once per later pane.
+    """
+
+    TOTAL = userstate.ReadModifyWriteStateSpec("total", coders.PickleCoder())
+
+    def process(self, element, total=beam.DoFn.StateParam(TOTAL)):
+        key, delta = element
+        merged = dict(total.read() or {})
+        for name, acc in delta.items():
+            merged[name] = merge_accumulators([merged[name], acc]) if name in merged else acc
+        total.write(merged)
+        yield key, merged
+
+
 class _FormatRow(beam.DoFn):
     """``{slice: ErrorAccumulator}`` of one pane -> one ``metrics`` row (dict) per slice."""
 
@@ -184,10 +217,14 @@ class ComputeMetrics(beam.PTransform):
         self._bounded = bounded
 
     def expand(self, examples):
-        return (
+        combined = (
             examples
             | "PreAggregate" >> beam.ParDo(_PreAggregate(self._config))
             | "Window" >> WindowMetrics(self._config.window, self._bounded)
             | "CombinePartials" >> beam.CombinePerKey(_SliceMapCombineFn())
-            | "FormatRow" >> beam.ParDo(_FormatRow(self._config.clock))
         )
+        if not self._bounded:
+            combined = combined | "AccumulatePanes" >> beam.ParDo(
+                _AccumulatePanes()
+            ).with_input_types(beam.typehints.Tuple[str, typing.Any])
+        return combined | "FormatRow" >> beam.ParDo(_FormatRow(self._config.clock))

@@ -13,7 +13,8 @@ inside every window that contains its start; windows are therefore exact.
   prediction made in the last millisecond of a window expires at window end +
   ``label_ttl``; the window must still accept both.
 * Trigger (unbounded input): ``AfterWatermark(early=AfterProcessingTime(early),
-  late=AfterCount(1))``, ACCUMULATING: speculative EARLY panes every
+  late=AfterCount(1))``, DISCARDING here, accumulated by ``ComputeMetrics`` (the
+  rows are ACCUMULATING: each holds everything so far): speculative EARLY panes every
   ``early_firing_seconds`` of processing time while the window is open, one ON_TIME
   pane when the watermark passes the window end, then a LATE pane for each batch of
   late labels or expirations until the watermark passes end + allowed lateness;
@@ -90,6 +91,7 @@ class WindowMetrics(beam.PTransform):
                 early=trigger.AfterProcessingTime(cfg.early_firing_seconds),
                 late=trigger.AfterCount(1),
             ),
-            accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+            # ComputeMetrics accumulates the panes itself (AccumulatePanes).
+            accumulation_mode=trigger.AccumulationMode.DISCARDING,
             allowed_lateness=cfg.allowed_lateness_seconds,
         )
