@@ -224,7 +224,7 @@ class ComputeMetrics(beam.PTransform):
             | "CombinePartials" >> beam.CombinePerKey(_SliceMapCombineFn())
         )
         if not self._bounded:
-            combined = combined | "AccumulatePanes" >> beam.ParDo(
-                _AccumulatePanes()
-            ).with_input_types(beam.typehints.Tuple[str, typing.Any])
+            # The key is the str _KEY: a deterministic key coder for the state.
+            combined.element_type = beam.typehints.Tuple[str, typing.Any]
+            combined = combined | "AccumulatePanes" >> beam.ParDo(_AccumulatePanes())
         return combined | "FormatRow" >> beam.ParDo(_FormatRow(self._config.clock))
