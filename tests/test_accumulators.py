@@ -302,6 +302,18 @@ def test_merging_a_random_partition_equals_the_whole(k):
         assert merged.lag == whole.lag
 
 
+def test_pair_merge_equals_the_general_merge():
+    # Two parts take a scalar fast path; a third, empty part forces the numpy path.
+    y_pred, y_true, w, lag = random_pairs(8, n=400)
+    y_pred[::37], y_true[::41] = np.nan, 0.0
+    ex = examples(y_pred + 1e6, y_true + 1e6, w, lag - 100.0, expired=3)
+    a, b = (aggregate(take(ex, p))[0] for p in np.array_split(np.arange(ex["kind"].size), 2))
+    pair = merge_accumulators([a, b])
+    general = merge_accumulators([a, b, ErrorAccumulator.empty()])
+    assert_rows_close(finalize(pair), finalize(general))
+    assert pair.lag == general.lag
+
+
 def test_merging_a_list_does_not_double_count_the_first():
     a = aggregate(examples([1.0, 2.0], [0.0, 0.0]))[0]
     b = aggregate(examples([4.0], [0.0]))[0]

@@ -274,6 +274,33 @@ def _merge_moments(sum_w: np.ndarray, means: np.ndarray, m2s: np.ndarray) -> tup
     return mean, float(m2s.sum() + (sum_w * dev * dev).sum())
 
 
+def _merge_pair_moments(wa, ma, m2a, wb, mb, m2b) -> tuple[float, float]:
+    """:func:`_merge_moments` of two parts, on Python floats (same formula)."""
+    total = wa + wb
+    if not total > 0:
+        return 0.0, m2a + m2b
+    mean = (wa * ma + wb * mb) / total
+    da, db = ma - mean, mb - mean
+    return mean, m2a + m2b + (wa * da * da + wb * db * db)
+
+
+def _merge_pair(a: ErrorAccumulator, b: ErrorAccumulator) -> ErrorAccumulator:
+    """Two accumulators merged with scalar arithmetic (a streaming pane adds one
+    partial to a running total; numpy's per-call overhead would dominate)."""
+    merged = {name: getattr(a, name) + getattr(b, name) for name in _COUNTS + _SUMS}
+    merged["mean_y"], merged["m2_y"] = _merge_pair_moments(
+        a.sum_w, a.mean_y, a.m2_y, b.sum_w, b.mean_y, b.m2_y
+    )
+    merged["mean_se"], merged["m2_se"] = _merge_pair_moments(
+        a.sum_w, a.mean_se, a.m2_se, b.sum_w, b.mean_se, b.m2_se
+    )
+    merged["max_abs_error"] = max(a.max_abs_error, b.max_abs_error)
+    merged["min_y"] = min(a.min_y, b.min_y)
+    merged["max_y"] = max(a.max_y, b.max_y)
+    merged["lag"] = a.lag.merge(b.lag)
+    return ErrorAccumulator(**merged)
+
+
 def merge_accumulators(accs: Iterable[ErrorAccumulator]) -> ErrorAccumulator:
     """Merges any iterable (list, generator, ...) of accumulators into a new one.
 
@@ -291,6 +318,8 @@ def merge_accumulators(accs: Iterable[ErrorAccumulator]) -> ErrorAccumulator:
         return ErrorAccumulator.empty()
     if len(parts) == 1:
         return dataclasses.replace(parts[0])
+    if len(parts) == 2:
+        return _merge_pair(*parts)
     merged = {name: sum(getattr(a, name) for a in parts) for name in _COUNTS}
     with np.errstate(all="ignore"):
         for name in _SUMS:
