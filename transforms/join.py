@@ -47,6 +47,7 @@ from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, table_to_
 from msewatch.schemas.records import LABELS
 from msewatch.transforms import join_kernel
 from msewatch.transforms.join_kernel import JoinConfig, ShardState
+from msewatch.transforms.tombstones import TombSet
 
 __all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
 
@@ -64,23 +65,25 @@ def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
 
 
 def _encode_state(value: ShardState) -> bytes:
-    """A :class:`ShardState` as three length-prefixed Arrow IPC streams.
+    """A :class:`ShardState` as three length-prefixed parts: two Arrow IPC streams
+    (pending predictions and labels) and the tombstones' packed rows.
 
     The state cell holds these bytes rather than the object: runners that keep state
     in memory (the DirectRunner deep-copies it for every bundle) then copy an
     immutable ``bytes``, and the others encode it for free.
     """
-    parts = [table_to_bytes(t) for t in (value.preds, value.labels, value.tombs)]
+    parts = [table_to_bytes(value.preds), table_to_bytes(value.labels), value.tombs.to_bytes()]
     return struct.pack("<3Q", *map(len, parts)) + b"".join(parts)
 
 
 def _decode_state(encoded: bytes) -> ShardState:
     sizes = struct.unpack_from("<3Q", encoded)
-    view, offset, tables = memoryview(encoded), 24, []
+    view, offset, parts = memoryview(encoded), 24, []
     for size in sizes:
-        tables.append(table_from_bytes(view[offset : offset + size]))
+        parts.append(view[offset : offset + size])
         offset += size
-    return ShardState(*tables)
+    preds, labels, tombs = parts
+    return ShardState(table_from_bytes(preds), table_from_bytes(labels), TombSet.from_bytes(tombs))
 
 
 _TAGGED_BATCH = coders.TupleCoder([coders.StrUtf8Coder(), ArrowTableCoder()])

@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from msewatch.schemas.records import EXAMPLES, LABELS, PREDICTIONS, ExampleKind, with_segments
+from msewatch.transforms.tombstones import TOMBS_SCHEMA, TombSet
 
 OUTCOMES = (
     "prediction_joined",
@@ -66,15 +67,6 @@ OUTCOMES = (
     "label_late",
     "label_orphan",
     "label_duplicate",
-)
-
-_TOMBS = pa.schema(
-    [
-        ("prediction_id", pa.string()),
-        ("label_seen", pa.bool_()),
-        ("forget_at_ms", pa.int64()),
-        ("is_prediction", pa.bool_()),  # False: an orphaned label's id
-    ]
 )
 
 
@@ -127,17 +119,17 @@ class ShardState:
         preds: pending predictions (prediction schema + ``label_seen``), unresolved.
         labels: labels waiting for their prediction (LABELS schema).
         tombs: ids of resolved predictions and of orphaned labels, kept for
-            duplicate detection until ``forget_at_ms``.
+            duplicate detection until ``forget_at_ms`` (see ``tombstones.py``).
     """
 
     preds: pa.Table
     labels: pa.Table
-    tombs: pa.Table
+    tombs: TombSet
 
     @classmethod
     def empty(cls, config: JoinConfig) -> ShardState:
         pred_schema = config.prediction_schema.append(pa.field("label_seen", pa.bool_()))
-        return cls(pred_schema.empty_table(), LABELS.empty_table(), _TOMBS.empty_table())
+        return cls(pred_schema.empty_table(), LABELS.empty_table(), TombSet.empty())
 
     @property
     def size(self) -> int:
@@ -280,28 +272,21 @@ def _is_in(values: pa.Array, table: pa.Table) -> np.ndarray:
     return pc.is_in(values, value_set=table.column("prediction_id")).to_numpy(zero_copy_only=False)
 
 
-def _split_by_ids(state: ShardState, ids: pa.Array) -> tuple[ShardState, ShardState]:
-    """(rows whose prediction_id is in ``ids``, the other rows) of every state table."""
-    value_set = pc.unique(ids)
-    touched, rest = [], []
-    for table in (state.preds, state.labels, state.tombs):
-        if table.num_rows == 0:
-            touched.append(table)
-            rest.append(table)
-            continue
-        hit = pc.is_in(table.column("prediction_id"), value_set=value_set)
-        touched.append(table.filter(hit))
-        rest.append(table.filter(pc.invert(hit)))
-    return ShardState(*touched), ShardState(*rest)
+def _split_pending(table: pa.Table, value_set: pa.Array) -> tuple[pa.Table, pa.Table]:
+    """(rows whose prediction_id is in ``value_set``, the other rows)."""
+    if table.num_rows == 0 or len(value_set) == 0:
+        return table.schema.empty_table(), table
+    hit = pc.is_in(table.column("prediction_id"), value_set=value_set)
+    return table.filter(hit), table.filter(pc.invert(hit))
 
 
 def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
     """Applies one batch of newly arrived records (streaming).
 
     Only state rows sharing an id with the batch can change, so the batch is applied
-    to those rows and the others are put back untouched: the large state is probed
-    once per table against the batch's ids (a small hash set) instead of being
-    hashed for every lookup.
+    to those rows and the others are kept as they are: the pending records are
+    probed once against the batch's ids (a small hash set), the tombstones are
+    looked up by sorted hash, and nothing is hashed per lookup over the whole state.
 
     Args:
         state: the shard's state before the batch.
@@ -312,22 +297,26 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     Returns:
         ``(state, examples, counts)``.
     """
-    ids = pa.chunked_array(
-        [preds.column("prediction_id"), labels.column("prediction_id")], type=pa.string()
+    ids = pc.unique(
+        pa.chunked_array(
+            [preds.column("prediction_id"), labels.column("prediction_id")], type=pa.string()
+        )
     )
-    if state.size == 0 or len(ids) == 0:
-        return _step(state, preds, labels, config)
-    touched, rest = _split_by_ids(state, ids)
-    touched, examples, counts = _step(touched, preds, labels, config)
+    near_preds, other_preds = _split_pending(state.preds, ids)
+    near_labels, other_labels = _split_pending(state.labels, ids)
+    near_tombs, other_tombs = state.tombs.split(ids)
+    near = ShardState(near_preds, near_labels, near_tombs)
+    near, examples, counts = _step(near, preds, labels, config)
     state = ShardState(
-        preds=_concat([rest.preds, touched.preds], rest.preds.schema),
-        labels=_concat([rest.labels, touched.labels], LABELS),
-        tombs=_concat([rest.tombs, touched.tombs], _TOMBS),
+        preds=_concat([other_preds, near.preds], other_preds.schema),
+        labels=_concat([other_labels, near.labels], LABELS),
+        tombs=other_tombs.merge(near.tombs),
     )
     return state, examples, counts
 
 
 def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
+    """:func:`step` on the state rows sharing ids with the batch (``tombs`` a table)."""
     # 0. Tombstones a record of this batch outlives are forgotten first: the outcome
     # depends on record times, not on when the coarse timer last fired.
     state = dataclasses.replace(state, tombs=_forget_outlived(state.tombs, preds, labels))
@@ -424,12 +413,12 @@ def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConf
             + 2 * config.label_ttl_ms,
             "is_prediction": np.ones(joined_preds.num_rows, dtype=bool),
         },
-        schema=_TOMBS,
+        schema=TOMBS_SCHEMA,
     )
     state = ShardState(
         preds=pending.filter(~done),
         labels=waiting.filter(~found),
-        tombs=_concat([tombs, new_tombs], _TOMBS),
+        tombs=_concat([tombs, new_tombs], TOMBS_SCHEMA),
     )
     examples = _concat([arrived, labeled_ex], config.example_schema)
     return state, examples, counts
@@ -456,7 +445,7 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
             "forget_at_ms": gone.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
             "is_prediction": np.ones(gone.num_rows, dtype=bool),
         },
-        schema=_TOMBS,
+        schema=TOMBS_SCHEMA,
     )
     orphans = state.labels.filter(l_due)
     orphan_tombs = pa.table(
@@ -466,15 +455,15 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
             "forget_at_ms": orphans.column("label_time_ms").to_numpy() + 2 * config.label_ttl_ms,
             "is_prediction": np.zeros(orphans.num_rows, dtype=bool),
         },
-        schema=_TOMBS,
+        schema=TOMBS_SCHEMA,
     )
-    tombs = _concat([state.tombs, new_tombs, orphan_tombs], _TOMBS)
-    keep_tombs = tombs.column("forget_at_ms").to_numpy() > now_ms
+    new_tombs = _concat([new_tombs, orphan_tombs], TOMBS_SCHEMA)
+    new_tombs = new_tombs.filter(new_tombs.column("forget_at_ms").to_numpy() > now_ms)
     counts = _counts(prediction_expired=p_due.sum(), label_orphan=l_due.sum())
     state = ShardState(
         preds=state.preds.filter(~p_due),
         labels=state.labels.filter(~l_due),
-        tombs=tombs.filter(keep_tombs),
+        tombs=state.tombs.forget_until(now_ms).merge(new_tombs),
     )
     return state, expired_ex, counts
 
@@ -523,6 +512,4 @@ def next_deadline_ms(state: ShardState, config: JoinConfig) -> int | None:
         candidates.append(_grid_ceil(first + config.orphan_ttl_ms + 1, grid))
     if candidates:
         return min(candidates)
-    if state.tombs.num_rows:
-        return pc.max(state.tombs.column("forget_at_ms")).as_py()
-    return None
+    return state.tombs.max_forget_at_ms()

@@ -1,0 +1,70 @@
+"""TombSet (the join's hashed, sorted tombstones) against a plain list of rows."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from msewatch.transforms.tombstones import TOMBS_SCHEMA, TombSet
+
+_row = st.tuples(
+    st.integers(0, 30).map(lambda i: f"id-{i}"),  # few ids: repeats are common
+    st.booleans(),
+    st.integers(0, 1000),
+    st.booleans(),
+)
+
+
+def _table(rows) -> pa.Table:
+    cols = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
+    return pa.table(
+        dict(zip(TOMBS_SCHEMA.names, (list(c) for c in cols), strict=True)), schema=TOMBS_SCHEMA
+    )
+
+
+def _rows(table: pa.Table) -> list[tuple]:
+    return list(zip(*(table.column(n).to_pylist() for n in TOMBS_SCHEMA.names), strict=True))
+
+
+def _all(tombs: TombSet) -> list[tuple]:
+    ids = pa.array([f"id-{i}" for i in range(31)])
+    table, rest = tombs.split(ids)
+    assert rest.num_rows == 0
+    return _rows(table)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.lists(_row, max_size=12), max_size=5),
+    st.sets(st.integers(0, 30), max_size=10),
+    st.integers(0, 1000),
+)
+def test_split_merge_and_forget_equal_a_list_of_rows(batches, wanted, now):
+    # Reference: rows in insertion order; a lookup returns an id's rows oldest first.
+    reference: list[tuple] = []
+    tombs = TombSet.empty()
+    for batch in batches:
+        tombs = tombs.merge(_table(batch))
+        reference += batch
+    tombs = TombSet.from_bytes(tombs.to_bytes())  # the state cell round trip
+    assert tombs.num_rows == len(reference)
+
+    wanted_ids = {f"id-{i}" for i in wanted}
+    near, rest = tombs.split(pa.array(sorted(wanted_ids), type=pa.string()))
+    assert sorted(_rows(near)) == sorted(r for r in reference if r[0] in wanted_ids)
+    for i in wanted_ids:  # per id, insertion order is kept
+        assert [r for r in _rows(near) if r[0] == i] == [r for r in reference if r[0] == i]
+    assert sorted(_all(rest)) == sorted(r for r in reference if r[0] not in wanted_ids)
+
+    kept = tombs.forget_until(now)
+    assert sorted(_all(kept)) == sorted(r for r in reference if r[2] > now)
+    assert tombs.max_forget_at_ms() == (max(r[2] for r in reference) if reference else None)
+
+
+def test_split_of_absent_ids_and_of_an_empty_set():
+    tombs = TombSet.empty().merge(_table([("a", True, 5, True)]))
+    near, rest = tombs.split(pa.array(["zzz"]))
+    assert near.num_rows == 0 and rest.num_rows == 1
+    near, rest = TombSet.empty().split(pa.array(["a"]))
+    assert near.num_rows == 0 and rest.num_rows == 0
