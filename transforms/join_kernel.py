@@ -297,9 +297,10 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     Returns:
         ``(state, examples, counts)``.
     """
+    # (pc.unique of a ChunkedArray is ~20x slower than of the concatenated array)
     ids = pc.unique(
-        pa.chunked_array(
-            [preds.column("prediction_id"), labels.column("prediction_id")], type=pa.string()
+        pa.concat_arrays(
+            [t.column("prediction_id").combine_chunks().cast(pa.string()) for t in (preds, labels)]
         )
     )
     near_preds, other_preds = _split_pending(state.preds, ids)

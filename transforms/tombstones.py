@@ -3,12 +3,12 @@
 A shard remembers every prediction id it joined or expired (and every orphaned
 label's id) for ``2 * label_ttl``, so its tombstones outnumber its pending records
 by far. They are looked up by every batch, so they are kept as a sorted numpy
-structured array keyed by a 128-bit hash of the id (two independent 64-bit SipHash
+array keyed by a 128-bit hash of the id (two independent 64-bit SipHash
 values from ``pandas.util.hash_array``) rather than as strings:
 
 * a lookup of ``b`` ids costs ``O(b log n)`` (``searchsorted``), not a hash table
   built over all ``n`` tombstones;
-* encoding the state is one ``tobytes`` of 26 bytes per tombstone, decoding is
+* encoding the state is a ``tobytes`` of 26 bytes per tombstone, decoding is
   zero-copy.
 
 A false match needs two ids whose two hashes both collide (probability about
@@ -34,15 +34,14 @@ TOMBS_SCHEMA = pa.schema(
 )
 """The tombstones the join kernel works with (the rows sharing ids with a batch)."""
 
-_DTYPE = np.dtype(
-    [
-        ("h1", "<u8"),
-        ("h2", "<u8"),
-        ("forget_at_ms", "<i8"),
-        ("label_seen", "?"),
-        ("is_prediction", "?"),
-    ]
+_COLUMNS = (  # name, dtype: one contiguous array each
+    ("h1", np.dtype("<u8")),
+    ("h2", np.dtype("<u8")),
+    ("forget_at_ms", np.dtype("<i8")),
+    ("label_seen", np.dtype("?")),
+    ("is_prediction", np.dtype("?")),
 )
+_ROW_BYTES = sum(dt.itemsize for _, dt in _COLUMNS)
 _KEY2 = "msewatch-tomb-h2"  # 16 bytes: the second, independent SipHash key
 
 
@@ -55,41 +54,54 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class TombSet:
-    """Tombstones sorted by the first hash of their id. Immutable: methods return new sets."""
+    """Tombstones sorted by the first hash of their id, one numpy array per column.
 
-    __slots__ = ("_rows",)
+    Immutable: every method returns a new set (arrays may be shared, never written).
+    """
 
-    def __init__(self, rows: np.ndarray):
-        self._rows = rows
+    __slots__ = ("_cols",)
+
+    def __init__(self, cols: dict[str, np.ndarray]):
+        self._cols = cols
 
     @classmethod
     def empty(cls) -> TombSet:
-        return cls(np.empty(0, dtype=_DTYPE))
+        return cls({name: np.empty(0, dtype=dt) for name, dt in _COLUMNS})
 
     @classmethod
     def from_table(cls, table: pa.Table) -> TombSet:
         """From rows in :data:`TOMBS_SCHEMA` (their order is kept among equal hashes)."""
-        rows = np.empty(table.num_rows, dtype=_DTYPE)
-        if table.num_rows:
-            rows["h1"], rows["h2"] = hash_ids(table.column("prediction_id"))
-            for name in ("forget_at_ms", "label_seen", "is_prediction"):
-                rows[name] = table.column(name).to_numpy(zero_copy_only=False)
-            rows = rows[np.argsort(rows["h1"], kind="stable")]
-        return cls(rows)
+        if table.num_rows == 0:
+            return cls.empty()
+        h1, h2 = hash_ids(table.column("prediction_id"))
+        cols = {"h1": h1, "h2": h2}
+        for name, dt in _COLUMNS[2:]:
+            cols[name] = table.column(name).to_numpy(zero_copy_only=False).astype(dt, copy=False)
+        order = np.argsort(h1, kind="stable")
+        return cls({name: col[order] for name, col in cols.items()})
 
     @classmethod
     def from_bytes(cls, data) -> TombSet:
-        return cls(np.frombuffer(data, dtype=_DTYPE))
+        """Zero-copy view of :meth:`to_bytes` output."""
+        n = len(data) // _ROW_BYTES
+        cols, offset = {}, 0
+        for name, dt in _COLUMNS:
+            cols[name] = np.frombuffer(data, dtype=dt, count=n, offset=offset)
+            offset += n * dt.itemsize
+        return cls(cols)
 
     def to_bytes(self) -> bytes:
-        return self._rows.tobytes()
+        return b"".join(self._cols[name].tobytes() for name, _ in _COLUMNS)
 
     @property
     def num_rows(self) -> int:
-        return len(self._rows)
+        return len(self._cols["h1"])
 
     def max_forget_at_ms(self) -> int | None:
-        return int(self._rows["forget_at_ms"].max()) if len(self._rows) else None
+        return int(self._cols["forget_at_ms"].max()) if self.num_rows else None
+
+    def _take(self, rows: np.ndarray) -> TombSet:
+        return TombSet({name: col[rows] for name, col in self._cols.items()})
 
     def split(self, ids: pa.Array) -> tuple[pa.Table, TombSet]:
         """``(tombstones of these ids as a TOMBS_SCHEMA table, all the others)``.
@@ -97,43 +109,55 @@ class TombSet:
         Args:
             ids: distinct prediction ids (e.g. of one batch).
         """
-        rows = self._rows
-        if len(rows) == 0 or len(ids) == 0:
+        n = self.num_rows
+        if n == 0 or len(ids) == 0:
             return TOMBS_SCHEMA.empty_table(), self
         h1, h2 = hash_ids(ids)
-        lo = np.searchsorted(rows["h1"], h1, side="left")
-        hi = np.searchsorted(rows["h1"], h1, side="right")
+        lo = np.searchsorted(self._cols["h1"], h1, side="left")
+        hi = np.searchsorted(self._cols["h1"], h1, side="right")
         counts = hi - lo
         which = np.repeat(np.arange(len(ids)), counts)  # candidate -> id
         starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
         cand = starts + np.arange(len(which))  # candidate row numbers
-        hit = rows["h2"][cand] == h2[which]
+        hit = self._cols["h2"][cand] == h2[which]
         cand, which = cand[hit], which[hit]
+        if len(cand) == 0:
+            return TOMBS_SCHEMA.empty_table(), self
         order = np.argsort(cand, kind="stable")  # insertion order among an id's rows
         cand, which = cand[order], which[order]
-        found = rows[cand]
         table = pa.table(
             {
                 "prediction_id": ids.take(pa.array(which, type=pa.int64())),
-                "label_seen": found["label_seen"],
-                "forget_at_ms": found["forget_at_ms"],
-                "is_prediction": found["is_prediction"],
+                "label_seen": self._cols["label_seen"][cand],
+                "forget_at_ms": self._cols["forget_at_ms"][cand],
+                "is_prediction": self._cols["is_prediction"][cand],
             },
             schema=TOMBS_SCHEMA,
         )
-        return table, TombSet(np.delete(rows, cand)) if len(cand) else self
+        keep = np.ones(n, dtype=bool)
+        keep[cand] = False
+        return table, self._take(keep)
 
     def merge(self, table: pa.Table) -> TombSet:
         """These tombstones plus the rows of ``table`` (placed after equal hashes)."""
         if table.num_rows == 0:
             return self
-        new = TombSet.from_table(table)._rows
-        if len(self._rows) == 0:
-            return TombSet(new)
-        at = np.searchsorted(self._rows["h1"], new["h1"], side="right")
-        return TombSet(np.insert(self._rows, at, new))
+        new = TombSet.from_table(table)
+        n, m = self.num_rows, new.num_rows
+        if n == 0:
+            return new
+        at = np.searchsorted(self._cols["h1"], new._cols["h1"], side="right") + np.arange(m)
+        is_new = np.zeros(n + m, dtype=bool)
+        is_new[at] = True
+        cols = {}
+        for name, dt in _COLUMNS:
+            out = np.empty(n + m, dtype=dt)
+            out[at] = new._cols[name]
+            out[~is_new] = self._cols[name]
+            cols[name] = out
+        return TombSet(cols)
 
     def forget_until(self, now_ms: int) -> TombSet:
         """Without the tombstones whose ``forget_at_ms`` is at or before ``now_ms``."""
-        keep = self._rows["forget_at_ms"] > now_ms
-        return self if keep.all() else TombSet(self._rows[keep])
+        keep = self._cols["forget_at_ms"] > now_ms
+        return self if keep.all() else self._take(keep)
