@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WINDOW_SECONDS = 3600
 SLICE_KEY = "region"
 DEFAULT_TTL_MS = 7 * 86_400_000
-JOIN_SHARDS = 16  # msewatch run's default --shards
+JOIN_SHARDS = 16  # the state runs pass --shards 16 (msewatch's cluster default)
 PEERS = ("msewatch_jsonl", "msewatch_parquet", "msewatch_replay", "textbook", "pandas")
 
 
@@ -44,6 +44,7 @@ class Job:
     label_ttl_ms: int = DEFAULT_TTL_MS
     probe: bool = False
     replay_chunk_rows: int | None = None  # None: msewatch's default
+    shards: int | None = None  # None: msewatch's default
 
     def command(self, out_dir: str) -> list[str]:
         """The child's argv, writing its output under ``out_dir``."""
@@ -56,6 +57,8 @@ class Job:
             cmd += ["--streaming-replay"] if self.replay else []
             if self.replay and self.replay_chunk_rows:
                 cmd += ["--replay-chunk-rows", str(self.replay_chunk_rows)]
+            if self.shards:
+                cmd += ["--shards", str(self.shards)]
             if self.probe:
                 probe = os.path.join(HERE, "_probe.py")
                 return [sys.executable, probe, os.path.join(out_dir, "beam_metrics.json"), *cmd]

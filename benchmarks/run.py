@@ -126,7 +126,7 @@ def state(bench: Bench, args) -> dict:
             job = Job(
                 f"state_{mode}_{ttl_name}", "msewatch", workload, fmt="parquet",
                 replay=mode == "replay", label_ttl_ms=ttl_ms, probe=True,
-                replay_chunk_rows=args.state_chunk_rows,
+                replay_chunk_rows=args.state_chunk_rows, shards=JOIN_SHARDS,
             )  # fmt: skip
             run = bench.measure(job, job.name)
             bench.check(job, job.name, ref, ref.name, 0)

@@ -111,7 +111,9 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--max-slice-values", type=int, default=100, help="per-key cap (100)")
     p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
-    p.add_argument("--shards", type=int, default=16, help="join shards (16)")
+    p.add_argument(
+        "--shards", type=int, help="join shards (16; 2 on the streaming DirectRunner)"
+    )
     p.add_argument(
         "--expiry-grid",
         type=_millis,

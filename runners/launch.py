@@ -49,6 +49,9 @@ def config_from_args(args) -> MonitorConfig:
         allowed_lateness_seconds=-(-args.label_ttl // 1000) + 1,
         early_firing_seconds=args.early_firing,
     )
+    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
+    if pubsub and args.streaming_replay:
+        raise ValueError("--streaming-replay replays files; Pub/Sub input is streaming already")
     grid = args.expiry_grid or window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
     if grid > 1 and grid >= args.label_ttl:
         raise ValueError(f"--expiry-grid must be shorter than --label-ttl ({args.label_ttl} ms)")
@@ -56,13 +59,10 @@ def config_from_args(args) -> MonitorConfig:
         label_ttl_ms=args.label_ttl,
         orphan_ttl_ms=args.orphan_ttl,
         segment_keys=slices.segment_keys,
-        shards=args.shards,
+        shards=args.shards or default_shards(args.runner, bool(args.streaming_replay or pubsub)),
         timer_grid_ms=grid,
     )
     metrics = MetricsConfig(window=window, slices=slices, huber_delta=args.huber_delta)
-    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
-    if pubsub and args.streaming_replay:
-        raise ValueError("--streaming-replay replays files; Pub/Sub input is streaming already")
     return MonitorConfig(
         join=join,
         metrics=metrics,
@@ -70,6 +70,16 @@ def config_from_args(args) -> MonitorConfig:
         bounded=not (args.streaming_replay or pubsub),
         bigquery_api_endpoint=args.bq_api_endpoint,
     )
+
+
+def default_shards(runner: str, streaming: bool) -> int:
+    """Join shards when ``--shards`` is not given.
+
+    16 spread the join over a cluster's workers. The streaming DirectRunner runs
+    every bundle in one Python process, where more shards only mean more bundles,
+    state reads and timer firings for the same records: 2 there.
+    """
+    return 2 if streaming and presets.runner_name(runner) == "DirectRunner" else 16
 
 
 def _options(args, beam_args, streaming: bool) -> PipelineOptions:

@@ -43,7 +43,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, table_to_bytes
+from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes
 from msewatch.schemas.records import LABELS
 from msewatch.transforms import join_kernel
 from msewatch.transforms.join_kernel import JoinConfig, ShardState
@@ -65,20 +65,32 @@ def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
 
 
 def _encode_state(value: ShardState) -> bytes:
-    """A :class:`ShardState` as three length-prefixed parts: two Arrow IPC streams
-    (pending predictions and labels) and the tombstones' packed rows.
+    """A :class:`ShardState` as bytes: two Arrow IPC streams (pending predictions and
+    labels), the tombstones' packed columns, and a footer of the three sizes.
 
     The state cell holds these bytes rather than the object: runners that keep state
     in memory (the DirectRunner deep-copies it for every bundle) then copy an
-    immutable ``bytes``, and the others encode it for free.
+    immutable ``bytes``, and the others encode it for free. Everything is written
+    into one buffer and copied once into the ``bytes``.
     """
-    parts = [table_to_bytes(value.preds), table_to_bytes(value.labels), value.tombs.to_bytes()]
-    return struct.pack("<3Q", *map(len, parts)) + b"".join(parts)
+    sink = pa.BufferOutputStream()
+    sizes = []
+    for table in (value.preds, value.labels):
+        start = sink.tell()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        sizes.append(sink.tell() - start)
+    start = sink.tell()
+    value.tombs.write_to(sink)
+    sizes.append(sink.tell() - start)
+    sink.write(struct.pack("<3Q", *sizes))
+    return sink.getvalue().to_pybytes()
 
 
 def _decode_state(encoded: bytes) -> ShardState:
-    sizes = struct.unpack_from("<3Q", encoded)
-    view, offset, parts = memoryview(encoded), 24, []
+    view = memoryview(encoded)
+    sizes = struct.unpack_from("<3Q", view, len(view) - 24)
+    parts, offset = [], 0
     for size in sizes:
         parts.append(view[offset : offset + size])
         offset += size
