@@ -161,8 +161,13 @@ def test_metrics_windows_are_fixed_with_early_on_time_and_late_panes(fixed_job):
         "early_delay_ms": [60_000],
         "late_count": 1,
     }
-    assert strategy.accumulation_mode == beam_runner_api_pb2.AccumulationMode.ACCUMULATING
+    # Panes fire DISCARDING; AccumulatePanes keeps each window's running total in state.
+    assert strategy.accumulation_mode == beam_runner_api_pb2.AccumulationMode.DISCARDING
     assert strategy.allowed_lateness == (LABEL_TTL_S + 1) * 1000
+    step = _transform(pipeline, "Metrics/AccumulatePanes")
+    assert step.spec.urn == common_urns.primitives.PAR_DO.urn
+    payload = beam_runner_api_pb2.ParDoPayload.FromString(step.spec.payload)
+    assert set(payload.state_specs) == {"total"}
 
 
 def test_sliding_windows_are_translated_as_configured():
