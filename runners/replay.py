@@ -8,6 +8,8 @@ schedule played by :class:`msewatch.transforms.replay.ReplaySpool`.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 
 import numpy as np
@@ -57,6 +59,8 @@ def prepare_spool(
 ) -> dict[str, np.ndarray]:
     """Parses the input files (same parser as the bounded run) and writes the spool.
 
+    Chunks of 16 MiB are parsed by one forked process per core.
+
     Args:
         predictions: glob of prediction files.
         labels: glob of label files.
@@ -68,8 +72,11 @@ def prepare_spool(
     """
     from msewatch.transforms.readers import read_all
 
-    preds, pred_dead = read_all(predictions, "prediction", segment_keys)
-    labs, label_dead = read_all(labels, "label", ())
+    chunk = 16 << 20
+    fork = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 1, mp_context=fork) as pool:
+        preds, pred_dead = read_all(predictions, "prediction", segment_keys, chunk, pool)
+        labs, label_dead = read_all(labels, "label", (), chunk, pool)
     return write_spool(preds, labs, pa.concat_tables([pred_dead, label_dead]), spool_dir)
 
 

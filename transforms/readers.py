@@ -15,6 +15,7 @@ with Beam's default timestamp; record times travel inside the batches
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -232,25 +233,41 @@ class ReadRecords(beam.PTransform):
         )
 
 
+def _read_chunk_job(job: tuple[Chunk, str, tuple[str, ...]]) -> tuple[pa.Table, pa.Table]:
+    return read_chunk(*job)
+
+
 def read_all(
     pattern: str,
     record_type: str,
     segment_keys: tuple[str, ...] = (),
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    executor: concurrent.futures.Executor | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Reads every matching file in this process, with the chunk code of ``ReadRecords``.
+    """Reads every matching file with the chunk code of ``ReadRecords``, outside Beam.
+
+    Args:
+        pattern: file glob.
+        record_type: ``prediction`` or ``label``.
+        segment_keys: segment attributes to keep.
+        chunk_bytes: byte range parsed at a time.
+        executor: parses text chunks in parallel when given (e.g. a process pool);
+            Parquet row groups, cheap to decode, are read in this thread.
 
     Returns:
         (records, dead letters): whole tables, in file and line order.
     """
     keys = _check_config(record_type, segment_keys, chunk_bytes)
-    records, dead = [], []
-    for file in match_files(pattern):
-        for chunk in split_file(file, chunk_bytes):
-            r, d = read_chunk(chunk, record_type, keys)
-            records.append(r)
-            dead.append(d)
+    jobs = [
+        (chunk, record_type, keys)
+        for file in match_files(pattern)
+        for chunk in split_file(file, chunk_bytes)
+    ]
+    parallel = executor is not None and any(job[0].fmt != "parquet" for job in jobs)
+    results = (executor.map if parallel else map)(_read_chunk_job, jobs)
     schema = with_segments(PREDICTIONS, keys) if record_type == "prediction" else LABELS
-    return pa.concat_tables(records or [schema.empty_table()]), pa.concat_tables(
-        dead or [DEAD_LETTER.empty_table()]
-    )
+    records, dead = [schema.empty_table()], [DEAD_LETTER.empty_table()]
+    for r, d in results:
+        records.append(r)
+        dead.append(d)
+    return pa.concat_tables(records), pa.concat_tables(dead)
