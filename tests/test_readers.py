@@ -6,7 +6,9 @@ records written, minus the ones each test breaks on purpose.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import multiprocessing
 
 import apache_beam as beam
 import pyarrow as pa
@@ -69,6 +71,18 @@ def test_every_line_read_once_whatever_the_chunk_size(mixed_dir, chunk_bytes):
     files = [0 if p.endswith("a.csv") else 1 for p in paths]
     assert set(zip(files, dead_letters["ingest_position"].to_pylist(), strict=True)) == dead
     assert dead_letters["reason"].to_pylist() == ["unparseable"] * 2
+
+
+def test_parallel_read_equals_the_sequential_read(mixed_dir):
+    # The replay parses text chunks in forked processes; same rows, same order.
+    directory, _, _ = mixed_dir
+    pattern = str(directory / "*")
+    fork = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=fork) as pool:
+        parallel = read_all(pattern, "prediction", ("region",), 64, pool)
+    sequential = read_all(pattern, "prediction", ("region",), 64)
+    assert parallel[0].num_rows > 0 and parallel[1].num_rows == 2
+    assert parallel[0].equals(sequential[0]) and parallel[1].equals(sequential[1])
 
 
 def test_chunk_that_starts_mid_line_owns_the_next_line(tmp_path):
