@@ -6,7 +6,11 @@ signature of every method of the DoFn (``dir(dofn)`` and ``inspect.signature``).
 With the many small bundles that panes produce, that introspection was 60 % of a
 streaming replay's CPU time. The specs of a DoFn are class attributes (the
 ``StateSpec``/``TimerSpec`` defaults of its methods), so they are memoized per DoFn
-class. Nothing else changes: other runners never call this code.
+class. The evaluator also pickles and unpickles every DoFn at the start of every
+bundle (to hand each bundle a fresh copy); the pickled bytes are now made once per
+DoFn and unpickled per bundle, and ``core.get_function_arguments`` (an
+``inspect.signature`` per DoFn method per bundle) is memoized per class function.
+Nothing else changes: other runners never call this code.
 
 :func:`install` is idempotent; ``runners/launch.py`` calls it before running on the
 BundleBasedDirectRunner.
@@ -14,11 +18,17 @@ BundleBasedDirectRunner.
 
 from __future__ import annotations
 
+import types
+
+from apache_beam.internal import pickler
 from apache_beam.runners.direct import direct_runner, direct_userstate, transform_evaluator
-from apache_beam.transforms import userstate
+from apache_beam.transforms import core, userstate
 
 _ORIGINAL = userstate.get_dofn_specs
 _SPECS_BY_CLASS: dict[type, tuple] = {}
+_ORIGINAL_ARGUMENTS = core.get_function_arguments
+_ARGUMENTS_BY_FUNCTION: dict = {}
+_PICKLED: dict[int, tuple[object, bytes]] = {}
 
 
 def _cached_get_dofn_specs(dofn):
@@ -33,10 +43,38 @@ def _cached_is_stateful_dofn(dofn) -> bool:
     return bool(state_specs or timer_specs)
 
 
+def _cached_get_function_arguments(obj, func: str):
+    """``core.get_function_arguments`` memoized per class function.
+
+    Objects that describe their own arguments (``_inspect_<func>``, e.g. the DoFn
+    wrapping a ``Map`` lambda) are inspected every time, as before.
+    """
+    method = getattr(obj, func)
+    function = getattr(method, "__func__", None)
+    if function is None or hasattr(obj, f"_inspect_{func}"):
+        return _ORIGINAL_ARGUMENTS(obj, func)
+    cached = _ARGUMENTS_BY_FUNCTION.get(function)
+    if cached is None:
+        cached = _ARGUMENTS_BY_FUNCTION[function] = _ORIGINAL_ARGUMENTS(obj, func)
+    args, defaults = cached
+    return list(args), list(defaults)
+
+
+def _roundtrip_pickled_once(dofn):
+    """A fresh copy of ``dofn`` per bundle, as before, from bytes pickled once."""
+    entry = _PICKLED.get(id(dofn))
+    if entry is None or entry[0] is not dofn:
+        entry = _PICKLED[id(dofn)] = (dofn, pickler.dumps(dofn))
+    return pickler.loads(entry[1])
+
+
 def install() -> None:
-    """Memoizes DoFn spec introspection in the DirectRunner's modules."""
+    """Memoizes DoFn introspection and pickling in the DirectRunner's modules."""
     for module in (userstate, transform_evaluator):
         module.get_dofn_specs = _cached_get_dofn_specs
         module.is_stateful_dofn = _cached_is_stateful_dofn
+    core.get_function_arguments = _cached_get_function_arguments
+    # The evaluator pickles and unpickles every DoFn at the start of every bundle.
+    transform_evaluator.pickler = types.SimpleNamespace(roundtrip=_roundtrip_pickled_once)
     # direct_runner and direct_userstate call through the userstate module.
     assert direct_runner.userstate is userstate and direct_userstate.userstate is userstate
