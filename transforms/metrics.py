@@ -44,7 +44,7 @@ from msewatch.transforms.accumulators import (
     finalize,
     merge_accumulators,
 )
-from msewatch.transforms.slices import SliceCoder, SliceConfig
+from msewatch.transforms.slices import SliceCoder, SliceConfig, dense_unique
 from msewatch.transforms.windowing import WindowConfig, WindowMetrics
 
 _KEY = "metrics"
@@ -99,7 +99,7 @@ class _PreAggregate(beam.DoFn):
             return
         period_ms = self._config.window.period_seconds * 1000
         bucket = table.column("event_time_ms").to_numpy() // period_ms
-        buckets, bucket_code = np.unique(bucket, return_inverse=True)
+        buckets, bucket_code = dense_unique(bucket)
         cols = {
             name: table.column(name).to_numpy(zero_copy_only=False)
             for name in ("kind", "y_pred", "y_true", "weight", "label_lag_s")
@@ -107,7 +107,7 @@ class _PreAggregate(beam.DoFn):
         by_bucket: dict[int, dict] = {}
         for codes, names in self._slicer.codes(table):
             group = bucket_code.astype(np.int64) * len(names) + codes
-            present, dense = np.unique(group, return_inverse=True)
+            present, dense = dense_unique(group)
             accs = aggregate_examples(
                 dense,
                 len(present),

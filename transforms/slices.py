@@ -80,6 +80,22 @@ def _column_name(key: str) -> str:
     return key if key in _BUILTIN_KEYS else segment_column(key)
 
 
+def dense_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for integers, without sorting when
+    their range is small (buckets of a batch, group codes): a bincount and a lookup."""
+    if len(values) == 0:
+        return values[:0], np.zeros(0, dtype=np.intp)
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if span > 4 * len(values) + 1024:
+        return np.unique(values, return_inverse=True)
+    offsets = values - low
+    present = np.flatnonzero(np.bincount(offsets, minlength=span))
+    lookup = np.empty(span, dtype=np.intp)
+    lookup[present] = np.arange(len(present))
+    return present + low, lookup[offsets]
+
+
 class SliceCoder:
     """Turns a batch into per-row slice codes, one array per spec, with the cap."""
 
@@ -117,7 +133,7 @@ class SliceCoder:
                 codes, names = per_key[key]
                 combined = combined * len(names) + codes
                 parts.append((key, names))
-            uniq, inverse = np.unique(combined, return_inverse=True)
+            uniq, inverse = dense_unique(combined)
             labels = []
             for c in uniq.tolist():  # distinct combinations only
                 pieces = []
