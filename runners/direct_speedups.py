@@ -10,7 +10,11 @@ class. The evaluator also pickles and unpickles every DoFn at the start of every
 bundle (to hand each bundle a fresh copy); the pickled bytes are now made once per
 DoFn and unpickled per bundle, and ``core.get_function_arguments`` (an
 ``inspect.signature`` per DoFn method per bundle) is memoized per class function.
-Nothing else changes: other runners never call this code.
+User state whose coder says ``in_memory_passthrough`` (the join's shard state, the
+metrics' pane totals: immutable objects whose ``__deepcopy__`` returns themselves)
+is stored as the object rather than encoded on every write and decoded on every read.
+Nothing else changes: other runners never call this code (they keep state with
+their own classes and encode it with the coder).
 
 :func:`install` is idempotent; ``runners/launch.py`` calls it before running on the
 BundleBasedDirectRunner.
@@ -68,6 +72,22 @@ def _roundtrip_pickled_once(dofn):
     return pickler.loads(entry[1])
 
 
+_ORIGINAL_ENCODE = direct_userstate.DirectRuntimeState._encode
+_ORIGINAL_DECODE = direct_userstate.DirectRuntimeState._decode
+
+
+def _passthrough(coder) -> bool:
+    return getattr(coder, "in_memory_passthrough", False)
+
+
+def _encode(self, value):
+    return value if _passthrough(self._state_spec.coder) else _ORIGINAL_ENCODE(self, value)
+
+
+def _decode(self, value):
+    return value if _passthrough(self._state_spec.coder) else _ORIGINAL_DECODE(self, value)
+
+
 def install() -> None:
     """Memoizes DoFn introspection and pickling in the DirectRunner's modules."""
     for module in (userstate, transform_evaluator):
@@ -76,5 +96,8 @@ def install() -> None:
     core.get_function_arguments = _cached_get_function_arguments
     # The evaluator pickles and unpickles every DoFn at the start of every bundle.
     transform_evaluator.pickler = types.SimpleNamespace(roundtrip=_roundtrip_pickled_once)
+    # User state lives in this process: keep immutable values as they are.
+    direct_userstate.DirectRuntimeState._encode = _encode
+    direct_userstate.DirectRuntimeState._decode = _decode
     # direct_runner and direct_userstate call through the userstate module.
     assert direct_runner.userstate is userstate and direct_userstate.userstate is userstate

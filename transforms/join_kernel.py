@@ -111,9 +111,11 @@ class JoinConfig:
         return with_segments(EXAMPLES, self.segment_keys)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ShardState:
-    """What one shard remembers between batches (streaming only).
+    """What one shard remembers between batches (streaming only). Immutable: the
+    tables and tombstones are never modified in place, every step builds a new state
+    (so a runner keeping state in memory may hold it without copying it).
 
     Attributes:
         preds: pending predictions (prediction schema + ``label_seen``), unresolved.
@@ -134,6 +136,9 @@ class ShardState:
     @property
     def size(self) -> int:
         return self.preds.num_rows + self.labels.num_rows + self.tombs.num_rows
+
+    def __deepcopy__(self, memo) -> ShardState:
+        return self  # immutable (see above)
 
 
 def _counts(**kw) -> dict[str, int]:

@@ -155,6 +155,20 @@ class _SliceMapCombineFn(beam.CombineFn):
         return {name: self._fn.extract_output(p) for name, p in accumulator.items()}
 
 
+class _Totals(dict):
+    """``{slice: ErrorAccumulator}`` of a window so far; never modified once stored."""
+
+    def __deepcopy__(self, memo) -> _Totals:
+        return self
+
+
+class _TotalsCoder(coders.PickleCoder):
+    """Pickles :class:`_Totals`; the local DirectRunner may keep the object itself
+    (``in_memory_passthrough``, see ``runners/direct_speedups.py``)."""
+
+    in_memory_passthrough = True
+
+
 class _AccumulatePanes(beam.DoFn):
     """Unbounded input: turns DISCARDING panes into ACCUMULATING ones, per window.
 
@@ -166,11 +180,11 @@ class _AccumulatePanes(beam.DoFn):
     merges each partial once instead of once per later pane.
     """
 
-    TOTAL = userstate.ReadModifyWriteStateSpec("total", coders.PickleCoder())
+    TOTAL = userstate.ReadModifyWriteStateSpec("total", _TotalsCoder())
 
     def process(self, element, total=beam.DoFn.StateParam(TOTAL)):
         key, delta = element
-        merged = dict(total.read() or {})
+        merged = _Totals(total.read() or {})
         for name, acc in delta.items():
             merged[name] = merge_accumulators([merged[name], acc]) if name in merged else acc
         total.write(merged)
