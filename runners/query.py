@@ -23,11 +23,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pandas as pd
 
 from msewatch.schemas import queries, records
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = ("table", "csv", "json")
 DEFAULT_SLICE = "overall"
@@ -104,6 +107,8 @@ def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
         if dead
         else _empty_source(records.DEAD_LETTER_FIELDS)
     )
+    import duckdb  # here, not at import: `msewatch run` loads this module for its options
+
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -162,6 +167,8 @@ def query(
         sql = queries.load_query("duckdb", name)
     if limit is not None and limit < 0:
         raise QueryError(f"--limit must be >= 0, got {limit}")
+    import duckdb
+
     values = {"slice": DEFAULT_SLICE, **{k: v for k, v in params.items() if v is not None}}
     used = queries.query_params("duckdb", sql)
     con = connect(output_dir)

@@ -177,7 +177,9 @@ class _AccumulatePanes(beam.DoFn):
     Beam state (one small ``{slice: ErrorAccumulator}`` per window, cleared when the
     window expires) and emits the total with the pane's own pane info. A runner that
     re-merges every accumulated input at each firing (the DirectRunner does) then
-    merges each partial once instead of once per later pane.
+    merges each partial once instead of once per later pane. The total is a sum, so
+    the last pane holds everything whatever order a runner delivers the panes in;
+    each row keeps the pane info (index, timing) of the pane that produced it.
     """
 
     TOTAL = userstate.ReadModifyWriteStateSpec("total", _TotalsCoder())
