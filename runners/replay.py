@@ -81,11 +81,16 @@ def prepare_spool(
 
 
 def _gc_stops(first_ms: int, last_ms: int, window: WindowConfig) -> np.ndarray:
-    """Watermark stops just before each window's garbage-collection time."""
+    """Watermark stops just before each window's garbage-collection time.
+
+    Every window that holds data: the first ends one period after the first record's
+    bucket starts (with sliding windows, windows that began before the first record
+    hold it too), the last ends up to one window after the last record.
+    """
     period = window.period_seconds * 1000
     size = window.window_seconds * 1000
     lateness = window.allowed_lateness_seconds * 1000
-    ends = np.arange((first_ms // period) * period + size, last_ms + size + period, period)
+    ends = np.arange((first_ms // period) * period + period, last_ms + size + period, period)
     return ends + lateness - 1
 
 

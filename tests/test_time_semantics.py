@@ -126,7 +126,18 @@ def test_panes_accumulate(tmp_path):
     assert final["mse"] == pytest.approx((0 + 1 + 4 + 9) / 4)
 
 
-def test_bounded_and_replay_agree_on_complete_rows(tmp_path):
+@pytest.mark.parametrize(
+    "windows",
+    [
+        {"ttl_ms": TTL},  # expiry grid 1 h (the period)
+        {"ttl_ms": TTL, "window_s": 7200, "every_s": 3600},  # sliding, grid 1 h
+        {"ttl_ms": 45 * 60_000},  # TTL shorter than the period: grid 30 min
+    ],
+    ids=["fixed", "sliding", "ttl-under-period"],
+)
+def test_bounded_and_replay_agree_on_complete_rows(tmp_path, windows):
+    # The coarse expiry grid must deliver every expiry before its window closes:
+    # a dropped one would leave the replay's rows incomplete or short of `expired`.
     rng = __import__("numpy").random.default_rng(3)
     n = 300
     t = rng.integers(0, 5 * H, n)
@@ -152,7 +163,7 @@ def test_bounded_and_replay_agree_on_complete_rows(tmp_path):
             if keep[i]
         ]
     )
-    cfg = {"ttl_ms": TTL, "slices": ("region",)}
+    cfg = {**windows, "slices": ("region",)}
     bounded, b_out = run_bounded(preds, labs, tmp_path / "b", **cfg)
     replay, r_out = run_replay(preds, labs, tmp_path / "r", chunk_rows=37, **cfg)
     assert b_out == r_out
@@ -173,6 +184,7 @@ def test_bounded_and_replay_agree_on_complete_rows(tmp_path):
     assert r["complete"].all()
     r = r[cols]
     assert len(b) == len(r) > 10
+    assert b["expired"].sum() > 0
     for c in cols:
         if c in ("window_start", "slice"):
             assert list(b[c]) == list(r[c])
