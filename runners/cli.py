@@ -131,7 +131,11 @@ def _add_run(sub) -> None:
         metavar="HOST:PORT",
         help="Java expansion service for reading Pub/Sub on Flink or another portable runner",
     )
-    p.add_argument("--replay-chunk-rows", type=int, default=50_000, help="records per replay step")
+    p.add_argument(
+        "--replay-chunk-rows",
+        type=int,
+        help="records per replay step (1/20 of the input, 1000 to 50000)",
+    )
     p.add_argument(
         "--runner",
         default="DirectRunner",

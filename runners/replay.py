@@ -94,8 +94,15 @@ def _gc_stops(first_ms: int, last_ms: int, window: WindowConfig) -> np.ndarray:
     return ends + lateness - 1
 
 
+def default_chunk_rows(records: int) -> int:
+    """Records per replay step when ``--replay-chunk-rows`` is not given: a twentieth
+    of the input (so that even a small sample replays in steps that fire EARLY and
+    LATE panes), between 1,000 and 50,000."""
+    return max(1_000, min(50_000, records // 20))
+
+
 def plan_events(
-    arrivals: dict[str, np.ndarray], window: WindowConfig, chunk_rows: int = 50_000
+    arrivals: dict[str, np.ndarray], window: WindowConfig, chunk_rows: int | None = None
 ) -> list[ReplayEvent]:
     """Plans chunks and watermark advances.
 
@@ -108,13 +115,15 @@ def plan_events(
     Args:
         arrivals: sorted arrival times (ms) per kind, from :func:`prepare_spool`.
         window: the metrics windows (for the garbage-collection stops).
-        chunk_rows: records per range.
+        chunk_rows: records per range; None: :func:`default_chunk_rows`.
 
     Returns:
         The ordered replay events.
     """
+    if chunk_rows is None:
+        chunk_rows = default_chunk_rows(len(arrivals[PREDICTIONS]) + len(arrivals[LABELS]))
     if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        raise ValueError(f"--replay-chunk-rows must be >= 1, got {chunk_rows}")
     events: list[ReplayEvent] = []
     n_dead = len(arrivals[DEAD_LETTER])
     if n_dead:
