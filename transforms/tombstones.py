@@ -154,13 +154,13 @@ class TombSet:
         if n == 0:
             return new
         at = np.searchsorted(self._cols["h1"], new._cols["h1"], side="right") + np.arange(m)
-        is_new = np.zeros(n + m, dtype=bool)
-        is_new[at] = True
+        is_old = np.ones(n + m, dtype=bool)
+        is_old[at] = False
         cols = {}
         for name, dt in _COLUMNS:
             out = np.empty(n + m, dtype=dt)
             out[at] = new._cols[name]
-            out[~is_new] = self._cols[name]
+            out[is_old] = self._cols[name]
             cols[name] = out
         return TombSet(cols)
 
