@@ -3,9 +3,11 @@
 Time: the join runs in the **global window** (Beam state is per key *and* window).
 Predictions carry their ``event_time`` and labels their ``label_time`` (UTC) as
 element timestamps. The join uses one **event-time timer** per shard, set to the
-shard's next deadline (a prediction's ``event_time + label_ttl``, a waiting label's
-``label_time + orphan_ttl``, or a tombstone's forget time); when the watermark passes
-it, expired predictions are emitted as EXPIRED examples and orphan labels counted.
+shard's next deadline on the expiry grid (``JoinConfig.timer_grid_ms``: a prediction
+made in a grid cell expires at the cell's end + ``label_ttl``; a waiting label's
+``label_time + orphan_ttl`` rounds up to the grid; a shard holding only tombstones
+fires once, when the last can be forgotten); when the watermark passes it, expired
+predictions are emitted as EXPIRED examples and orphan labels counted.
 Every example it emits carries the *prediction's* event time (in the
 ``event_time_ms`` column; the metrics stage stamps elements from it), so a label
 that arrives after the watermark has passed its prediction's window produces late
@@ -68,10 +70,8 @@ def _encode_state(value: ShardState) -> bytes:
     """A :class:`ShardState` as bytes: two Arrow IPC streams (pending predictions and
     labels), the tombstones' packed columns, and a footer of the three sizes.
 
-    The state cell holds these bytes rather than the object: runners that keep state
-    in memory (the DirectRunner deep-copies it for every bundle) then copy an
-    immutable ``bytes``, and the others encode it for free. Everything is written
-    into one buffer and copied once into the ``bytes``.
+    :class:`ShardStateCoder` stores state with it. Everything is written into one
+    buffer and copied once into the ``bytes``; decoding is zero-copy.
     """
     sink = pa.BufferOutputStream()
     sizes = []
