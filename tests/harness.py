@@ -76,6 +76,7 @@ def make_config(
     slices=(),
     shards=4,
     early_s=60,
+    grid_ms=None,
 ):
     sl = SliceConfig.parse(list(slices))
     window = WindowConfig(
@@ -90,7 +91,7 @@ def make_config(
             orphan_ttl_ms=orphan_ms,
             segment_keys=sl.segment_keys,
             shards=shards,
-            timer_grid_ms=window_timer_grid_ms(window.period_seconds * 1000, ttl_ms),
+            timer_grid_ms=grid_ms or window_timer_grid_ms(window.period_seconds * 1000, ttl_ms),
         ),
         metrics=MetricsConfig(window=window, slices=sl, clock=fixed_clock),
         output=str(output),

@@ -132,8 +132,9 @@ def test_panes_accumulate(tmp_path):
         {"ttl_ms": TTL},  # expiry grid 1 h (the period)
         {"ttl_ms": TTL, "window_s": 7200, "every_s": 3600},  # sliding, grid 1 h
         {"ttl_ms": 45 * 60_000},  # TTL shorter than the period: grid 30 min
+        {"ttl_ms": TTL, "grid_ms": 1},  # exact expiry (--expiry-grid 1ms)
     ],
-    ids=["fixed", "sliding", "ttl-under-period"],
+    ids=["fixed", "sliding", "ttl-under-period", "exact-expiry"],
 )
 def test_bounded_and_replay_agree_on_complete_rows(tmp_path, windows):
     # The coarse expiry grid must deliver every expiry before its window closes:
