@@ -18,7 +18,8 @@ import collections
 
 import apache_beam as beam
 import pyarrow.compute as pc
-from apache_beam.transforms import trigger, window
+
+from msewatch.transforms.windowing import flush_in_global_window
 
 # join counter name -> (record_type, outcome)
 _OUTCOME_OF = {
@@ -102,12 +103,7 @@ class CountOutcomes(beam.PTransform):
             dead_letter | "FromDeadLetter" >> beam.FlatMap(_dead_letter_counts),
         ) | "FlattenCounts" >> beam.Flatten()
         if self._streaming:
-            seconds = self._flush_seconds
-            counts = counts | "FlushTrigger" >> beam.WindowInto(
-                window.GlobalWindows(),
-                trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(seconds)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
+            counts = counts | "FlushTrigger" >> flush_in_global_window(self._flush_seconds)
         return (
             counts
             | "Sum" >> beam.CombineGlobally(_SumCounts()).without_defaults()

@@ -8,8 +8,8 @@ Tables are directories of Parquet files readable by pyarrow, pandas and DuckDB:
 * ``dead_letter/*.parquet`` and ``outcomes/*.parquet``: unpartitioned.
 
 How panes reach files. Rows are moved into the global window with a DISCARDING
-trigger (a grouping that inherited the metrics' ACCUMULATING trigger would write
-earlier panes again; each row keeps its metric window in its columns), grouped by
+trigger (a grouping that inherited the metrics' windows and trigger would write a
+file per window and pane; each row keeps its metric window in its columns), grouped by
 partition, and each group firing becomes one Parquet file. Bounded input fires once,
 at the end. Unbounded input fires every ``flush_seconds`` of processing time (after the first
 element of a flush) and at the end of the stream, so late panes are written
@@ -34,9 +34,10 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms import trigger, window
+from apache_beam.transforms import window
 
 from msewatch.schemas.coders import table_to_bytes
+from msewatch.transforms.windowing import flush_in_global_window
 
 PARTITION_COLUMN = "window_date"
 _UNPARTITIONED = ""
@@ -124,12 +125,7 @@ class WriteParquetTable(beam.PTransform):
 
     def expand(self, pcoll):
         if self._streaming:
-            seconds = self._flush_seconds
-            windowed = pcoll | "FlushTrigger" >> beam.WindowInto(
-                window.GlobalWindows(),
-                trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(seconds)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
+            windowed = pcoll | "FlushTrigger" >> flush_in_global_window(self._flush_seconds)
         else:
             windowed = pcoll | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
         key = _window_date if self._partition else (lambda _: _UNPARTITIONED)
