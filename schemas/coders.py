@@ -16,11 +16,16 @@ import apache_beam as beam
 import pyarrow as pa
 
 
+def write_table(sink: pa.NativeFile, table: pa.Table) -> None:
+    """Writes ``table`` to ``sink`` as one Arrow IPC stream (only its own rows)."""
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
 def table_to_bytes(table: pa.Table) -> bytes:
     """Arrow IPC stream bytes of ``table`` (only its own rows, even for a slice)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+    write_table(sink, table)
     return sink.getvalue().to_pybytes()
 
 

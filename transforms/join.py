@@ -45,7 +45,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes
+from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, write_table
 from msewatch.schemas.records import LABELS
 from msewatch.transforms import join_kernel
 from msewatch.transforms.join_kernel import JoinConfig, ShardState
@@ -66,40 +66,11 @@ def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
     return (pd.util.hash_array(values, categorize=False) % np.uint64(shards)).astype(np.int64)
 
 
-def _encode_state(value: ShardState) -> bytes:
-    """A :class:`ShardState` as bytes: two Arrow IPC streams (pending predictions and
-    labels), the tombstones' packed columns, and a footer of the three sizes.
-
-    :class:`ShardStateCoder` stores state with it. Everything is written into one
-    buffer and copied once into the ``bytes``; decoding is zero-copy.
-    """
-    sink = pa.BufferOutputStream()
-    sizes = []
-    for table in (value.preds, value.labels):
-        start = sink.tell()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        sizes.append(sink.tell() - start)
-    start = sink.tell()
-    value.tombs.write_to(sink)
-    sizes.append(sink.tell() - start)
-    sink.write(struct.pack("<3Q", *sizes))
-    return sink.getvalue().to_pybytes()
-
-
-def _decode_state(encoded: bytes) -> ShardState:
-    view = memoryview(encoded)
-    sizes = struct.unpack_from("<3Q", view, len(view) - 24)
-    parts, offset = [], 0
-    for size in sizes:
-        parts.append(view[offset : offset + size])
-        offset += size
-    preds, labels, tombs = parts
-    return ShardState(table_from_bytes(preds), table_from_bytes(labels), TombSet.from_bytes(tombs))
-
-
 class ShardStateCoder(coders.Coder):
-    """Encodes a :class:`ShardState` for the runner's state backend.
+    """Encodes a :class:`ShardState` for the runner's state backend: two Arrow IPC
+    streams (pending predictions and labels), the tombstones' packed columns, and a
+    footer of the three sizes, written into one buffer and copied once into the
+    ``bytes``; decoding is zero-copy.
 
     ``in_memory_passthrough``: the local DirectRunner, which keeps state in this
     process, may store the (immutable) object itself instead of its bytes; see
@@ -109,10 +80,29 @@ class ShardStateCoder(coders.Coder):
     in_memory_passthrough = True
 
     def encode(self, value: ShardState) -> bytes:
-        return _encode_state(value)
+        sink = pa.BufferOutputStream()
+        ends = []
+        write_table(sink, value.preds)
+        ends.append(sink.tell())
+        write_table(sink, value.labels)
+        ends.append(sink.tell())
+        value.tombs.write_to(sink)
+        ends.append(sink.tell())
+        sizes = np.diff([0, *ends]).tolist()
+        sink.write(struct.pack("<3Q", *sizes))
+        return sink.getvalue().to_pybytes()
 
     def decode(self, encoded: bytes) -> ShardState:
-        return _decode_state(encoded)
+        view = memoryview(encoded)
+        sizes = struct.unpack_from("<3Q", view, len(view) - 24)
+        parts, offset = [], 0
+        for size in sizes:
+            parts.append(view[offset : offset + size])
+            offset += size
+        preds, labels, tombs = parts
+        return ShardState(
+            table_from_bytes(preds), table_from_bytes(labels), TombSet.from_bytes(tombs)
+        )
 
     def is_deterministic(self) -> bool:
         return False

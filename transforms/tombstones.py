@@ -90,15 +90,18 @@ class TombSet:
             offset += n * dt.itemsize
         return cls(cols)
 
-    def to_bytes(self) -> bytes:
-        return b"".join(self._cols[name].tobytes() for name, _ in _COLUMNS)
-
     def write_to(self, sink: pa.NativeFile) -> None:
-        """Writes the bytes of :meth:`to_bytes` to ``sink`` without an extra copy."""
+        """Writes the columns, one after the other, to ``sink`` (read by
+        :meth:`from_bytes`) without an intermediate copy."""
         for name, _ in _COLUMNS:
             col = np.ascontiguousarray(self._cols[name])
             if len(col):
                 sink.write(pa.py_buffer(col))
+
+    def to_bytes(self) -> bytes:
+        sink = pa.BufferOutputStream()
+        self.write_to(sink)
+        return sink.getvalue().to_pybytes()
 
     @property
     def num_rows(self) -> int:
