@@ -53,8 +53,6 @@ def config_from_args(args) -> MonitorConfig:
     if pubsub and args.streaming_replay:
         raise ValueError("--streaming-replay replays files; Pub/Sub input is streaming already")
     grid = args.expiry_grid or window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
-    if grid > 1 and grid >= args.label_ttl:
-        raise ValueError(f"--expiry-grid must be shorter than --label-ttl ({args.label_ttl} ms)")
     join = JoinConfig(
         label_ttl_ms=args.label_ttl,
         orphan_ttl_ms=args.orphan_ttl,

@@ -192,6 +192,8 @@ def test_config_rejects_bad_values():
         jk.JoinConfig(label_ttl_ms=0)
     with pytest.raises(ValueError, match="shards"):
         jk.JoinConfig(shards=0)
+    with pytest.raises(ValueError, match="shorter than --label-ttl"):
+        jk.JoinConfig(label_ttl_ms=H, timer_grid_ms=H)
 
 
 def test_shard_state_coder_round_trip():

@@ -101,6 +101,12 @@ class JoinConfig:
             raise ValueError(f"shards must be in 1..4096, got {self.shards}")
         if self.timer_grid_ms < 1:
             raise ValueError(f"timer_grid_ms must be >= 1, got {self.timer_grid_ms}")
+        if self.timer_grid_ms > 1 and self.timer_grid_ms >= self.label_ttl_ms:
+            # a pending prediction must expire before 2 x label_ttl (window_timer_grid_ms)
+            raise ValueError(
+                f"the expiry grid ({self.timer_grid_ms} ms) must be shorter than "
+                f"--label-ttl ({self.label_ttl_ms} ms)"
+            )
 
     @property
     def prediction_schema(self) -> pa.Schema:
