@@ -2,7 +2,7 @@
 
 ``msewatch run`` does not print Beam metrics, so the ``--state`` benchmark runs the
 CLI through this wrapper: it wraps ``apache_beam.Pipeline.run`` to keep the
-``PipelineResult``, calls ``msewatch.runners.cli.main`` with the remaining arguments
+``PipelineResult``, calls ``msewatch.cli.main`` with the remaining arguments
 unchanged, then writes every distribution and counter in namespace ``msewatch``
 (``join_state_rows`` among them) to the JSON file.
 
@@ -52,7 +52,7 @@ class _Recorder:
 
 
 def _record_state_rows() -> _Recorder | None:
-    from msewatch.transforms import join
+    from msewatch.transforms.join import transform as join
 
     inner = getattr(join, "_STATE_ROWS", None)
     if inner is None:
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
 
     beam.Pipeline.run = run
     recorder = _record_state_rows()
-    from msewatch.runners import cli
+    from msewatch import cli
 
     status = cli.main(cli_args)
     metrics = {"distributions": {}, "counters": {}, "available": bool(results)}

@@ -6,7 +6,7 @@ Usage::
         [--textbook-predictions 50000] [--out bench-out] [--quick]
         [--scaling] [--state] [--peers NAME,...] [--timeout SECONDS]
 
-Generates the workload once (``msewatch.runners.sample.generate`` without malformed
+Generates the workload once (``msewatch.generate.generate`` without malformed
 lines, JSON Lines and Parquet; cached by parameters under ``OUT/workload``), then runs
 ``--repeats`` rounds of these peers, one child process each, the order rotating every
 round so that no peer always runs first or last:
@@ -177,7 +177,7 @@ def _any_timed_out(value) -> bool:
 
 
 def _duration_ms(text: str) -> int:
-    from msewatch.runners.cli import parse_duration_seconds
+    from msewatch.cli import parse_duration_seconds
 
     return int(round(parse_duration_seconds(text) * 1000))
 

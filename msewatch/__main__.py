@@ -1,3 +1,3 @@
-from msewatch.runners.cli import main
+from msewatch.cli import main
 
 raise SystemExit(main())

@@ -23,11 +23,11 @@ import apache_beam as beam
 
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.schemas.records import DEAD_LETTER, METRICS, OUTCOMES
-from msewatch.transforms.bigquery import WriteBigQueryTables
-from msewatch.transforms.join import JoinConfig, JoinPredictionsAndLabels
-from msewatch.transforms.metrics import ComputeMetrics, MetricsConfig
+from msewatch.transforms.io.bigquery import WriteBigQueryTables
+from msewatch.transforms.io.parquet_sink import WriteParquetTable
+from msewatch.transforms.join.transform import JoinConfig, JoinPredictionsAndLabels
+from msewatch.transforms.metrics.transform import ComputeMetrics, MetricsConfig
 from msewatch.transforms.outcomes import CountOutcomes
-from msewatch.transforms.sinks import WriteParquetTable
 
 
 @dataclasses.dataclass(frozen=True)

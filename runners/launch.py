@@ -25,17 +25,18 @@ import tempfile
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.pipelines.sources import FileSource
-from msewatch.runners import direct_speedups, presets, summary
+from msewatch.runners import direct_speedups, presets
 from msewatch.schemas.bigquery_files import parse_output_url
-from msewatch.transforms.join import JoinConfig
-from msewatch.transforms.join_kernel import window_timer_grid_ms
-from msewatch.transforms.metrics import MetricsConfig
-from msewatch.transforms.pubsub import PubSubSource
-from msewatch.transforms.replay import ReplaySpool
-from msewatch.transforms.slices import SliceConfig
-from msewatch.transforms.windowing import WindowConfig
+from msewatch.transforms.io.files import FileSource
+from msewatch.transforms.io.pubsub import PubSubSource
+from msewatch.transforms.io.replay import ReplaySpool
+from msewatch.transforms.join.kernel import window_timer_grid_ms
+from msewatch.transforms.join.transform import JoinConfig
+from msewatch.transforms.metrics.slices import SliceConfig
+from msewatch.transforms.metrics.transform import MetricsConfig
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 
 def config_from_args(args) -> MonitorConfig:
@@ -129,7 +130,7 @@ def run(args, beam_args) -> int:
                 expansion_service=args.pubsub_expansion_service,
             )
         elif args.streaming_replay:
-            from msewatch.runners.replay import plan_events, prepare_spool
+            from msewatch.transforms.io.replay_spool import plan_events, prepare_spool
 
             arrivals = prepare_spool(args.predictions, args.labels, spool, config.join.segment_keys)
             events = plan_events(arrivals, config.metrics.window, args.replay_chunk_rows)
@@ -138,7 +139,7 @@ def run(args, beam_args) -> int:
             source = FileSource(args.predictions, args.labels, config.join.segment_keys)
         bigquery = parse_output_url(args.output)
         if bigquery is not None:
-            from msewatch.transforms.bigquery import ensure_tables
+            from msewatch.transforms.io.bigquery import ensure_tables
 
             ensure_tables(*bigquery, location=args.bq_location, api_endpoint=args.bq_api_endpoint)
         p = beam.Pipeline(options=options)

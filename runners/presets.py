@@ -352,6 +352,6 @@ def flex_template_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the Flex Template image: ``msewatch run`` on Dataflow."""
     import sys
 
-    from msewatch.runners import cli
+    from msewatch import cli
 
     return cli.main(flex_template_argv(sys.argv[1:] if argv is None else argv))

@@ -10,7 +10,7 @@
 
 The table layout that the files cannot carry (``metrics`` is day-partitioned on
 ``window_start`` and clustered on ``slice``) is :data:`TABLE_LAYOUT`; the sink module
-:mod:`msewatch.transforms.bigquery` creates the tables and the view from all of this.
+:mod:`msewatch.transforms.io.bigquery` creates the tables and the view from all of this.
 All timestamps are UTC.
 """
 

@@ -17,16 +17,17 @@ import pandas as pd
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import direct_speedups, summary
-from msewatch.runners.replay import plan_events, write_spool
+from msewatch.runners import direct_speedups
 from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, with_segments
-from msewatch.transforms.join import JoinConfig
-from msewatch.transforms.join_kernel import window_timer_grid_ms
-from msewatch.transforms.metrics import MetricsConfig
-from msewatch.transforms.replay import ReplaySpool
-from msewatch.transforms.slices import SliceConfig
-from msewatch.transforms.windowing import WindowConfig
+from msewatch.transforms.io.replay import ReplaySpool
+from msewatch.transforms.io.replay_spool import plan_events, write_spool
+from msewatch.transforms.join.kernel import window_timer_grid_ms
+from msewatch.transforms.join.transform import JoinConfig
+from msewatch.transforms.metrics.slices import SliceConfig
+from msewatch.transforms.metrics.transform import MetricsConfig
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 H = 3600 * 1000
 FIXED_NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)

@@ -173,11 +173,11 @@ def _run_pipeline(argv: list[str]) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from msewatch.pipelines.monitor import MonitorConfig, build
-    from msewatch.transforms.join import JoinConfig
-    from msewatch.transforms.metrics import MetricsConfig
-    from msewatch.transforms.pubsub import PubSubSource
-    from msewatch.transforms.slices import SliceConfig
-    from msewatch.transforms.windowing import WindowConfig
+    from msewatch.transforms.io.pubsub import PubSubSource
+    from msewatch.transforms.join.transform import JoinConfig
+    from msewatch.transforms.metrics.slices import SliceConfig
+    from msewatch.transforms.metrics.transform import MetricsConfig
+    from msewatch.transforms.metrics.windowing import WindowConfig
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--predictions", required=True)

@@ -20,7 +20,7 @@ from sklearn.metrics import (
 )
 
 from msewatch.schemas.records import METRICS_FIELDS, ExampleKind
-from msewatch.transforms.accumulators import (
+from msewatch.transforms.metrics.accumulators import (
     ErrorAccumulator,
     MetricsCombineFn,
     aggregate_examples,

@@ -29,7 +29,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from msewatch.schemas import bigquery_files
 from msewatch.schemas.records import DEAD_LETTER, METRICS_FIELDS, bigquery_schema
-from msewatch.transforms import bigquery as bq
+from msewatch.transforms.io import bigquery as bq
 from tests.bq_emulator import emulator_or_skip
 
 PROJECT = "msewatch-test"

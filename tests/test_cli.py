@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from msewatch.runners import cli
+from msewatch import cli
 
 README = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 

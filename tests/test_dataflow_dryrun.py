@@ -20,11 +20,11 @@ from apache_beam.portability.api import beam_runner_api_pb2, standard_window_fns
 
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import presets
-from msewatch.transforms.join import JoinConfig
-from msewatch.transforms.metrics import MetricsConfig
-from msewatch.transforms.pubsub import PubSubSource
-from msewatch.transforms.slices import SliceConfig
-from msewatch.transforms.windowing import WindowConfig
+from msewatch.transforms.io.pubsub import PubSubSource
+from msewatch.transforms.join.transform import JoinConfig
+from msewatch.transforms.metrics.slices import SliceConfig
+from msewatch.transforms.metrics.transform import MetricsConfig
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 PROJECT = "msewatch-prod"
 PREDICTIONS = f"projects/{PROJECT}/subscriptions/predictions"
@@ -218,7 +218,7 @@ def test_without_an_image_the_package_is_staged_from_pyproject(monkeypatch):
 def test_flex_template_parameters_become_msewatch_run_options():
     from google.cloud.dataflow_v1beta3.types import TemplateMetadata
 
-    from msewatch.runners.cli import build_parser
+    from msewatch.cli import build_parser
 
     with open(os.path.join(REPO, "runners", "flex_template", "metadata.json")) as f:
         text = f.read()

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msewatch.transforms.slices import dense_unique
+from msewatch.transforms.metrics.slices import dense_unique
 
 
 @settings(max_examples=200, deadline=None)

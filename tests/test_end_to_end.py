@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from msewatch.runners import cli, summary
-from msewatch.runners.sample import generate
+from msewatch import cli, summary
+from msewatch.generate import generate
 from tests.harness import latest, read_metrics
 
 pytestmark = pytest.mark.slow
@@ -33,16 +33,22 @@ def sample(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     stats = generate(str(root / "sample"), predictions=3000, seed=11, days=1.0)
     runs = {}
-    for name, extra in (("bounded", []), ("replay", ["--streaming-replay",
-                                                     "--replay-chunk-rows", "700"])):
+    for name, extra in (
+        ("bounded", []),
+        ("replay", ["--streaming-replay", "--replay-chunk-rows", "700"]),
+    ):
         out = root / name
         code = cli.main(
             [
                 "run",
-                "--predictions", str(root / "sample" / "predictions.jsonl"),
-                "--labels", str(root / "sample" / "labels.jsonl"),
-                "--output", str(out),
-                "--slice", "region",
+                "--predictions",
+                str(root / "sample" / "predictions.jsonl"),
+                "--labels",
+                str(root / "sample" / "labels.jsonl"),
+                "--output",
+                str(out),
+                "--slice",
+                "region",
                 "--quiet",
                 *extra,
             ]
@@ -82,17 +88,23 @@ def _read_records(path, required):
 
 
 def _reference(sample_dir):
-    preds, bad_p = _read_records(sample_dir / "predictions.jsonl",
-                                 ("prediction_id", "event_time", "y_pred"))
-    labels, bad_l = _read_records(sample_dir / "labels.jsonl",
-                                  ("prediction_id", "y_true", "label_time"))
+    preds, bad_p = _read_records(
+        sample_dir / "predictions.jsonl", ("prediction_id", "event_time", "y_pred")
+    )
+    labels, bad_l = _read_records(
+        sample_dir / "labels.jsonl", ("prediction_id", "y_true", "label_time")
+    )
     preds = preds.sort_values(["_t", "_pos"]).drop_duplicates("prediction_id")
     labels = labels.sort_values(["_t", "_pos"]).drop_duplicates("prediction_id")
     preds["region"] = preds["segments"].map(lambda s: (s or {}).get("region", "unknown"))
     preds["weight"] = preds.get("weight", 1.0).fillna(1.0).astype(float)
     preds["y_pred"] = preds["y_pred"].astype(float)
-    m = preds.merge(labels[["prediction_id", "y_true", "_t"]], on="prediction_id",
-                    how="left", suffixes=("", "_label"))
+    m = preds.merge(
+        labels[["prediction_id", "y_true", "_t"]],
+        on="prediction_id",
+        how="left",
+        suffixes=("", "_label"),
+    )
     m["joined"] = (m["_t_label"] - m["_t"]) <= TTL_MS
     m["window"] = (m["_t"] // WINDOW_MS) * WINDOW_MS
     return m, bad_p, bad_l
@@ -120,8 +132,10 @@ def test_metrics_equal_scikit_learn_on_every_window_and_slice(sample):
     assert got["complete"].all()
     checked = 0
     for (slice_name, window), rows in _groups(ref):
-        row = got[(got["slice"] == slice_name)
-                  & (got["window_start"] == pd.Timestamp(window, unit="ms", tz="UTC"))]
+        row = got[
+            (got["slice"] == slice_name)
+            & (got["window_start"] == pd.Timestamp(window, unit="ms", tz="UTC"))
+        ]
         assert len(row) == 1, (slice_name, window)
         row = row.iloc[0]
         labeled = rows[rows["joined"]]
@@ -159,19 +173,24 @@ def test_streaming_replay_gives_the_same_complete_rows(sample):
     replay = latest(read_metrics(runs["replay"]))
     assert replay["complete"].all()
     assert (replay["pane_timing"] != "EARLY").all()
-    cols = [c for c in bounded.columns
-            if c not in ("pane_index", "pane_timing", "emitted_at", "window_date")]
+    cols = [
+        c
+        for c in bounded.columns
+        if c not in ("pane_index", "pane_timing", "emitted_at", "window_date")
+    ]
     b = bounded[cols].reset_index(drop=True)
     r = replay[cols].reset_index(drop=True)
     assert list(b["slice"]) == list(r["slice"]) and list(b["window_start"]) == list(
-        r["window_start"])
+        r["window_start"]
+    )
     for c in cols:
         if pd.api.types.is_float_dtype(b[c]):
             assert b[c].to_numpy() == pytest.approx(r[c].to_numpy(), rel=1e-9, nan_ok=True), c
         else:
             assert list(b[c]) == list(r[c]), c
     assert summary.outcome_counts(str(runs["bounded"])) == summary.outcome_counts(
-        str(runs["replay"]))
+        str(runs["replay"])
+    )
     # the replay really streamed: windows went through early, on-time and late panes
     timings = set(read_metrics(runs["replay"])["pane_timing"])
     assert timings == {"EARLY", "ON_TIME", "LATE"}

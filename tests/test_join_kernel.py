@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msewatch.schemas.records import ExampleKind
-from msewatch.transforms import join_kernel as jk
+from msewatch.transforms.join import kernel as jk
 from tests.harness import H, labels, predictions
 
 CFG = jk.JoinConfig(label_ttl_ms=3 * H, orphan_ttl_ms=H)
@@ -198,7 +198,7 @@ def test_config_rejects_bad_values():
 
 def test_shard_state_coder_round_trip():
     # The bytes a runner's state backend stores (the local DirectRunner keeps the object).
-    from msewatch.transforms.join import ShardStateCoder
+    from msewatch.transforms.join.transform import ShardStateCoder
 
     state = jk.ShardState.empty(CFG)
     state, _, _ = jk.step(

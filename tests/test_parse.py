@@ -1,4 +1,4 @@
-"""Parsing and validation of prediction and label records (msewatch.transforms.parse).
+"""Parsing and validation of prediction and label records (msewatch.transforms.parse.records).
 
 Expected times come from Python's datetime, expected offsets from the byte lengths of
 the lines written, and expected reasons from the rules in the parse module docstring.
@@ -19,13 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, make_position, with_segments
-from msewatch.transforms import _jsonl, _textblocks
-from msewatch.transforms._textblocks import Unparsed
-from msewatch.transforms.parse import (
+from msewatch.transforms.parse import jsonl as _jsonl
+from msewatch.transforms.parse import text as _textblocks
+from msewatch.transforms.parse.records import (
     parse_json_messages,
     parse_labels,
     parse_predictions,
 )
+from msewatch.transforms.parse.text import Unparsed
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 OK = {"prediction_id": "ok", "event_time": 1_000, "y_pred": 1.0}

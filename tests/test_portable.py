@@ -25,14 +25,14 @@ import pandas as pd
 import pytest
 from apache_beam.runners.portability import portable_runner
 
+from msewatch.generate import generate
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.pipelines.sources import FileSource
 from msewatch.runners import presets
-from msewatch.runners.sample import generate
-from msewatch.transforms.join import JoinConfig
-from msewatch.transforms.metrics import MetricsConfig
-from msewatch.transforms.slices import SliceConfig
-from msewatch.transforms.windowing import WindowConfig
+from msewatch.transforms.io.files import FileSource
+from msewatch.transforms.join.transform import JoinConfig
+from msewatch.transforms.metrics.slices import SliceConfig
+from msewatch.transforms.metrics.transform import MetricsConfig
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 H = 3600
 

@@ -39,7 +39,7 @@ import pandas as pd
 import pytest
 
 from msewatch.runners import presets
-from msewatch.transforms import pubsub
+from msewatch.transforms.io import pubsub
 from tests import pubsub_emulator as emu
 
 WINDOW_S = 10

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msewatch.runners import query as query_cli
+from msewatch import query as query_cli
 from msewatch.schemas import queries, records
 
 KEYS = ["window_start", "window_end", "slice"]
@@ -365,7 +365,8 @@ def test_cli_user_mistakes_are_one_line_exit_2(output, tmp_path, capsys, argv, m
 def run_demo(base):
     """(OUTPUT, generator stats) of a small sample run through the real pipeline (bounded,
     DirectRunner), once per folder: both test modules' ``demo`` fixtures share it."""
-    from msewatch.runners import cli, sample
+    from msewatch import cli
+    from msewatch import generate as sample
 
     out, inputs = base / "out", base / "sample"
     stats = sample.generate(str(inputs), predictions=3000, seed=11, days=2.0)

@@ -19,7 +19,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from msewatch.schemas.records import POSITION_FILE_SHIFT, make_position
-from msewatch.transforms.readers import (
+from msewatch.transforms.io.files import (
     ReadRecords,
     match_files,
     read_all,

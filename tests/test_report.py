@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msewatch.runners import report
+from msewatch import report
 from tests.test_query import (
     SUMMARY,
     latest_panes,

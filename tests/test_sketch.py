@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msewatch.transforms.sketch import MAX_BUCKETS, LagSketch
+from msewatch.transforms.metrics.sketch import MAX_BUCKETS, LagSketch
 
 QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0)
 REL = 0.01  # the contract: within 1 % of the true order statistic

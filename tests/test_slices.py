@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from msewatch.transforms.slices import OTHER, OVERALL, SliceCoder, SliceConfig
+from msewatch.transforms.metrics.slices import OTHER, OVERALL, SliceCoder, SliceConfig
 from tests.harness import predictions
 
 

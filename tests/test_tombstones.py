@@ -6,7 +6,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msewatch.transforms.tombstones import TOMBS_SCHEMA, TombSet
+from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet
 
 _row = st.tuples(
     st.integers(0, 30).map(lambda i: f"id-{i}"),  # few ids: repeats are common

@@ -19,7 +19,7 @@ import collections
 import apache_beam as beam
 import pyarrow.compute as pc
 
-from msewatch.transforms.windowing import flush_in_global_window
+from msewatch.transforms.metrics.windowing import flush_in_global_window
 
 # join counter name -> (record_type, outcome)
 _OUTCOME_OF = {

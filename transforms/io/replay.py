@@ -1,6 +1,6 @@
 """Streaming replay of files in arrival order: :class:`ReplaySpool`.
 
-A *spool* is a directory of Arrow IPC files prepared by ``runners/replay.py``:
+A *spool* is a directory of Arrow IPC files prepared by ``transforms/io/replay_spool.py``:
 ``predictions.arrow`` sorted by event_time, ``labels.arrow`` sorted by label_time
 (ties by ingest position), and ``dead_letter.arrow``. The replay drives a
 ``TestStream`` through Beam's streaming DirectRunner:
@@ -71,8 +71,8 @@ class ReplaySpool(beam.PTransform):
     """PBegin -> ``{"predictions", "labels", "dead_letter"}`` PCollections of Arrow batches.
 
     Args:
-        spool_dir: directory written by ``runners.replay.prepare_spool``.
-        events: the schedule from ``runners.replay.plan_events``.
+        spool_dir: directory written by ``replay_spool.prepare_spool``.
+        events: the schedule from ``replay_spool.plan_events``.
         early_firing_seconds: processing time advanced after each chunk.
     """
 

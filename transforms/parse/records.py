@@ -56,9 +56,9 @@ from msewatch.schemas.records import (
     segment_column,
     with_segments,
 )
-from msewatch.transforms._columns import Decoded, Spec, decode_parquet, time_from_text
-from msewatch.transforms._jsonl import decode_jsonl
-from msewatch.transforms._textblocks import decode_csv
+from msewatch.transforms.parse.columns import Decoded, Spec, decode_parquet, time_from_text
+from msewatch.transforms.parse.jsonl import decode_jsonl
+from msewatch.transforms.parse.text import decode_csv
 
 FORMATS = ("jsonl", "csv", "parquet")
 RECORD_TYPES = ("prediction", "label")

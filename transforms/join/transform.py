@@ -47,9 +47,9 @@ from apache_beam.utils.timestamp import Timestamp
 
 from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, write_table
 from msewatch.schemas.records import LABELS
-from msewatch.transforms import join_kernel
-from msewatch.transforms.join_kernel import JoinConfig, ShardState
-from msewatch.transforms.tombstones import TombSet
+from msewatch.transforms.join import kernel as join_kernel
+from msewatch.transforms.join.kernel import JoinConfig, ShardState
+from msewatch.transforms.join.tombstones import TombSet
 
 __all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
 
@@ -263,8 +263,6 @@ class JoinPredictionsAndLabels(beam.PTransform):
             (keyed_preds, keyed_labels)
             | "FlattenShards" >> beam.Flatten()
             | "JoinShards"
-            >> beam.ParDo(dofn)
-            .with_input_types(keyed)
-            .with_outputs(OUTCOMES_TAG, main="examples")
+            >> beam.ParDo(dofn).with_input_types(keyed).with_outputs(OUTCOMES_TAG, main="examples")
         )
         return {"examples": joined.examples, "outcomes": joined[OUTCOMES_TAG]}

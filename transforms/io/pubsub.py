@@ -65,7 +65,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.transforms.parse import parse_json_messages
+from msewatch.transforms.parse.records import parse_json_messages
 
 PREDICTIONS = "predictions"
 LABELS = "labels"

@@ -111,9 +111,7 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--max-slice-values", type=int, default=100, help="per-key cap (100)")
     p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
-    p.add_argument(
-        "--shards", type=int, help="join shards (16; 2 on the streaming DirectRunner)"
-    )
+    p.add_argument("--shards", type=int, help="join shards (16; 2 on the streaming DirectRunner)")
     p.add_argument(
         "--expiry-grid",
         type=_millis,
@@ -150,11 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_run(sub)
-    for name in ("query", "report"):
-        try:
-            module = __import__(f"msewatch.runners.{name}", fromlist=["add_arguments"])
-        except ImportError:
-            continue
+    from msewatch import query, report
+
+    for name, module in (("query", query), ("report", report)):
         p = sub.add_parser(name, help=(module.__doc__ or name).strip().split("\n")[0])
         module.add_arguments(p)
         p.set_defaults(handler=module.run)
@@ -162,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generate(args) -> int:
-    from msewatch.runners.sample import generate
+    from msewatch.generate import generate
 
     stats = generate(
         args.out,

@@ -1,4 +1,4 @@
-"""Normalized columns (private to :mod:`msewatch.transforms.parse`).
+"""Normalized columns (private to :mod:`msewatch.transforms.parse.records`).
 
 Every format decoder turns one block into a :class:`Decoded`: the records' ingest
 offsets, the records it could not parse, and *normalized columns* for the others.

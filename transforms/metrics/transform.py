@@ -38,14 +38,14 @@ from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from msewatch.transforms.accumulators import (
+from msewatch.transforms.metrics.accumulators import (
     MetricsCombineFn,
     aggregate_examples,
     finalize,
     merge_accumulators,
 )
-from msewatch.transforms.slices import SliceCoder, SliceConfig, dense_unique
-from msewatch.transforms.windowing import WindowConfig, WindowMetrics
+from msewatch.transforms.metrics.slices import SliceCoder, SliceConfig, dense_unique
+from msewatch.transforms.metrics.windowing import WindowConfig, WindowMetrics
 
 _KEY = "metrics"
 

@@ -1,4 +1,4 @@
-"""JSON Lines decoding (private to :mod:`msewatch.transforms.parse`).
+"""JSON Lines decoding (private to :mod:`msewatch.transforms.parse.records`).
 
 pyarrow parses blocks (see ``_textblocks``); the per-line parser is Python's ``json``
 module, the reference for what a line means. pyarrow's rows are kept only where both
@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pjson
 
-from msewatch.transforms._columns import Decoded, Spec, matches
-from msewatch.transforms._textblocks import (
+from msewatch.transforms.parse.columns import Decoded, Spec, matches
+from msewatch.transforms.parse.text import (
     Unparsed,
     check_utf8,
     decode_text,

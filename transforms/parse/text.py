@@ -1,6 +1,6 @@
 """Text blocks: lines parsed by pyarrow, one by one only where it fails; CSV decoding.
 
-Private to :mod:`msewatch.transforms.parse`. A block is cut into sub-blocks of about
+Private to :mod:`msewatch.transforms.parse.records`. A block is cut into sub-blocks of about
 1 MiB at line starts; blank lines are dropped (they are not records). pyarrow parses
 each sub-block whole. When it rejects one and names the failing line (it does for
 JSON syntax and type errors and invalid UTF-8), that line alone goes to the per-line
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from msewatch.transforms._columns import Decoded, Spec, json_text, number_from_text
+from msewatch.transforms.parse.columns import Decoded, Spec, json_text, number_from_text
 
 SUB_BLOCK_BYTES = 1 << 20
 _LEAF_LINES = 16

@@ -5,7 +5,7 @@ list). JSON Lines (``.jsonl``, ``.json``, ``.ndjson``) and CSV (``.csv``, with a
 line) files are cut into byte ranges of about ``chunk_bytes``; a chunk owns the lines
 that *start* inside its range, so every line is read exactly once whatever the cut.
 Parquet files (``.parquet``) are cut into row groups. Each chunk is parsed and
-validated by :mod:`msewatch.transforms.parse` into one batch of valid records and one
+validated by :mod:`msewatch.transforms.parse.records` into one batch of valid records and one
 batch of dead letters.
 
 Time: reading assigns no timestamps and no windows. Batches stay in the global window
@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, TaggedOutput
 
 from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, with_segments
-from msewatch.transforms.parse import RECORD_TYPES, parse_labels, parse_predictions
+from msewatch.transforms.parse.records import RECORD_TYPES, parse_labels, parse_predictions
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -271,3 +271,27 @@ def read_all(
         records.append(r)
         dead.append(d)
     return pa.concat_tables(records), pa.concat_tables(dead)
+
+
+class FileSource(beam.PTransform):
+    """Reads prediction and label files (bounded).
+
+    Args:
+        predictions: glob of prediction files.
+        labels: glob of label files.
+        segment_keys: segment attributes to keep for slicing.
+    """
+
+    def __init__(self, predictions: str, labels: str, segment_keys: tuple[str, ...]):
+        super().__init__()
+        self._predictions = predictions
+        self._labels = labels
+        self._segment_keys = segment_keys
+
+    def expand(self, pbegin):
+        preds = pbegin | "ReadPredictions" >> ReadRecords(
+            self._predictions, "prediction", self._segment_keys
+        )
+        labels = pbegin | "ReadLabels" >> ReadRecords(self._labels, "label")
+        dead = (preds["dead_letter"], labels["dead_letter"]) | "FlattenDeadLetter" >> beam.Flatten()
+        return {"predictions": preds["records"], "labels": labels["records"], "dead_letter": dead}

@@ -48,7 +48,7 @@ import apache_beam as beam
 import numpy as np
 
 from msewatch.schemas.records import METRICS_FIELDS, ExampleKind
-from msewatch.transforms.sketch import LagSketch
+from msewatch.transforms.metrics.sketch import LagSketch
 
 Z_95 = 1.959963984540054
 """Two-sided 95 % standard normal quantile."""

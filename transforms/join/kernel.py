@@ -57,7 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from msewatch.schemas.records import EXAMPLES, LABELS, PREDICTIONS, ExampleKind, with_segments
-from msewatch.transforms.tombstones import TOMBS_SCHEMA, TombSet
+from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet
 
 OUTCOMES = (
     "prediction_joined",

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msewatch.runners import query as q
+from msewatch import query as q
 
 MAX_SLICE_CHARTS = 12
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
@@ -340,7 +340,7 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
         The path written.
 
     Raises:
-        msewatch.runners.query.QueryError: the output folder or its metrics table is
+        msewatch.query.QueryError: the output folder or its metrics table is
             missing, or summary.json is not valid JSON.
     """
     out = Path(output_dir)

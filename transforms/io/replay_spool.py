@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msewatch.transforms.replay import DEAD_LETTER, LABELS, PREDICTIONS, ReplayEvent
-from msewatch.transforms.windowing import WindowConfig
+from msewatch.transforms.io.replay import DEAD_LETTER, LABELS, PREDICTIONS, ReplayEvent
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 _TIME_COLUMN = {PREDICTIONS: "event_time_ms", LABELS: "label_time_ms"}
 
@@ -70,7 +70,7 @@ def prepare_spool(
     Returns:
         The sorted arrival times (ms) of predictions and labels, by kind.
     """
-    from msewatch.transforms.readers import read_all
+    from msewatch.transforms.io.files import read_all
 
     chunk = 16 << 20
     fork = multiprocessing.get_context("fork")

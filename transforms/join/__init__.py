@@ -1,0 +1,1 @@
+"""The stateful join of predictions and labels: the transform, its kernel, tombstones."""

@@ -1,0 +1,1 @@
+"""Windowed error metrics: the transform, accumulators, the lag sketch, slices, windows."""

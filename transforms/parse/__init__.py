@@ -1,0 +1,1 @@
+"""Parsing input records into Arrow batches: one module per format, shared validation."""
