@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = pathlib.Path(__file__).parent.parent
+ROOT = pathlib.Path(__file__).parent.parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 PEERS = {"msewatch_jsonl", "msewatch_parquet", "msewatch_replay", "textbook", "pandas"}
 

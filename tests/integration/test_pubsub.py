@@ -45,7 +45,7 @@ from tests import pubsub_emulator as emu
 WINDOW_S = 10
 LABEL_TTL_S = 120
 DEADLINE_S = 240
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from msewatch import report
-from tests.test_query import (
+from tests.e2e.test_query import (
     SUMMARY,
     latest_panes,
     pooled_worst,

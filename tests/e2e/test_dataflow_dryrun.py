@@ -37,7 +37,7 @@ DATAFLOW_ARGS = [
     f"--sdk_container_image={IMAGE}",
 ]
 LABEL_TTL_S = 7 * 24 * 3600
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config(window_s: int, every_s: int | None, early_s: int) -> MonitorConfig:

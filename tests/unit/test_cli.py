@@ -12,7 +12,7 @@ import pytest
 
 from msewatch import cli
 
-README = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+README = (pathlib.Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
@@ -112,5 +112,5 @@ def test_readme_documents_every_command_and_option():
 def test_readme_first_screen_has_the_two_commands():
     first_screen = "\n".join(README.splitlines()[:25])
     assert "make demo" in first_screen and "make test" in first_screen
-    ci = (pathlib.Path(__file__).parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+    ci = (pathlib.Path(__file__).parent.parent.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci

@@ -1,0 +1,13 @@
+"""Tests in `tests/pipeline`: one TestPipeline / TestStream run per composite transform. Each gets the `pipeline` marker."""
+
+from pathlib import Path
+
+import pytest
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.pipeline)
