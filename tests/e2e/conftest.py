@@ -1,4 +1,6 @@
-"""Tests in `tests/e2e`: the msewatch commands and the runners, end to end on real files. Each gets the `e2e` marker."""
+"""Tests in `tests/e2e`: the msewatch commands and the runners, end to end on real files.
+
+Each gets the `e2e` marker."""
 
 from pathlib import Path
 

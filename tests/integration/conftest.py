@@ -1,4 +1,6 @@
-"""Tests in `tests/integration`: real servers and browsers on 127.0.0.1 (emulators, Chromium). Each gets the `integration` marker."""
+"""Tests in `tests/integration`: real servers and browsers on 127.0.0.1 (emulators, Chromium).
+
+Each gets the `integration` marker."""
 
 from pathlib import Path
 

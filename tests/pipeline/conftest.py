@@ -1,4 +1,6 @@
-"""Tests in `tests/pipeline`: one TestPipeline / TestStream run per composite transform. Each gets the `pipeline` marker."""
+"""Tests in `tests/pipeline`: one TestPipeline / TestStream run per composite transform.
+
+Each gets the `pipeline` marker."""
 
 from pathlib import Path
 

@@ -1,4 +1,6 @@
-"""Tests in `tests/unit`: pure functions, kernels and CombineFns called directly; no pipeline runs. Each gets the `unit` marker."""
+"""Tests in `tests/unit`: pure functions, kernels and CombineFns called directly; no pipeline runs.
+
+Each gets the `unit` marker."""
 
 from pathlib import Path
 
