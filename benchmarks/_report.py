@@ -1,4 +1,4 @@
-"""Summaries of measured runs: medians, rates, ratios, issue-3 targets, printed tables.
+"""Summaries of measured runs: medians, rates, ratios, the README's targets, printed tables.
 
 Every figure is a median over the repeats of a peer (runs that hit the time limit
 are left out and flagged). Events are prediction records plus label records.
@@ -55,7 +55,7 @@ def _div(a, b):
 
 
 def ratios(peers: dict) -> dict:
-    """The comparisons of issue 3 (``None`` when a peer is missing or timed out).
+    """The README's performance comparisons (``None`` when a peer is missing or timed out).
 
     * ``msewatch_over_pandas_wall``: msewatch bounded JSONL wall / pandas wall (same data).
     * ``msewatch_parquet_over_pandas_wall``: the same with Parquet input.
@@ -84,7 +84,10 @@ def ratios(peers: dict) -> dict:
 
 
 def targets(peers: dict, ratio: dict, scaling: dict | None) -> dict:
-    """Each issue-3 target: ``{"target", "measured", "met"}`` (``met`` None if unmeasured)."""
+    """Each performance target of the README: ``{"target", "measured", "met"}``.
+
+    ``met`` is None when unmeasured.
+    """
 
     def check(measured, op, bound):
         met = None if measured is None else (measured <= bound if op == "<=" else measured >= bound)

@@ -1,9 +1,10 @@
 """The pandas reference: the same error metrics as msewatch, from the same JSON Lines.
 
 What a data scientist would write to check the numbers by hand, and the speed bar of
-issue 3: read both files with ``pandas.read_json(lines=True)``, keep the first
-prediction and the first label per ``prediction_id``, merge, drop labels whose lag
-exceeds the TTL, group by (window, slice) and average.
+the README's Performance section: read both files with
+``pandas.read_json(lines=True)``, keep the first prediction and the first label per
+``prediction_id``, merge, drop labels whose lag exceeds the TTL, group by (window,
+slice) and average.
 
 Semantics (those of msewatch's bounded run, see the README):
 

@@ -1,4 +1,4 @@
-"""msewatch against its peers, in one invocation: speed, memory and agreement (issue 3).
+"""msewatch against its peers, in one invocation: speed, memory and agreement (README, Performance).
 
 Usage::
 
@@ -37,7 +37,7 @@ bounded runs report peak RSS only. Each of these runs is checked against pandas 
 
 Measured: wall time and peak RSS per child process (``_measure.py``: ``os.wait4``'s
 ``ru_maxrss`` taken by the small ``_spawn.py`` launcher; no psutil). Events are
-prediction records plus label records. Prints a table, ratios and the issue-3
+prediction records plus label records. Prints a table, ratios and the README's
 targets; writes everything to ``OUT/results.json`` (rewritten after each round).
 Exit status: 0, or 1 if the peers disagree or a run fails, 3 if a run hit
 ``--timeout``.
@@ -63,7 +63,7 @@ _DEFAULTS = {"predictions": 1_000_000, "repeats": 3, "textbook_predictions": 50_
 
 
 def main_peers(bench: Bench, args, workload, head) -> None:
-    """The peers of issue 3, with the agreement checks (fills ``results["peers"]``)."""
+    """The peers of the README's Performance section and their agreement (``results["peers"]``)."""
     pandas = Job("pandas", "pandas", workload)
     jobs = {
         "msewatch_jsonl": Job("msewatch_jsonl", "msewatch", workload),

@@ -1,7 +1,7 @@
 """The textbook Beam pipeline: what a Beam user would write to compute windowed MSE.
 
-The per-record peer of issue 3, written the way the Beam programming guide and the
-examples teach: one element per record, ``json.loads`` per line, key by
+The benchmark's per-record peer (README, Performance), written the way the Beam
+programming guide and the examples teach: one element per record, ``json.loads`` per line, key by
 ``prediction_id``, ``CoGroupByKey``, a first-wins join with the TTL checked on the
 label lag, ``WindowInto(FixedWindows)`` on the prediction's event time and
 ``CombinePerKey`` with a small ``(count, sum_w, sum_se, sum_ae)`` accumulator per

@@ -1,6 +1,6 @@
 """The msewatch pipeline: ``build(p, config, source) -> outputs``.
 
-Data flow (each arrow is one labelled step; labels are API, see STYLE.md):
+Data flow (each arrow is one labelled step; labels are API, see docs/architecture.md):
 
     source ──► {predictions, labels, dead_letter}      (Arrow batches)
     {predictions, labels} ─"Join"──► examples, outcomes (global window, state + timers)

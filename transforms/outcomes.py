@@ -1,6 +1,6 @@
 """The conservation table as data: :class:`CountOutcomes`.
 
-Every input record ends in exactly one outcome (DESIGN.md):
+Every input record ends in exactly one outcome (the conservation law, docs/semantics.md):
 
 * prediction: ``joined`` | ``expired`` | ``duplicate`` | ``invalid``
 * label: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate`` | ``invalid``

@@ -1,7 +1,7 @@
 """The whole CLI path on a generated sample, checked against an independent reference.
 
-The reference reads the raw JSON Lines with Python's json module, applies DESIGN.md's
-bounded rules itself in pandas (first prediction by event_time, first label by
+The reference reads the raw JSON Lines with Python's json module, applies the
+bounded rules of docs/semantics.md itself in pandas (first prediction by event_time, first label by
 label_time, joined when lag <= label_ttl), and computes the metrics per window and
 slice with scikit-learn. The generator's own ground truth (SampleStats) checks the
 outcome counts.

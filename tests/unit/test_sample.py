@@ -39,7 +39,7 @@ def _is_number(value):
 
 
 def _valid(rec, time_field, value_field):
-    """Whether a parsed record follows the input rules of DESIGN.md."""
+    """Whether a parsed record follows the README's input rules."""
     try:
         _ms(rec[time_field])
     except (KeyError, ValueError):
@@ -71,7 +71,7 @@ def _read(path, time_field, value_field):
 
 
 def _first(df):
-    """First occurrence per prediction_id: earliest time, ties by line (DESIGN.md)."""
+    """First occurrence per prediction_id: earliest time, ties by line (docs/semantics.md)."""
     return df.sort_values(["ms", "line"], kind="stable").drop_duplicates("prediction_id")
 
 

@@ -1,8 +1,8 @@
 """Unbounded source: predictions and labels from Pub/Sub, :class:`PubSubSource`.
 
 Each Pub/Sub message carries one JSON record (the fields of a JSON Lines line, see
-DESIGN.md). Messages are read with their attributes, grouped into batches per shard
-and parsed, a batch at a time, into Arrow tables by
+the README, "Input records"). Messages are read with their attributes, grouped into
+batches per shard and parsed, a batch at a time, into Arrow tables by
 :func:`msewatch.transforms.parse.parse_json_messages`, the same rules as files.
 
 Data flow of each side (``ReadPredictions`` / ``ReadLabels``; labels are API):
@@ -19,7 +19,7 @@ Time (all UTC):
   *publish time* (or with the ``timestamp_attribute`` value when one is configured).
   That timestamp is used only for grouping; the record's own time is what counts.
 * **Record time.** A prediction's time is its ``event_time``; a label's is its
-  ``label_time`` or, when absent, the message's publish time (DESIGN.md). Parsed
+  ``label_time`` or, when absent, the message's publish time (docs/semantics.md). Parsed
   batches are re-stamped with the earliest record time they hold (dead-letter batches
   with the earliest publish time); the join keys on the times inside the batch.
 * **Watermark.** On Dataflow the Pub/Sub watermark estimates the oldest unacknowledged

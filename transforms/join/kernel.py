@@ -7,7 +7,7 @@ once per timer firing, so the cost is per batch, not per record.
 All times are UTC epoch milliseconds. ``label_ttl_ms`` and ``orphan_ttl_ms`` are
 event-time durations.
 
-Outcomes (the conservation law of DESIGN.md; invalid records never reach the join):
+Outcomes (the conservation law, docs/semantics.md; invalid records never reach the join):
 
 * predictions: ``joined`` | ``expired`` | ``duplicate_prediction``
 * labels: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate_label``

@@ -6,7 +6,7 @@ the valid records (``PREDICTIONS`` plus one ``seg.<key>`` column per segment key
 and checked with pyarrow.compute and numpy; Python reads single lines only inside the
 pieces of a block that pyarrow rejects (see ``_textblocks``).
 
-Rules (DESIGN.md). A rejected record gets the ``reason`` of the first check it fails:
+Rules (README, "Input records"). A rejected record gets the ``reason`` of the first check it fails:
 
 1. ``unparseable``: not valid UTF-8, not one JSON object, wrong CSV field count, a
    Pub/Sub message that is empty or holds a newline.
