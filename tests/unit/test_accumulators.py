@@ -3,12 +3,9 @@
 import math
 import pickle
 
-import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pytest
-from apache_beam.testing import test_pipeline
-from apache_beam.testing.util import assert_that
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import (
@@ -19,67 +16,23 @@ from sklearn.metrics import (
     r2_score,
 )
 
-from msewatch.schemas.records import METRICS_FIELDS, ExampleKind
+from msewatch.schemas.records import METRICS_FIELDS
 from msewatch.transforms.metrics.accumulators import (
     ErrorAccumulator,
     MetricsCombineFn,
-    aggregate_examples,
     finalize,
     merge_accumulators,
 )
+from tests.metric_examples import EXPIRED, aggregate, examples, random_pairs, take
 
 REL = 1e-9
 Z = 1.959963984540054
-ARRIVED, LABELED, EXPIRED = ExampleKind.ARRIVED, ExampleKind.LABELED, ExampleKind.EXPIRED
-NAN = math.nan
-
-
-def examples(y_pred, y_true, weight=None, lag=None, codes=None, expired=0):
-    """One ARRIVED plus one LABELED example per pair, then ``expired`` EXPIRED examples."""
-    y_pred = np.asarray(y_pred, dtype=np.float64)  # None -> NaN
-    y_true = np.asarray(y_true, dtype=np.float64)
-    n = y_pred.size
-    weight = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
-    lag = np.full(n, 60.0) if lag is None else np.asarray(lag, dtype=np.float64)
-    codes = np.zeros(n, dtype=np.int64) if codes is None else np.asarray(codes)
-    nan_n, nan_e = np.full(n, NAN), np.full(expired, NAN)
-    return dict(
-        codes=np.concatenate([codes, codes, np.zeros(expired, dtype=np.int64)]),
-        kind=np.concatenate(
-            [np.full(n, ARRIVED), np.full(n, LABELED), np.full(expired, EXPIRED)]
-        ).astype(np.int8),
-        y_pred=np.concatenate([y_pred, y_pred, nan_e]),
-        y_true=np.concatenate([nan_n, y_true, nan_e]),
-        weight=np.concatenate([weight, weight, np.ones(expired)]),
-        lag_s=np.concatenate([nan_n, lag, nan_e]),
-    )
-
-
-def aggregate(ex, n_groups=1, **kwargs):
-    return aggregate_examples(
-        ex["codes"], n_groups, ex["kind"], ex["y_pred"], ex["y_true"], ex["weight"],
-        ex["lag_s"], **kwargs,
-    )  # fmt: skip
-
-
-def take(ex, idx):
-    return {k: v[idx] for k, v in ex.items()}
 
 
 def assert_rows_close(got, want):
     assert got.keys() == want.keys()
     for key in want:
         assert got[key] == pytest.approx(want[key], rel=REL, nan_ok=True), key
-
-
-def random_pairs(seed, n=2000, offset=0.0):
-    rng = np.random.default_rng(seed)
-    y_true = offset + rng.gamma(2.0, 3.0, n)
-    y_pred = y_true + rng.normal(0.5, 2.0, n)
-    weight = rng.uniform(0.0, 3.0, n)
-    weight[:20] = 0.0  # zero weights are legal
-    lag = rng.lognormal(8.0, 2.0, n)
-    return y_pred, y_true, weight, lag
 
 
 def test_finalize_returns_exactly_the_metric_columns():
@@ -334,26 +287,6 @@ def test_combine_fn_called_directly():
     merged = fn.merge_accumulators(iter([acc, fn.create_accumulator(), acc]))
     out = finalize(fn.extract_output(merged))
     assert out["scored"] == 6 and out["mse"] == pytest.approx(5 / 3, REL)  # (0+1+4)*2/6
-
-
-def test_combine_fn_in_a_pipeline():
-    y_pred, y_true, w, lag = random_pairs(7, n=300)
-    ex = examples(y_pred, y_true, w, lag)
-    parts = [aggregate(take(ex, p))[0] for p in np.array_split(np.arange(600), 6)]
-    want = mean_squared_error(y_true, y_pred, sample_weight=w)
-
-    def check(outputs):
-        (acc,) = outputs
-        assert finalize(acc)["mse"] == pytest.approx(want, REL)
-        assert acc.scored == 300
-
-    with test_pipeline.TestPipeline() as p:
-        out = (
-            p
-            | "Partials" >> beam.Create(parts)
-            | "Merge" >> beam.CombineGlobally(MetricsCombineFn())
-        )
-        assert_that(out, check)
 
 
 def test_accumulator_pickles_compactly():
