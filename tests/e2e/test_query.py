@@ -1,9 +1,9 @@
 """Tests of ``msewatch query``: the DuckDB views, the named queries, the CLI errors.
 
-The tables are synthetic and written here with pyarrow in the exact output schema
-(several windows over two UTC dates, five slices, accumulating panes, provisional
-rows, an empty window, a re-written pane); every expected answer is computed from
-the same rows with pandas, independently of the SQL.
+The tables are synthetic, written with pyarrow in the exact output schema by
+``tests/synthetic_output.py`` (several windows over two UTC dates, five slices,
+accumulating panes, provisional rows, an empty window, a re-written pane); every
+expected answer is computed from the same rows with pandas, independently of the SQL.
 """
 
 from __future__ import annotations
@@ -11,160 +11,23 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from msewatch import query as query_cli
 from msewatch.schemas import queries, records
-
-KEYS = ["window_start", "window_end", "slice"]
-DRIFTED = "model_version=v2,region=eu"
-SLICES = ("overall", "model_version=v1", "model_version=v2", "region=eu", DRIFTED)
-T0 = pd.Timestamp("2024-03-01 21:00", tz="UTC")  # windows cross midnight UTC
-WINDOWS = 5
-
-
-def synthetic_metrics(seed: int = 7) -> pd.DataFrame:
-    """Metrics rows: every (window, slice) has 1-3 accumulating panes.
-
-    The last two windows' latest panes are provisional (complete = False); window 2 of
-    region=eu is empty (rmse NaN); the drifted slice's error is four times the others;
-    the last pane of (window 0, overall) is written twice (the later emitted_at wins).
-    """
-    rng = np.random.default_rng(seed)
-    rows = []
-    for w in range(WINDOWS):
-        start = T0 + pd.Timedelta(hours=w)
-        for s in SLICES:
-            panes = 1 + (w + len(s)) % 3
-            for pane in range(panes):
-                row = {}
-                for f in records.METRICS_FIELDS:
-                    if pa.types.is_int64(f.arrow_type):
-                        row[f.name] = int(rng.integers(0, 50))
-                    elif pa.types.is_float64(f.arrow_type):
-                        row[f.name] = float(rng.uniform(0, 10))
-                scale = 4.0 if s == DRIFTED else 1.0
-                mse = float(rng.uniform(1, 2)) * scale**2 * (1 + 0.1 * pane)
-                if s == "region=eu" and w == 2:
-                    mse = math.nan
-                latest = pane == panes - 1
-                sum_w = 0.0 if math.isnan(mse) else float(rng.integers(5, 40))  # unit weights
-                row.update(sum_w=sum_w, sum_w2=sum_w, sum_se=sum_w * np.nan_to_num(mse))
-                row.update(sum_se2=row["sum_se"] * np.nan_to_num(mse) * rng.uniform(1.5, 3))
-                row.update(
-                    window_start=start,
-                    window_end=start + pd.Timedelta(hours=1),
-                    slice=s,
-                    mse=mse,
-                    rmse=math.sqrt(mse),
-                    rmse_ci_low=math.sqrt(mse) * 0.9,
-                    rmse_ci_high=math.sqrt(mse) * 1.1,
-                    label_coverage=min(1.0, 0.3 * (pane + 1) + 0.1 * w),
-                    pane_index=pane,
-                    pane_timing=("EARLY", "ON_TIME", "LATE")[min(pane, 2)],
-                    complete=latest and w < WINDOWS - 2,
-                    emitted_at=start + pd.Timedelta(hours=2, minutes=pane),
-                )
-                rows.append(row)
-    last = [r for r in rows if r["slice"] == "overall" and r["window_start"] == T0][-1]
-    rows.append(dict(last, rmse=99.0, emitted_at=last["emitted_at"] + pd.Timedelta("1s")))
-    return pd.DataFrame(rows)
-
-
-def synthetic_dead_letter() -> pd.DataFrame:
-    """Dead-letter rows over two sources and three reasons, with nulls."""
-    rows = [
-        ("p.jsonl", "prediction", "bad_number", "y_pred: 'x'", '{"y_pred": "x"}', 40),
-        ("p.jsonl", "prediction", "bad_number", "y_pred: 'y'", '{"y_pred": "y"}', 10),
-        ("p.jsonl", "prediction", "missing_field", "event_time", '{"prediction_id": "a"}', 7),
-        ("l.jsonl", "label", "unparseable", None, "{not json", 3),
-        ("l.jsonl", "label", "unparseable", "bad json", "{also not", None),
-        ("l.jsonl", "label", "unparseable", "bad json", "{nope", 90),
-    ]
-    names = [f.name for f in records.DEAD_LETTER_FIELDS]  # message_id, attributes: None
-    return pd.DataFrame([row + (None, None) for row in rows], columns=names)
-
-
-PREDICTION_OUTCOMES = {"input": 120, "joined": 90, "expired": 20, "duplicate": 7, "invalid": 3}
-LABEL_OUTCOMES = {"input": 100, "joined": 90, "late_label": 4, "orphan_label": 2}
-LABEL_OUTCOMES |= {"duplicate": 1, "invalid": 3}
-SUMMARY = {
-    "outcomes": {"prediction": PREDICTION_OUTCOMES, "label": LABEL_OUTCOMES},
-    "config": {"window": "1h", "label_ttl": "7d"},
-}
-
-
-def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """Column by column, so float NaN stays NaN (as the pipeline writes it), not null."""
-
-    def values(field):
-        column = frame[field.name]
-        if pa.types.is_floating(field.type):
-            return column.tolist()
-        return column.astype(object).where(column.notna(), None).tolist()
-
-    return pa.table([pa.array(values(f), f.type) for f in schema], schema=schema)
-
-
-def write_output(out, metrics: pd.DataFrame, dead: pd.DataFrame | None, summary=SUMMARY):
-    """Writes an OUTPUT folder in the pipeline's layout: one file per date and pane."""
-    dates = metrics["window_start"].dt.strftime("%Y-%m-%d")
-    for (date, pane), part in metrics.groupby([dates, metrics["pane_index"]]):
-        folder = out / "metrics" / f"window_date={date}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(to_arrow(part, records.METRICS), folder / f"pane-{pane}.parquet")
-    if dead is not None:
-        (out / "dead_letter").mkdir(parents=True)
-        for i, part in enumerate((dead.iloc[:3], dead.iloc[3:])):
-            table = to_arrow(part, records.DEAD_LETTER)
-            pq.write_table(table, out / "dead_letter" / f"part-{i}.parquet")
-    if summary is not None:
-        (out / "summary.json").write_text(json.dumps(summary))
-    return out
-
-
-def rmse_ci(w, w2, se, se2):
-    """RMSE and its 95 % CI from weighted sums, as the metrics rows define them."""
-    mse, n_eff = se / w, w * w / w2
-    half = 1.959963984540054 * np.sqrt(np.maximum(se2 / w - mse * mse, 0) / (n_eff - 1))
-    return np.sqrt(mse), np.sqrt(np.maximum(mse - half, 0)), np.sqrt(mse + half)
-
-
-def pooled_worst(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The pandas reference of `worst`: the last day of complete, aligned windows."""
-    done = latest_panes(metrics)
-    done = done[done["complete"]]
-    length = done["window_end"] - done["window_start"]
-    end = done["window_end"].max()
-    start = end - max(pd.Timedelta(hours=24), length.max())
-    aligned = (done["window_start"] - pd.Timestamp(0, tz="UTC")) % length == pd.Timedelta(0)
-    day = done[(done["window_start"] >= start) & (done["window_end"] <= end) & aligned]
-    sums = day.groupby("slice")[["sum_w", "sum_w2", "sum_se", "sum_se2", "labeled"]].sum()
-    sums["predictions"] = day.groupby("slice")["predictions"].sum()
-    sums = sums[sums["sum_w"] > 0]
-    rmse, low, high = rmse_ci(sums["sum_w"], sums["sum_w2"], sums["sum_se"], sums["sum_se2"])
-    frame = pd.DataFrame({"rmse": rmse, "rmse_ci_low": low, "rmse_ci_high": high})
-    frame["label_coverage"] = sums["labeled"] / sums["predictions"]
-    last = done.sort_values("window_start").groupby("slice").tail(1)  # NaN if empty
-    frame["latest_rmse"] = last.set_index("slice")["rmse"]
-    return frame.reset_index().sort_values(["rmse", "slice"], ascending=[False, True])
-
-
-def latest_panes(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The pandas reference of metrics_latest: max pane_index, then latest emitted_at."""
-    ordered = metrics.sort_values(["pane_index", "emitted_at"])
-    return ordered.groupby(KEYS, as_index=False).tail(1).reset_index(drop=True)
-
-
-@pytest.fixture
-def metrics():
-    return synthetic_metrics()
+from tests.synthetic_output import (
+    DRIFTED,
+    KEYS,
+    latest_panes,
+    pooled_worst,
+    read_table,
+    rmse_ci,
+    synthetic_dead_letter,
+    write_output,
+)
 
 
 @pytest.fixture
@@ -360,32 +223,6 @@ def test_cli_user_mistakes_are_one_line_exit_2(output, tmp_path, capsys, argv, m
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert message in err
-
-
-def run_demo(base):
-    """(OUTPUT, generator stats) of a small sample run through the real pipeline (bounded,
-    DirectRunner), once per folder: both test modules' ``demo`` fixtures share it."""
-    from msewatch import cli
-    from msewatch import generate as sample
-
-    out, inputs = base / "out", base / "sample"
-    stats = sample.generate(str(inputs), predictions=3000, seed=11, days=2.0)
-    if not (out / "summary.json").exists():
-        argv = ["run", "--predictions", str(inputs / "predictions.jsonl"), "--labels"]
-        argv += [str(inputs / "labels.jsonl"), "--output", str(out), "--quiet"]
-        assert cli.main([*argv, "--slice", "region", "--slice", "model_version,region"]) == 0
-    return out, stats
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    return run_demo(tmp_path_factory.getbasetemp() / "demo")
-
-
-def read_table(out, table: str) -> pd.DataFrame:
-    """A pipeline table read with pyarrow, independently of the DuckDB views."""
-    files = sorted((out / table).rglob("*.parquet"))
-    return pq.read_table(files).to_pandas() if files else pd.DataFrame()
 
 
 @pytest.mark.slow

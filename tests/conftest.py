@@ -1,0 +1,21 @@
+"""Fixtures shared by the test layers that read a whole output folder (e2e, integration).
+
+``metrics``: synthetic metrics rows (see ``tests/synthetic_output.py``). ``demo``: a
+small generated sample run once per session through the real pipeline.
+"""
+
+import pytest
+
+from tests.synthetic_output import run_demo, synthetic_metrics
+
+
+@pytest.fixture
+def metrics():
+    """Synthetic ``metrics`` rows (a pandas DataFrame)."""
+    return synthetic_metrics()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """``(OUTPUT, generator stats)`` of the demo sample, run once per session."""
+    return run_demo(tmp_path_factory.getbasetemp() / "demo")
