@@ -15,6 +15,12 @@ Batch shapes (internal):
   (labeled or expired), carrying the prediction's event time.
 * ``DEAD_LETTER``: one row per rejected record, with its raw payload.
 
+Record types: :class:`RecordType` (``PREDICTION``, ``LABEL``) ties each kind of input
+record to its batch schema, its time column and the output tag of its batches; every
+reader, source and the replay look them up there (``RecordType.of(name)``). Upper-case
+plural names (``PREDICTIONS``, ``LABELS``, ``DEAD_LETTER``) are schemas; tags are the
+``tag`` strings and ``DEAD_LETTER_TAG``.
+
 ``position`` is the record's ingest position: ``(file_index << 40) | offset``
 where offset is the byte offset of the line (JSON Lines, CSV) or the row number
 (Parquet); for Pub/Sub it is the arrival sequence. It breaks ties between records
@@ -89,6 +95,58 @@ def with_segments(schema: pa.Schema, segment_keys) -> pa.Schema:
     for key in segment_keys:
         schema = schema.append(pa.field(segment_column(key), pa.string()))
     return schema
+
+
+DEAD_LETTER_TAG = "dead_letter"  # the output of a source holding ``DEAD_LETTER`` batches
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordType:
+    """One kind of input record: its name, batch schema and time column.
+
+    Attributes:
+        name: ``"prediction"`` or ``"label"``: what callers pass as ``record_type``, and
+            the ``record_type`` column of dead letters and outcomes.
+        tag: the output of a source (and the replay spool file) holding its batches.
+        schema: Arrow schema of its valid batches, without segment columns.
+        time_field: the input field holding its time (RFC 3339 or epoch ms).
+        time_column: the batch column of that time (UTC epoch ms); its arrival time
+            in a replay and the element timestamp of a Pub/Sub batch.
+        value_field: the input field and batch column of its y value.
+        has_segments: whether its batches carry ``seg.<key>`` columns.
+    """
+
+    name: str
+    tag: str
+    schema: pa.Schema
+    time_field: str
+    time_column: str
+    value_field: str
+    has_segments: bool
+
+    def batch_schema(self, segment_keys=()) -> pa.Schema:
+        """Schema of its batches: plus one ``seg.<key>`` column per key if it has segments."""
+        return with_segments(self.schema, segment_keys) if self.has_segments else self.schema
+
+    @staticmethod
+    def of(name: str) -> RecordType:
+        """The record type called ``name``.
+
+        Raises:
+            ValueError: ``name`` is not one of :data:`RECORD_TYPES`.
+        """
+        for record_type in RECORD_TYPES:
+            if record_type.name == name:
+                return record_type
+        names = ", ".join(t.name for t in RECORD_TYPES)
+        raise ValueError(f"record_type must be one of {names}; got {name!r}")
+
+
+PREDICTION = RecordType(
+    "prediction", "predictions", PREDICTIONS, "event_time", "event_time_ms", "y_pred", True
+)
+LABEL = RecordType("label", "labels", LABELS, "label_time", "label_time_ms", "y_true", False)
+RECORD_TYPES: tuple[RecordType, ...] = (PREDICTION, LABEL)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import direct_speedups
-from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, with_segments
+from msewatch.schemas.records import DEAD_LETTER, DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.io.replay_spool import plan_events, write_spool
 from msewatch.transforms.join.kernel import window_timer_grid_ms
@@ -39,7 +39,7 @@ def fixed_clock() -> datetime.datetime:
 
 def predictions(rows: list[dict], segment_keys=()) -> pa.Table:
     """Prediction table from dicts with id, t, y and optional mv/weight/segments."""
-    schema = with_segments(PREDICTIONS, segment_keys)
+    schema = PREDICTION.batch_schema(segment_keys)
     cols = {
         "prediction_id": [r["id"] for r in rows],
         "event_time_ms": [r["t"] for r in rows],
@@ -62,7 +62,7 @@ def labels(rows: list[dict]) -> pa.Table:
             "label_time_ms": [r["t"] for r in rows],
             "position": [r.get("pos", i) for i, r in enumerate(rows)],
         },
-        schema=LABELS,
+        schema=LABEL.schema,
     )
 
 
@@ -107,9 +107,9 @@ class _TablesSource(beam.PTransform):
 
     def expand(self, pbegin):
         return {
-            "predictions": pbegin | "P" >> beam.Create([self._preds]),
-            "labels": pbegin | "L" >> beam.Create([self._labs]),
-            "dead_letter": pbegin | "D" >> beam.Create([DEAD_LETTER.empty_table()]),
+            PREDICTION.tag: pbegin | "P" >> beam.Create([self._preds]),
+            LABEL.tag: pbegin | "L" >> beam.Create([self._labs]),
+            DEAD_LETTER_TAG: pbegin | "D" >> beam.Create([DEAD_LETTER.empty_table()]),
         }
 
 

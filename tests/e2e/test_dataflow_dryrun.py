@@ -27,8 +27,8 @@ from msewatch.transforms.metrics.transform import MetricsConfig
 from msewatch.transforms.metrics.windowing import WindowConfig
 
 PROJECT = "msewatch-prod"
-PREDICTIONS = f"projects/{PROJECT}/subscriptions/predictions"
-LABELS = f"projects/{PROJECT}/subscriptions/labels"
+PREDICTIONS_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/predictions"
+LABELS_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/labels"
 IMAGE = "europe-west1-docker.pkg.dev/msewatch-prod/beam/msewatch:0.1.0"
 DATAFLOW_ARGS = [
     f"--project={PROJECT}",
@@ -62,7 +62,8 @@ def _dry_run(config: MonitorConfig):
     flags = presets.pipeline_flags("DataflowRunner", DATAFLOW_ARGS, streaming=True)
     options = beam.options.pipeline_options.PipelineOptions([*flags, "--dry_run=True"])
     p = beam.Pipeline(options=options)
-    build(p, config, PubSubSource(PREDICTIONS, LABELS, config.join.segment_keys))
+    source = PubSubSource(PREDICTIONS_SUBSCRIPTION, LABELS_SUBSCRIPTION, config.join.segment_keys)
+    build(p, config, source)
     return p.run().job
 
 
@@ -106,7 +107,7 @@ def test_pubsub_reads_are_native_with_attributes(fixed_job):
 
             payload = pb.PubSubReadPayload.FromString(t.spec.payload)
             reads[payload.subscription] = payload.with_attributes
-    assert reads == {PREDICTIONS: True, LABELS: True}
+    assert reads == {PREDICTIONS_SUBSCRIPTION: True, LABELS_SUBSCRIPTION: True}
 
 
 def test_stateful_join_step_keeps_state_and_an_event_time_timer(fixed_job):

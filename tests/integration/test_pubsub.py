@@ -252,7 +252,7 @@ def test_parse_batch_stamps_records_with_their_earliest_time_and_tags_dead_lette
     # b has no label_time: its publish time (7000) is used; the batch carries min(5000, 7000)
     assert records.value.column("label_time_ms").to_pylist() == [5000, 7000]
     assert records.timestamp.micros == 5000 * 1000
-    assert dead.tag == pubsub.DEAD_LETTER
+    assert dead.tag == pubsub.DEAD_LETTER_TAG
     row = dead.value.value.to_pylist()[0]
     assert (row["message_id"], json.loads(row["attributes"])) == ("m3", {"origin": "x"})
     assert dead.value.timestamp.micros == 7000 * 1000  # earliest publish time of the batch

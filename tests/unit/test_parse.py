@@ -1,7 +1,8 @@
-"""Parsing and validation of prediction and label records (msewatch.transforms.parse.records).
+"""Parsing and validation of prediction and label records (msewatch.transforms.parse).
 
 Expected times come from Python's datetime, expected offsets from the byte lengths of
-the lines written, and expected reasons from the rules in the parse module docstring.
+the lines written, and expected reasons from the rules in the docstring of
+msewatch.transforms.parse.validate.
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ from hypothesis import strategies as st
 
 from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, make_position, with_segments
 from msewatch.transforms.parse import jsonl as _jsonl
-from msewatch.transforms.parse import text as _textblocks
-from msewatch.transforms.parse.records import (
-    parse_json_messages,
-    parse_labels,
-    parse_predictions,
-)
-from msewatch.transforms.parse.text import Unparsed
+from msewatch.transforms.parse import text_blocks as _text_blocks
+from msewatch.transforms.parse.pubsub_messages import parse_json_messages
+from msewatch.transforms.parse.records import parse_labels, parse_predictions
+from msewatch.transforms.parse.text_blocks import Unparsed
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 OK = {"prediction_id": "ok", "event_time": 1_000, "y_pred": 1.0}
@@ -235,7 +233,7 @@ def test_blank_lines_are_not_records_and_offsets_are_bytes():
 
 
 def test_bad_lines_inside_large_block_lose_nothing(monkeypatch):
-    monkeypatch.setattr(_textblocks, "SUB_BLOCK_BYTES", 512)  # many sub-blocks
+    monkeypatch.setattr(_text_blocks, "SUB_BLOCK_BYTES", 512)  # many sub-blocks
     lines = [{"prediction_id": f"p{i}", "event_time": i, "y_pred": i} for i in range(400)]
     for i in (0, 57, 58, 199, 399):
         lines[i] = (

@@ -5,8 +5,8 @@ list). JSON Lines (``.jsonl``, ``.json``, ``.ndjson``) and CSV (``.csv``, with a
 line) files are cut into byte ranges of about ``chunk_bytes``; a chunk owns the lines
 that *start* inside its range, so every line is read exactly once whatever the cut.
 Parquet files (``.parquet``) are cut into row groups. Each chunk is parsed and
-validated by :mod:`msewatch.transforms.parse.records` into one batch of valid records and one
-batch of dead letters.
+validated by :mod:`msewatch.transforms.parse.records` into one batch of valid records
+and one batch of dead letters.
 
 Time: reading assigns no timestamps and no windows. Batches stay in the global window
 with Beam's default timestamp; record times travel inside the batches
@@ -28,8 +28,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, TaggedOutput
 
-from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, with_segments
-from msewatch.transforms.parse.records import RECORD_TYPES, parse_labels, parse_predictions
+from msewatch.schemas.records import (
+    DEAD_LETTER,
+    DEAD_LETTER_TAG,
+    LABEL,
+    PREDICTION,
+    RecordType,
+)
+from msewatch.transforms.parse.records import parse_labels, parse_predictions
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -106,7 +112,7 @@ def read_chunk(
             block, base, header = pq.ParquetFile(f).read_row_group(chunk.start), chunk.end, None
         else:
             base, block, header = _read_lines(f, chunk)
-    if record_type == "prediction":
+    if RecordType.of(record_type) is PREDICTION:
         return parse_predictions(
             block, chunk.fmt, chunk.path, chunk.file_index, base, segment_keys, csv_header=header
         )
@@ -151,16 +157,13 @@ def _read_to_newline(f, data: bytes) -> bytes:
 
 
 def _check_config(record_type: str, segment_keys, chunk_bytes: int) -> tuple[str, ...]:
-    if record_type not in RECORD_TYPES:
-        raise ValueError(
-            f"record_type must be one of {', '.join(RECORD_TYPES)}; got {record_type!r}"
-        )
+    kind = RecordType.of(record_type)
     keys = tuple(segment_keys)
     if any(not isinstance(k, str) or not k for k in keys) or len(set(keys)) < len(keys):
         raise ValueError(f"segment_keys must be distinct non-empty strings; got {keys!r}")
     if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be a positive int; got {chunk_bytes!r}")
-    return keys if record_type == "prediction" else ()
+    return keys if kind.has_segments else ()
 
 
 class _ParseChunkFn(beam.DoFn):
@@ -179,7 +182,7 @@ class _ParseChunkFn(beam.DoFn):
         if records.num_rows:
             yield records
         if dead.num_rows:
-            yield TaggedOutput(ReadRecords.DEAD_LETTER, dead)
+            yield TaggedOutput(ReadRecords.DEAD_LETTER_TAG, dead)
 
 
 class ReadRecords(beam.PTransform):
@@ -203,8 +206,8 @@ class ReadRecords(beam.PTransform):
         ValueError: a bad argument, no matching file, or an unknown extension.
     """
 
-    RECORDS = "records"
-    DEAD_LETTER = "dead_letter"
+    RECORDS_TAG = "records"  # valid records
+    DEAD_LETTER_TAG = DEAD_LETTER_TAG  # dead letters: the tag every source uses
 
     def __init__(
         self,
@@ -228,7 +231,7 @@ class ReadRecords(beam.PTransform):
             | "Reshuffle" >> beam.Reshuffle()
             | "ParseChunks"
             >> beam.ParDo(_ParseChunkFn(self._record_type, self._segment_keys)).with_outputs(
-                self.DEAD_LETTER, main=self.RECORDS
+                self.DEAD_LETTER_TAG, main=self.RECORDS_TAG
             )
         )
 
@@ -265,7 +268,7 @@ def read_all(
     ]
     parallel = executor is not None and any(job[0].fmt != "parquet" for job in jobs)
     results = (executor.map if parallel else map)(_read_chunk_job, jobs)
-    schema = with_segments(PREDICTIONS, keys) if record_type == "prediction" else LABELS
+    schema = RecordType.of(record_type).batch_schema(keys)
     records, dead = [schema.empty_table()], [DEAD_LETTER.empty_table()]
     for r, d in results:
         records.append(r)
@@ -290,8 +293,13 @@ class FileSource(beam.PTransform):
 
     def expand(self, pbegin):
         preds = pbegin | "ReadPredictions" >> ReadRecords(
-            self._predictions, "prediction", self._segment_keys
+            self._predictions, PREDICTION.name, self._segment_keys
         )
-        labels = pbegin | "ReadLabels" >> ReadRecords(self._labels, "label")
-        dead = (preds["dead_letter"], labels["dead_letter"]) | "FlattenDeadLetter" >> beam.Flatten()
-        return {"predictions": preds["records"], "labels": labels["records"], "dead_letter": dead}
+        labels = pbegin | "ReadLabels" >> ReadRecords(self._labels, LABEL.name)
+        records, dead_letter = ReadRecords.RECORDS_TAG, ReadRecords.DEAD_LETTER_TAG
+        dead = (preds[dead_letter], labels[dead_letter]) | "FlattenDeadLetter" >> beam.Flatten()
+        return {
+            PREDICTION.tag: preds[records],
+            LABEL.tag: labels[records],
+            DEAD_LETTER_TAG: dead,
+        }

@@ -3,7 +3,8 @@
 Each Pub/Sub message carries one JSON record (the fields of a JSON Lines line, see
 the README, "Input records"). Messages are read with their attributes, grouped into
 batches per shard and parsed, a batch at a time, into Arrow tables by
-:func:`msewatch.transforms.parse.parse_json_messages`, the same rules as files.
+:func:`msewatch.transforms.parse.pubsub_messages.parse_json_messages`, the same rules
+as files.
 
 Data flow of each side (``ReadPredictions`` / ``ReadLabels``; labels are API):
 
@@ -65,11 +66,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.transforms.parse.records import parse_json_messages
+from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION, RecordType
+from msewatch.transforms.parse.pubsub_messages import parse_json_messages
 
-PREDICTIONS = "predictions"
-LABELS = "labels"
-DEAD_LETTER = "dead_letter"
 # Ingest position of message i of a batch: (publish ms of the batch's first message
 # << _SEQUENCE_BITS) + i: follows arrival across the batches of a shard, unique within
 # a batch, and fits an int64 until the year 2248.
@@ -149,11 +148,11 @@ class _ParseBatch(beam.DoFn):
         self._messages.inc(len(messages))
         self._batch_size.update(len(messages))
         if records.num_rows:
-            time_column = "event_time_ms" if self._record_type == "prediction" else "label_time_ms"
+            time_column = RecordType.of(self._record_type).time_column
             yield _stamped(records, records.column(time_column).to_numpy().min())
         if dead.num_rows:
             self._invalid.inc(dead.num_rows)
-            yield TaggedOutput(DEAD_LETTER, _stamped(dead, min(publish_ms)))
+            yield TaggedOutput(DEAD_LETTER_TAG, _stamped(dead, min(publish_ms)))
 
 
 def _stamped(table: pa.Table, time_ms) -> beam.window.TimestampedValue:
@@ -196,8 +195,8 @@ class _ReadSubscription(beam.PTransform):
         )
         parsed = batches | "Parse" >> beam.ParDo(
             _ParseBatch(self._record_type, self._subscription, self._segment_keys)
-        ).with_outputs(DEAD_LETTER, main="records")
-        return {"records": parsed.records, DEAD_LETTER: parsed[DEAD_LETTER]}
+        ).with_outputs(DEAD_LETTER_TAG, main="records")
+        return {"records": parsed.records, DEAD_LETTER_TAG: parsed[DEAD_LETTER_TAG]}
 
 
 class PubSubSource(beam.PTransform):
@@ -266,10 +265,15 @@ class PubSubSource(beam.PTransform):
 
     def expand(self, pbegin: PBegin):
         preds = pbegin | "ReadPredictions" >> _ReadSubscription(
-            self._predictions, "prediction", self._segment_keys, self._options
+            self._predictions, PREDICTION.name, self._segment_keys, self._options
         )
         labels = pbegin | "ReadLabels" >> _ReadSubscription(
-            self._labels, "label", (), self._options
+            self._labels, LABEL.name, (), self._options
         )
-        dead = (preds[DEAD_LETTER], labels[DEAD_LETTER]) | "FlattenDeadLetter" >> beam.Flatten()
-        return {PREDICTIONS: preds["records"], LABELS: labels["records"], DEAD_LETTER: dead}
+        both = (preds[DEAD_LETTER_TAG], labels[DEAD_LETTER_TAG])
+        dead = both | "FlattenDeadLetter" >> beam.Flatten()
+        return {
+            PREDICTION.tag: preds["records"],
+            LABEL.tag: labels["records"],
+            DEAD_LETTER_TAG: dead,
+        }

@@ -27,9 +27,9 @@ import pyarrow as pa
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.utils.timestamp import Timestamp
 
-PREDICTIONS = "predictions"
-LABELS = "labels"
-DEAD_LETTER = "dead_letter"
+from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
+
+WATERMARK = "watermark"  # the kind of a replay event that advances the watermark
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,8 @@ class ReplayEvent:
     """One step of the replay: a chunk of rows or a watermark advance.
 
     Attributes:
-        kind: ``predictions``, ``labels``, ``dead_letter`` or ``watermark``.
+        kind: the tag of the batches of a chunk (``PREDICTION.tag``, ``LABEL.tag`` or
+            ``DEAD_LETTER_TAG``), or ``WATERMARK``.
         start, stop: row range of a chunk (unused for ``watermark``).
         time_ms: the chunk's first arrival time, or the new watermark.
     """
@@ -61,7 +62,7 @@ class _ReadChunk(beam.DoFn):
     def process(self, ref):
         kind, start, stop = ref
         table = _read_rows(self._spool_dir, kind, start, stop)
-        if kind == PREDICTIONS:
+        if kind == PREDICTION.tag:
             yield table
         else:
             yield beam.pvalue.TaggedOutput(kind, table)
@@ -86,7 +87,7 @@ class ReplaySpool(beam.PTransform):
         stream = TestStream()
         watermark = None
         for ev in self._events:
-            if ev.kind == "watermark":
+            if ev.kind == WATERMARK:
                 if watermark is None or ev.time_ms > watermark:
                     stream = stream.advance_watermark_to(Timestamp(micros=ev.time_ms * 1000))
                     watermark = ev.time_ms
@@ -105,11 +106,7 @@ class ReplaySpool(beam.PTransform):
             | "Stream" >> stream
             | "ReadChunks"
             >> beam.ParDo(_ReadChunk(self._spool_dir)).with_outputs(
-                LABELS, DEAD_LETTER, main=PREDICTIONS
+                LABEL.tag, DEAD_LETTER_TAG, main=PREDICTION.tag
             )
         )
-        return {
-            PREDICTIONS: outs[PREDICTIONS],
-            LABELS: outs[LABELS],
-            DEAD_LETTER: outs[DEAD_LETTER],
-        }
+        return {tag: outs[tag] for tag in (PREDICTION.tag, LABEL.tag, DEAD_LETTER_TAG)}

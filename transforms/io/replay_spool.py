@@ -3,7 +3,7 @@
 Reads the input files with the same parser as the bounded run, sorts records into
 arrival order (predictions by event_time, labels by label_time, ties by ingest
 position), writes them to a spool of Arrow IPC files, and plans the TestStream
-schedule played by :class:`msewatch.transforms.replay.ReplaySpool`.
+schedule played by :class:`msewatch.transforms.io.replay.ReplaySpool`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msewatch.transforms.io.replay import DEAD_LETTER, LABELS, PREDICTIONS, ReplayEvent
+from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
+from msewatch.transforms.io.replay import WATERMARK, ReplayEvent
 from msewatch.transforms.metrics.windowing import WindowConfig
-
-_TIME_COLUMN = {PREDICTIONS: "event_time_ms", LABELS: "label_time_ms"}
 
 
 def _write(table: pa.Table, path: str) -> None:
@@ -39,18 +38,19 @@ def write_spool(
         spool_dir: directory to write (created).
 
     Returns:
-        The sorted arrival times (ms) of predictions and labels, by kind.
+        The sorted arrival times (ms) of predictions and labels, and zeros for the dead
+        letters, by tag.
     """
     os.makedirs(spool_dir, exist_ok=True)
     arrivals = {}
-    for kind, table in ((PREDICTIONS, preds), (LABELS, labels)):
-        col = _TIME_COLUMN[kind]
+    for kind, table in ((PREDICTION, preds), (LABEL, labels)):
+        col = kind.time_column
         order = pc.sort_indices(table, [(col, "ascending"), ("position", "ascending")])
         table = table.take(order)
-        _write(table, os.path.join(spool_dir, f"{kind}.arrow"))
-        arrivals[kind] = table.column(col).to_numpy()
-    _write(dead, os.path.join(spool_dir, f"{DEAD_LETTER}.arrow"))
-    arrivals[DEAD_LETTER] = np.zeros(dead.num_rows, dtype=np.int64)
+        _write(table, os.path.join(spool_dir, f"{kind.tag}.arrow"))
+        arrivals[kind.tag] = table.column(col).to_numpy()
+    _write(dead, os.path.join(spool_dir, f"{DEAD_LETTER_TAG}.arrow"))
+    arrivals[DEAD_LETTER_TAG] = np.zeros(dead.num_rows, dtype=np.int64)
     return arrivals
 
 
@@ -75,8 +75,8 @@ def prepare_spool(
     chunk = 16 << 20
     fork = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 1, mp_context=fork) as pool:
-        preds, pred_dead = read_all(predictions, "prediction", segment_keys, chunk, pool)
-        labs, label_dead = read_all(labels, "label", (), chunk, pool)
+        preds, pred_dead = read_all(predictions, PREDICTION.name, segment_keys, chunk, pool)
+        labs, label_dead = read_all(labels, LABEL.name, (), chunk, pool)
     return write_spool(preds, labs, pa.concat_tables([pred_dead, label_dead]), spool_dir)
 
 
@@ -121,14 +121,14 @@ def plan_events(
         The ordered replay events.
     """
     if chunk_rows is None:
-        chunk_rows = default_chunk_rows(len(arrivals[PREDICTIONS]) + len(arrivals[LABELS]))
+        chunk_rows = default_chunk_rows(len(arrivals[PREDICTION.tag]) + len(arrivals[LABEL.tag]))
     if chunk_rows < 1:
         raise ValueError(f"--replay-chunk-rows must be >= 1, got {chunk_rows}")
     events: list[ReplayEvent] = []
-    n_dead = len(arrivals[DEAD_LETTER])
+    n_dead = len(arrivals[DEAD_LETTER_TAG])
     if n_dead:
-        events.append(ReplayEvent(DEAD_LETTER, 0, n_dead, 0))
-    times = {k: arrivals[k] for k in (PREDICTIONS, LABELS)}
+        events.append(ReplayEvent(DEAD_LETTER_TAG, 0, n_dead, 0))
+    times = {k: arrivals[k] for k in (PREDICTION.tag, LABEL.tag)}
     merged = np.sort(np.concatenate(list(times.values())))
     if len(merged) == 0:
         return events
@@ -136,7 +136,7 @@ def plan_events(
     bounds = np.append(cuts, merged[-1] + 1)
     stops = _gc_stops(int(merged[0]), int(merged[-1]), window)
     watermark = int(cuts[0]) - 1
-    events.append(ReplayEvent("watermark", time_ms=watermark))
+    events.append(ReplayEvent(WATERMARK, time_ms=watermark))
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         for kind, t in times.items():
             a, b = np.searchsorted(t, [lo, hi], side="left")
@@ -144,9 +144,9 @@ def plan_events(
                 events.append(ReplayEvent(kind, int(a), int(b), int(t[a])))
         target = int(hi) - 1
         for stop in stops[(stops > watermark) & (stops < target)]:
-            events.append(ReplayEvent("watermark", time_ms=int(stop)))
-        events.append(ReplayEvent("watermark", time_ms=target))
+            events.append(ReplayEvent(WATERMARK, time_ms=int(stop)))
+        events.append(ReplayEvent(WATERMARK, time_ms=target))
         watermark = target
     for stop in stops[stops > watermark]:
-        events.append(ReplayEvent("watermark", time_ms=int(stop)))
+        events.append(ReplayEvent(WATERMARK, time_ms=int(stop)))
     return events

@@ -1,6 +1,6 @@
-"""JSON Lines decoding (private to :mod:`msewatch.transforms.parse.records`).
+"""JSON Lines: one JSON object per line, decoded into normalized columns.
 
-pyarrow parses blocks (see ``_textblocks``); the per-line parser is Python's ``json``
+pyarrow parses blocks (see :mod:`.text_blocks`); the per-line parser is Python's ``json``
 module, the reference for what a line means. pyarrow's rows are kept only where both
 agree by construction; lines where they could differ (``Inf`` and ``-NaN`` tokens,
 which only pyarrow accepts; a null y, which pyarrow cannot tell from an absent one)
@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pjson
 
-from msewatch.transforms.parse.columns import Decoded, Spec, matches
-from msewatch.transforms.parse.text import (
+from msewatch.transforms.parse.normalized import Decoded, Spec, matches
+from msewatch.transforms.parse.text_blocks import (
     Unparsed,
     check_utf8,
     decode_text,

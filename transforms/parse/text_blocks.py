@@ -1,33 +1,23 @@
-"""Text blocks: lines parsed by pyarrow, one by one only where it fails; CSV decoding.
+"""Text blocks: whole lines parsed by pyarrow, one by one only where it fails.
 
-Private to :mod:`msewatch.transforms.parse.records`. A block is cut into sub-blocks of about
-1 MiB at line starts; blank lines are dropped (they are not records). pyarrow parses
-each sub-block whole. When it rejects one and names the failing line (it does for
-JSON syntax and type errors and invalid UTF-8), that line alone goes to the per-line
-parser and pyarrow resumes on the lines before and after it; a rejection without a
-line number halves the range, down to a few lines parsed one by one. A bad line
-therefore costs one extra pass over the lines after it in its sub-block, never a
-per-line loop over the sub-block.
-
-For CSV the per-line parser is pyarrow itself on the single line, so quoting behaves
-the same way on both paths. Column-count errors do not reject a piece: pyarrow
-reports them row by row.
+Shared by :mod:`.jsonl` and :mod:`.csv`. A block is cut into sub-blocks of about 1 MiB
+at line starts; blank lines are dropped (they are not records). pyarrow parses each
+sub-block whole. When it rejects one and names the failing line (it does for JSON
+syntax and type errors and invalid UTF-8), that line alone goes to the per-line parser
+and pyarrow resumes on the lines before and after it; a rejection without a line number
+halves the range, down to a few lines parsed one by one. A bad line therefore costs one
+extra pass over the lines after it in its sub-block, never a per-line loop over the
+sub-block.
 """
 
 from __future__ import annotations
 
-import io
-import math
 import re
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
-
-from msewatch.transforms.parse.columns import Decoded, Spec, json_text, number_from_text
 
 SUB_BLOCK_BYTES = 1 << 20
 _LEAF_LINES = 16
@@ -221,90 +211,3 @@ def line_array(piece: bytes, starts: np.ndarray) -> pa.Array:
 def text_of(line: bytes) -> str:
     """A line as text for ``raw_payload``, without its line break."""
     return line.rstrip(b"\r\n").decode("utf-8", errors="replace")
-
-
-# --- CSV ------------------------------------------------------------------------------
-
-
-def csv_decoders(header: tuple[str, ...]):
-    """Returns (fast, leaf) parsers of headerless CSV lines, every column a string."""
-    convert = pcsv.ConvertOptions(
-        column_types={name: pa.string() for name in header},
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
-
-    def fast(piece: bytes, starts: np.ndarray):
-        check_utf8(piece, starts)
-        invalid: dict[int, str] = {}
-
-        def on_invalid(row) -> str:
-            if row.number is None or "\n" in row.text or "\r" in row.text:
-                return "error"
-            invalid[row.number - 1] = (
-                f"expected {row.expected_columns} CSV fields, got {row.actual_columns}"
-            )
-            return "skip"
-
-        read = pcsv.ReadOptions(
-            column_names=list(header), use_threads=False, block_size=max(len(piece) + 1, 1 << 16)
-        )
-        parse = pcsv.ParseOptions(invalid_row_handler=on_invalid)
-        try:
-            table = pcsv.read_csv(io.BytesIO(piece), read, parse, convert)
-        except pa.ArrowInvalid as err:
-            raise Unparsed.from_arrow(err, r"Row #(\d+)", 1) from err
-        spans = table.num_rows + len(invalid) != len(starts)
-        if not spans and b'"' in piece:
-            spans = any(
-                pc.any(pc.match_substring_regex(c, "[\r\n]")).as_py() for c in table.columns
-            )
-        if spans:
-            raise Unparsed("an unterminated quoted value or a bare carriage return")
-        return table, np.zeros(0, np.int64), invalid
-
-    def leaf(line: bytes) -> dict | str:
-        try:
-            table, _, invalid = fast(line, np.zeros(1, np.int64))
-        except Unparsed as err:
-            return f"invalid CSV line: {err}"
-        return invalid[0] if invalid else table.to_pylist()[0]
-
-    return fast, leaf
-
-
-def decode_csv(block: bytes, base_offset: int, spec: Spec, header: tuple[str, ...]) -> Decoded:
-    """Decodes whole CSV lines (no header line); raw payloads are rows as JSON objects."""
-    fast, leaf = csv_decoders(header)
-    if len(set(header)) < len(header):
-        detail = f"duplicate column names in the CSV header: {list(header)}"
-
-        def fast(piece, starts):  # noqa: F811 - every line is unparseable
-            return pa.table({}), np.zeros(0, np.int64), dict.fromkeys(range(len(starts)), detail)
-
-    schema = pa.schema([(name, pa.string()) for name in header])
-    tb = decode_text(block, base_offset, None, fast, leaf, schema)
-    cols = {name: tb.table[name].combine_chunks() for name in tb.table.column_names}
-
-    def text(name: str):
-        col = cols.get(name)
-        return None if col is None else pc.if_else(pc.equal(col, ""), None, col)
-
-    norm = {"id": cols.get("prediction_id"), "time": text(spec.time)}
-    if spec.y in cols:
-        norm["y"], norm["y!"] = number_from_text(cols[spec.y], math.nan)
-    if spec.is_prediction:
-        norm["mv"] = text("model_version")
-        if "weight" in cols:
-            norm["w"], norm["w!"] = number_from_text(cols["weight"], None)
-        norm.update({"seg." + k: cols[k] for k in spec.segment_keys if k in cols})
-
-    def raw(idx: np.ndarray) -> list[str]:
-        pos = np.clip(np.searchsorted(tb.rows, idx), 0, max(len(tb.rows) - 1, 0))
-        parsed = (tb.rows[pos] == idx) if len(tb.rows) else np.zeros(len(idx), bool)
-        lines = tb.lines(idx[~parsed])[::-1]
-        rows = tb.table.take(pa.array(pos[parsed], pa.int64())).to_pylist()[::-1]
-        return [json_text(rows.pop()) if p else text_of(lines.pop()) for p in parsed.tolist()]
-
-    norm = {k: v for k, v in norm.items() if v is not None}
-    return Decoded(tb.offsets, tb.rows, norm, tb.bad_rows, tb.bad_details, raw)

@@ -1,0 +1,79 @@
+"""Record times: text (RFC 3339 or epoch milliseconds) to UTC epoch ms, and the range.
+
+A time is accepted as RFC 3339 with an offset (``Z`` or ``±hh:mm``, ``T``/``t``/space
+separator, any number of fractional digits, truncated to the millisecond) or as epoch
+milliseconds (a number or numeric string; a fraction is floored), within the years
+0001-9999 (:data:`MIN_MS` to :data:`MAX_MS`). A leap second (``:60``) is rejected.
+Typed Parquet time columns are decoded in :mod:`.parquet` against the same range.
+All with pyarrow.compute and numpy; times are UTC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from msewatch.transforms.parse.normalized import matches
+
+MIN_MS = -62135596800000  # 0001-01-01T00:00:00Z
+MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+_EPOCH_INT = r"^-?[0-9]{1,15}$"
+_EPOCH_NUMBER = r"^-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_RFC3339 = (
+    r"^(?P<Y>[0-9]{4})-(?P<M>[0-9]{2})-(?P<D>[0-9]{2})[Tt ]"
+    r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})(?:\.(?P<f>[0-9]+))?"
+    r"(?:[Zz]|(?P<sign>[+-])(?P<oh>[0-9]{2}):(?P<om>[0-9]{2}))$"
+)
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def time_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """RFC 3339 or epoch-millisecond strings -> (UTC epoch ms, ok) as numpy arrays."""
+    n = len(text)
+    ms, ok = np.zeros(n, np.int64), np.zeros(n, bool)
+    if n == text.null_count:
+        return ms, ok
+    is_int = matches(text, _EPOCH_INT)
+    if is_int.any():
+        ms = np.where(is_int, pc.if_else(pa.array(is_int), text, "0").cast(pa.int64()), ms)
+        ok |= is_int & (ms >= MIN_MS) & (ms <= MAX_MS)
+    is_num = matches(text, _EPOCH_NUMBER) & ~is_int
+    if is_num.any():
+        f = pc.if_else(pa.array(is_num), text, "0").cast(pa.float64()).to_numpy()
+        good = is_num & np.isfinite(f) & (f >= MIN_MS) & (f < MAX_MS + 1)
+        ms = np.where(good, np.floor(np.where(good, f, 0)).astype(np.int64), ms)
+        ok |= good
+    parts = pc.extract_regex(text, _RFC3339)
+    is_rfc = parts.is_valid().to_numpy(zero_copy_only=False)
+    if is_rfc.any():
+        rfc_ms, rfc_ok = _rfc3339_ms(parts)
+        ok |= is_rfc & rfc_ok
+        ms = np.where(is_rfc, rfc_ms, ms)
+    return ms, ok
+
+
+def _rfc3339_ms(parts: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
+    def num(name: str, width: int = 0) -> np.ndarray:
+        s = pc.struct_field(parts, name).fill_null("")
+        if width:
+            s = pc.utf8_rpad(pc.utf8_slice_codeunits(s, 0, width), width=width, padding="0")
+        s = pc.if_else(pc.equal(s, ""), "0", s)
+        return s.cast(pa.int64()).to_numpy()
+
+    year, month, day = num("Y"), num("M"), num("D")
+    hour, minute, second, milli = num("h"), num("m"), num("s"), num("f", 3)
+    off_h, off_m = num("oh"), num("om")
+    sign = np.where(pc.equal(pc.struct_field(parts, "sign"), "-").fill_null(False), -1, 1)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    dim = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + (leap & (month == 2))
+    ok = (year >= 1) & month_ok & (day >= 1) & (day <= dim) & (hour <= 23) & (minute <= 59)
+    ok &= (second <= 59) & (off_h <= 23) & (off_m <= 59)
+    y = year - (month <= 2)  # days from civil (H. Hinnant), proleptic Gregorian
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    ms = days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + milli
+    return ms - sign * (off_h * 3_600_000 + off_m * 60_000), ok
