@@ -95,8 +95,15 @@ class Series:
 
 
 def _el(tag: str, body: str = "", **attrs) -> str:
-    """An SVG/HTML element; ``a_b`` attribute names become ``a-b``; body is not escaped."""
-    text = "".join(f' {k.rstrip("_").replace("_", "-")}="{v}"' for k, v in attrs.items())
+    """An SVG/HTML element; ``a_b`` attribute names become ``a-b``.
+
+    Attribute values are always escaped here (quotes included), so no value can end
+    its attribute; ``body`` is HTML already: callers escape text with ``html.escape``.
+    """
+    text = "".join(
+        f' {k.rstrip("_").replace("_", "-")}="{html.escape(str(v), quote=True)}"'
+        for k, v in attrs.items()
+    )
     return f"<{tag}{text}>{body}</{tag}>"
 
 
@@ -275,7 +282,7 @@ def _label_charts(overall: pd.DataFrame) -> str:
         for i, p in enumerate((50, 90, 99))
     ]
     keys = "".join(
-        f'<span class="key" style="border-color:{s.color}"></span>{s.name} ' for s in lags
+        f'<span class="key" style="border-color:{s.color}"></span>{html.escape(s.name)} ' for s in lags
     )
     return _figure(
         "Label coverage (labeled / predictions)", _chart([coverage], 1.0, "coverage", y_fmt=_pct)

@@ -207,3 +207,41 @@ def test_chromium_check_catches_a_blank_chart_and_a_console_error(tmp_path):
     page = render(tmp_path / "blank.html", tmp_path / "profile")
     assert drawn_pixels(page["png"], page["boxes"]) == [0]
     assert any("attribute width" in error for error in page["errors"]), page["errors"]
+
+
+HOSTILE = (
+    'region="><img src=x onerror=alert(1)>',
+    "region=<a href=http://127.0.0.1:9/>click</a>",
+    'region=x" style="position:fixed;inset:0;background:red',
+    "region=<div style=position:fixed;inset:0;background:red>cover</div>",
+)
+
+DOM_JS = """JSON.stringify({
+  img: document.querySelectorAll('img').length,
+  a: document.querySelectorAll('a').length,
+  styled: [...document.querySelectorAll('body *')].filter(
+      e => getComputedStyle(e).position === 'fixed').length,
+  text: document.body.innerText,
+  labels: [...document.querySelectorAll('svg[aria-label]')].map(e => e.getAttribute('aria-label')),
+})"""
+
+
+@needs_chromium
+def test_hostile_slice_names_render_as_text(tmp_path, metrics):
+    """Slice names with markup stay text, in element bodies and in SVG attributes."""
+    pytest.importorskip("websockets", reason="websockets is needed to drive chromium")
+    names = dict(zip(sorted(metrics["slice"].unique())[1:], HOSTILE, strict=False))
+    out = write_output(tmp_path / "out", metrics.replace({"slice": names}), None)
+    path = report.write_report(out, tmp_path / "report.html")
+    with Chromium(tmp_path / "profile") as browser:
+        target = browser.send("Target.createTarget", url="about:blank")["targetId"]
+        session = browser.send("Target.attachToTarget", targetId=target, flatten=True)
+        session = session["sessionId"]
+        browser.send("Page.enable", session)
+        browser.send("Page.navigate", session, url=path.resolve().as_uri())
+        browser.wait_for("Page.loadEventFired")
+        dom = json.loads(browser.evaluate(session, DOM_JS))
+    assert (dom["img"], dom["a"], dom["styled"]) == (0, 0, 0)
+    for name in names.values():
+        assert name in dom["text"]  # shown as the characters the segment holds
+        assert f"RMSE of {name}" in dom["labels"]  # the attribute keeps the whole name

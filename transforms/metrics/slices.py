@@ -3,7 +3,12 @@
 Every example counts in ``overall``, in ``model_version=<v>``, and in one slice per
 configured spec (``--slice region`` or a cross ``--slice model_version,region``).
 A slice name is ``key=value`` pairs joined by ``,`` in the spec's key order, e.g.
-``model_version=v2,region=eu``.
+``model_version=v2,region=eu``. The name is an unambiguous encoding of the pairs
+(:func:`slice_name`, :func:`parse_slice_name`): inside a value, ``%``, ``,`` and ``=``
+are written ``%25``, ``%2C`` and ``%3D``, and a value that is literally ``__other__``
+starts with ``%5F``, so a segment value can never forge a separator or the fold-over
+slice, and two different segment tuples never share a name. A missing or empty
+segment value is ``unknown``, like a missing ``model_version``.
 
 Cardinality cap: per slice key, the first ``max_values`` distinct values a worker
 sees keep their own name and later ones fold into ``__other__``, so a
@@ -17,6 +22,7 @@ cardinality of a key to keep every value.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +33,45 @@ from msewatch.schemas.records import segment_column
 OVERALL = "overall"
 OTHER = "__other__"
 _BUILTIN_KEYS = ("model_version",)
+_ESCAPES = {"%": "%25", ",": "%2C", "=": "%3D"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()} | {"%5F": "_"}
+_ESCAPED = re.compile(r"%(?:25|2C|3D|5F)")
+
+
+def escape_value(value: str) -> str:
+    """A segment value as it appears in a slice name (see the module docstring)."""
+    text = "".join(_ESCAPES.get(c, c) for c in value) if any(c in value for c in "%,=") else value
+    return "%5F" + text[1:] if value == OTHER else text
+
+
+def slice_name(pairs) -> str:
+    """The canonical slice name of ``(key, value)`` pairs (``overall`` for none).
+
+    ``value`` is a segment value, or :data:`OTHER` for values folded by the cap.
+    """
+    if not pairs:
+        return OVERALL
+    return ",".join(f"{k}={v if v is OTHER else escape_value(v)}" for k, v in pairs)
+
+
+def parse_slice_name(name: str) -> tuple[tuple[str, str], ...]:
+    """The ``(key, value)`` pairs of a slice name; ``()`` for ``overall``.
+
+    Raises:
+        ValueError: not a slice name (a part without ``=``, or an empty key).
+    """
+    if name == OVERALL:
+        return ()
+    pairs = []
+    for part in name.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key or "=" in value:
+            raise ValueError(
+                f"bad slice name {name!r}: use overall or key=value pairs joined by ','; "
+                "inside a value write % as %25, ',' as %2C and '=' as %3D"
+            )
+        pairs.append((key, _ESCAPED.sub(lambda m: _UNESCAPES[m.group(0)], value)))
+    return tuple(pairs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +88,7 @@ class SliceConfig:
 
     def __post_init__(self):
         for spec in self.specs:
-            if not spec or any(not k or "=" in k or "," in k for k in spec):
+            if not spec or any(not k or any(c in k for c in "=,%") for k in spec):
                 raise ValueError(f"bad slice spec {spec!r}: use keys like 'region' or 'a,b'")
             if len(set(spec)) != len(spec):
                 raise ValueError(f"slice spec {','.join(spec)!r} repeats a key")
@@ -111,7 +156,7 @@ class SliceCoder:
         for v in values:  # distinct values only, not records
             if v in kept or len(kept) < self._config.max_values:
                 kept.setdefault(v, None)
-                names.append(v)
+                names.append(escape_value(v))
             else:
                 names.append(OTHER)
         return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), names
