@@ -282,7 +282,8 @@ def _label_charts(overall: pd.DataFrame) -> str:
         for i, p in enumerate((50, 90, 99))
     ]
     keys = "".join(
-        f'<span class="key" style="border-color:{s.color}"></span>{html.escape(s.name)} ' for s in lags
+        f'<span class="key" style="border-color:{s.color}"></span>{html.escape(s.name)} '
+        for s in lags
     )
     return _figure(
         "Label coverage (labeled / predictions)", _chart([coverage], 1.0, "coverage", y_fmt=_pct)
