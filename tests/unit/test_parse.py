@@ -1,20 +1,20 @@
-"""Parsing and validation of prediction and label records (msewatch.transforms.parse).
+"""Parsing JSON Lines and the record rules every format shares (msewatch.transforms.parse:
+records.py, jsonl.py, text_blocks.py, validate.py, timestamps.py).
 
 Expected times come from Python's datetime, expected offsets from the byte lengths of
 the lines written, and expected reasons from the rules in the docstring of
-msewatch.transforms.parse.validate.
+msewatch.transforms.parse.validate. CSV, Parquet and Pub/Sub messages have their own
+test_parse_*.py beside this one.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from unittest import mock
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,35 +22,9 @@ from hypothesis import strategies as st
 from msewatch.schemas.records import DEAD_LETTER, LABELS, PREDICTIONS, make_position, with_segments
 from msewatch.transforms.parse import jsonl as _jsonl
 from msewatch.transforms.parse import text_blocks as _text_blocks
-from msewatch.transforms.parse.pubsub_messages import parse_json_messages
-from msewatch.transforms.parse.records import parse_labels, parse_predictions
+from msewatch.transforms.parse.records import parse_labels
 from msewatch.transforms.parse.text_blocks import Unparsed
-
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-OK = {"prediction_id": "ok", "event_time": 1_000, "y_pred": 1.0}
-
-
-def utc_ms(text: str) -> int:
-    """Reference: RFC 3339 -> epoch ms by Python's datetime (floors to the millisecond)."""
-    return (dt.datetime.fromisoformat(text.upper()) - EPOCH) // dt.timedelta(milliseconds=1)
-
-
-def line(obj) -> str:
-    return obj if isinstance(obj, str) else json.dumps(obj)
-
-
-def block(*objs) -> bytes:
-    return ("\n".join(line(o) for o in objs) + "\n").encode()
-
-
-def offsets(*objs) -> list[int]:
-    """Byte offset of each line of ``block(*objs)``."""
-    sizes = [len(line(o).encode()) + 1 for o in objs]
-    return [sum(sizes[:i]) for i in range(len(objs))]
-
-
-def preds(data, keys=(), fmt="jsonl", file_index=0, base=0, **kw):
-    return parse_predictions(data, fmt, "src", file_index, base, keys, **kw)
+from tests.parse_examples import OK, block, encode, line, offsets, preds, utc_ms
 
 
 def test_valid_prediction_fills_defaults_and_keeps_segments():
@@ -271,160 +245,9 @@ def test_labels_and_default_label_time():
         parse_labels(block(*lines), "jsonl", "l", 0, 0, default_label_time_ms=[1, 2])
 
 
-def test_csv_reads_text_cells_and_rejects_wrong_field_counts():
-    header = b"prediction_id,event_time,y_pred,model_version,weight,region\r\n"
-    rows = [
-        "a,2024-01-01T00:00:00Z,1.5,v1,2,eu",
-        'b,1000,NaN,,,"us, east"',
-        "c,1000,inf,v1,,",
-        "d,1000,-inf,v1,,",
-        "e,1000,,v1,,",  # empty y: null, NaN
-        "f,1000,Infinity,v1,,",
-        "only,two",
-        "g,1000,abc,v1,,",
-        "h,1000,1,v1,-1,",
-        ",1000,1,v1,,",
-    ]
-    data = ("\n".join(rows) + "\n").encode()
-    rec, dead = preds(data, keys=("region",), fmt="csv", csv_header=header)
-    assert rec["prediction_id"].to_pylist() == ["a", "b", "c", "d", "e", "f"]
-    assert rec["y_pred"].to_pylist()[:1] + rec["y_pred"].to_pylist()[2:4] == [
-        1.5,
-        math.inf,
-        -math.inf,
-    ]
-    assert math.isnan(rec["y_pred"][1].as_py()) and math.isnan(rec["y_pred"][4].as_py())
-    assert rec["seg.region"].to_pylist()[:3] == ["eu", "us, east", "unknown"]
-    assert rec["weight"].to_pylist()[:2] == [2.0, 1.0]
-    assert rec["model_version"][1].as_py() == "unknown"
-    assert dead["reason"].to_pylist() == [
-        "unparseable",
-        "bad_number",
-        "negative_weight",
-        "empty_id",
-    ]
-    assert dead["ingest_position"].to_pylist() == offsets(*rows)[6:]
-    assert dead["raw_payload"][0].as_py() == "only,two"
-    assert json.loads(dead["raw_payload"][1].as_py())["y_pred"] == "abc"
-
-
-def test_csv_labels_with_default_time_and_rejects():
-    header = b"\xef\xbb\xbfprediction_id,y_true,label_time\n"  # a byte order mark is dropped
-    rows = ["a,1.5,1970-01-01T00:00:01Z", "b,,", " ,2,5", "c,2,soon", "d,NaN,7"]
-    data = ("\n".join(rows) + "\n").encode()
-    rec, dead = parse_labels(data, "csv", "l", 0, 0, [100, 200, 300, 400, 500], csv_header=header)
-    assert rec["prediction_id"].to_pylist() == ["a", "b", "d"]
-    assert rec["label_time_ms"].to_pylist() == [1000, 200, 7]  # "" label_time: the default
-    assert math.isnan(rec["y_true"][1].as_py()) and math.isnan(rec["y_true"][2].as_py())
-    assert dead["reason"].to_pylist() == ["empty_id", "bad_timestamp"]
-
-
-def test_csv_missing_column_and_unterminated_quote():
-    header = b"prediction_id,event_time\n"
-    data = b'a,1\n"b,2\nc,3\n'
-    rec, dead = preds(data, fmt="csv", csv_header=header)
-    assert rec.num_rows == 0
-    assert dead["reason"].to_pylist() == ["missing_field", "unparseable", "missing_field"]
-    with pytest.raises(ValueError, match="csv_header"):
-        preds(data, fmt="csv")
-
-
-def test_parquet_types_segments_and_row_numbers():
-    table = pa.table(
-        {
-            "prediction_id": ["a", "b", None, "d"],
-            "event_time": pa.array([0, 1_500, 2_000, 3_000], pa.timestamp("us", tz="UTC")),
-            "y_pred": pa.array([1, None, 3, 4], pa.int32()),
-            "segments": pa.array(
-                [[("region", "eu")], None, [], [("region", "us")]],
-                pa.map_(pa.string(), pa.string()),
-            ),
-            "tier": ["gold", "silver", None, None],
-            "weight": [1.0, None, 1.0, -2.0],
-        }
-    )
-    rec, dead = preds(table, keys=("region", "tier"), fmt="parquet", file_index=2, base=100)
-    assert rec["prediction_id"].to_pylist() == ["a", "b"]
-    assert rec["event_time_ms"].to_pylist() == [0, 1]  # 1500 us floors to 1 ms
-    assert rec["y_pred"][0].as_py() == 1.0 and math.isnan(rec["y_pred"][1].as_py())
-    assert rec["seg.region"].to_pylist() == ["eu", "unknown"]
-    assert rec["seg.tier"].to_pylist() == ["gold", "silver"]
-    assert rec["position"].to_pylist() == [make_position(2, 100), make_position(2, 101)]
-    assert dead["reason"].to_pylist() == ["missing_field", "negative_weight"]
-    assert dead["ingest_position"].to_pylist() == [102, 103]
-    assert json.loads(dead["raw_payload"][1].as_py())["prediction_id"] == "d"
-
-
-@pytest.mark.parametrize(
-    "column, expected",
-    [
-        (pa.array([86_400_000, None], pa.int64()), [86_400_000, None]),
-        (pa.array(["1970-01-02T00:00:00Z", "1970-01-02"]), [86_400_000, None]),
-        (pa.array([1, 2], pa.date32()), [86_400_000, 2 * 86_400_000]),
-        (pa.array([-0.5, math.inf]), [-1, None]),
-        (pa.array([True, False]), [None, None]),
-    ],
-)
-def test_parquet_event_time_column_types(column, expected):
-    table = pa.table({"prediction_id": ["a", "b"], "event_time": column, "y_pred": [0.0, 0.0]})
-    rec, dead = preds(table, fmt="parquet")
-    got = dict(zip(rec["prediction_id"].to_pylist(), rec["event_time_ms"].to_pylist(), strict=True))
-    assert [got.get(i) for i in "ab"] == expected
-    assert set(dead["reason"].to_pylist()) <= {"missing_field", "bad_timestamp"}
-    assert rec.num_rows + dead.num_rows == 2
-
-
-def test_parquet_struct_segments_through_a_file(tmp_path):
-    path = tmp_path / "p.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "prediction_id": ["a"],
-                "event_time": ["2024-01-01T00:00:00+01:00"],
-                "y_pred": [1.0],
-                "segments": [{"region": "eu", "n": 4}],
-            }
-        ),
-        path,
-    )
-    rec, _ = preds(pq.read_table(path), keys=("region", "n"), fmt="parquet")
-    assert rec.to_pylist()[0]["event_time_ms"] == utc_ms("2024-01-01T00:00:00+01:00")
-    assert (rec["seg.region"][0].as_py(), rec["seg.n"][0].as_py()) == ("eu", "4")
-
-
-def test_pubsub_messages_carry_ids_attributes_and_sequence():
-    payloads = [
-        json.dumps({"prediction_id": "a", "y_true": 1.0}).encode(),
-        b"",
-        b'{"prediction_id": "b",\n "y_true": 1}',
-        b"{oops",
-        json.dumps({"prediction_id": "c", "y_true": 2.0, "label_time": 7}).encode(),
-    ]
-    rec, dead = parse_json_messages(
-        payloads,
-        "label",
-        "subs/x",
-        base_sequence=50,
-        message_ids=["m0", "m1", "m2", "m3", "m4"],
-        attributes=[None, {"k": "v"}, None, {"b": "2", "a": "1"}, None],
-        publish_time_ms=[111, 222, 333, 444, 555],
-    )
-    assert rec.to_pylist() == [
-        {"prediction_id": "a", "y_true": 1.0, "label_time_ms": 111, "position": 50},
-        {"prediction_id": "c", "y_true": 2.0, "label_time_ms": 7, "position": 54},
-    ]
-    assert dead["message_id"].to_pylist() == ["m1", "m2", "m3"]
-    assert dead["ingest_position"].to_pylist() == [51, 52, 53]
-    assert dead["reason"].to_pylist() == ["unparseable"] * 3
-    assert dead["attributes"].to_pylist() == ['{"k": "v"}', None, '{"a": "1", "b": "2"}']
-    assert dead["raw_payload"][2].as_py() == "{oops"
-
-
-def test_bad_arguments_raise():
+def test_unknown_format_raises():
     with pytest.raises(ValueError, match="jsonl, csv, parquet"):
         preds(b"", fmt="xml")
-    with pytest.raises(ValueError, match="prediction, label"):
-        parse_json_messages([], "metric", "s", 0)
 
 
 # --- properties -------------------------------------------------------------------------
@@ -475,14 +298,10 @@ _lines = st.lists(
 )
 
 
-def _encode(lines: list[str]) -> bytes:
-    return ("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape")
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_lines)
 def test_property_conservation_and_fast_path_equals_python_reference(lines):
-    data = _encode(lines)
+    data = encode(lines)
     records = sum(1 for text in lines if text.strip())
     rec, dead = preds(data, keys=("region",))
     assert rec.num_rows + dead.num_rows == records
@@ -514,15 +333,3 @@ def _same_with_nan(a: pa.Table, b: pa.Table) -> bool:
         elif x != y:
             return False
     return True
-
-
-_csv_cells = st.sampled_from(["a", "", "1", "nan", "-inf", "x,y", '"q"', "2024-01-01T00:00:00Z"])
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(_csv_cells, min_size=1, max_size=5), max_size=30))
-def test_property_csv_conservation(rows):
-    header = b"prediction_id,event_time,y_pred,weight\n"
-    lines = [",".join(cells) for cells in rows]
-    rec, dead = preds(_encode(lines), fmt="csv", csv_header=header)
-    assert rec.num_rows + dead.num_rows == sum(1 for text in lines if text.strip())
