@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from msewatch.schemas.records import ExampleKind
-from msewatch.transforms.metrics.accumulators import aggregate_examples
+from msewatch.transforms.metrics.aggregate import aggregate_examples
 
 ARRIVED, LABELED, EXPIRED = ExampleKind.ARRIVED, ExampleKind.LABELED, ExampleKind.EXPIRED
 NAN = math.nan

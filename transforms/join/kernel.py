@@ -51,6 +51,7 @@ orphan TTL), which streaming calls an orphan and bounded joins.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -214,48 +215,48 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
     """
     preds = _sort(preds, "event_time_ms")
     labels = _sort(labels, "label_time_ms")
-    pfirst = _first_mask(preds.column("prediction_id"))
-    lfirst = _first_mask(labels.column("prediction_id"))
-    winners = preds.filter(pfirst)
-    cands = labels.filter(lfirst)
+    first_preds = preds.filter(_first_mask(preds.column("prediction_id")))
+    first_labels = labels.filter(_first_mask(labels.column("prediction_id")))
 
-    idx = pc.index_in(cands.column("prediction_id"), value_set=winners.column("prediction_id"))
-    found = pc.is_valid(idx).to_numpy(zero_copy_only=False)
-    pidx = idx.fill_null(0).to_numpy(zero_copy_only=False)
+    pred_row = pc.index_in(
+        first_labels.column("prediction_id"), value_set=first_preds.column("prediction_id")
+    )
+    found = pc.is_valid(pred_row).to_numpy(zero_copy_only=False)
+    pred_row = pred_row.fill_null(0).to_numpy(zero_copy_only=False)
     lag_ms = (
-        cands.column("label_time_ms").to_numpy() - winners.column("event_time_ms").to_numpy()[pidx]
-        if winners.num_rows
-        else np.zeros(cands.num_rows, dtype=np.int64)
+        first_labels.column("label_time_ms").to_numpy()
+        - first_preds.column("event_time_ms").to_numpy()[pred_row]
+        if first_preds.num_rows
+        else np.zeros(first_labels.num_rows, dtype=np.int64)
     )
     joined = found & (lag_ms <= config.label_ttl_ms)
     late = found & ~joined
 
-    pj = pidx[joined]
-    labeled_preds = winners.take(pa.array(pj, type=pa.int64()))
-    is_joined = np.zeros(winners.num_rows, dtype=bool)
-    is_joined[pj] = True
+    joined_rows = pred_row[joined]
+    is_joined = np.zeros(first_preds.num_rows, dtype=bool)
+    is_joined[joined_rows] = True
     examples = _concat(
         [
-            _examples(config, ExampleKind.ARRIVED, winners),
+            _examples(config, ExampleKind.ARRIVED, first_preds),
             _examples(
                 config,
                 ExampleKind.LABELED,
-                labeled_preds,
-                y_true=cands.column("y_true").to_numpy()[joined],
+                first_preds.take(pa.array(joined_rows, type=pa.int64())),
+                y_true=first_labels.column("y_true").to_numpy()[joined],
                 lag_s=lag_ms[joined] / 1000.0,
             ),
-            _examples(config, ExampleKind.EXPIRED, winners.filter(~is_joined)),
+            _examples(config, ExampleKind.EXPIRED, first_preds.filter(~is_joined)),
         ],
         config.example_schema,
     )
     counts = _counts(
         prediction_joined=joined.sum(),
-        prediction_expired=winners.num_rows - joined.sum(),
-        prediction_duplicate=preds.num_rows - winners.num_rows,
+        prediction_expired=first_preds.num_rows - joined.sum(),
+        prediction_duplicate=preds.num_rows - first_preds.num_rows,
         label_joined=joined.sum(),
         label_late=late.sum(),
         label_orphan=(~found).sum(),
-        label_duplicate=labels.num_rows - cands.num_rows,
+        label_duplicate=labels.num_rows - first_labels.num_rows,
     )
     return examples, counts
 
@@ -329,111 +330,177 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
 
 def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
     """:func:`step` on the state rows sharing ids with the batch (``tombs`` a table)."""
-    # 0. Tombstones a record of this batch outlives are forgotten first: the outcome
+    # Tombstones a record of this batch outlives are forgotten first: the outcome
     # depends on record times, not on when the coarse timer last fired.
     state = dataclasses.replace(state, tombs=_forget_outlived(state.tombs, preds, labels))
+    new_preds = _admit_predictions(state, preds)
+    counts = _counts(prediction_duplicate=preds.num_rows - new_preds.num_rows)
+    arrived = _examples(config, ExampleKind.ARRIVED, new_preds)
+    pending = _concat([state.preds, _with_no_label_seen(new_preds)], state.preds.schema)
 
-    # 1. Predictions: first arrival wins; ids already pending or tombstoned are duplicates.
-    pfirst = _first_mask(preds.column("prediction_id"))
-    pids = preds.column("prediction_id")
-    pred_tombs = state.tombs.filter(state.tombs.column("is_prediction"))
-    known = _is_in(pids, state.preds) | _is_in(pids, pred_tombs)
-    fresh = preds.filter(pfirst & ~known)
-    counts = _counts(prediction_duplicate=preds.num_rows - fresh.num_rows)
-    arrived = _examples(config, ExampleKind.ARRIVED, fresh)
-    fresh = fresh.append_column("label_seen", pa.array(np.zeros(fresh.num_rows, dtype=bool)))
-    pending = _concat([state.preds, fresh], state.preds.schema)
+    new_labels, tombs, label_counts = _admit_labels(state, labels)
+    waiting = _concat([state.labels, new_labels], LABELS)
+    match = _match_waiting_labels(pending, waiting, state.labels.num_rows, config)
+    counts = _add_counts(_add_counts(counts, label_counts), match.counts())
 
-    # 2. Labels: first arrival wins; against waiting labels and tombstones.
-    lfirst = _first_mask(labels.column("prediction_id"))
-    lids = labels.column("prediction_id")
-    dup = ~lfirst | _is_in(lids, state.labels)
+    joined_rows = match.pred_row[match.joined]
+    joined_preds = pending.take(pa.array(joined_rows, type=pa.int64()))
+    labeled = _examples(
+        config,
+        ExampleKind.LABELED,
+        joined_preds,
+        y_true=waiting.column("y_true").to_numpy()[match.joined],
+        lag_s=match.lag_ms[match.joined] / 1000.0,
+    )
+    if pending.num_rows:
+        pending = pending.set_column(
+            pending.schema.get_field_index("label_seen"), "label_seen", pa.array(match.label_seen)
+        )
+    resolved = np.zeros(pending.num_rows, dtype=bool)
+    resolved[joined_rows] = True
+    joined_tombs = _tombstones(
+        joined_preds.column("prediction_id"),
+        label_seen=np.ones(joined_preds.num_rows, dtype=bool),
+        forget_at_ms=joined_preds.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
+        is_prediction=True,
+    )
+    state = ShardState(
+        preds=pending.filter(~resolved),
+        labels=waiting.filter(~match.found),
+        tombs=_concat([tombs, joined_tombs], TOMBS_SCHEMA),
+    )
+    return state, _concat([arrived, labeled], config.example_schema), counts
+
+
+def _admit_predictions(state: ShardState, preds: pa.Table) -> pa.Table:
+    """The batch's new predictions: the first arrival of each id, unless that id is
+    already pending or has a prediction tombstone (then every arrival is a duplicate)."""
+    ids = preds.column("prediction_id")
+    first_of_id = _first_mask(ids)
+    prediction_tombs = state.tombs.filter(state.tombs.column("is_prediction"))
+    known = _is_in(ids, state.preds) | _is_in(ids, prediction_tombs)
+    return preds.filter(first_of_id & ~known)
+
+
+def _with_no_label_seen(preds: pa.Table) -> pa.Table:
+    """New predictions as pending rows: ``label_seen`` false."""
+    return preds.append_column("label_seen", pa.array(np.zeros(preds.num_rows, dtype=bool)))
+
+
+def _admit_labels(state: ShardState, labels: pa.Table):
+    """Sorts the batch's labels against waiting labels and tombstones.
+
+    A label is a duplicate when an earlier label of its id arrived (in this batch or
+    waiting from an earlier one), or when its tombstone says a label was seen. The
+    first label of an id whose prediction expired unlabeled is ``late_label``, and its
+    tombstone remembers it. The other labels are new: they go on to wait and match.
+
+    Returns:
+        ``(new labels, tombstones with label_seen updated, counts)``.
+    """
+    ids = labels.column("prediction_id")
+    duplicate = ~_first_mask(ids) | _is_in(ids, state.labels)
     tombs = state.tombs
-    tidx = (
-        pc.index_in(lids, value_set=tombs.column("prediction_id"))
+    tomb_row = (
+        pc.index_in(ids, value_set=tombs.column("prediction_id"))
         if tombs.num_rows and labels.num_rows
         else pa.nulls(labels.num_rows, pa.int32())
     )
-    in_tomb = pc.is_valid(tidx).to_numpy(zero_copy_only=False) & ~dup
-    tpos = tidx.fill_null(0).to_numpy(zero_copy_only=False)
-    seen = tombs.column("label_seen").to_numpy(zero_copy_only=False).copy()
-    tomb_seen = in_tomb & seen[tpos] if tombs.num_rows else in_tomb
-    tomb_late = in_tomb & ~tomb_seen
-    if tomb_late.any():
-        seen[tpos[tomb_late]] = True
-        tombs = tombs.set_column(1, "label_seen", pa.array(seen))
-    counts = _add_counts(
-        counts, _counts(label_duplicate=dup.sum() + tomb_seen.sum(), label_late=tomb_late.sum())
+    has_tomb = pc.is_valid(tomb_row).to_numpy(zero_copy_only=False) & ~duplicate
+    tomb_row = tomb_row.fill_null(0).to_numpy(zero_copy_only=False)
+    label_seen = tombs.column("label_seen").to_numpy(zero_copy_only=False).copy()
+    tomb_had_label = has_tomb & label_seen[tomb_row] if tombs.num_rows else has_tomb
+    late_for_tomb = has_tomb & ~tomb_had_label
+    if late_for_tomb.any():
+        label_seen[tomb_row[late_for_tomb]] = True
+        tombs = tombs.set_column(1, "label_seen", pa.array(label_seen))
+    counts = _counts(
+        label_duplicate=duplicate.sum() + tomb_had_label.sum(), label_late=late_for_tomb.sum()
     )
-    new_labels = labels.filter(~dup & ~in_tomb)
-    waiting = _concat([state.labels, new_labels], LABELS)
-    waited = np.arange(waiting.num_rows) < state.labels.num_rows  # arrived in an earlier batch
+    return labels.filter(~duplicate & ~has_tomb), tombs, counts
 
-    # 3. Match every waiting label with a pending prediction.
-    idx = (
+
+class _LabelMatch(NamedTuple):
+    """Where each waiting label meets the pending predictions (arrays over its rows).
+
+    Attributes:
+        found: its prediction is pending (and was not made more than ``orphan_ttl``
+            after a label that waited for it); the label leaves the waiting rows.
+        duplicate: found, but that prediction already saw a label.
+        joined: found, first label, lag at most ``label_ttl``.
+        late: found, first label, lag beyond ``label_ttl`` (the prediction stays
+            pending until it expires).
+        pred_row: row of its prediction in the pending table (meaningful where found).
+        lag_ms: ``label_time - event_time`` (meaningful where found).
+        label_seen: the pending table's ``label_seen`` column after these labels.
+    """
+
+    found: np.ndarray
+    duplicate: np.ndarray
+    joined: np.ndarray
+    late: np.ndarray
+    pred_row: np.ndarray
+    lag_ms: np.ndarray
+    label_seen: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        return _counts(
+            label_duplicate=self.duplicate.sum(),
+            label_late=self.late.sum(),
+            label_joined=self.joined.sum(),
+            prediction_joined=self.joined.sum(),
+        )
+
+
+def _match_waiting_labels(
+    pending: pa.Table, waiting: pa.Table, earlier_labels: int, config: JoinConfig
+) -> _LabelMatch:
+    """Matches every waiting label with a pending prediction.
+
+    Args:
+        pending: pending predictions (with ``label_seen``), this batch's included.
+        waiting: waiting labels; the first ``earlier_labels`` rows arrived in earlier
+            batches, the others in this one.
+        config: the join settings.
+    """
+    pred_row = (
         pc.index_in(waiting.column("prediction_id"), value_set=pending.column("prediction_id"))
         if waiting.num_rows and pending.num_rows
         else pa.nulls(waiting.num_rows, pa.int32())
     )
-    found = pc.is_valid(idx).to_numpy(zero_copy_only=False)
-    pidx = idx.fill_null(0).to_numpy(zero_copy_only=False)
-    labeled = pending.num_rows > 0
-    pseen = pending.column("label_seen").to_numpy(zero_copy_only=False).copy()
+    found = pc.is_valid(pred_row).to_numpy(zero_copy_only=False)
+    pred_row = pred_row.fill_null(0).to_numpy(zero_copy_only=False)
+    any_pending = pending.num_rows > 0
+    label_seen = pending.column("label_seen").to_numpy(zero_copy_only=False).copy()
     lag_ms = (
         waiting.column("label_time_ms").to_numpy()
-        - pending.column("event_time_ms").to_numpy()[pidx]
-        if labeled
+        - pending.column("event_time_ms").to_numpy()[pred_row]
+        if any_pending
         else np.zeros(waiting.num_rows, dtype=np.int64)
     )
     # A label that waited is an orphan for a prediction made more than orphan_ttl after
     # it (it stays waiting until its timer orphans it).
+    waited = np.arange(waiting.num_rows) < earlier_labels
     found &= ~(waited & (-lag_ms > config.orphan_ttl_ms))
-    already = found & pseen[pidx] if labeled else found
-    live = found & ~already
-    joined = live & (lag_ms <= config.label_ttl_ms)
-    late = live & ~joined
-    pseen[pidx[late]] = True
-    counts = _add_counts(
-        counts,
-        _counts(
-            label_duplicate=already.sum(),
-            label_late=late.sum(),
-            label_joined=joined.sum(),
-            prediction_joined=joined.sum(),
-        ),
-    )
-    pj = pidx[joined]
-    done = np.zeros(pending.num_rows, dtype=bool)
-    done[pj] = True
-    joined_preds = pending.take(pa.array(pj, type=pa.int64()))
-    labeled_ex = _examples(
-        config,
-        ExampleKind.LABELED,
-        joined_preds,
-        y_true=waiting.column("y_true").to_numpy()[joined],
-        lag_s=lag_ms[joined] / 1000.0,
-    )
-    if pending.num_rows:
-        pending = pending.set_column(
-            pending.schema.get_field_index("label_seen"), "label_seen", pa.array(pseen)
-        )
-    new_tombs = pa.table(
+    duplicate = found & label_seen[pred_row] if any_pending else found
+    first_label = found & ~duplicate
+    joined = first_label & (lag_ms <= config.label_ttl_ms)
+    late = first_label & ~joined
+    label_seen[pred_row[late]] = True
+    return _LabelMatch(found, duplicate, joined, late, pred_row, lag_ms, label_seen)
+
+
+def _tombstones(ids, *, label_seen, forget_at_ms, is_prediction: bool) -> pa.Table:
+    """Tombstone rows (:data:`TOMBS_SCHEMA`) of resolved predictions or orphaned labels."""
+    return pa.table(
         {
-            "prediction_id": joined_preds.column("prediction_id"),
-            "label_seen": np.ones(joined_preds.num_rows, dtype=bool),
-            "forget_at_ms": joined_preds.column("event_time_ms").to_numpy()
-            + 2 * config.label_ttl_ms,
-            "is_prediction": np.ones(joined_preds.num_rows, dtype=bool),
+            "prediction_id": ids,
+            "label_seen": label_seen,
+            "forget_at_ms": forget_at_ms,
+            "is_prediction": np.full(len(ids), is_prediction, dtype=bool),
         },
         schema=TOMBS_SCHEMA,
     )
-    state = ShardState(
-        preds=pending.filter(~done),
-        labels=waiting.filter(~found),
-        tombs=_concat([tombs, new_tombs], TOMBS_SCHEMA),
-    )
-    examples = _concat([arrived, labeled_ex], config.example_schema)
-    return state, examples, counts
 
 
 def expire(state: ShardState, now_ms: int, config: JoinConfig):
@@ -450,26 +517,24 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
     l_due = state.labels.column("label_time_ms").to_numpy() + config.orphan_ttl_ms + 1 <= now_ms
     gone = state.preds.filter(p_due)
     expired_ex = _examples(config, ExampleKind.EXPIRED, gone.drop_columns(["label_seen"]))
-    new_tombs = pa.table(
-        {
-            "prediction_id": gone.column("prediction_id"),
-            "label_seen": gone.column("label_seen"),
-            "forget_at_ms": gone.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
-            "is_prediction": np.ones(gone.num_rows, dtype=bool),
-        },
-        schema=TOMBS_SCHEMA,
-    )
     orphans = state.labels.filter(l_due)
-    orphan_tombs = pa.table(
-        {
-            "prediction_id": orphans.column("prediction_id"),
-            "label_seen": np.ones(orphans.num_rows, dtype=bool),
-            "forget_at_ms": orphans.column("label_time_ms").to_numpy() + 2 * config.label_ttl_ms,
-            "is_prediction": np.zeros(orphans.num_rows, dtype=bool),
-        },
-        schema=TOMBS_SCHEMA,
+    new_tombs = _concat(
+        [
+            _tombstones(
+                gone.column("prediction_id"),
+                label_seen=gone.column("label_seen"),
+                forget_at_ms=gone.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
+                is_prediction=True,
+            ),
+            _tombstones(
+                orphans.column("prediction_id"),
+                label_seen=np.ones(orphans.num_rows, dtype=bool),
+                forget_at_ms=orphans.column("label_time_ms").to_numpy() + 2 * config.label_ttl_ms,
+                is_prediction=False,
+            ),
+        ],
+        TOMBS_SCHEMA,
     )
-    new_tombs = _concat([new_tombs, orphan_tombs], TOMBS_SCHEMA)
     new_tombs = new_tombs.filter(new_tombs.column("forget_at_ms").to_numpy() > now_ms)
     counts = _counts(prediction_expired=p_due.sum(), label_orphan=l_due.sum())
     state = ShardState(

@@ -3,11 +3,11 @@
 An :class:`ErrorAccumulator` holds counts and weighted sums of one (window, slice);
 accumulators of disjoint parts of the data merge into the accumulator of the whole,
 so the same numbers come out whether Beam combines them in one bundle or many.
-:func:`aggregate_examples` builds one accumulator per group from a batch of
-``EXAMPLES`` columns, vectorized (``np.bincount``, ``np.maximum.at``; no loop over
-records). :func:`finalize` turns an accumulator into the metric columns of a row.
-None of this looks at time: the caller windows the examples (by the prediction's
-event time) before aggregating them.
+:func:`~msewatch.transforms.metrics.aggregate.aggregate_examples` builds one accumulator
+per group from a batch of ``EXAMPLES`` columns; :func:`merge_accumulators` merges them;
+:func:`finalize` turns an accumulator into the metric columns of a row. None of this
+looks at time: the caller windows the examples (by the prediction's event time) before
+aggregating them.
 
 Definitions (``e = y_pred - y_true``, ``w`` = the prediction's weight):
 
@@ -47,7 +47,7 @@ from collections.abc import Iterable
 import apache_beam as beam
 import numpy as np
 
-from msewatch.schemas.records import METRICS_FIELDS, ExampleKind
+from msewatch.schemas.records import METRICS_FIELDS
 from msewatch.transforms.metrics.sketch import LagSketch
 
 Z_95 = 1.959963984540054
@@ -142,126 +142,6 @@ class ErrorAccumulator:
     def __setstate__(self, state: tuple) -> None:
         for f, value in zip(dataclasses.fields(self), state, strict=True):
             setattr(self, f.name, value)
-
-
-def aggregate_examples(
-    codes: np.ndarray,
-    n_groups: int,
-    kind: np.ndarray,
-    y_pred: np.ndarray,
-    y_true: np.ndarray,
-    weight: np.ndarray,
-    lag_s: np.ndarray,
-    huber_delta: float = 1.0,
-) -> list[ErrorAccumulator]:
-    """Aggregates a batch of examples into one accumulator per group, vectorized.
-
-    Args:
-        codes: Group code of each example, ints in ``[0, n_groups)``.
-        n_groups: Number of groups; a group without examples gets an empty accumulator.
-        kind: ``ExampleKind`` value of each example (int8).
-        y_pred: Predictions, float (null as NaN).
-        y_true: Labels, float (NaN unless LABELED).
-        weight: Sample weights, finite and >= 0.
-        lag_s: Label lag in seconds (NaN unless LABELED).
-        huber_delta: Threshold of the Huber loss, > 0.
-
-    Returns:
-        ``n_groups`` accumulators, index = group code.
-
-    Raises:
-        ValueError: on arrays of different lengths, codes out of range or a
-            non-positive ``huber_delta``.
-    """
-    codes = np.asarray(codes, dtype=np.intp).ravel()
-    kind = np.asarray(kind).ravel()
-    y_pred, y_true, weight, lag_s = (
-        np.asarray(a, dtype=np.float64).ravel() for a in (y_pred, y_true, weight, lag_s)
-    )
-    if len({a.size for a in (codes, kind, y_pred, y_true, weight, lag_s)}) != 1:
-        raise ValueError("codes, kind, y_pred, y_true, weight and lag_s must have one length")
-    if n_groups < 0 or (codes.size and (codes.min() < 0 or codes.max() >= n_groups)):
-        raise ValueError(f"codes must be in [0, n_groups={n_groups})")
-    if not huber_delta > 0:
-        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
-    n = n_groups
-
-    def count(mask):
-        return np.bincount(codes[mask], minlength=n)
-
-    arrived = kind == ExampleKind.ARRIVED
-    labeled = kind == ExampleKind.LABELED
-    pred_ok = np.isfinite(y_pred)
-    true_ok = np.isfinite(y_true)
-    with np.errstate(all="ignore"):
-        err = y_pred - y_true
-        sq = err * err
-    inputs_ok = labeled & pred_ok & true_ok
-    scored = inputs_ok & np.isfinite(sq)  # e*e finite implies e finite
-    lag_ok = labeled & np.isfinite(lag_s)
-
-    out = {
-        "predictions": count(arrived),
-        "nan_predictions": count(arrived & ~pred_ok),
-        "labeled": count(labeled),
-        "nan_labels": count(labeled & ~true_ok),
-        "nonfinite_errors": count(inputs_ok & ~scored),
-        "negative_lags": count(labeled & (lag_s < 0)),
-        "expired": count(kind == ExampleKind.EXPIRED),
-        "scored": count(scored),
-    }
-
-    c, w, e, se = codes[scored], weight[scored], err[scored], sq[scored]
-    yp, yt = y_pred[scored], y_true[scored]
-    ae = np.abs(e)
-
-    def wsum(x):
-        # A zero weight contributes 0 even where x overflowed (0 * inf would be NaN).
-        return np.bincount(c, weights=np.where(w > 0, w * x, 0.0), minlength=n)
-
-    with np.errstate(all="ignore"):
-        ape_ok = yt != 0
-        ape = np.where(ape_ok, np.abs(e / np.where(ape_ok, yt, 1.0)), 0.0)
-        sle_ok = (yp >= 0) & (yt >= 0)
-        dlog = np.log1p(np.where(sle_ok, yp, 0.0)) - np.log1p(np.where(sle_ok, yt, 0.0))
-        huber = np.where(ae <= huber_delta, 0.5 * se, huber_delta * (ae - 0.5 * huber_delta))
-        sum_w = wsum(1.0)
-        out.update(
-            sum_w=sum_w,
-            sum_w2=wsum(w),  # w * w
-            sum_se=wsum(se),
-            sum_se2=wsum(se * se),
-            sum_ae=wsum(ae),
-            sum_e=wsum(e),
-            sum_y=wsum(yt),
-            sum_y2=wsum(yt * yt),
-            sum_ape=wsum(ape),
-            sum_w_ape=wsum(ape_ok.astype(np.float64)),
-            mape_excluded=np.bincount(c[~ape_ok], minlength=n),
-            sum_sle=wsum(np.where(sle_ok, dlog * dlog, 0.0)),
-            sum_w_sle=wsum(sle_ok.astype(np.float64)),
-            rmsle_excluded=np.bincount(c[~sle_ok], minlength=n),
-            sum_huber=wsum(huber),
-        )
-        # Centered moments, two passes per batch (mean first, then squared deviations).
-        for x, mean, m2 in ((yt, "mean_y", "m2_y"), (se, "mean_se", "m2_se")):
-            out[mean] = np.divide(wsum(x), sum_w, out=np.zeros(n), where=sum_w > 0)
-            dev = x - out[mean][c]
-            out[m2] = wsum(dev * dev)
-    max_ae = np.zeros(n)
-    np.maximum.at(max_ae, c, ae)
-    out["max_abs_error"] = max_ae
-    weighted = w > 0
-    out["min_y"], out["max_y"] = np.full(n, np.inf), np.full(n, -np.inf)
-    np.minimum.at(out["min_y"], c[weighted], yt[weighted])
-    np.maximum.at(out["max_y"], c[weighted], yt[weighted])
-
-    columns = {name: values.tolist() for name, values in out.items()}
-    columns["lag"] = LagSketch.from_groups(codes[lag_ok], lag_s[lag_ok], n)
-    return [
-        ErrorAccumulator(**dict(zip(columns, row, strict=True)))
-        for row in zip(*columns.values(), strict=True)
-    ]
 
 
 def _merge_moments(sum_w: np.ndarray, means: np.ndarray, m2s: np.ndarray) -> tuple[float, float]:
@@ -388,7 +268,7 @@ def finalize(acc: ErrorAccumulator) -> dict:
 class MetricsCombineFn(beam.CombineFn):
     """Merges pre-aggregated :class:`ErrorAccumulator` partials of one key.
 
-    Inputs are accumulators (from :func:`aggregate_examples` upstream), so adding an
+    Inputs are accumulators (from ``aggregate_examples`` upstream), so adding an
     input is a merge. The Beam accumulator is a *list* of partials, merged in one
     vectorized :func:`merge_accumulators` pass when it grows past ``compact_at``, when
     Beam compacts it before a shuffle, and at extraction: adding a partial is an

@@ -40,10 +40,10 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from msewatch.transforms.metrics.accumulators import (
     MetricsCombineFn,
-    aggregate_examples,
     finalize,
     merge_accumulators,
 )
+from msewatch.transforms.metrics.aggregate import aggregate_examples
 from msewatch.transforms.metrics.slices import SliceCoder, SliceConfig, dense_unique
 from msewatch.transforms.metrics.windowing import WindowConfig, WindowMetrics
 
