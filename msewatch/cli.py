@@ -26,14 +26,24 @@ class UsageError(Exception):
     """A mistake in the command line or the inputs it names."""
 
 
+MAX_DURATION_SECONDS = 3650 * 86400  # windows and TTLs: ten years at most
+
+
 def parse_duration_seconds(text: str) -> float:
-    """Parses ``30m``, ``1h``, ``7d``, ``90s``, ``500ms``, ``2w`` (bare numbers: seconds)."""
+    """Parses ``30m``, ``1h``, ``7d``, ``90s``, ``500ms``, ``2w`` (bare numbers: seconds).
+
+    Durations are at most ten years (``3650d``): beyond that no window or TTL makes
+    sense, and window arithmetic would leave the range of timestamps.
+    """
     m = _DURATION.match(text or "")
     if not m:
         raise argparse.ArgumentTypeError(
             f"bad duration {text!r}: use a number and a unit, e.g. 30m, 1h, 7d"
         )
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
+    seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
+    if seconds > MAX_DURATION_SECONDS:
+        raise argparse.ArgumentTypeError(f"duration {text!r} is longer than 3650d (ten years)")
+    return seconds
 
 
 def _whole_seconds(text: str) -> int:
@@ -47,6 +57,23 @@ def _whole_seconds(text: str) -> int:
 
 def _millis(text: str) -> int:
     return int(round(parse_duration_seconds(text) * 1000))
+
+
+def _positive_millis(text: str) -> int:
+    millis = _millis(text)
+    if millis <= 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be at least 1ms")
+    return millis
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,12 +136,14 @@ def _add_run(sub) -> None:
         default=[],
         help="slice by a segment key or a cross 'a,b' (repeatable)",
     )
-    p.add_argument("--max-slice-values", type=int, default=100, help="per-key cap (100)")
+    p.add_argument("--max-slice-values", type=_positive_int, default=100, help="per-key cap (100)")
     p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
-    p.add_argument("--shards", type=int, help="join shards (16; 2 on the streaming DirectRunner)")
+    p.add_argument(
+        "--shards", type=_positive_int, help="join shards (16; 2 on the streaming DirectRunner)"
+    )
     p.add_argument(
         "--expiry-grid",
-        type=_millis,
+        type=_positive_millis,
         help="expiry timer grid; must divide the window period (default: the largest "
         "divisor of the period shorter than the label TTL; 1ms = exact)",
     )
@@ -131,7 +160,7 @@ def _add_run(sub) -> None:
     )
     p.add_argument(
         "--replay-chunk-rows",
-        type=int,
+        type=_positive_int,
         help="records per replay step (1/20 of the input, 1000 to 50000)",
     )
     p.add_argument(
@@ -139,6 +168,12 @@ def _add_run(sub) -> None:
         default="DirectRunner",
         help="DirectRunner (default), PortableRunner, FlinkRunner or DataflowRunner; "
         "see the README for each one's options",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --output folder that holds other files (only msewatch's "
+        "tables are touched)",
     )
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
 
@@ -196,11 +231,19 @@ def main(argv=None) -> int:
         if args.command == "run":
             return _run(args, rest)
         return args.handler(args)
-    except (UsageError, ValueError, FileNotFoundError) as e:
+    except (UsageError, ValueError, OSError) as e:
         if os.environ.get("MSEWATCH_DEBUG"):
             raise
-        print(f"msewatch: error: {e}", file=sys.stderr)
+        print(f"msewatch: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(error: Exception) -> str:
+    """A user mistake as one line; a file-system error names the path and what to do."""
+    if isinstance(error, OSError) and error.strerror:
+        path = f"{error.filename}: " if error.filename else ""
+        return f"{path}{error.strerror.lower()}; check the path"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 if __name__ == "__main__":

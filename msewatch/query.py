@@ -75,8 +75,13 @@ def _empty_source(fields) -> str:
 
 
 def _existing(out: Path, patterns: tuple[str, ...]) -> list[Path]:
-    """The patterns (made absolute) that match at least one file under ``out``."""
-    return [out.resolve() / p for p in patterns if any(out.glob(p))]
+    """The files under ``out`` that match the patterns, as absolute paths.
+
+    Only ``patterns`` are globbed, never ``out`` itself: an output folder named
+    ``out[1]`` is a name, not a character class. DuckDB gets the file list.
+    """
+    root = out.resolve()
+    return sorted({f for p in patterns for f in root.glob(p)})
 
 
 def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:

@@ -8,27 +8,31 @@ sum of its outcomes.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import math
 import os
+import sys
 
 import duckdb
 
 from msewatch.transforms.outcomes import OUTCOMES
 
 
-def _parquet(output_dir: str, table: str, partitioned: bool = False) -> str:
-    return os.path.join(output_dir, table, *(["*"] if partitioned else []), "*.parquet")
+def _parquet(output_dir: str, table: str, partitioned: bool = False) -> list[str]:
+    """The table's Parquet files; the folder name is escaped (``out[1]`` is a name)."""
+    pattern = os.path.join(
+        glob.escape(output_dir), table, *(["*"] if partitioned else []), "*.parquet"
+    )
+    return sorted(glob.glob(pattern))
 
 
 def outcome_counts(output_dir: str) -> dict[str, dict[str, int]]:
     """The conservation table: ``{record_type: {"input": n, outcome: n, ...}}``."""
     sql = "SELECT record_type, outcome, SUM(count) FROM read_parquet(?) GROUP BY ALL"
+    files = _parquet(output_dir, "outcomes")
     with duckdb.connect() as con:
-        try:
-            rows = con.execute(sql, [_parquet(output_dir, "outcomes")]).fetchall()
-        except duckdb.IOException:
-            rows = []
+        rows = con.execute(sql, [files]).fetchall() if files else []
     totals = {(r, o): int(n) for r, o, n in rows}
     return {
         record_type: {
@@ -79,19 +83,35 @@ FROM last_complete WHERE wn = 1 ORDER BY slice = 'overall' DESC, slice
 
 def latest_complete(output_dir: str):
     """Rows of the latest complete window per slice (latest pane), as tuples."""
+    files = _parquet(output_dir, "metrics", True)
     with duckdb.connect() as con:
-        try:
-            return con.execute(
-                LATEST_COMPLETE_SQL, [_parquet(output_dir, "metrics", True)]
-            ).fetchall()
-        except duckdb.IOException:
-            return []
+        return con.execute(LATEST_COMPLETE_SQL, [files]).fetchall() if files else []
 
 
 def _fmt(x, spec: str) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "NaN"
     return format(x, spec)
+
+
+def unbalanced(outcomes) -> list[str]:
+    """One sentence per record type whose outcomes do not add up to its input."""
+    out = []
+    for record_type, row in outcomes.items():
+        total = sum(v for k, v in row.items() if k != "input")
+        if total != row["input"]:
+            missing = row["input"] - total
+            what = f"{missing} without an outcome" if missing > 0 else f"{-missing} counted twice"
+            out.append(f"{record_type}s: input {row['input']}, outcomes sum to {total} ({what})")
+    return out
+
+
+def check_conservation(outcomes) -> int:
+    """Exit status of a finished run: 0, or 1 with one line on stderr per broken law."""
+    problems = unbalanced(outcomes)
+    for problem in problems:
+        print(f"msewatch: error: conservation broken: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def render(output_dir: str, outcomes) -> str:

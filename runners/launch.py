@@ -18,6 +18,7 @@ complete RMSE per slice.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -27,9 +28,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import direct_speedups, presets
+from msewatch.runners import direct_speedups, output, presets
 from msewatch.schemas.bigquery_files import parse_output_url
-from msewatch.transforms.io.files import FileSource
+from msewatch.transforms.io.files import FileSource, check_files
 from msewatch.transforms.io.pubsub import PubSubSource
 from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.join.kernel import window_timer_grid_ms
@@ -53,12 +54,16 @@ def config_from_args(args) -> MonitorConfig:
     pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
     if pubsub and args.streaming_replay:
         raise ValueError("--streaming-replay replays files; Pub/Sub input is streaming already")
-    grid = args.expiry_grid or window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
+    grid = args.expiry_grid
+    if grid is None:
+        grid = window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
     join = JoinConfig(
         label_ttl_ms=args.label_ttl,
         orphan_ttl_ms=args.orphan_ttl,
         segment_keys=slices.segment_keys,
-        shards=args.shards or default_shards(args.runner, bool(args.streaming_replay or pubsub)),
+        shards=args.shards
+        if args.shards is not None
+        else default_shards(args.runner, bool(args.streaming_replay or pubsub)),
         timer_grid_ms=grid,
     )
     metrics = MetricsConfig(window=window, slices=slices, huber_delta=args.huber_delta)
@@ -99,29 +104,51 @@ def _run_unbounded(args, result) -> int:
     return 0
 
 
-def _remove_empty_temp_dirs(output_dir: str) -> None:
-    """fileio leaves its emptied ``.temp*`` folders behind; tidy them (local output only)."""
-    if not os.path.isdir(output_dir):
-        return
-    for table in os.listdir(output_dir):
-        table_dir = os.path.join(output_dir, table)
-        if not os.path.isdir(table_dir):
-            continue
-        for name in os.listdir(table_dir):
-            path = os.path.join(table_dir, name)
-            if name.startswith(".temp") and os.path.isdir(path) and not os.listdir(path):
-                os.rmdir(path)
-
-
 def run(args, beam_args) -> int:
-    """Runs the pipeline described by ``args`` and prints the summary."""
+    """Runs the pipeline described by ``args`` and prints the summary.
+
+    Everything a user can get wrong is checked before the pipeline runs (options, the
+    output folder, the input files); see ``runners/output.py`` for reruns.
+    """
+    presets.check_known_options(beam_args)
+    output.check(args.output, force=args.force)
     config = config_from_args(args)
     pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
+    if not pubsub:
+        for pattern in (args.predictions, args.labels):
+            check_files(pattern)
     if pubsub:
         presets.check_pubsub_runner(args.runner, args.pubsub_expansion_service)
     options = _options(args, beam_args, streaming=not config.bounded)
     if options.view_as(StandardOptions).runner == "BundleBasedDirectRunner":
         direct_speedups.install()
+    plan = output.prepare(args.output, staged=not pubsub)
+    if plan.previous and not args.quiet:
+        print(
+            f"msewatch: this run replaces the previous results in {args.output} "
+            f"({', '.join(plan.previous)})",
+            file=sys.stderr,
+        )
+    try:
+        result = _run_pipeline(args, options, dataclasses.replace(config, output=plan.write_to))
+        if pubsub:
+            return _run_unbounded(args, result)
+        if not output.is_local(args.output):
+            return _report_remote(args)
+        outcomes = summary.outcome_counts(plan.write_to)
+        summary.write(config, outcomes, os.path.join(plan.write_to, "summary.json"))
+    except BaseException:
+        output.abandon(plan)
+        raise
+    output.commit(plan)
+    if not args.quiet:
+        print(summary.render(args.output, outcomes))
+    return summary.check_conservation(outcomes)
+
+
+def _run_pipeline(args, options, config: MonitorConfig):
+    """Builds the pipeline for the chosen source and runs it (bounded runs: to the end)."""
+    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
     with tempfile.TemporaryDirectory(prefix="msewatch-spool-") as spool:
         if pubsub:
             source = PubSubSource(
@@ -145,22 +172,20 @@ def run(args, beam_args) -> int:
         p = beam.Pipeline(options=options)
         build(p, config, source)
         result = p.run()
-        if pubsub:
-            return _run_unbounded(args, result)
-        result.wait_until_finish()
+        if not pubsub:
+            result.wait_until_finish()
+        return result
+
+
+def _report_remote(args) -> int:
+    """The summary reads local tables only: say where a remote run wrote."""
+    if args.quiet:
+        return 0
+    bigquery = parse_output_url(args.output)
     if bigquery is not None:
-        if not args.quiet:
-            project, dataset = bigquery
-            print(f"Wrote BigQuery tables {project}.{dataset}.metrics, dead_letter, outcomes;")
-            print(f"read the current rows from the view {project}.{dataset}.metrics_latest.")
-        return 0
-    if "://" in args.output:  # gs:// and the like: the local summary cannot read it
-        if not args.quiet:
-            print(f"Wrote tables under {args.output}; read them with DuckDB or pandas.")
-        return 0
-    _remove_empty_temp_dirs(args.output)
-    outcomes = summary.outcome_counts(args.output)
-    summary.write(config, outcomes, os.path.join(args.output, "summary.json"))
-    if not args.quiet:
-        print(summary.render(args.output, outcomes))
+        project, dataset = bigquery
+        print(f"Wrote BigQuery tables {project}.{dataset}.metrics, dead_letter, outcomes;")
+        print(f"read the current rows from the view {project}.{dataset}.metrics_latest.")
+    else:
+        print(f"Wrote tables under {args.output}; read them with DuckDB or pandas.")
     return 0

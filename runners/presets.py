@@ -63,11 +63,8 @@ from apache_beam.options.pipeline_options import (
     SetupOptions,
 )
 
-PUBSUB_SCHEME = "pubsub://"
-_SUBSCRIPTION = re.compile(
-    r"^projects/(?P<project>[a-z][a-z0-9.:-]{1,62})/subscriptions/"
-    r"(?P<name>[A-Za-z][A-Za-z0-9._~+%-]{2,254})$"
-)
+from msewatch.transforms.io.pubsub import is_subscription_url, parse_subscription_url
+
 # What Beam's validator accepts; anything else makes it fall back to creating a default
 # bucket (a network call) instead of failing.
 _GCS_PATH = re.compile(r"^gs://[a-z0-9][-_a-z0-9.]+[a-z0-9]/.+$")
@@ -141,6 +138,35 @@ def normalize_beam_args(beam_args: Sequence[str]) -> list[str]:
             arg = "--" + name.replace("-", "_") + sep + value
         out.append(arg)
     return out
+
+
+def check_known_options(beam_args: Sequence[str]) -> None:
+    """Refuses options that are neither msewatch's nor a Beam pipeline option.
+
+    Beam itself only logs a warning for an unknown option and goes on with defaults,
+    so a misspelt ``--windw 2h`` would run with the default window. The parser is
+    built like ``PipelineOptions.get_all_options`` builds it: from every
+    ``PipelineOptions`` subclass loaded (the runners' own options included).
+
+    Raises:
+        ValueError: the first unknown option, and what to do.
+    """
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen = {}
+    for cls in PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(normalize_beam_args(beam_args))
+    if unknown:
+        first = unknown[0]
+        what = "option" if first.startswith("-") else "argument"
+        raise ValueError(
+            f"unknown {what} {first!r}: it is neither an msewatch run option nor a Beam "
+            "pipeline option (see `msewatch run --help`)"
+        )
 
 
 def _given(args: Sequence[str]) -> set[str]:
@@ -250,30 +276,6 @@ def pipeline_options(runner: str, beam_args: Sequence[str], *, streaming: bool):
     return options
 
 
-def is_pubsub_url(text: str) -> bool:
-    return (text or "").startswith(PUBSUB_SCHEME)
-
-
-def parse_pubsub_url(url: str) -> str:
-    """``pubsub://projects/P/subscriptions/S`` -> ``projects/P/subscriptions/S``.
-
-    Raises:
-        ValueError: not a subscription URL (topics are refused: reading a topic would
-            create a temporary subscription and lose messages across restarts).
-    """
-    if not is_pubsub_url(url):
-        raise ValueError(f"not a Pub/Sub URL (expected {PUBSUB_SCHEME}...): {url!r}")
-    path = url[len(PUBSUB_SCHEME) :].strip("/")
-    if "/topics/" in path:
-        raise ValueError(
-            f"{url!r} is a topic: create a subscription (gcloud pubsub subscriptions "
-            "create NAME --topic=TOPIC) and pass pubsub://projects/P/subscriptions/NAME"
-        )
-    if not _SUBSCRIPTION.match(path):
-        raise ValueError(f"expected pubsub://projects/PROJECT/subscriptions/NAME; got {url!r}")
-    return path
-
-
 def check_pubsub_runner(runner: str, expansion_service: str | None) -> None:
     """Refuses a Pub/Sub read the runner cannot execute.
 
@@ -296,16 +298,17 @@ def pubsub_subscriptions(predictions: str, labels: str) -> tuple[str, str] | Non
     """Both subscriptions when both inputs are Pub/Sub URLs, None when both are files.
 
     Raises:
-        ValueError: one input is Pub/Sub and the other is not, or a URL is malformed.
+        ValueError: one input is Pub/Sub and the other is not, or a URL is malformed
+            (:func:`~msewatch.transforms.io.pubsub.parse_subscription_url`).
     """
-    kinds = (is_pubsub_url(predictions), is_pubsub_url(labels))
+    kinds = (is_subscription_url(predictions), is_subscription_url(labels))
     if kinds == (False, False):
         return None
     if kinds != (True, True):
         raise ValueError(
             "--predictions and --labels must both be pubsub:// subscriptions or both files"
         )
-    return parse_pubsub_url(predictions), parse_pubsub_url(labels)
+    return parse_subscription_url(predictions), parse_subscription_url(labels)
 
 
 # Flex Template parameters (runners/flex_template/metadata.json) -> `msewatch run`

@@ -19,6 +19,15 @@ USER_ERRORS = [
         "/nonexistent/*.jsonl",
     ),
     (["frobnicate"], "invalid choice"),
+    ([*_RUN, "--windw", "2h"], "unknown option '--windw'"),
+    ([*_RUN, "stray"], "unknown argument 'stray'"),
+    ([*_RUN, "--shards", "0"], "must be 1 or more"),
+    ([*_RUN, "--max-slice-values", "0"], "must be 1 or more"),
+    ([*_RUN, "--expiry-grid", "0"], "at least 1ms"),
+    ([*_RUN, "--window", "99999999999999999999"], "longer than 3650d"),
+    ([*_RUN[:-1], "gs://"], "use gs://BUCKET or gs://BUCKET/PATH"),
+    ([*_RUN[:-1], "/"], "file-system root"),
+    ([*_RUN[:-1], "ftp://host/x"], "use a local folder"),
 ]
 """``(argv, message)``: each must exit 2 with one ``msewatch: error: ...`` line."""
 

@@ -35,6 +35,7 @@ from msewatch.schemas.records import (
     PREDICTION,
     RecordType,
 )
+from msewatch.transforms.parse.csv import parse_csv_header
 from msewatch.transforms.parse.records import parse_labels, parse_predictions
 
 EXTENSIONS = {
@@ -83,6 +84,42 @@ def match_files(pattern: str) -> list[tuple[str, int, str, int]]:
             )
         files.append((meta.path, index, EXTENSIONS[ext], meta.size_in_bytes))
     return files
+
+
+def check_files(pattern: str) -> int:
+    """Checks, before a run, what would otherwise fail a whole file inside the pipeline.
+
+    A CSV file whose header repeats a column, or a Parquet file whose footer cannot be
+    read, cannot be parsed record by record: it is a mistake to fix, named here with
+    its path, instead of a job failure deep in a runner's traceback.
+
+    Returns:
+        The number of files matched.
+
+    Raises:
+        ValueError: nothing matches, an unknown extension, a repeated CSV column, or an
+            unreadable Parquet file.
+    """
+    files = match_files(pattern)
+    for path, _, fmt, _ in files:
+        if fmt == "csv":
+            with _open(path) as f:
+                header = parse_csv_header(f.readline())
+            repeated = sorted({c for c in header if header.count(c) > 1})
+            if repeated:
+                raise ValueError(
+                    f"{path}: the CSV header repeats column {repeated[0]!r}: "
+                    "give every column a distinct name"
+                )
+        elif fmt == "parquet":
+            try:
+                with _open(path) as f:
+                    pq.ParquetFile(f).metadata  # noqa: B018 (reads and checks the footer)
+            except (pa.ArrowException, OSError) as err:
+                raise ValueError(
+                    f"{path}: not a readable Parquet file ({err}); replace or remove it"
+                ) from None
+    return len(files)
 
 
 def split_file(file: tuple[str, int, str, int], chunk_bytes: int) -> list[Chunk]:
