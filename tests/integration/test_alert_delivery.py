@@ -1,0 +1,101 @@
+"""Alert transitions reach a real Alertmanager, with their labels, then resolve."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import urllib.request
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from msewatch.transforms.io.alerts import (
+    DeliverAlerts,
+    DeliveryConfig,
+    alertmanager_alert,
+    post_alerts,
+    with_retries,
+)
+from tests.alertmanager_server import free_port, running_alertmanager
+
+T = datetime.datetime(2026, 11, 2, 9, 0, tzinfo=datetime.UTC)
+
+
+def _row(state: str, emitted: datetime.datetime) -> dict:
+    return {
+        "alert": "forecast-rmse:page",
+        "slo": "forecast-rmse",
+        "sli": "rmse",
+        "severity": "page",
+        "slice": "model_version=v2,region=eu%2Cnorth",
+        "state": state,
+        "frontier": T,
+        "watermark": None,
+        "burn_rate_long": 20.0,
+        "burn_rate_short": 30.0,
+        "burn_rate_threshold": 14.4,
+        "long_window_s": 3600,
+        "short_window_s": 300,
+        "budget_remaining": 0.5,
+        "value": 52.0,
+        "threshold": 40.0,
+        "objective": 0.99,
+        "summary": "forecast-rmse burns its budget 20x (1h) on model_version=v2,region=eu,north",
+        "runbook": "https://wiki.example/runbooks/forecast-rmse",
+        "emitted_at": emitted,
+    }
+
+
+def _alerts(url: str) -> list[dict]:
+    with urllib.request.urlopen(url + "/api/v2/alerts?active=true&silenced=true", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_the_payload_carries_the_slice_keys_as_labels():
+    alert = alertmanager_alert(_row("firing", T))
+    assert alert["labels"] == {
+        "alertname": "forecast-rmse:page",
+        "slo": "forecast-rmse",
+        "severity": "page",
+        "slice": "model_version=v2,region=eu%2Cnorth",
+        "model_version": "v2",
+        "region": "eu,north",  # the label holds the value, unescaped
+    }
+    assert alert["startsAt"] == "2026-11-02T09:00:00Z" and "endsAt" not in alert
+    assert alert["annotations"]["runbook_url"].endswith("/forecast-rmse")
+    assert alert["annotations"]["burn_rate_long"] == "20"
+
+
+def test_a_page_fires_in_alertmanager_then_resolves(tmp_path):
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    with running_alertmanager(tmp_path) as url:
+        config = DeliveryConfig(alertmanager_url=url)
+        with beam.Pipeline() as p:
+            dead = p | beam.Create([_row("firing", now)]) | DeliverAlerts(config)
+            assert_that(dead, equal_to([]))
+        (shown,) = _alerts(url)
+        assert shown["labels"]["region"] == "eu,north"
+        assert shown["labels"]["severity"] == "page"
+        assert shown["status"]["state"] == "active"
+        assert shown["startsAt"].startswith(now.strftime("%Y-%m-%dT%H:%M:%S"))
+        resolved = now + datetime.timedelta(seconds=1)
+        post_alerts(url, [alertmanager_alert(_row("resolved", resolved))], 5)
+        # Alertmanager drops resolved alerts from its active list once endsAt has passed
+        deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=20)
+        while _alerts(url) and datetime.datetime.now(datetime.UTC) < deadline:
+            pass
+        assert _alerts(url) == []
+
+
+def test_an_unreachable_alertmanager_becomes_a_dead_letter_not_a_failure():
+    sleeps = []
+    config = DeliveryConfig(
+        alertmanager_url=f"http://127.0.0.1:{free_port()}", attempts=3, backoff_seconds=0.01
+    )
+    error = with_retries(lambda: post_alerts(config.alertmanager_url, [], 1), config, sleeps.append)
+    assert error and "Connection refused" in error
+    assert sleeps == [0.01, 0.02]  # backoff doubles between the three attempts
+    with beam.Pipeline() as p:
+        dead = p | beam.Create([_row("firing", T)]) | DeliverAlerts(config)
+        reasons = dead | beam.Map(lambda r: (r["reason"], r["record_type"], r["source"]))
+        assert_that(reasons, equal_to([("alert_delivery_failed", "alert", config.alertmanager_url)]))
