@@ -98,4 +98,5 @@ def test_an_unreachable_alertmanager_becomes_a_dead_letter_not_a_failure():
     with beam.Pipeline() as p:
         dead = p | beam.Create([_row("firing", T)]) | DeliverAlerts(config)
         reasons = dead | beam.Map(lambda r: (r["reason"], r["record_type"], r["source"]))
-        assert_that(reasons, equal_to([("alert_delivery_failed", "alert", config.alertmanager_url)]))
+        expected = [("alert_delivery_failed", "alert", config.alertmanager_url)]
+        assert_that(reasons, equal_to(expected))
