@@ -126,9 +126,7 @@ def alertmanager_alert(row: dict) -> dict:
 
 def pubsub_message(row: dict) -> tuple[bytes, dict[str, str]]:
     """One ``alerts`` row as a Pub/Sub message: JSON data and routing attributes."""
-    data = {
-        k: (_rfc3339(v) if isinstance(v, datetime.datetime) else v) for k, v in row.items()
-    }
+    data = {k: (_rfc3339(v) if isinstance(v, datetime.datetime) else v) for k, v in row.items()}
     attributes = {k: str(row[k]) for k in ("alert", "severity", "state") if row.get(k)}
     return json.dumps(data, sort_keys=True, allow_nan=False, default=str).encode(), attributes
 
