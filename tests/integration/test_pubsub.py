@@ -271,7 +271,7 @@ def test_parse_batch_keeps_the_configured_segments_of_predictions():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"predictions_subscription": "projects/p/topics/t"}, "predictions_subscription"),
+        ({"predictions_subscription": "projects/my-proj/topics/t"}, "predictions_subscription"),
         ({"max_batch": 0}, "max_batch"),
         ({"max_buffering_seconds": 0}, "max_buffering_seconds"),
         ({"shards": 0}, "shards"),
@@ -279,43 +279,12 @@ def test_parse_batch_keeps_the_configured_segments_of_predictions():
 )
 def test_pubsub_source_rejects_bad_arguments(kwargs, message):
     args = {
-        "predictions_subscription": "projects/p/subscriptions/preds",
-        "labels_subscription": "projects/p/subscriptions/labels",
+        "predictions_subscription": "projects/my-proj/subscriptions/preds",
+        "labels_subscription": "projects/my-proj/subscriptions/labels",
         **kwargs,
     }
     with pytest.raises(ValueError, match=message):
         pubsub.PubSubSource(**args)
-
-
-def test_pubsub_url_becomes_a_subscription_path():
-    url = "pubsub://projects/my-proj/subscriptions/preds-v1"
-    assert presets.parse_pubsub_url(url) == "projects/my-proj/subscriptions/preds-v1"
-
-
-@pytest.mark.parametrize(
-    "url, message",
-    [
-        ("pubsub://projects/p1x/topics/preds", "is a topic"),
-        ("pubsub://projects/p1x/subscriptions/", "expected pubsub://"),
-        ("pubsub://preds", "expected pubsub://"),
-        ("gs://bucket/preds", "not a Pub/Sub URL"),
-    ],
-)
-def test_bad_pubsub_urls_are_refused(url, message):
-    with pytest.raises(ValueError, match=message):
-        presets.parse_pubsub_url(url)
-
-
-def test_both_inputs_must_be_pubsub_or_both_files():
-    preds = "pubsub://projects/p1x/subscriptions/preds"
-    labels = "pubsub://projects/p1x/subscriptions/labels"
-    assert presets.pubsub_subscriptions(preds, labels) == (
-        "projects/p1x/subscriptions/preds",
-        "projects/p1x/subscriptions/labels",
-    )
-    assert presets.pubsub_subscriptions("p/*.jsonl", "l/*.jsonl") is None
-    with pytest.raises(ValueError, match="both"):
-        presets.pubsub_subscriptions(preds, "l/*.jsonl")
 
 
 def test_pubsub_runs_streaming_on_the_direct_runner():

@@ -47,6 +47,11 @@ Beam's GCP IO, e.g. ``beam-sdks-java-io-google-cloud-platform-expansion-service`
 read becomes Java's ``PubsubIO`` as a cross-language transform. That path is not
 exercised offline (the Java service cannot be fetched here); the rest is the same.
 
+Subscriptions: :class:`PubSubSource` takes ``projects/P/subscriptions/S`` paths and
+``msewatch run`` takes ``pubsub://projects/P/subscriptions/S`` URLs; both are checked by
+one rule here (:func:`parse_subscription_path`, :func:`parse_subscription_url`): ``P`` a
+GCP project id and ``S`` a Pub/Sub subscription name, as GCP documents them.
+
 Delivery: Pub/Sub is at-least-once. Redelivered messages are duplicates of a
 prediction_id and the join counts them as ``duplicate_*`` outcomes (first wins).
 ``id_label`` (Dataflow only; the DirectRunner rejects it) lets the runner drop
@@ -55,6 +60,7 @@ redeliveries by a publisher-set attribute.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -74,6 +80,76 @@ from msewatch.transforms.parse.pubsub_messages import parse_json_messages
 # a batch, and fits an int64 until the year 2248.
 _SEQUENCE_BITS = 20
 MAX_BATCH_LIMIT = 1 << _SEQUENCE_BITS
+
+
+SUBSCRIPTION_URL_SCHEME = "pubsub://"
+SUBSCRIPTION_FORM = "projects/PROJECT/subscriptions/NAME"
+_RESOURCE_PATH = re.compile(
+    r"projects/(?P<project>[^/]+)/(?P<kind>subscriptions|topics)/(?P<name>[^/]+)"
+)
+# GCP project id: 6 to 30 lowercase letters, digits and hyphens, a letter first and no
+# hyphen last; a legacy domain-scoped project puts its domain and ':' before it.
+_PROJECT_ID = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
+# Pub/Sub subscription name: 3 to 255 letters, digits and - _ . ~ + %, a letter first,
+# not starting with "goog".
+_SUBSCRIPTION_NAME = re.compile(r"(?!goog)[A-Za-z][A-Za-z0-9._~+%-]{2,254}")
+
+
+def is_subscription_url(text: str | None) -> bool:
+    """Whether ``text`` names a Pub/Sub input (``pubsub://...``) rather than files."""
+    return (text or "").startswith(SUBSCRIPTION_URL_SCHEME)
+
+
+def parse_subscription_url(url: str) -> str:
+    """``pubsub://projects/P/subscriptions/S`` -> ``projects/P/subscriptions/S``.
+
+    Raises:
+        ValueError: not a ``pubsub://`` URL, or its path breaks
+            :func:`parse_subscription_path`'s rules.
+    """
+    if not is_subscription_url(url):
+        raise ValueError(f"not a Pub/Sub URL (expected {SUBSCRIPTION_URL_SCHEME}...): {url!r}")
+    path = url[len(SUBSCRIPTION_URL_SCHEME) :].strip("/")
+    return _checked_subscription(path, url, SUBSCRIPTION_URL_SCHEME + SUBSCRIPTION_FORM)
+
+
+def parse_subscription_path(path: str) -> str:
+    """Checks a subscription path ``projects/P/subscriptions/S`` and returns it.
+
+    ``P`` must be a GCP project id (6 to 30 lowercase letters, digits and hyphens, a
+    letter first and no hyphen last; ``DOMAIN:ID`` for a legacy domain-scoped project)
+    and ``S`` a Pub/Sub subscription name (3 to 255 letters, digits and ``-_.~+%``, a
+    letter first, not starting with ``goog``).
+
+    Raises:
+        ValueError: another shape, a topic (reading a topic would create a temporary
+            subscription and lose messages across restarts), or a project id or
+            subscription name outside those rules.
+    """
+    return _checked_subscription(path, path, SUBSCRIPTION_FORM)
+
+
+def _checked_subscription(path: str, given: str, form: str) -> str:
+    """:func:`parse_subscription_path` of ``path``; errors quote ``given`` and ``form``."""
+    match = _RESOURCE_PATH.fullmatch(path or "")
+    if not match:
+        raise ValueError(f"expected {form}; got {given!r}")
+    if match["kind"] == "topics":
+        raise ValueError(
+            f"{given!r} is a topic: create a subscription (gcloud pubsub subscriptions "
+            f"create NAME --topic=TOPIC) and pass {form}"
+        )
+    if not _PROJECT_ID.fullmatch(match["project"]):
+        raise ValueError(
+            f"{match['project']!r} in {given!r} is not a GCP project id: 6 to 30 lowercase "
+            "letters, digits or hyphens, a letter first and no hyphen last"
+        )
+    if not _SUBSCRIPTION_NAME.fullmatch(match["name"]):
+        raise ValueError(
+            f"{match['name']!r} in {given!r} is not a Pub/Sub subscription name: 3 to 255 "
+            "letters, digits or - _ . ~ + %, a letter first, not starting with 'goog'"
+        )
+    return path
 
 
 class _Message(NamedTuple):
@@ -221,8 +297,9 @@ class PubSubSource(beam.PTransform):
             Java's PubsubIO (needed on Flink and other portable runners).
 
     Raises:
-        ValueError: a subscription is not ``projects/P/subscriptions/S`` or a number is
-            out of range.
+        ValueError: a subscription is not ``projects/P/subscriptions/S`` with a valid
+            project id and name (:func:`parse_subscription_path`), or a number is out
+            of range.
     """
 
     def __init__(
@@ -242,9 +319,10 @@ class PubSubSource(beam.PTransform):
             ("predictions_subscription", predictions_subscription),
             ("labels_subscription", labels_subscription),
         ):
-            parts = (sub or "").split("/")
-            if len(parts) != 4 or parts[0] != "projects" or parts[2] != "subscriptions":
-                raise ValueError(f"{name} must be projects/PROJECT/subscriptions/NAME; got {sub!r}")
+            try:
+                parse_subscription_path(sub)
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from None
         if not 1 <= max_batch <= MAX_BATCH_LIMIT:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_LIMIT}; got {max_batch}")
         if not max_buffering_seconds > 0:
