@@ -52,6 +52,10 @@ class QueryError(Exception):
     """A user mistake: the message says what was wrong and what to do."""
 
 
+class NoMetricsError(QueryError):
+    """The output folder does not exist or holds no ``metrics`` table (yet)."""
+
+
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -94,15 +98,17 @@ def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
         A connection with views ``metrics``, ``metrics_latest`` and ``dead_letter``.
 
     Raises:
-        QueryError: the folder does not exist, holds no metrics Parquet files, or a
-            file cannot be read as the table it should be.
+        NoMetricsError: the folder does not exist or holds no metrics Parquet files.
+        QueryError: a file cannot be read as the table it should be.
     """
     out = Path(output_dir)
     if not out.is_dir():
-        raise QueryError(f"output folder {out} does not exist; pass the --output of `msewatch run`")
+        raise NoMetricsError(
+            f"output folder {out} does not exist; pass the --output of `msewatch run`"
+        )
     metrics = _existing(out, METRICS_PATTERNS)
     if not metrics:
-        raise QueryError(
+        raise NoMetricsError(
             f"no metrics table in {out}: no files match metrics/window_date=*/*.parquet; "
             "pass the --output folder of a finished `msewatch run`"
         )

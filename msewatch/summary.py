@@ -16,15 +16,13 @@ import sys
 
 import duckdb
 
+from msewatch import query
 from msewatch.transforms.outcomes import OUTCOMES
 
 
-def _parquet(output_dir: str, table: str, partitioned: bool = False) -> list[str]:
+def _parquet(output_dir: str, table: str) -> list[str]:
     """The table's Parquet files; the folder name is escaped (``out[1]`` is a name)."""
-    pattern = os.path.join(
-        glob.escape(output_dir), table, *(["*"] if partitioned else []), "*.parquet"
-    )
-    return sorted(glob.glob(pattern))
+    return sorted(glob.glob(os.path.join(glob.escape(output_dir), table, "*.parquet")))
 
 
 def outcome_counts(output_dir: str) -> dict[str, dict[str, int]]:
@@ -68,24 +66,32 @@ def write(config, outcomes, path: str) -> None:
 
 
 LATEST_COMPLETE_SQL = """
-WITH latest AS (
-  SELECT *, row_number() OVER (
-      PARTITION BY window_start, window_end, slice ORDER BY pane_index DESC) AS rn
-  FROM read_parquet(?, hive_partitioning = true, union_by_name = true)
-), last_complete AS (
-  SELECT *, row_number() OVER (PARTITION BY slice ORDER BY window_start DESC) AS wn
-  FROM latest WHERE rn = 1 AND complete
-)
 SELECT slice, window_start, rmse, label_coverage, label_lag_p90_s, predictions
-FROM last_complete WHERE wn = 1 ORDER BY slice = 'overall' DESC, slice
+FROM metrics_latest
+WHERE complete
+QUALIFY row_number() OVER (PARTITION BY slice ORDER BY window_start DESC, window_end DESC) = 1
+ORDER BY slice = 'overall' DESC, slice
 """
+"""The latest complete window per slice, over the ``metrics_latest`` view (which alone
+says which pane of a window is the latest)."""
 
 
 def latest_complete(output_dir: str):
-    """Rows of the latest complete window per slice (latest pane), as tuples."""
-    files = _parquet(output_dir, "metrics", True)
-    with duckdb.connect() as con:
-        return con.execute(LATEST_COMPLETE_SQL, [files]).fetchall() if files else []
+    """Rows of the latest complete window per slice, as tuples (UTC timestamps).
+
+    Reads the tables through :func:`msewatch.query.connect`, so a window's row is the
+    one ``msewatch query OUTPUT latest`` shows: the ``metrics_latest`` view's pick
+    (highest ``pane_index``, then latest ``emitted_at``). Empty when there is no
+    metrics table.
+    """
+    try:
+        con = query.connect(output_dir)
+    except query.NoMetricsError:
+        return []
+    try:
+        return con.execute(LATEST_COMPLETE_SQL).fetchall()
+    finally:
+        con.close()
 
 
 def _fmt(x, spec: str) -> str:

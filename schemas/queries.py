@@ -9,7 +9,9 @@ Tables and views the queries read:
 * ``metrics`` and ``dead_letter``: the output tables, columns exactly
   ``METRICS_FIELDS`` and ``DEAD_LETTER_FIELDS`` (see :mod:`msewatch.schemas.records`).
 * ``metrics_latest``: a view, itself a query here (:data:`VIEW_NAMES`): the latest pane
-  (highest ``pane_index``) per ``(window_start, window_end, slice)``.
+  (highest ``pane_index``, then latest ``emitted_at``) per ``(window_start, window_end,
+  slice)``. This view is the one definition of "latest pane": the named queries and the
+  summary ``msewatch run`` prints (``msewatch/summary.py``) read it.
 
 Dialect differences:
 

@@ -17,10 +17,12 @@ import pandas as pd
 import pytest
 
 from msewatch import query as query_cli
+from msewatch import summary
 from msewatch.schemas import queries, records
 from tests.synthetic_output import (
     DRIFTED,
     KEYS,
+    T0,
     latest_panes,
     pooled_worst,
     read_table,
@@ -76,6 +78,43 @@ def test_latest_is_the_last_pane_newest_first(output, metrics):
     np.testing.assert_allclose(got["rmse"], expected["rmse"])
     assert list(got["complete"]) == list(expected["complete"])
     assert 99.0 in set(got["rmse"])  # the re-written pane won
+
+
+@pytest.mark.parametrize("rewrite_first", [False, True], ids=["rewrite-after", "rewrite-first"])
+def test_summary_and_latest_agree_when_a_pane_is_written_twice(tmp_path, metrics, rewrite_first):
+    """Two rows of one window and slice tie on pane_index and differ on emitted_at: the
+    later write wins, both in `msewatch query OUTPUT latest` and in the summary that
+    `msewatch run` prints, wherever the rows sit in the file."""
+    start = T0 + pd.Timedelta(hours=2)  # overall's latest complete window (3, 4 provisional)
+    window = (metrics["slice"] == "overall") & (metrics["window_start"] == start)
+    last = metrics[window].sort_values("pane_index").iloc[-1]
+    assert last["complete"]
+    rewrite = dict(last, rmse=77.0, emitted_at=last["emitted_at"] + pd.Timedelta("1s"))
+    rows = metrics.to_dict("records")
+    rows.insert(metrics.index.get_loc(last.name) + (0 if rewrite_first else 1), rewrite)
+    out = write_output(tmp_path / "out", pd.DataFrame(rows), None)
+
+    latest = query_cli.query(out, "latest")
+    picked = latest[(latest["slice"] == "overall") & (latest["window_start"] == start)]
+    assert picked["rmse"].tolist() == [77.0]
+    printed = summary.latest_complete(str(out))
+    assert printed[0][:3] == ("overall", start.to_pydatetime(), 77.0)
+    assert "77.0000" in summary.render(str(out), {})
+    # Every slice: the summary's row is the query's latest complete window.
+    done = latest[latest["complete"]].sort_values("window_start").groupby("slice").tail(1)
+    want = done.set_index("slice")
+    assert sorted(s for s, *_ in printed) == sorted(want.index)
+    for slice_, window_start, rmse, coverage, _, predictions in printed:
+        assert window_start == want.loc[slice_, "window_start"]
+        np.testing.assert_equal(
+            (rmse, coverage, predictions),
+            tuple(want.loc[slice_, ["rmse", "label_coverage", "predictions"]]),
+        )
+
+
+def test_summary_without_a_metrics_table_has_no_window(tmp_path):
+    assert summary.latest_complete(str(tmp_path / "missing")) == []
+    assert "(no complete window yet)" in summary.render(str(tmp_path), {})
 
 
 def test_worst_ranks_slices_by_rmse_over_the_last_day(output, metrics):
