@@ -44,7 +44,10 @@ _UNPARTITIONED = ""
 
 
 def _window_date(row) -> str:
-    return row["window_start"].strftime("%Y-%m-%d")
+    """``YYYY-MM-DD`` of ``window_start`` (UTC); the year always four digits (``strftime``
+    drops the zeros of years before 1000)."""
+    day = row["window_start"]
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
 
 
 def _as_table(records, schema: pa.Schema) -> pa.Table:

@@ -7,10 +7,11 @@ once per timer firing, so the cost is per batch, not per record.
 All times are UTC epoch milliseconds. ``label_ttl_ms`` and ``orphan_ttl_ms`` are
 event-time durations.
 
-Outcomes (the conservation law, docs/semantics.md; invalid records never reach the join):
+Outcomes (the conservation law, docs/semantics.md; invalid records never reach the join)
+are counted under the names of :data:`JOIN_COUNTERS`:
 
-* predictions: ``joined`` | ``expired`` | ``duplicate_prediction``
-* labels: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate_label``
+* predictions: ``joined`` | ``expired`` | ``duplicate``
+* labels: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate``
 
 Streaming rules (:func:`step` and :func:`expire`):
 
@@ -57,18 +58,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msewatch.schemas.records import EXAMPLES, LABELS, PREDICTIONS, ExampleKind, with_segments
+from msewatch.schemas.records import (
+    EXAMPLES,
+    LABEL,
+    LABELS,
+    PREDICTION,
+    PREDICTIONS,
+    ExampleKind,
+    with_segments,
+)
+from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
 from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet
 
-OUTCOMES = (
-    "prediction_joined",
-    "prediction_expired",
-    "prediction_duplicate",
-    "label_joined",
-    "label_late",
-    "label_orphan",
-    "label_duplicate",
-)
+JOIN_COUNTERS: dict[str, tuple[str, str]] = {
+    "prediction_joined": (PREDICTION.name, "joined"),
+    "prediction_expired": (PREDICTION.name, "expired"),
+    "prediction_duplicate": (PREDICTION.name, "duplicate"),
+    "label_joined": (LABEL.name, "joined"),
+    "label_late": (LABEL.name, "late_label"),
+    "label_orphan": (LABEL.name, "orphan_label"),
+    "label_duplicate": (LABEL.name, "duplicate"),
+}
+"""The counts the join returns: counter name -> ``(record_type, outcome)`` it counts,
+an outcome of :data:`~msewatch.schemas.records.RECORD_OUTCOMES`. The names are also the
+join's Beam counters (namespace ``msewatch``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +89,10 @@ class JoinConfig:
     """Join settings.
 
     Attributes:
-        label_ttl_ms: how long (event time) a prediction waits for its label.
-        orphan_ttl_ms: how long (event time) a label waits for its prediction.
+        label_ttl_ms: how long (event time) a prediction waits for its label; at most
+            3650 days (``schemas/time_range.py``).
+        orphan_ttl_ms: how long (event time) a label waits for its prediction; at
+            most 3650 days.
         segment_keys: segment attributes carried from predictions to examples.
         shards: number of join shards (keys of the stateful DoFn).
         timer_grid_ms: expiry timers fire on this grid (``msewatch run`` uses
@@ -94,10 +109,17 @@ class JoinConfig:
     timer_grid_ms: int = 1
 
     def __post_init__(self):
-        if self.label_ttl_ms <= 0:
-            raise ValueError(f"label_ttl must be positive, got {self.label_ttl_ms} ms")
-        if self.orphan_ttl_ms < 0:
-            raise ValueError(f"orphan_ttl must be >= 0, got {self.orphan_ttl_ms} ms")
+        # The caps keep every deadline inside Python's datetime (schemas/time_range.py).
+        if not 0 < self.label_ttl_ms <= MAX_DURATION_MS:
+            raise ValueError(
+                f"label_ttl must be positive and at most {MAX_DURATION_DAYS} days "
+                f"({MAX_DURATION_MS} ms), got {self.label_ttl_ms} ms"
+            )
+        if not 0 <= self.orphan_ttl_ms <= MAX_DURATION_MS:
+            raise ValueError(
+                f"orphan_ttl must be >= 0 and at most {MAX_DURATION_DAYS} days "
+                f"({MAX_DURATION_MS} ms), got {self.orphan_ttl_ms} ms"
+            )
         if not 1 <= self.shards <= 4096:
             raise ValueError(f"shards must be in 1..4096, got {self.shards}")
         if self.timer_grid_ms < 1:
@@ -149,14 +171,14 @@ class ShardState:
 
 
 def _counts(**kw) -> dict[str, int]:
-    out = dict.fromkeys(OUTCOMES, 0)
+    out = dict.fromkeys(JOIN_COUNTERS, 0)
     for k, v in kw.items():
         out[k] += int(v)
     return out
 
 
 def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {k: a[k] + b[k] for k in OUTCOMES}
+    return {k: a[k] + b[k] for k in JOIN_COUNTERS}
 
 
 def _first_mask(ids: pa.Array) -> np.ndarray:

@@ -30,15 +30,22 @@ import dataclasses
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
 
+from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
+
+MAX_WINDOW_SECONDS = MAX_DURATION_MS // 1000
+MAX_ALLOWED_LATENESS_SECONDS = MAX_WINDOW_SECONDS + 1  # the longest label TTL + 1 s
+
 
 @dataclasses.dataclass(frozen=True)
 class WindowConfig:
     """Window settings, in seconds (UTC, epoch-aligned).
 
     Attributes:
-        window_seconds: window length.
+        window_seconds: window length, at most 3650 days (:data:`MAX_WINDOW_SECONDS`).
         every_seconds: period of sliding windows; equal to window_seconds for fixed.
-        allowed_lateness_seconds: how long after its end a window accepts late data.
+        allowed_lateness_seconds: how long after its end a window accepts late data, at
+            most 3650 days + 1 s (:data:`MAX_ALLOWED_LATENESS_SECONDS`). The caps keep
+            every window bound inside Python's datetime (``schemas/time_range.py``).
         early_firing_seconds: processing-time delay between EARLY panes (unbounded).
     """
 
@@ -48,16 +55,24 @@ class WindowConfig:
     early_firing_seconds: int = 60
 
     def __post_init__(self):
-        if self.window_seconds <= 0:
-            raise ValueError(f"window must be positive, got {self.window_seconds} s")
+        if not 0 < self.window_seconds <= MAX_WINDOW_SECONDS:
+            raise ValueError(
+                f"--window must be positive and at most {MAX_DURATION_DAYS} days "
+                f"({MAX_WINDOW_SECONDS} s), got {self.window_seconds} s"
+            )
         every = self.period_seconds
         if every <= 0 or every > self.window_seconds or self.window_seconds % every:
             raise ValueError(
                 f"--every ({every} s) must be positive and divide --window "
                 f"({self.window_seconds} s), e.g. --window 24h --every 1h"
             )
-        if self.allowed_lateness_seconds < 0 or self.early_firing_seconds <= 0:
-            raise ValueError("allowed lateness must be >= 0 and early firing delay > 0")
+        if not 0 <= self.allowed_lateness_seconds <= MAX_ALLOWED_LATENESS_SECONDS:
+            raise ValueError(
+                f"allowed lateness must be >= 0 and at most {MAX_DURATION_DAYS} days + 1 s "
+                f"({MAX_ALLOWED_LATENESS_SECONDS} s), got {self.allowed_lateness_seconds} s"
+            )
+        if self.early_firing_seconds <= 0:
+            raise ValueError(f"early firing delay must be > 0, got {self.early_firing_seconds} s")
 
     @property
     def period_seconds(self) -> int:

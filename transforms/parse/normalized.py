@@ -6,8 +6,10 @@ Each format decoder (:mod:`.jsonl`, :mod:`.csv`, :mod:`.parquet`) turns one bloc
 predictions and labels: ``id``, ``time`` (text), ``time_ms`` (already decoded), ``y``,
 ``mv`` (model_version), ``w`` (weight), ``seg.<key>``. A role name followed by ``!``
 holds the offending value, rendered as text, of a record whose field has a type that
-cannot be right (a JSON string y, a numeric prediction_id...). A null ``y`` means
-absent: a null y value is already NaN. Checking the values is left to :mod:`.validate`.
+cannot be right (a JSON string y, a numeric prediction_id...). ``time_shown`` (optional)
+holds a decoded ``time_ms`` as the input wrote it, where that time lies outside the
+accepted range (for the dead letter's detail). A null ``y`` means absent: a null y
+value is already NaN. Checking the values is left to :mod:`.validate`.
 """
 
 from __future__ import annotations

@@ -7,14 +7,16 @@ A row group arrives as a ``pyarrow.Table``; its typed columns are read as they a
 * the time (event_time / label_time): a string column holds RFC 3339 or epoch-ms text
   (see :mod:`.timestamps`); timestamps without a time zone are taken as UTC, dates are
   midnight UTC, integers are epoch milliseconds, floats are epoch milliseconds,
-  floored; outside the years 0001-9999 or of another type: ``bad_timestamp``.
+  floored; NaN, infinite or of another type: ``bad_timestamp``. Any value of a time
+  type is read (none overflows; far ones are clamped) and then held to the accepted
+  range like every format (:mod:`.validate`), its detail showing the value as stored.
 * y and weight: any integer, floating or decimal column; any other type ``bad_number``.
 * segments: a struct or map ``segments`` column, else top-level columns named like the
   keys; string, number and boolean values become text, others are ``bad_type``.
 
 Offsets are row numbers (``base_offset`` is the row number of the row group's first
 row); every row is one record, none is unparseable. Raw payloads are the rows as JSON
-objects.
+objects, time values as text (so that no year is out of Python's reach).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from msewatch.schemas.time_range import in_range
 from msewatch.transforms.parse.normalized import Decoded, Spec, json_text
-from msewatch.transforms.parse.timestamps import MAX_MS, MIN_MS
+from msewatch.transforms.parse.timestamps import CLAMP_MS, clamp_ms
 
 
 def decode_parquet(table: pa.Table, base_offset: int, spec: Spec) -> Decoded:
@@ -45,7 +48,7 @@ def decode_parquet(table: pa.Table, base_offset: int, spec: Spec) -> Decoded:
             else:
                 norm[role + "!"] = _shown(col)
         elif role == "time":
-            norm["time_ms"], norm["time!"] = _time_column(col)
+            norm["time_ms"], norm["time!"], norm["time_shown"] = _time_column(col)
         elif _is_number(kind):
             norm[role] = col.cast(pa.float64(), safe=False)
         else:
@@ -62,8 +65,39 @@ def decode_parquet(table: pa.Table, base_offset: int, spec: Spec) -> Decoded:
         norm,
         np.zeros(0, np.int64),
         [],
-        lambda idx: [json_text(r) for r in table.take(pa.array(idx, pa.int64())).to_pylist()],
+        lambda idx: _payloads(table.take(pa.array(idx, pa.int64()))),
     )
+
+
+def _payloads(rows: pa.Table) -> list[str]:
+    """Rows as JSON objects; time values become text first (Python's datetime stops at
+    the year 9999, a Parquet timestamp does not)."""
+    texts = [_times_as_text(rows.column(i).combine_chunks()) for i in range(rows.num_columns)]
+    return [json_text(r) for r in pa.table(texts, names=rows.column_names).to_pylist()]
+
+
+def _times_as_text(col: pa.Array) -> pa.Array:
+    """``col`` with every time value (also nested in structs, lists, maps) cast to text."""
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    target = _text_time_type(col.type)
+    return col if target.equals(col.type) else col.cast(target)
+
+
+def _text_time_type(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_temporal(kind):
+        return pa.string()
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_text_time_type(f.type)) for f in kind])
+    if pa.types.is_map(kind):
+        return pa.map_(_text_time_type(kind.key_type), _text_time_type(kind.item_type))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(_text_time_type(kind.value_type))
+    if pa.types.is_list(kind):
+        return pa.list_(_text_time_type(kind.value_type))
+    if pa.types.is_dictionary(kind):
+        return _text_time_type(kind.value_type)
+    return kind
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -81,18 +115,21 @@ def _shown(col: pa.Array) -> pa.Array:
     try:
         return col.cast(pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        return pa.array([None if v is None else json_text(v) for v in col.to_pylist()])
+        values = _times_as_text(col).to_pylist()
+        return pa.array([None if v is None else json_text(v) for v in values], pa.string())
 
 
 _UNIT_MS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
-_INT64 = (-(2**63), 2**63 - 1)
 
 
-def _time_column(col: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """A typed Parquet time column -> (epoch ms or null, offending value as text or null).
+def _time_column(col: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """A typed Parquet time column -> (epoch ms, not-a-time text, outside-range text).
 
     Timestamps without a time zone are taken as UTC; dates are midnight UTC; integers
-    are epoch milliseconds; floats are epoch milliseconds, floored.
+    are epoch milliseconds; floats are epoch milliseconds, floored. Far values are
+    clamped to +-``CLAMP_MS`` (no overflow). Returns the ms (null where the value is
+    not a time: null, NaN, infinite, another type), the value as text where it is not
+    a time, and the value as text where it is a time outside the accepted range.
     """
     kind, valid = col.type, col.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_integer(kind):
@@ -102,17 +139,21 @@ def _time_column(col: pa.Array) -> tuple[pa.Array, pa.Array]:
             mul, div = (86_400_000, 1) if pa.types.is_date32(kind) else (1, 1)
         ints = col.cast(pa.int32()) if pa.types.is_date32(kind) else col
         raw = ints.cast(pa.int64(), safe=False).fill_null(0).to_numpy()
-        low = max(_INT64[0], -(-MIN_MS * div // mul))  # ceil(MIN_MS * div / mul)
-        high = min(_INT64[1], -(-(MAX_MS + 1) * div // mul))
-        ok = valid & (raw >= low) & (raw < high)
-        ms = np.where(ok, raw, 0) * mul // div  # floor: times before 1970 round down
+        limit = min(2**63 - 1, CLAMP_MS * div // mul)
+        is_time = valid
+        ms = np.clip(raw, -limit, limit) * mul // div  # floor: times before 1970 round down
     elif pa.types.is_floating(kind):
         f = col.cast(pa.float64()).fill_null(0).to_numpy()
-        ok = valid & np.isfinite(f) & (f >= MIN_MS) & (f < MAX_MS + 1)
-        ms = np.floor(np.where(ok, f, 0)).astype(np.int64)
+        is_time = valid & np.isfinite(f)
+        ms = clamp_ms(np.where(is_time, f, 0))
     else:
-        ms, ok = np.zeros(len(col), np.int64), np.zeros(len(col), bool)
-    return pa.array(ms, pa.int64(), mask=~ok), _shown_where(col, valid & ~ok)
+        ms, is_time = np.zeros(len(col), np.int64), np.zeros(len(col), bool)
+    outside = is_time & ~in_range(ms)
+    return (
+        pa.array(ms, pa.int64(), mask=~is_time),
+        _shown_where(col, valid & ~is_time),
+        _shown_where(col, outside),
+    )
 
 
 def _shown_where(col: pa.Array, bad: np.ndarray) -> pa.Array:

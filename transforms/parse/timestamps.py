@@ -1,11 +1,14 @@
-"""Record times: text (RFC 3339 or epoch milliseconds) to UTC epoch ms, and the range.
+"""Record times: text (RFC 3339 or epoch milliseconds) to UTC epoch ms.
 
-A time is accepted as RFC 3339 with an offset (``Z`` or ``±hh:mm``, ``T``/``t``/space
-separator, any number of fractional digits, truncated to the millisecond) or as epoch
-milliseconds (a number or numeric string; a fraction is floored), within the years
-0001-9999 (:data:`MIN_MS` to :data:`MAX_MS`). A leap second (``:60``) is rejected.
-Typed Parquet time columns are decoded in :mod:`.parquet` against the same range.
-All with pyarrow.compute and numpy; times are UTC.
+A time is read as RFC 3339 with an offset (``Z`` or ``±hh:mm``, ``T``/``t``/space
+separator, any number of fractional digits, truncated to the millisecond; a valid
+calendar date of the years 0000-9999) or as epoch milliseconds (a number or numeric
+string; a fraction is floored). A leap second (``:60``) is rejected. Whether a time
+read this way is accepted is a separate rule: it must lie in the accepted range of
+``schemas/time_range.py`` (1000-01-01 to 9000-01-01, checked in :mod:`.validate` for
+every format). Epoch values beyond about 146 million years are clamped to
+:data:`CLAMP_MS`, still outside that range. All with pyarrow.compute and numpy; times
+are UTC.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ import pyarrow.compute as pc
 
 from msewatch.transforms.parse.normalized import matches
 
-MIN_MS = -62135596800000  # 0001-01-01T00:00:00Z
-MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+CLAMP_MS = 2**62  # epoch values are clamped to +-CLAMP_MS (no int64 overflow)
 _EPOCH_INT = r"^-?[0-9]{1,15}$"
 _EPOCH_NUMBER = r"^-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _RFC3339 = (
@@ -29,7 +31,11 @@ _DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 
 def time_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """RFC 3339 or epoch-millisecond strings -> (UTC epoch ms, ok) as numpy arrays."""
+    """RFC 3339 or epoch-millisecond strings -> (UTC epoch ms, ok) as numpy arrays.
+
+    ``ok`` says the text is a time in one of the two forms; it may still lie outside
+    the accepted range (its ms, clamped to +-:data:`CLAMP_MS`, tell).
+    """
     n = len(text)
     ms, ok = np.zeros(n, np.int64), np.zeros(n, bool)
     if n == text.null_count:
@@ -37,12 +43,12 @@ def time_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     is_int = matches(text, _EPOCH_INT)
     if is_int.any():
         ms = np.where(is_int, pc.if_else(pa.array(is_int), text, "0").cast(pa.int64()), ms)
-        ok |= is_int & (ms >= MIN_MS) & (ms <= MAX_MS)
+        ok |= is_int
     is_num = matches(text, _EPOCH_NUMBER) & ~is_int
     if is_num.any():
         f = pc.if_else(pa.array(is_num), text, "0").cast(pa.float64()).to_numpy()
-        good = is_num & np.isfinite(f) & (f >= MIN_MS) & (f < MAX_MS + 1)
-        ms = np.where(good, np.floor(np.where(good, f, 0)).astype(np.int64), ms)
+        good = is_num & np.isfinite(f)
+        ms = np.where(good, clamp_ms(np.where(good, f, 0)), ms)
         ok |= good
     parts = pc.extract_regex(text, _RFC3339)
     is_rfc = parts.is_valid().to_numpy(zero_copy_only=False)
@@ -51,6 +57,11 @@ def time_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         ok |= is_rfc & rfc_ok
         ms = np.where(is_rfc, rfc_ms, ms)
     return ms, ok
+
+
+def clamp_ms(f: np.ndarray) -> np.ndarray:
+    """Finite float epoch ms -> int64 ms, floored and clamped to +-:data:`CLAMP_MS`."""
+    return np.floor(np.clip(f, -CLAMP_MS, CLAMP_MS)).astype(np.int64)
 
 
 def _rfc3339_ms(parts: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +79,7 @@ def _rfc3339_ms(parts: pa.StructArray) -> tuple[np.ndarray, np.ndarray]:
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     month_ok = (month >= 1) & (month <= 12)
     dim = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + (leap & (month == 2))
-    ok = (year >= 1) & month_ok & (day >= 1) & (day <= dim) & (hour <= 23) & (minute <= 59)
+    ok = month_ok & (day >= 1) & (day <= dim) & (hour <= 23) & (minute <= 59)
     ok &= (second <= 59) & (off_h <= 23) & (off_m <= 59)
     y = year - (month <= 2)  # days from civil (H. Hinnant), proleptic Gregorian
     era = y // 400

@@ -15,7 +15,9 @@ Rules. A rejected record gets the ``reason`` of the first check it fails:
 3. ``bad_type``: prediction_id is not a string.
 4. ``empty_id``: prediction_id is empty or whitespace only.
 5. ``bad_timestamp``: the time is neither RFC 3339 with an offset nor epoch
-   milliseconds, or lies outside the years 0001-9999 (see :mod:`.timestamps`).
+   milliseconds (see :mod:`.timestamps`), or lies outside the accepted range
+   1000-01-01T00:00:00Z <= t < 9000-01-01T00:00:00Z (``schemas/time_range.py``; also
+   a Pub/Sub publish time standing in for label_time).
 6. ``bad_number``: y is a string or boolean in JSON (or not a number in CSV), or
    weight is not a finite number. NaN, Infinity, -Infinity and null y are accepted:
    they are counted downstream as non-finite, never averaged.
@@ -45,6 +47,7 @@ from msewatch.schemas.records import (
     make_position,
     segment_column,
 )
+from msewatch.schemas.time_range import RANGE_TEXT, in_range, iso_text
 from msewatch.transforms.parse.normalized import Decoded, Spec
 from msewatch.transforms.parse.timestamps import time_from_text
 
@@ -199,6 +202,11 @@ def _check_common(checks: _Checks, spec: Spec, default_ms: pa.Array | None) -> d
     bad_time = f"{spec.time} must be RFC 3339 with an offset or epoch milliseconds, got "
     checks.reject(_has(text_err), Reason.BAD_TIMESTAMP, text_err, bad_time)
     checks.reject(_has(text) & ~has_pre & ~text_ok, Reason.BAD_TIMESTAMP, text, bad_time, True)
+    outside = has_time & ~in_range(time_ms)
+    if outside.any():
+        shown = pc.coalesce(text, col("time_shown"), pa.array(iso_text(time_ms), pa.string()))
+        in_text = f"{spec.time} must lie in the accepted range {RANGE_TEXT}, got "
+        checks.reject(outside, Reason.BAD_TIMESTAMP, shown, in_text)
     checks.reject(_has(y_err), Reason.BAD_NUMBER, y_err, f"{spec.y} must be a number, got ")
     return {"prediction_id": ident, spec.time + "_ms": pa.array(time_ms, pa.int64()), spec.y: y}
 
