@@ -17,7 +17,7 @@ import sys
 import duckdb
 
 from msewatch import query
-from msewatch.transforms.outcomes import OUTCOMES
+from msewatch.schemas.records import RECORD_OUTCOMES
 
 
 def _parquet(output_dir: str, table: str) -> list[str]:
@@ -37,7 +37,7 @@ def outcome_counts(output_dir: str) -> dict[str, dict[str, int]]:
             "input": totals.get((record_type, "input"), 0),
             **{o: totals.get((record_type, o), 0) for o in outcomes},
         }
-        for record_type, outcomes in OUTCOMES.items()
+        for record_type, outcomes in RECORD_OUTCOMES.items()
     }
 
 

@@ -225,6 +225,14 @@ OUTCOMES_FIELDS: tuple[Field, ...] = (
     Field("count", pa.int64(), "INT64", "Records (a delta: sum rows for totals).", False),
 )
 
+RECORD_OUTCOMES: dict[str, tuple[str, ...]] = {
+    PREDICTION.name: ("joined", "expired", "duplicate", "invalid"),
+    LABEL.name: ("joined", "late_label", "orphan_label", "duplicate", "invalid"),
+}
+"""The outcome vocabulary: record type -> the outcomes one of its records can end in
+(exactly one each: the conservation law, docs/semantics.md). The ``outcome`` column of
+the ``outcomes`` table holds these, plus ``input`` rows that count the records read."""
+
 
 def arrow_schema(fields) -> pa.Schema:
     """Arrow schema of an output table."""

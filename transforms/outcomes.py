@@ -1,9 +1,14 @@
 """The conservation table as data: :class:`CountOutcomes`.
 
-Every input record ends in exactly one outcome (the conservation law, docs/semantics.md):
+Every input record ends in exactly one outcome (the conservation law, docs/semantics.md);
+the vocabulary is :data:`msewatch.schemas.records.RECORD_OUTCOMES`:
 
 * prediction: ``joined`` | ``expired`` | ``duplicate`` | ``invalid``
 * label: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate`` | ``invalid``
+
+The join's counts arrive under its counter names and are mapped by
+:data:`msewatch.transforms.join.kernel.JOIN_COUNTERS`; ``invalid`` comes from the
+dead-letter batches.
 
 The ``outcomes`` table holds rows ``(record_type, outcome, count)``; ``input`` rows
 count the records read (valid records that entered the join plus invalid ones).
@@ -19,22 +24,8 @@ import collections
 import apache_beam as beam
 import pyarrow.compute as pc
 
+from msewatch.transforms.join.kernel import JOIN_COUNTERS
 from msewatch.transforms.metrics.windowing import flush_in_global_window
-
-# join counter name -> (record_type, outcome)
-_OUTCOME_OF = {
-    "prediction_joined": ("prediction", "joined"),
-    "prediction_expired": ("prediction", "expired"),
-    "prediction_duplicate": ("prediction", "duplicate"),
-    "label_joined": ("label", "joined"),
-    "label_late": ("label", "late_label"),
-    "label_orphan": ("label", "orphan_label"),
-    "label_duplicate": ("label", "duplicate"),
-}
-OUTCOMES = {
-    "prediction": ("joined", "expired", "duplicate", "invalid"),
-    "label": ("joined", "late_label", "orphan_label", "duplicate", "invalid"),
-}
 
 
 def _dead_letter_counts(table):
@@ -55,7 +46,7 @@ def _join_counts(counts: dict[str, int]) -> dict:
         if name.endswith("_valid"):
             out[(name.removesuffix("_valid"), "input")] = n
         else:
-            out[_OUTCOME_OF[name]] = n
+            out[JOIN_COUNTERS[name]] = n
     return out
 
 

@@ -123,7 +123,7 @@ def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int, cfg: jk.JoinConf
         )
     )
     state = jk.ShardState.empty(cfg)
-    total = dict.fromkeys(jk.OUTCOMES, 0)
+    total = dict.fromkeys(jk.JOIN_COUNTERS, 0)
     cuts = list(times[::batch]) + [times[-1] + 1 if len(times) else 0]
     pt, lt = preds.column("event_time_ms").to_numpy(), labs.column("label_time_ms").to_numpy()
 

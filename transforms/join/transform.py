@@ -56,7 +56,9 @@ __all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
 OUTCOMES_TAG = "outcomes"
 _PRED = "P"
 _LABEL = "L"
-_COUNTERS = {name: beam.metrics.Metrics.counter("msewatch", name) for name in join_kernel.OUTCOMES}
+_COUNTERS = {
+    name: beam.metrics.Metrics.counter("msewatch", name) for name in join_kernel.JOIN_COUNTERS
+}
 _STATE_ROWS = beam.metrics.Metrics.distribution("msewatch", "join_state_rows")
 
 
