@@ -1,0 +1,120 @@
+"""``msewatch slo check FILE``: validate an SLO file and say what each SLO means.
+
+Prints one block per SLO: what makes a window (or a prediction) bad, the objective
+and its error budget, when windows settle, the slices, each alert condition with
+the budget it spends, resolution, runbook and suppressions; a warning for a
+condition that can never hold. A mistake in the file prints ``msewatch: error:
+<file>: <slo>: <key>: <what>`` and exits 2. See ``docs/slo.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from msewatch.schemas.slo import utc_datetime
+from msewatch.transforms.durations import format_duration as _d
+from msewatch.transforms.slo.config import (
+    LABEL_GATED,
+    Slo,
+    SloFile,
+    SloFileError,
+    load_slo_file,
+    unreachable_conditions,
+)
+from msewatch.transforms.slo.text import condition
+
+EXIT_USAGE = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``msewatch slo`` sub-commands to ``parser``."""
+    sub = parser.add_subparsers(dest="slo_command", required=True, metavar="COMMAND")
+    check = sub.add_parser("check", help="validate an SLO file and summarise its SLOs")
+    check.add_argument("file", metavar="FILE", help="the SLO file (YAML), e.g. slo.yaml")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``msewatch slo``; returns the exit code (0, or 2 on a user mistake)."""
+    try:
+        slo_file = load_slo_file(args.file)
+    except SloFileError as error:
+        print(f"msewatch: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        print(
+            f"msewatch: error: {args.file}: {error.strerror or error}; check the path",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    sys.stdout.write(describe_file(args.file, slo_file))
+    return 0
+
+
+def describe_file(path: str, slo_file: SloFile) -> str:
+    """The text ``slo check`` prints."""
+    n = len(slo_file.slos)
+    lines = [
+        f"{path}: OK, {n} SLO{'' if n == 1 else 's'}"
+        + (
+            f", {len(slo_file.comparisons)} comparisons (not evaluated yet)"
+            if slo_file.comparisons
+            else ""
+        )
+    ]
+    for slo in slo_file.slos:
+        lines += ["", *describe_slo(slo)]
+    return "\n".join(lines) + "\n"
+
+
+_BAD = {
+    "rmse": lambda s: f"a window is bad when its RMSE > {s.threshold:g}",
+    "error_rate": lambda s: f"a prediction is bad when |y_pred - y_true| > {s.threshold:g}",
+    "label_freshness": lambda s: (
+        f"a window is bad when under {s.threshold:.1%} of its predictions are labeled "
+        f"within {_d(s.within_s)}"
+    ),
+    "nan_rate": lambda s: f"a window is bad when over {s.threshold:.2%} of its y_pred are NaN/inf",
+}
+_SETTLES = {
+    "label_freshness": lambda s: f"when the watermark passes window end + {_d(s.within_s)}",
+    "nan_rate": lambda s: "when the window closes",
+}
+
+
+def describe_slo(slo: Slo) -> list[str]:
+    """Lines for one SLO (the first line names it)."""
+    units = "weighted scored predictions" if slo.sli == "error_rate" else "windows"
+    if slo.sli in LABEL_GATED:
+        settles = (
+            f"label_coverage >= {slo.min_coverage:g} (or complete) and scored >= {slo.min_scored}"
+        )
+    else:
+        settles = _SETTLES[slo.sli](slo)
+    lines = [
+        f"{slo.name} ({slo.sli}): {_BAD[slo.sli](slo)}",
+        f"  objective  {slo.objective:.4g} of {units} good over {_d(slo.period_s)} "
+        f"(error budget {1 - slo.objective:.3g} of them)",
+        f"  settles    {settles}; unsettled windows count neither way",
+        f"  slices     {', '.join(slo.slices)}",
+    ]
+    for severity, windows in slo.alerting.items():
+        if not windows:
+            lines.append(f"  {severity:<10} never (no conditions)")
+        for i, w in enumerate(windows):
+            lines.append(f"  {severity if i == 0 else 'or':<10} {condition(w, slo)}")
+    lines.append(f"  resolves   when no condition has held for {_d(slo.keep_firing_for_s)}")
+    if slo.runbook:
+        lines.append(f"  runbook    {slo.runbook}")
+    for s in slo.suppress:
+        lines.append(
+            f"  suppressed {utc_datetime(s.from_ms):%Y-%m-%d %H:%M} to "
+            f"{utc_datetime(s.to_ms):%Y-%m-%d %H:%M} UTC" + (f" ({s.reason})" if s.reason else "")
+        )
+    ceiling = 1 / (1 - slo.objective)
+    for severity, w in unreachable_conditions(slo):
+        lines.append(
+            f"  warning    {severity} burn_rate {w.burn_rate:g} can never be reached: with "
+            f"objective {slo.objective:g} the burn rate is at most {ceiling:.3g} (all bad)"
+        )
+    return lines

@@ -1,0 +1,162 @@
+"""Records of the SLO evaluation: alert transitions and SLO status rows.
+
+:class:`AlertTransition` is one row of the ``alerts`` table (one per state change of
+an alert); :class:`SloStatus` one row of ``slo_status`` (one per SLO, slice and
+evaluation). Inside the pipeline, times are UTC epoch milliseconds (``*_ms``);
+``as_row`` gives the table's columns, with UTC datetimes and the caller's
+``emitted_at`` (the only wall-clock column: the clock is injected). The evaluation
+that makes them is :mod:`msewatch.transforms.slo.kernel`; ``docs/slo.md`` explains
+every number.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import NamedTuple
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+FIRING = "firing"
+RESOLVED = "resolved"
+OK = "ok"  # status of an alert that is not firing
+OFF = "off"  # status of a severity with no conditions
+
+ALERT_COLUMNS = (
+    "alert",
+    "slo",
+    "sli",
+    "severity",
+    "slice",
+    "state",
+    "frontier",
+    "watermark",
+    "burn_rate_long",
+    "burn_rate_short",
+    "burn_rate_threshold",
+    "long_window_s",
+    "short_window_s",
+    "budget_remaining",
+    "value",
+    "threshold",
+    "objective",
+    "summary",
+    "runbook",
+    "emitted_at",
+)
+
+
+def utc_datetime(ms: int | None) -> datetime.datetime | None:
+    """UTC epoch milliseconds -> an aware UTC datetime (None stays None)."""
+    return None if ms is None else _EPOCH + datetime.timedelta(milliseconds=int(ms))
+
+
+class AlertTransition(NamedTuple):
+    """An alert of one (SLO, severity, slice) starting or stopping to fire.
+
+    Attributes:
+        alert: ``<slo>/<severity>/<slice>``, the same for every transition of an alert.
+        slo: SLO name.
+        sli: ``rmse``, ``error_rate``, ``label_freshness`` or ``nan_rate``.
+        severity: ``page`` or ``ticket``.
+        slice: slice name as in ``metrics``.
+        state: ``firing`` or ``resolved``.
+        frontier_ms: the label frontier evaluated (end of the newest settled window),
+            UTC epoch ms: where in event time the change happened.
+        watermark_ms: the input watermark of the evaluation; None in bounded runs.
+        burn_rate_long: burn rate over the long lookback of the condition (the first
+            one that held when firing; the one that fired when resolving).
+        burn_rate_short: burn rate over its short lookback.
+        burn_rate_threshold: the condition's burn_rate.
+        long_window_s: its long lookback, seconds.
+        short_window_s: its short lookback, seconds.
+        budget_remaining: share of the period's error budget left (1 - consumed /
+            total); negative when overspent, NaN without eligible windows.
+        value: SLI value of the newest settled window (RMSE, bad share, freshness
+            share or NaN share).
+        threshold: the SLO's threshold.
+        objective: the SLO's objective.
+        summary: one line a person reads.
+        runbook: the SLO's runbook URL ("" if none).
+    """
+
+    alert: str
+    slo: str
+    sli: str
+    severity: str
+    slice: str
+    state: str
+    frontier_ms: int
+    watermark_ms: int | None
+    burn_rate_long: float
+    burn_rate_short: float
+    burn_rate_threshold: float
+    long_window_s: int
+    short_window_s: int
+    budget_remaining: float
+    value: float
+    threshold: float
+    objective: float
+    summary: str
+    runbook: str
+
+    def as_row(self, emitted_at: datetime.datetime) -> dict:
+        """The ``alerts`` row: :data:`ALERT_COLUMNS`, times as UTC datetimes."""
+        row = self._asdict()
+        row["frontier"] = utc_datetime(row.pop("frontier_ms"))
+        row["watermark"] = utc_datetime(row.pop("watermark_ms"))
+        row["emitted_at"] = emitted_at
+        return {name: row[name] for name in ALERT_COLUMNS}
+
+
+class SloStatus(NamedTuple):
+    """The state of one SLO and slice at one evaluation (one label frontier).
+
+    Attributes:
+        slo, sli, slice: as in :class:`AlertTransition`.
+        frontier_ms: the label frontier evaluated, UTC epoch ms.
+        watermark_ms: the input watermark; None in bounded runs.
+        objective, threshold, period_s: the SLO's.
+        value: SLI value of the newest settled window (NaN if that window has none).
+        good_share: the SLI over the period: good / eligible over the counted windows
+            ending in ``(frontier - period, frontier]`` (compare with ``objective``).
+        eligible: eligible units over the period: counted windows, or the scored
+            weight for error_rate.
+        budget_total: bad units the period allows: ``(1 - objective) * eligible``.
+        budget_consumed: bad units over the period.
+        budget_remaining: ``1 - budget_consumed / budget_total`` (a share, may go
+            negative; NaN when nothing is eligible).
+        lookbacks_s: every lookback of the alert conditions, seconds, ascending.
+        burn_rates: the burn rate over each of ``lookbacks_s`` (NaN: nothing eligible).
+        suppressed: the frontier's window overlaps a suppression (no transitions).
+        page_state, ticket_state: ``firing``, ``ok``, or ``off`` (no conditions).
+    """
+
+    slo: str
+    sli: str
+    slice: str
+    frontier_ms: int
+    watermark_ms: int | None
+    objective: float
+    threshold: float
+    period_s: int
+    value: float
+    good_share: float
+    eligible: float
+    budget_total: float
+    budget_consumed: float
+    budget_remaining: float
+    lookbacks_s: tuple[int, ...]
+    burn_rates: tuple[float, ...]
+    suppressed: bool
+    page_state: str
+    ticket_state: str
+
+    def as_row(self, emitted_at: datetime.datetime) -> dict:
+        """The ``slo_status`` row: times as UTC datetimes, lists for the lookbacks."""
+        row = self._asdict()
+        row["frontier"] = utc_datetime(row.pop("frontier_ms"))
+        row["watermark"] = utc_datetime(row.pop("watermark_ms"))
+        row["lookbacks_s"] = list(self.lookbacks_s)
+        row["burn_rates"] = list(self.burn_rates)
+        row["emitted_at"] = emitted_at
+        return row

@@ -1,0 +1,275 @@
+"""The SLO file: read YAML into the validated dataclasses of :mod:`.spec`.
+
+The file (``docs/examples/slo.yaml`` is a commented example, ``docs/slo.md`` the
+semantics)::
+
+    version: 1
+    slos:
+      - name: forecast-rmse
+        sli: rmse              # rmse | error_rate | label_freshness | nan_rate
+        threshold: 40
+        objective: 0.99
+        period: 30d
+        slices: ["overall", "region=*"]
+        ...
+    comparisons: []            # accepted and kept as written, for now
+
+A file may have ``slos: []``. Durations are written ``90s``, ``5m``, ``1h``, ``30d``
+(:mod:`msewatch.transforms.durations`) or as a number of seconds, and must be whole
+seconds. Suppression times are RFC 3339 with an offset (``2026-11-02T00:00:00Z``,
+quoted or not) or epoch milliseconds, UTC. A key written twice is refused.
+
+Every mistake raises :class:`SloFileError`, a ``ValueError`` whose one-line message
+names the file, the SLO (its name, or ``slos[i]`` when it has none), the key and
+what is allowed: ``slo.yaml: forecast-rmse: objective: must be between 0 and 1 ...``.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pyarrow as pa
+import yaml
+
+from msewatch.transforms.durations import parse_duration_seconds
+from msewatch.transforms.parse.timestamps import time_from_text
+from msewatch.transforms.slo.patterns import matches
+from msewatch.transforms.slo.spec import (
+    LABEL_GATED,
+    SEVERITIES,
+    SLIS,
+    Alerting,
+    BurnWindow,
+    InvalidValue,
+    Slo,
+    SloFile,
+    Suppression,
+    unreachable_conditions,
+)
+
+__all__ = [
+    "Alerting",
+    "BurnWindow",
+    "InvalidValue",
+    "LABEL_GATED",
+    "SEVERITIES",
+    "SLIS",
+    "Slo",
+    "SloFile",
+    "SloFileError",
+    "Suppression",
+    "load_slo_file",
+    "matches",
+    "parse_slo_file",
+    "unreachable_conditions",
+]
+
+
+class SloFileError(ValueError):
+    """A mistake in an SLO file: ``<file>: <slo>: <key>: <what>`` on one line."""
+
+    def __init__(self, path: str, slo: str | None, key: str | None, what: str):
+        self.path, self.slo, self.key, self.what = path, slo, key, what
+        super().__init__(": ".join(str(p) for p in (path, slo, key, what) if p))
+
+
+def parse_slo_file(text: str, path: str = "<slo file>") -> SloFile:
+    """The :class:`SloFile` written in ``text`` (YAML); ``path`` names it in errors.
+
+    Raises:
+        SloFileError: the first mistake, naming ``path``, the SLO and the key.
+    """
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # a SafeLoader that refuses repeated keys
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SloFileError(path, None, None, f"{where}not valid YAML: {problem}") from None
+    try:
+        return _file(doc)
+    except InvalidValue as e:
+        raise SloFileError(path, e.slo, e.key, e.what) from None
+
+
+def load_slo_file(path: str) -> SloFile:
+    """Reads and validates the SLO file at ``path``.
+
+    Raises:
+        SloFileError: a mistake in the file.
+        OSError: the file cannot be read.
+    """
+    with open(path, encoding="utf-8") as f:
+        return parse_slo_file(f.read(), path)
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is written twice", key_node.start_mark
+                    )
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeLoader says so
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+_TOP_KEYS = ("version", "slos", "comparisons")
+_FIELDS = {  # key in the file -> field of Slo
+    "name": "name",
+    "sli": "sli",
+    "threshold": "threshold",
+    "within": "within_s",
+    "objective": "objective",
+    "period": "period_s",
+    "slices": "slices",
+    "min_coverage": "min_coverage",
+    "min_scored": "min_scored",
+    "alerting": "alerting",
+    "keep_firing_for": "keep_firing_for_s",
+    "runbook": "runbook",
+    "suppress": "suppress",
+}
+_REQUIRED = ("name", "sli", "threshold", "objective")
+
+
+def _mapping(value, key: str | None, allowed, slo: str | None = None) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidValue(key, f"must be a mapping with keys {', '.join(allowed)}", slo)
+    for k in value:
+        if k not in allowed:
+            raise InvalidValue(
+                f"{key}.{k}" if key else str(k), f"unknown key; allowed: {', '.join(allowed)}", slo
+            )
+    return value
+
+
+def _list(value, key: str) -> list:
+    if not isinstance(value, list):
+        raise InvalidValue(key, f"must be a list; got {value!r}")
+    return value
+
+
+def _file(doc) -> SloFile:
+    if doc is None:
+        raise InvalidValue(None, "the file is empty: write version: 1 and slos: [...]")
+    doc = _mapping(doc, None, _TOP_KEYS)
+    if "version" not in doc:
+        raise InvalidValue("version", "is required: write version: 1")
+    slos = []
+    for i, raw in enumerate(_list(doc.get("slos", []), "slos")):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = name if isinstance(name, str) and name else f"slos[{i}]"
+        try:
+            slos.append(_slo(raw))
+        except InvalidValue as e:
+            raise InvalidValue(e.key, e.what, label) from None
+    comparisons = _list(doc.get("comparisons", []), "comparisons")
+    return SloFile(version=doc["version"], slos=tuple(slos), comparisons=tuple(comparisons))
+
+
+def _slo(raw) -> Slo:
+    raw = _mapping(raw, None, tuple(_FIELDS))
+    for key in _REQUIRED:
+        if key not in raw:
+            raise InvalidValue(key, "is required")
+    sli = raw["sli"]
+    if sli not in SLIS:
+        raise InvalidValue("sli", f"must be one of {', '.join(SLIS)}; got {sli!r}")
+    if sli not in LABEL_GATED:
+        for key in ("min_coverage", "min_scored"):
+            if key in raw:
+                raise InvalidValue(key, f"applies only to sli: {' or '.join(LABEL_GATED)}")
+    args = {_FIELDS[k]: v for k, v in raw.items()}
+    for key in ("within", "period", "keep_firing_for"):
+        if key in raw:
+            args[_FIELDS[key]] = _seconds(raw[key], key)
+    if isinstance(args.get("slices"), str):
+        args["slices"] = (args["slices"],)
+    elif "slices" in args:
+        args["slices"] = tuple(_list(args["slices"], "slices"))
+    if "alerting" in raw:
+        args["alerting"] = _alerting(raw["alerting"])
+    if "suppress" in raw:
+        args["suppress"] = tuple(
+            _suppression(s, f"suppress[{i}]")
+            for i, s in enumerate(_list(raw["suppress"], "suppress"))
+        )
+    return Slo(**args)
+
+
+def _alerting(raw) -> Alerting:
+    raw = _mapping(raw, "alerting", SEVERITIES)
+    severities = {}
+    for severity, windows in raw.items():
+        parsed = []
+        for i, w in enumerate(_list(windows, f"alerting.{severity}")):
+            key = f"alerting.{severity}[{i}]"
+            w = _mapping(w, key, ("long", "short", "burn_rate"))
+            for k in ("long", "short", "burn_rate"):
+                if k not in w:
+                    raise InvalidValue(
+                        f"{key}.{k}", "is required (e.g. long: 1h, short: 5m, burn_rate: 14.4)"
+                    )
+            try:
+                parsed.append(
+                    BurnWindow(
+                        _seconds(w["long"], "long"), _seconds(w["short"], "short"), w["burn_rate"]
+                    )
+                )
+            except InvalidValue as e:
+                raise InvalidValue(f"{key}.{e.key}", e.what) from None
+        severities[severity] = tuple(parsed)
+    return Alerting(**severities)
+
+
+def _suppression(raw, key: str) -> Suppression:
+    raw = _mapping(raw, key, ("from", "to", "reason"))
+    for k in ("from", "to"):
+        if k not in raw:
+            raise InvalidValue(f"{key}.{k}", 'is required, e.g. "2026-11-02T00:00:00Z"')
+    try:
+        return Suppression(
+            _timestamp_ms(raw["from"], "from"),
+            _timestamp_ms(raw["to"], "to"),
+            raw.get("reason", ""),
+        )
+    except InvalidValue as e:
+        raise InvalidValue(f"{key}.{e.key}", e.what) from None
+
+
+def _seconds(value, key: str) -> int:
+    """A duration (``1h``) or a number of seconds, as whole seconds."""
+    if isinstance(value, str):
+        try:
+            value = parse_duration_seconds(value)
+        except ValueError as e:
+            raise InvalidValue(key, str(e)) from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidValue(key, f"must be a duration such as 90s, 5m, 1h, 30d; got {value!r}")
+    if value != int(value):
+        raise InvalidValue(key, f"must be a whole number of seconds; got {value!r}s")
+    return int(value)
+
+
+def _timestamp_ms(value, key: str) -> int:
+    """RFC 3339 with an offset (text, or a timestamp YAML parsed) or epoch ms -> UTC epoch ms."""
+    what = 'must be an RFC 3339 time with an offset, e.g. "2026-11-02T00:00:00Z"'
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise InvalidValue(key, f"{what} (this one has no Z or offset)")
+        epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        return (value - epoch) // datetime.timedelta(milliseconds=1)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidValue(key, f"{what}; got {value!r}")
+    ms, ok = time_from_text(pa.array([str(value)]))
+    if not ok[0]:
+        raise InvalidValue(key, f"{what}, or epoch milliseconds; got {value!r}")
+    return int(ms[0])

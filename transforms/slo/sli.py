@@ -1,0 +1,139 @@
+"""Per-window verdicts of each SLI: does a window count yet, and is it good or bad.
+
+Input: the latest ``metrics`` row of each window of one slice, as numpy columns
+(times in UTC epoch ms), plus the watermark (``inf`` in bounded runs and in the
+history evaluation: every window is closed). Exact counts come from the metrics:
+``bad_w`` (weight of scored predictions with ``|y_pred - y_true| > threshold``) and
+``fresh`` (predictions labeled within ``within`` of their event time).
+
+A window **settles** (counts, good or bad) when
+
+* rmse, error_rate: ``(label_coverage >= min_coverage or complete) and scored >=
+  min_scored`` (the label gate), and it has a value (a finite or infinite RMSE; a
+  scored weight above 0);
+* label_freshness: it has predictions and the watermark has passed ``window_end +
+  within`` (every label that could be in time has had its chance);
+* nan_rate: it has predictions and the watermark has passed ``window_end``.
+
+Units: each window is one eligible unit, bad when its value breaks the threshold
+(rmse: RMSE > threshold; label_freshness: fresh share < threshold; nan_rate: NaN
+share > threshold); error_rate counts weighted predictions: ``sum_w`` eligible,
+``bad_w`` bad.
+
+A new SLI adds a rule to :data:`SLI_RULES` (and its name to ``spec.SLIS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+from msewatch.transforms.durations import format_duration
+from msewatch.transforms.slo.spec import Slo
+
+WINDOW_KEY = ("window_start_ms", "window_end_ms")
+BOOL_COLUMNS = ("complete",)
+
+
+class Verdicts(NamedTuple):
+    """Per window (numpy arrays of one length)."""
+
+    settled: np.ndarray  # bool: the window counts
+    eligible: np.ndarray  # float: eligible units when it counts (1, or sum_w)
+    bad: np.ndarray  # float: bad units when it counts (0 or 1, or bad_w)
+    value: np.ndarray  # float: the window's SLI value
+
+
+Columns = Mapping[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class SliRule:
+    """How one SLI judges windows.
+
+    Attributes:
+        columns: the window columns it reads, besides :data:`WINDOW_KEY`.
+        verdicts: ``(slo, columns, watermark_ms) -> Verdicts``.
+        describe: ``(slo, value) -> str``, the newest window's value for a person.
+    """
+
+    columns: tuple[str, ...]
+    verdicts: Callable[[Slo, Columns, float], Verdicts]
+    describe: Callable[[Slo, float], str]
+
+
+def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)
+
+
+def _label_gate(slo: Slo, c: Columns) -> np.ndarray:
+    covered = (c["label_coverage"] >= slo.min_coverage) | c["complete"]
+    return covered & (c["scored"] >= slo.min_scored)
+
+
+def _rmse(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    value = c["rmse"]
+    settled = _label_gate(slo, c) & ~np.isnan(value)
+    return Verdicts(settled, np.ones(len(value)), (value > slo.threshold).astype(float), value)
+
+
+def _error_rate(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    sum_w, bad_w = c["sum_w"], c["bad_w"]
+    settled = _label_gate(slo, c) & (sum_w > 0)
+    return Verdicts(settled, sum_w, bad_w, _share(bad_w, sum_w))
+
+
+def _label_freshness(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    n = c["predictions"]
+    value = _share(c["fresh"], n)
+    evaluable = c["window_end_ms"] + slo.within_s * 1000 <= watermark_ms
+    return Verdicts((n > 0) & evaluable, np.ones(len(n)), (value < slo.threshold) * 1.0, value)
+
+
+def _nan_rate(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    n = c["predictions"]
+    value = _share(c["nan_predictions"], n)
+    closed = c["window_end_ms"] <= watermark_ms
+    return Verdicts((n > 0) & closed, np.ones(len(n)), (value > slo.threshold) * 1.0, value)
+
+
+SLI_RULES: dict[str, SliRule] = {
+    "rmse": SliRule(
+        ("label_coverage", "complete", "scored", "rmse"),
+        _rmse,
+        lambda slo, v: f"RMSE {v:.4g} (bad above {slo.threshold:g})",
+    ),
+    "error_rate": SliRule(
+        ("label_coverage", "complete", "scored", "sum_w", "bad_w"),
+        _error_rate,
+        lambda slo, v: f"{v:.2%} of scored predictions off by more than {slo.threshold:g}",
+    ),
+    "label_freshness": SliRule(
+        ("predictions", "fresh"),
+        _label_freshness,
+        lambda slo, v: (
+            f"{v:.1%} labeled within {format_duration(slo.within_s)} "
+            f"(bad below {slo.threshold:.1%})"
+        ),
+    ),
+    "nan_rate": SliRule(
+        ("predictions", "nan_predictions"),
+        _nan_rate,
+        lambda slo, v: f"{v:.2%} NaN/inf predictions (bad above {slo.threshold:.2%})",
+    ),
+}
+
+
+def required_columns(sli: str) -> tuple[str, ...]:
+    """The window columns an SLI's evaluation reads (:data:`WINDOW_KEY` first).
+
+    Raises:
+        ValueError: an unknown SLI.
+    """
+    if sli not in SLI_RULES:
+        raise ValueError(f"sli must be one of {', '.join(SLI_RULES)}; got {sli!r}")
+    return WINDOW_KEY + SLI_RULES[sli].columns

@@ -1,0 +1,280 @@
+"""What an SLO says: frozen dataclasses that validate themselves.
+
+Read from a file by :mod:`.config` (``docs/slo.md`` explains every key). Each check
+raises :class:`InvalidValue`, a ``ValueError`` naming the key as it is written in
+the SLO file (``within``, not ``within_s``) and what is allowed, so a config built in
+code is held to the same rules as one read from YAML. Durations are whole seconds
+(``*_s``), times UTC epoch milliseconds (``*_ms``).
+
+Adding an SLI (``rmse_trend`` comes with comparisons): add its name to :data:`SLIS`,
+its threshold rule to ``_THRESHOLD_RULES``, say whether the label gate applies
+(:data:`LABEL_GATED`), and give it a window rule in :mod:`.sli`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from msewatch.transforms.durations import MAX_DURATION_SECONDS, format_duration
+from msewatch.transforms.slo.patterns import check_pattern, matches
+
+SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate")
+LABEL_GATED = ("rmse", "error_rate")  # SLIs whose windows wait for min_coverage/min_scored
+SEVERITIES = ("page", "ticket")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# sli -> (is the threshold allowed, what a threshold means and which values are allowed)
+_THRESHOLD_RULES = {
+    "rmse": (lambda t: t >= 0, "an RMSE >= 0: a window is bad when its RMSE is above it"),
+    "error_rate": (lambda t: t >= 0, "an absolute error >= 0: a prediction beyond it is bad"),
+    "label_freshness": (lambda t: 0 < t <= 1, "a share in (0, 1] of predictions labeled in time"),
+    "nan_rate": (
+        lambda t: 0 <= t < 1,
+        "a share in [0, 1) of NaN/inf predictions a window may have",
+    ),
+}
+
+
+class InvalidValue(ValueError):
+    """A value the SLO dataclasses refuse; ``key`` is spelled as in the SLO file.
+
+    Attributes:
+        key: the key, e.g. ``objective`` or ``alerting.page[1].short``.
+        what: what is wrong and what is allowed.
+        slo: the SLO's name when the key belongs to one, else None.
+    """
+
+    def __init__(self, key: str | None, what: str, slo: str | None = None):
+        self.key, self.what, self.slo = key, what, slo
+        super().__init__(": ".join(p for p in (slo, key, what) if p))
+
+
+def _check_seconds(value, key: str, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        least = "0s" if minimum == 0 else "1s"
+        raise InvalidValue(key, f"must be a whole number of seconds >= {least}; got {value!r}")
+    if value > MAX_DURATION_SECONDS:
+        raise InvalidValue(key, f"must be at most 3650d; got {format_duration(value)}")
+
+
+def _check_number(value, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidValue(key, f"must be a finite number; got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BurnWindow:
+    """One multiwindow condition: the burn rates over ``long_s`` and ``short_s`` (seconds)
+    are both at least ``burn_rate``."""
+
+    long_s: int
+    short_s: int
+    burn_rate: float
+
+    def __post_init__(self):
+        _check_seconds(self.long_s, "long")
+        _check_seconds(self.short_s, "short")
+        if self.short_s >= self.long_s:
+            raise InvalidValue(
+                "short",
+                f"must be shorter than long ({format_duration(self.long_s)}); "
+                f"got {format_duration(self.short_s)}",
+            )
+        _check_number(self.burn_rate, "burn_rate")
+        if self.burn_rate <= 0:
+            raise InvalidValue("burn_rate", f"must be > 0 (e.g. 14.4); got {self.burn_rate!r}")
+        object.__setattr__(self, "burn_rate", float(self.burn_rate))
+
+
+_DEFAULT_PAGE = (BurnWindow(3600, 300, 14.4), BurnWindow(6 * 3600, 1800, 6.0))
+_DEFAULT_TICKET = (BurnWindow(3 * 86400, 6 * 3600, 1.0),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Alerting:
+    """Conditions per severity; any one holding fires the alert (Google SRE workbook default).
+
+    A severity with no conditions (``ticket: []``) never fires.
+    """
+
+    page: tuple[BurnWindow, ...] = _DEFAULT_PAGE
+    ticket: tuple[BurnWindow, ...] = _DEFAULT_TICKET
+
+    def __post_init__(self):
+        for severity in SEVERITIES:
+            windows = tuple(getattr(self, severity))
+            if not all(isinstance(w, BurnWindow) for w in windows):
+                raise InvalidValue(f"alerting.{severity}", "must be a list of BurnWindow")
+            object.__setattr__(self, severity, windows)
+
+    def __getitem__(self, severity: str) -> tuple[BurnWindow, ...]:
+        if severity not in SEVERITIES:
+            raise KeyError(severity)
+        return getattr(self, severity)
+
+    def items(self) -> tuple[tuple[str, tuple[BurnWindow, ...]], ...]:
+        """``(severity, conditions)`` pairs, ``page`` first."""
+        return tuple((s, self[s]) for s in SEVERITIES)
+
+    def lookbacks_s(self) -> tuple[int, ...]:
+        """Every long and short lookback of every condition, ascending, once each."""
+        return tuple(
+            sorted({s for _, ws in self.items() for w in ws for s in (w.long_s, w.short_s)})
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Suppression:
+    """A known-bad period ``[from_ms, to_ms)`` (UTC epoch ms): its windows spend no budget."""
+
+    from_ms: int
+    to_ms: int
+    reason: str = ""
+
+    def __post_init__(self):
+        for key, value in (("from", self.from_ms), ("to", self.to_ms)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidValue(key, f"must be epoch milliseconds (int); got {value!r}")
+        if self.from_ms >= self.to_ms:
+            raise InvalidValue("to", "must be later than from")
+        if not isinstance(self.reason, str):
+            raise InvalidValue("reason", f"must be a string; got {self.reason!r}")
+
+    def overlaps(self, start_ms: int, end_ms: int) -> bool:
+        """Whether the window ``[start_ms, end_ms)`` overlaps the suppressed period."""
+        return start_ms < self.to_ms and self.from_ms < end_ms
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Slo:
+    """One SLO, keyword arguments only (see ``docs/slo.md`` for the meaning of each)."""
+
+    name: str
+    sli: str
+    threshold: float
+    within_s: int | None = None
+    objective: float
+    period_s: int = 30 * 86400
+    slices: tuple[str, ...] = ("overall",)
+    min_coverage: float = 0.8
+    min_scored: int = 30
+    alerting: Alerting = Alerting()
+    keep_firing_for_s: int = 3600
+    runbook: str = ""
+    suppress: tuple[Suppression, ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.slices, str):
+            object.__setattr__(self, "slices", (self.slices,))
+        object.__setattr__(self, "slices", tuple(self.slices))
+        object.__setattr__(self, "suppress", tuple(self.suppress))
+        try:
+            self._check()
+        except InvalidValue as e:
+            if e.slo is None and isinstance(self.name, str):
+                raise InvalidValue(e.key, e.what, self.name) from None
+            raise
+        for name in ("threshold", "objective", "min_coverage"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def _check(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise InvalidValue(
+                "name",
+                "must be 1-100 letters, digits, '-', '_' or '.' starting with a letter "
+                f"or digit (it names alerts); got {self.name!r}",
+            )
+        if self.sli not in SLIS:
+            raise InvalidValue("sli", f"must be one of {', '.join(SLIS)}; got {self.sli!r}")
+        self._check_threshold()
+        if self.sli == "label_freshness":
+            if self.within_s is None:
+                raise InvalidValue("within", "is required for sli: label_freshness, e.g. 24h")
+            _check_seconds(self.within_s, "within")
+        elif self.within_s is not None:
+            raise InvalidValue("within", "applies only to sli: label_freshness")
+        _check_number(self.objective, "objective")
+        if not 0 < self.objective < 1:
+            raise InvalidValue(
+                "objective", f"must be between 0 and 1 (exclusive), e.g. 0.99; got {self.objective}"
+            )
+        _check_seconds(self.period_s, "period")
+        self._check_slices()
+        _check_number(self.min_coverage, "min_coverage")
+        if not 0 <= self.min_coverage <= 1:
+            raise InvalidValue("min_coverage", f"must be in [0, 1]; got {self.min_coverage}")
+        if isinstance(self.min_scored, bool) or not isinstance(self.min_scored, int):
+            raise InvalidValue("min_scored", f"must be a whole number; got {self.min_scored!r}")
+        if self.min_scored < 1:
+            raise InvalidValue("min_scored", f"must be >= 1; got {self.min_scored}")
+        self._check_alerting()
+        _check_seconds(self.keep_firing_for_s, "keep_firing_for", minimum=0)
+        if not isinstance(self.runbook, str):
+            raise InvalidValue("runbook", f"must be a string (a URL); got {self.runbook!r}")
+        if not all(isinstance(s, Suppression) for s in self.suppress):
+            raise InvalidValue("suppress", "must be a list of Suppression")
+
+    def _check_threshold(self) -> None:
+        _check_number(self.threshold, "threshold")
+        allowed, meaning = _THRESHOLD_RULES[self.sli]
+        if not allowed(self.threshold):
+            raise InvalidValue("threshold", f"for {self.sli} is {meaning}; got {self.threshold}")
+
+    def _check_slices(self) -> None:
+        if not self.slices:
+            raise InvalidValue("slices", "must list at least one slice pattern, e.g. [overall]")
+        for i, pattern in enumerate(self.slices):
+            try:
+                check_pattern(pattern)
+            except ValueError as e:
+                raise InvalidValue(f"slices[{i}]", str(e)) from None
+            if pattern in self.slices[:i]:
+                raise InvalidValue(f"slices[{i}]", f"{pattern!r} is listed twice")
+
+    def _check_alerting(self) -> None:
+        if not isinstance(self.alerting, Alerting):
+            raise InvalidValue("alerting", "must be an Alerting")
+        for severity, windows in self.alerting.items():
+            for i, w in enumerate(windows):
+                if w.long_s > self.period_s:
+                    raise InvalidValue(
+                        f"alerting.{severity}[{i}].long",
+                        f"must not be longer than period ({format_duration(self.period_s)}); "
+                        f"got {format_duration(w.long_s)}",
+                    )
+
+    def covers(self, slice_name: str) -> bool:
+        """Whether ``slice_name`` is one of this SLO's slices (see :func:`matches`)."""
+        return matches(self.slices, slice_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class SloFile:
+    """A whole SLO file: ``version`` (1), its SLOs, and ``comparisons`` kept as written."""
+
+    version: int
+    slos: tuple[Slo, ...]
+    comparisons: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "slos", tuple(self.slos))
+        object.__setattr__(self, "comparisons", tuple(self.comparisons))
+        if self.version != 1 or isinstance(self.version, bool):
+            raise InvalidValue("version", f"must be 1; got {self.version!r}")
+        seen = set()
+        for slo in self.slos:
+            if not isinstance(slo, Slo):
+                raise InvalidValue("slos", "must be a list of Slo")
+            if slo.name in seen:
+                raise InvalidValue(
+                    "name", "is used by an earlier SLO; names identify alerts", slo.name
+                )
+            seen.add(slo.name)
+
+
+def unreachable_conditions(slo: Slo) -> list[tuple[str, BurnWindow]]:
+    """Conditions that can never hold: their burn rate is above ``1 / (1 - objective)``,
+    the burn rate when every eligible window or prediction is bad."""
+    ceiling = 1.0 / (1.0 - slo.objective)
+    return [(s, w) for s, ws in slo.alerting.items() for w in ws if w.burn_rate > ceiling]
