@@ -169,6 +169,17 @@ def _add_run(sub) -> None:
         help="DirectRunner (default), PortableRunner, FlinkRunner or DataflowRunner; "
         "see the README for each one's options",
     )
+    p.add_argument("--slo", metavar="FILE", help="SLO file (YAML): alerts and slo_status tables")
+    p.add_argument(
+        "--alertmanager",
+        metavar="URL",
+        help="Alertmanager to send SLO alert transitions to, e.g. http://127.0.0.1:9093",
+    )
+    p.add_argument(
+        "--alerts-topic",
+        metavar="projects/P/topics/T",
+        help="Pub/Sub topic for SLO alert transitions (one JSON message each)",
+    )
     p.add_argument(
         "--force",
         action="store_true",
@@ -183,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_run(sub)
-    from msewatch import query, report
+    from msewatch import query, report, slo
 
-    for name, module in (("query", query), ("report", report)):
+    for name, module in (("query", query), ("report", report), ("slo", slo)):
         p = sub.add_parser(name, help=(module.__doc__ or name).strip().split("\n")[0])
         module.add_arguments(p)
         p.set_defaults(handler=module.run)

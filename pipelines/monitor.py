@@ -7,7 +7,10 @@ Data flow (each arrow is one labelled step; labels are API, see docs/architectur
     examples ─"Metrics"──► metrics rows                 (windows by prediction event time,
                                                          early / on-time / late panes)
     outcomes + dead_letter ─"CountOutcomes"─► outcome counts (the conservation table)
-    metrics, dead_letter, outcomes ─"WriteMetrics"/"WriteDeadLetter"/"WriteOutcomes"─►
+    metrics ─"Slos"──► alerts, slo_status               (with an SLO file: burn rates at
+                                                         the label frontier, alert states)
+    alerts ─"DeliverAlerts"──► Alertmanager, Pub/Sub    (failures to dead_letter)
+    metrics, dead_letter, outcomes, alerts, slo_status ─"Write*"─►
         Parquet tables (metrics partitioned by window date), or ─"WriteBigQuery"─►
         BigQuery tables when the output is bq://PROJECT.DATASET
 
@@ -22,12 +25,16 @@ import dataclasses
 import apache_beam as beam
 
 from msewatch.schemas.bigquery_files import parse_output_url
-from msewatch.schemas.records import DEAD_LETTER, METRICS, OUTCOMES
+from msewatch.schemas.records import DEAD_LETTER, METRICS, OUTCOMES, arrow_schema
+from msewatch.schemas.slo import ALERTS_FIELDS, SLO_STATUS_FIELDS
+from msewatch.transforms.io.alerts import DeliverAlerts, DeliveryConfig
 from msewatch.transforms.io.bigquery import WriteBigQueryTables
 from msewatch.transforms.io.parquet_sink import WriteParquetTable
 from msewatch.transforms.join.transform import JoinConfig, JoinPredictionsAndLabels
 from msewatch.transforms.metrics.transform import ComputeMetrics, MetricsConfig
 from msewatch.transforms.outcomes import CountOutcomes
+from msewatch.transforms.slo.spec import SloFile
+from msewatch.transforms.slo.transform import ALERTS, RESEND, STATUS, EvaluateSlos
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +48,8 @@ class MonitorConfig:
         bounded: bounded input (files) or unbounded (replay, Pub/Sub).
         bigquery_api_endpoint: BigQuery API root (an emulator's), None for Google's.
         sink_flush_seconds: unbounded runs: processing time between Parquet flushes.
+        slo: the SLO file (``--slo``), or None: no alerts or slo_status tables.
+        delivery: where alert transitions go (Alertmanager, Pub/Sub).
     """
 
     join: JoinConfig
@@ -49,6 +58,8 @@ class MonitorConfig:
     bounded: bool = True
     bigquery_api_endpoint: str | None = None
     sink_flush_seconds: int = 60
+    slo: SloFile | None = None
+    delivery: DeliveryConfig = DeliveryConfig()
 
     def __post_init__(self):
         if not self.output:
@@ -89,6 +100,10 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
     outcomes = (joined["outcomes"], records["dead_letter"]) | "CountOutcomes" >> CountOutcomes(
         streaming, flush_seconds=config.sink_flush_seconds
     )
+    dead_letter, slo_tables = records["dead_letter"], {}
+    if config.slo is not None:
+        slo_tables, failed = _slos(metrics, config)
+        dead_letter = (dead_letter, failed) | "AllDeadLetters" >> beam.Flatten()
     bigquery = parse_output_url(config.output)
     if bigquery is not None:
         project, dataset = bigquery
@@ -104,7 +119,28 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
         metrics | "WriteMetrics" >> WriteParquetTable(
             config.output, "metrics", METRICS, partition_by_window_date=True, **flush
         )
-        records["dead_letter"] | "WriteDeadLetter" >> WriteParquetTable(
+        dead_letter | "WriteDeadLetter" >> WriteParquetTable(
             config.output, "dead_letter", DEAD_LETTER, **flush
         )
-    return {"records": records, "examples": examples, "metrics": metrics, "outcomes": outcomes}
+        for name, fields in ((ALERTS, ALERTS_FIELDS), (STATUS, SLO_STATUS_FIELDS)):
+            if name in slo_tables:
+                slo_tables[name] | f"Write_{name}" >> WriteParquetTable(
+                    config.output, name, arrow_schema(fields), **flush
+                )
+    return {
+        "records": records,
+        "examples": examples,
+        "metrics": metrics,
+        "outcomes": outcomes,
+        **slo_tables,
+    }
+
+
+def _slos(metrics, config: MonitorConfig):
+    """SLO evaluation and alert delivery: ``({alerts, slo_status}, delivery dead letters)``."""
+    slos = metrics | "Slos" >> EvaluateSlos(config.slo, config.bounded, config.metrics.clock)
+    tables = {ALERTS: slos[ALERTS], STATUS: slos[STATUS]}
+    if not config.delivery.enabled:
+        return tables, slos[ALERTS] | "NoDeliveries" >> beam.Filter(lambda _: False)
+    to_send = (slos[ALERTS], slos[RESEND]) | "AlertsToSend" >> beam.Flatten()
+    return tables, to_send | "DeliverAlerts" >> DeliverAlerts(config.delivery)

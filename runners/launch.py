@@ -30,6 +30,7 @@ from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import direct_speedups, output, presets
 from msewatch.schemas.bigquery_files import parse_output_url
+from msewatch.transforms.io.alerts import DeliveryConfig
 from msewatch.transforms.io.files import FileSource, check_files
 from msewatch.transforms.io.pubsub import PubSubSource
 from msewatch.transforms.io.replay import ReplaySpool
@@ -38,6 +39,7 @@ from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
 from msewatch.transforms.metrics.windowing import WindowConfig
+from msewatch.transforms.slo.config import load_slo_file
 
 
 def config_from_args(args) -> MonitorConfig:
@@ -66,13 +68,23 @@ def config_from_args(args) -> MonitorConfig:
         else default_shards(args.runner, bool(args.streaming_replay or pubsub)),
         timer_grid_ms=grid,
     )
-    metrics = MetricsConfig(window=window, slices=slices, huber_delta=args.huber_delta)
+    slo_file = load_slo_file(args.slo) if args.slo else None
+    metrics = MetricsConfig(
+        window=window,
+        slices=slices,
+        huber_delta=args.huber_delta,
+        **(slo_file.metrics_needs() if slo_file else {}),
+    )
+    if (args.alertmanager or args.alerts_topic) and slo_file is None:
+        raise ValueError("--alertmanager and --alerts-topic send SLO alerts: pass --slo FILE too")
     return MonitorConfig(
         join=join,
         metrics=metrics,
         output=args.output,
         bounded=not (args.streaming_replay or pubsub),
         bigquery_api_endpoint=args.bq_api_endpoint,
+        slo=slo_file,
+        delivery=DeliveryConfig(alertmanager_url=args.alertmanager, topic=args.alerts_topic),
     )
 
 
@@ -160,7 +172,9 @@ def _run_pipeline(args, options, config: MonitorConfig):
             from msewatch.transforms.io.replay_spool import plan_events, prepare_spool
 
             arrivals = prepare_spool(args.predictions, args.labels, spool, config.join.segment_keys)
-            events = plan_events(arrivals, config.metrics.window, args.replay_chunk_rows)
+            events = plan_events(
+                arrivals, config.metrics.window, config.join, args.replay_chunk_rows
+            )
             source = ReplaySpool(spool, events, config.metrics.window.early_firing_seconds)
         else:
             source = FileSource(args.predictions, args.labels, config.join.segment_keys)

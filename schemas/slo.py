@@ -160,3 +160,62 @@ class SloStatus(NamedTuple):
         row["burn_rates"] = list(self.burn_rates)
         row["emitted_at"] = emitted_at
         return row
+
+
+def _fields():
+    """The ``alerts`` and ``slo_status`` field lists (Parquet and BigQuery from one list)."""
+    import pyarrow as pa
+
+    from msewatch.schemas.records import Field
+
+    ts, f64, i64, s = pa.timestamp("us", tz="UTC"), pa.float64(), pa.int64(), pa.string()
+    common = (
+        Field("slo", s, "STRING", "SLO name.", False),
+        Field("sli", s, "STRING", "rmse, error_rate, label_freshness or nan_rate.", False),
+    )
+    alerts = (
+        Field("alert", s, "STRING", "<slo>/<severity>/<slice>: one alert's transitions.", False),
+        *common,
+        Field("severity", s, "STRING", "page or ticket.", False),
+        Field("slice", s, "STRING", "Slice name, as in metrics.", False),
+        Field("state", s, "STRING", "firing or resolved.", False),
+        Field("frontier", ts, "TIMESTAMP", "Label frontier evaluated (event time), UTC.", False),
+        Field("watermark", ts, "TIMESTAMP", "Input watermark (lower bound); null if bounded."),
+        Field("burn_rate_long", f64, "FLOAT64", "Burn rate over the long lookback."),
+        Field("burn_rate_short", f64, "FLOAT64", "Burn rate over the short lookback."),
+        Field("burn_rate_threshold", f64, "FLOAT64", "The condition's burn rate."),
+        Field("long_window_s", i64, "INT64", "Long lookback, seconds."),
+        Field("short_window_s", i64, "INT64", "Short lookback, seconds."),
+        Field("budget_remaining", f64, "FLOAT64", "Share of the period's budget left (< 0: over)."),
+        Field("value", f64, "FLOAT64", "SLI of the newest settled window."),
+        Field("threshold", f64, "FLOAT64", "The SLO's threshold."),
+        Field("objective", f64, "FLOAT64", "The SLO's objective."),
+        Field("summary", s, "STRING", "One line a person reads."),
+        Field("runbook", s, "STRING", "Runbook URL."),
+        Field("emitted_at", ts, "TIMESTAMP", "Wall-clock time the row was emitted, UTC.", False),
+    )
+    status = (
+        *common,
+        Field("slice", s, "STRING", "Slice name, as in metrics.", False),
+        Field("frontier", ts, "TIMESTAMP", "Label frontier evaluated (event time), UTC.", False),
+        Field("watermark", ts, "TIMESTAMP", "Input watermark (lower bound); null if bounded."),
+        Field("objective", f64, "FLOAT64", "The SLO's objective."),
+        Field("threshold", f64, "FLOAT64", "The SLO's threshold."),
+        Field("period_s", i64, "INT64", "SLO period, seconds."),
+        Field("value", f64, "FLOAT64", "SLI of the newest settled window."),
+        Field("good_share", f64, "FLOAT64", "Good / eligible over the period."),
+        Field("eligible", f64, "FLOAT64", "Eligible windows (or scored weight) in the period."),
+        Field("budget_total", f64, "FLOAT64", "Bad units the period allows."),
+        Field("budget_consumed", f64, "FLOAT64", "Bad units in the period."),
+        Field("budget_remaining", f64, "FLOAT64", "1 - consumed / total (< 0: overspent)."),
+        Field("lookbacks_s", pa.list_(i64), "INT64", "Alert lookbacks, seconds.", False, True),
+        Field("burn_rates", pa.list_(f64), "FLOAT64", "Burn rate per lookback.", False, True),
+        Field("suppressed", pa.bool_(), "BOOL", "The frontier's window is suppressed.", False),
+        Field("page_state", s, "STRING", "firing, ok or off.", False),
+        Field("ticket_state", s, "STRING", "firing, ok or off.", False),
+        Field("emitted_at", ts, "TIMESTAMP", "Wall-clock time the row was emitted, UTC.", False),
+    )
+    return alerts, status
+
+
+ALERTS_FIELDS, SLO_STATUS_FIELDS = _fields()

@@ -272,6 +272,18 @@ class SloFile:
                 )
             seen.add(slo.name)
 
+    def metrics_needs(self) -> dict[str, tuple]:
+        """The exact counts the metrics must carry for these SLOs, as ``MetricsConfig``
+        arguments: every error_rate threshold and every label_freshness ``within``."""
+        return {
+            "error_thresholds": tuple(
+                sorted({float(s.threshold) for s in self.slos if s.sli == "error_rate"})
+            ),
+            "freshness_within_s": tuple(
+                sorted({int(s.within_s) for s in self.slos if s.sli == "label_freshness"})
+            ),
+        }
+
 
 def unreachable_conditions(slo: Slo) -> list[tuple[str, BurnWindow]]:
     """Conditions that can never hold: their burn rate is above ``1 / (1 - objective)``,

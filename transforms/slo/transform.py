@@ -1,0 +1,180 @@
+"""SLO evaluation in the pipeline: :class:`EvaluateSlos`, metrics rows -> alerts, slo_status.
+
+Time: the input rows are ``metrics`` panes, whose windows are event-time windows of
+the predictions (UTC). Each row is routed to every SLO covering its slice and keyed by
+``(slo, slice)``; the evaluation itself (settling, frontier, burn rates, budget,
+alert states) is :mod:`msewatch.transforms.slo.kernel`, in the global window.
+
+* Bounded input: the latest pane of each window is known at the end; one
+  ``GroupByKey`` hands each (SLO, slice) its windows and
+  :func:`~msewatch.transforms.slo.kernel.evaluate_history` evaluates them in
+  event-time order. ``watermark`` is null.
+* Unbounded input: a stateful DoFn keeps one
+  :class:`~msewatch.transforms.slo.kernel.SloEvaluator` per key and updates it at
+  every pane, so an alert fires at the pane that settles (or spoils) its window.
+  Beam does not show a DoFn its input watermark; the ``watermark`` recorded is the
+  lower bound the panes prove: the largest window end of an ON_TIME or LATE pane
+  seen by the key (the watermark has passed it). label_freshness and nan_rate
+  windows settle against that bound.
+
+Outputs: ``alerts`` rows (one per transition), ``slo_status`` rows, and ``resend``:
+in streaming, every alert still firing after an update, for Alertmanager, which
+forgets an alert it has not heard of for its ``resolve_timeout``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms import userstate
+
+from msewatch.transforms.slo.kernel import SloEvaluator, evaluate_history
+from msewatch.transforms.slo.spec import SloFile
+
+ALERTS, STATUS, RESEND = "alerts", "slo_status", "resend"
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_PROVEN = ("ON_TIME", "LATE")
+
+
+def _ms(value) -> int:
+    if isinstance(value, datetime.datetime):
+        return (value - _EPOCH) // datetime.timedelta(milliseconds=1)
+    return int(value)
+
+
+def _entry(entries, key: str, value, field: str) -> float:
+    """The ``field`` of the list entry whose ``key`` equals ``value`` (0 if absent)."""
+    for entry in entries or ():
+        if entry[key] == value:
+            return entry[field]
+    return 0.0
+
+
+def window_row(slo, row: dict) -> dict:
+    """A metrics row as the kernel's window row for ``slo`` (times in ms)."""
+    out = dict(row)
+    out["window_start_ms"] = _ms(row["window_start"])
+    out["window_end_ms"] = _ms(row["window_end"])
+    if slo.sli == "error_rate":
+        out["bad_w"] = _entry(row.get("error_exceedance"), "threshold", slo.threshold, "sum_w")
+    elif slo.sli == "label_freshness":
+        out["fresh"] = _entry(row.get("labeled_within"), "within_s", slo.within_s, "labeled")
+    return out
+
+
+class _Route(beam.DoFn):
+    """Metrics row -> ``((slo, slice), row)`` for every SLO covering the slice."""
+
+    def __init__(self, slo_file: SloFile):
+        self._slos = slo_file.slos
+
+    def process(self, row: dict):
+        for slo in self._slos:
+            if slo.covers(row["slice"]):
+                yield (slo.name, row["slice"]), row
+
+
+def _emit(transitions, statuses, clock):
+    now = clock()
+    for t in transitions:
+        yield TaggedOutput(ALERTS, t.as_row(now))
+    for s in statuses:
+        yield TaggedOutput(STATUS, s.as_row(now))
+
+
+class _EvaluateHistory(beam.DoFn):
+    """Bounded: all windows of one (SLO, slice) -> its history, in event-time order."""
+
+    def __init__(self, slo_file: SloFile, clock):
+        self._slos = {s.name: s for s in slo_file.slos}
+        self._clock = clock
+
+    def process(self, element):
+        (name, slice_name), rows = element
+        slo = self._slos[name]
+        latest = {}
+        for row in rows:  # the latest pane per window (bounded: one pane)
+            key = (_ms(row["window_start"]), _ms(row["window_end"]))
+            if key not in latest or row["pane_index"] >= latest[key]["pane_index"]:
+                latest[key] = row
+        windows = [window_row(slo, r) for _, r in sorted(latest.items())]
+        yield from _emit(*evaluate_history(slo, slice_name, windows), self._clock)
+
+
+class _EvaluatorCoder(coders.PickleCoder):
+    """Pickles the evaluator (numpy arrays of one period of windows, alert states)."""
+
+
+class _EvaluateStreaming(beam.DoFn):
+    """Unbounded: one evaluator per (SLO, slice) in state, updated at every pane."""
+
+    EVALUATOR = userstate.ReadModifyWriteStateSpec("evaluator", _EvaluatorCoder())
+    WATERMARK = userstate.ReadModifyWriteStateSpec("watermark_ms", coders.VarIntCoder())
+
+    def __init__(self, slo_file: SloFile, clock):
+        self._slos = {s.name: s for s in slo_file.slos}
+        self._clock = clock
+
+    def process(
+        self,
+        element,
+        evaluator_state=beam.DoFn.StateParam(EVALUATOR),
+        watermark_state=beam.DoFn.StateParam(WATERMARK),
+    ):
+        (name, slice_name), row = element
+        slo = self._slos[name]
+        evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
+        watermark = watermark_state.read()
+        if row.get("pane_timing") in _PROVEN:
+            end = _ms(row["window_end"])
+            watermark = end if watermark is None else max(watermark, end)
+            watermark_state.write(watermark)
+        transitions, statuses = evaluator.update([window_row(slo, row)], watermark_ms=watermark)
+        evaluator_state.write(evaluator)
+        yield from _emit(transitions, statuses, self._clock)
+        now = self._clock()
+        fired_now = {t.alert for t in transitions}
+        for t in evaluator.firing():
+            if t.alert not in fired_now:
+                yield TaggedOutput(RESEND, {**t.as_row(now), "transition": False})
+
+
+class EvaluateSlos(beam.PTransform):
+    """Metrics rows -> ``{alerts, slo_status, resend}`` PCollections of row dicts.
+
+    Args:
+        slo_file: the validated SLO file (``--slo``).
+        bounded: bounded input (history at the end) or unbounded (at every pane).
+        clock: the UTC ``emitted_at`` clock (inject a fixed one in tests).
+    """
+
+    def __init__(self, slo_file: SloFile, bounded: bool, clock: Callable[[], datetime.datetime]):
+        super().__init__()
+        self._slo_file = slo_file
+        self._bounded = bounded
+        self._clock = clock
+
+    def expand(self, metrics):
+        keyed = (
+            metrics
+            | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
+            | "Route" >> beam.ParDo(_Route(self._slo_file))
+        )
+        if self._bounded:
+            evaluated = (
+                keyed
+                | "GroupBySloSlice" >> beam.GroupByKey()
+                | "History"
+                >> beam.ParDo(_EvaluateHistory(self._slo_file, self._clock)).with_outputs(
+                    ALERTS, STATUS, RESEND
+                )
+            )
+        else:
+            evaluated = keyed | "AtEveryPane" >> beam.ParDo(
+                _EvaluateStreaming(self._slo_file, self._clock)
+            ).with_outputs(ALERTS, STATUS, RESEND)
+        return {ALERTS: evaluated[ALERTS], STATUS: evaluated[STATUS], RESEND: evaluated[RESEND]}
