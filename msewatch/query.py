@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import pyarrow as pa
 
 from msewatch.schemas import queries, records
+from msewatch.schemas.slo import ALERTS_FIELDS, SLO_STATUS_FIELDS
 
 if TYPE_CHECKING:
     import duckdb
@@ -71,10 +73,18 @@ def _parquet_source(patterns: list[Path], fields) -> str:
     )
 
 
+def _duckdb_type(arrow_type) -> str:
+    """The DuckDB type of an output column's Arrow type (lists of structs included)."""
+    if isinstance(arrow_type, pa.ListType):
+        return _duckdb_type(arrow_type.value_type) + "[]"
+    if isinstance(arrow_type, pa.StructType):
+        members = ", ".join(f'"{m.name}" {_duckdb_type(m.type)}' for m in arrow_type)
+        return f"STRUCT({members})"
+    return _DUCKDB_TYPES[str(arrow_type)]
+
+
 def _empty_source(fields) -> str:
-    columns = ", ".join(
-        f'CAST(NULL AS {_DUCKDB_TYPES[str(f.arrow_type)]}) AS "{f.name}"' for f in fields
-    )
+    columns = ", ".join(f'CAST(NULL AS {_duckdb_type(f.arrow_type)}) AS "{f.name}"' for f in fields)
     return f"SELECT {columns} WHERE false"
 
 
@@ -125,6 +135,10 @@ def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE VIEW metrics AS {_parquet_source(metrics, records.METRICS_FIELDS)}")
         con.execute(f"CREATE VIEW dead_letter AS {dead_source}")
+        for table, fields in (("alerts", ALERTS_FIELDS), ("slo_status", SLO_STATUS_FIELDS)):
+            files = _existing(out, (f"{table}/*.parquet",))
+            source = _parquet_source(files, fields) if files else _empty_source(fields)
+            con.execute(f"CREATE VIEW {table} AS {source}")
         for view in queries.VIEW_NAMES:
             con.execute(f"CREATE VIEW {view} AS {queries.load_query('duckdb', view)}")
     except duckdb.Error as error:  # a damaged file or a column missing from the files

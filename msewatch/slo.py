@@ -32,10 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="slo_command", required=True, metavar="COMMAND")
     check = sub.add_parser("check", help="validate an SLO file and summarise its SLOs")
     check.add_argument("file", metavar="FILE", help="the SLO file (YAML), e.g. slo.yaml")
+    status = sub.add_parser(
+        "status", help="latest state, budget and burn rates per SLO and slice of a run"
+    )
+    status.add_argument("output", metavar="OUTPUT", help="the --output of `msewatch run --slo`")
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``msewatch slo``; returns the exit code (0, or 2 on a user mistake)."""
+    if args.slo_command == "status":
+        return _status(args.output)
     try:
         slo_file = load_slo_file(args.file)
     except SloFileError as error:
@@ -118,3 +124,39 @@ def describe_slo(slo: Slo) -> list[str]:
             f"objective {slo.objective:g} the burn rate is at most {ceiling:.3g} (all bad)"
         )
     return lines
+
+
+def _status(output: str) -> int:
+    """Prints ``msewatch query OUTPUT slo-status`` as a table a person reads."""
+    from msewatch import query as q
+
+    try:
+        frame = q.query(output, "slo-status")
+    except q.QueryError as error:
+        print(f"msewatch: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if frame.empty:
+        print(f"no SLO evaluations in {output}: run `msewatch run ... --slo FILE` first")
+        return 0
+    print(render_status(frame))
+    return 0
+
+
+def render_status(frame) -> str:
+    """One line per SLO and slice: alert states, SLI, budget, burn rates, frontier, lag."""
+    lines = [
+        f"{'slo':22} {'slice':24} {'page':7} {'ticket':7} {'sli value':>10} "
+        f"{'objective':>9} {'budget left':>11}  burn rates (lookback: rate)   "
+        f"{'frontier (UTC)':16} {'lag p90':>8}"
+    ]
+    for r in frame.itertuples():
+        burns = ", ".join(
+            f"{_d(int(w))}: {b:.3g}" for w, b in zip(r.lookbacks_s, r.burn_rates, strict=True)
+        )
+        lag = "" if r.label_lag_p90_s != r.label_lag_p90_s else f"{r.label_lag_p90_s / 3600:.1f} h"
+        lines.append(
+            f"{r.slo:22} {r.slice:24} {r.page_state:7} {r.ticket_state:7} {r.value:>10.4g} "
+            f"{r.objective:>9.4g} {r.budget_remaining:>11.1%}  {burns:28} "
+            f"{r.frontier:%Y-%m-%d %H:%M} {lag:>8}"
+        )
+    return "\n".join(lines)

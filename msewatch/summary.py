@@ -145,6 +145,7 @@ def render(output_dir: str, outcomes) -> str:
                 f"  {s:{width}}  {start:%Y-%m-%d %H:%M}     {_fmt(rmse, '10.4f')}  "
                 f"{_fmt(cov, '8.1%')}  {lag:>10}  {n:>6}"
             )
+    lines.extend(_firing(output_dir))
     lines.append("")
     lines.append(
         f"Tables: {output_dir}/metrics, {output_dir}/dead_letter, {output_dir}/outcomes; "
@@ -152,3 +153,31 @@ def render(output_dir: str, outcomes) -> str:
     )
     lines.append(f"Worst slices: msewatch query {output_dir} worst")
     return "\n".join(lines)
+
+
+FIRING_SQL = """
+SELECT alert, frontier, summary FROM alerts
+QUALIFY row_number() OVER (PARTITION BY alert ORDER BY frontier DESC, emitted_at DESC) = 1
+    AND state = 'firing'
+ORDER BY severity = 'page' DESC, alert
+"""
+
+
+def _firing(output_dir: str) -> list[str]:
+    """The alerts still firing at the end of a run with ``--slo`` (none: no section)."""
+    if not os.path.isdir(os.path.join(output_dir, "alerts")) and not os.path.isdir(
+        os.path.join(output_dir, "slo_status")
+    ):
+        return []
+    with query.connect(output_dir) as con:
+        rows = con.execute(FIRING_SQL).fetchall()
+    lines = [
+        "",
+        f"Firing alerts ({len(rows)}; all transitions: msewatch query {output_dir} alerts):",
+    ]
+    if not rows:
+        lines.append("  (none)")
+    for alert, frontier, text in rows:
+        lines.append(f"  {alert}  since frontier {frontier:%Y-%m-%d %H:%M} UTC")
+        lines.append(f"      {text}")
+    return lines

@@ -8,6 +8,9 @@ Tables and views the queries read:
 
 * ``metrics`` and ``dead_letter``: the output tables, columns exactly
   ``METRICS_FIELDS`` and ``DEAD_LETTER_FIELDS`` (see :mod:`msewatch.schemas.records`).
+* ``alerts`` and ``slo_status``: the SLO tables of a run with ``--slo``, columns
+  ``ALERTS_FIELDS`` and ``SLO_STATUS_FIELDS`` (:mod:`msewatch.schemas.slo`); empty
+  without an SLO file.
 * ``metrics_latest``: a view, itself a query here (:data:`VIEW_NAMES`): the latest pane
   (highest ``pane_index``, then latest ``emitted_at``) per ``(window_start, window_end,
   slice)``. This view is the one definition of "latest pane": the named queries and the
@@ -31,7 +34,15 @@ import re
 
 DIALECTS: tuple[str, ...] = ("duckdb", "bigquery")
 
-QUERY_NAMES: tuple[str, ...] = ("latest", "worst", "trend", "coverage", "dead-letter")
+QUERY_NAMES: tuple[str, ...] = (
+    "latest",
+    "worst",
+    "trend",
+    "coverage",
+    "dead-letter",
+    "alerts",
+    "slo-status",
+)
 """Named queries a user runs (``msewatch query OUTPUT NAME``)."""
 
 VIEW_NAMES: tuple[str, ...] = ("metrics_latest",)
@@ -46,6 +57,8 @@ QUERY_DESCRIPTIONS: dict[str, str] = {
     "trend": "RMSE per window for one slice (--slice), oldest first",
     "coverage": "label coverage and label-lag percentiles per window for one slice (--slice)",
     "dead-letter": "rejected records counted by source and reason, with an example",
+    "alerts": "SLO alert transitions in event-time order (runs with --slo)",
+    "slo-status": "latest state, budget and burn rates per SLO and slice (runs with --slo)",
 }
 
 DATASET_PLACEHOLDER = "{dataset}"

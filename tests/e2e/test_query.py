@@ -189,7 +189,8 @@ def test_bigquery_sql_names_the_dataset():
         sql = queries.load_query("bigquery", name, dataset="proj.ds")
         assert "{dataset}" not in sql
         assert "`proj.ds." in sql
-        assert "`proj.ds.metrics" in sql or "`proj.ds.dead_letter`" in sql
+        tables = ("metrics", "dead_letter`", "alerts`", "slo_status`")
+        assert any(f"`proj.ds.{t}" in sql for t in tables), name
 
 
 @pytest.mark.parametrize("name", queries.QUERY_NAMES)
@@ -207,7 +208,8 @@ def test_bigquery_sql_gives_the_same_answer(output, name):
     con = query_cli.connect(output)
     con.execute("CREATE SCHEMA ds")
     con.execute("CREATE VIEW ds.metrics AS SELECT * FROM main.metrics")
-    con.execute("CREATE VIEW ds.dead_letter AS SELECT * FROM main.dead_letter")
+    for table in ("dead_letter", "alerts", "slo_status"):
+        con.execute(f"CREATE VIEW ds.{table} AS SELECT * FROM main.{table}")
     view = to_duckdb(queries.load_query("bigquery", "metrics_latest", dataset="ds"))
     con.execute(f"CREATE VIEW ds.metrics_latest AS {view}")
     params = {"slice": "region=eu"} if name in queries.QUERY_PARAMS else None
