@@ -63,6 +63,9 @@ class Evaluation(NamedTuple):
     burn: np.ndarray
     eligible: np.ndarray  # over the period
     bad: np.ndarray  # over the period
+    budget_total: np.ndarray  # (1 - objective) * eligible
+    budget_remaining: np.ndarray  # 1 - bad / budget_total
+    good_share: np.ndarray  # 1 - bad / eligible
     value: np.ndarray  # SLI of the newest settled window
     suppressed: np.ndarray  # that window overlaps a suppression
 
@@ -85,7 +88,8 @@ def as_columns(rows, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         ValueError: a column is missing.
     """
     if isinstance(rows, (pa.Table, pa.RecordBatch)):
-        have, get = set(rows.schema.names), lambda n: rows.column(n).to_pylist()
+        have = set(rows.schema.names)
+        get = lambda n: rows.column(n).to_numpy(zero_copy_only=False)  # noqa: E731 (null: NaN)
     elif isinstance(rows, Mapping) or hasattr(rows, "columns"):
         have, get = set(rows.keys()), lambda n: rows[n]
     else:
@@ -154,9 +158,20 @@ def evaluate(slo: Slo, table, verdicts: Verdicts, frontiers_ms: np.ndarray) -> E
         eligible, bad = sums(lookback_s)
         burn[:, j] = _share(bad, eligible) / allowed
     eligible, bad = sums(slo.period_s)
+    total = allowed * eligible
     settled = np.flatnonzero(verdicts.settled)
     newest = settled[np.searchsorted(ends[settled], frontiers_ms, side="right") - 1]
-    return Evaluation(frontiers_ms, burn, eligible, bad, verdicts.value[newest], suppressed[newest])
+    return Evaluation(
+        frontier_ms=frontiers_ms,
+        burn=burn,
+        eligible=eligible,
+        bad=bad,
+        budget_total=total,
+        budget_remaining=1.0 - _share(bad, total),
+        good_share=1.0 - _share(bad, eligible),
+        value=verdicts.value[newest],
+        suppressed=suppressed[newest],
+    )
 
 
 class SloEvaluator:
@@ -176,6 +191,7 @@ class SloEvaluator:
         }
         self._table.update({n: np.empty(0, bool) for n in BOOL_COLUMNS if n in self._table})
         self._alerts = {sev: _AlertState() for sev, conds in slo.alerting.items() if conds}
+        self._lookbacks = slo.alerting.lookbacks_s()
         self._last_status: SloStatus | None = None
 
     def firing(self) -> list[AlertTransition]:
@@ -230,7 +246,7 @@ class SloEvaluator:
         A burn rate equal to the threshold holds, to within float rounding
         (:data:`RELATIVE_TOLERANCE`): ``0.144 / (1 - 0.99)`` is 14.4 to a person.
         """
-        column = {s: j for j, s in enumerate(self.slo.alerting.lookbacks_s())}
+        column = {s: j for j, s in enumerate(self._lookbacks)}
         first = {}
         for severity in self._alerts:
             holds = np.column_stack(
@@ -246,7 +262,12 @@ class SloEvaluator:
     def _step(self, ev: Evaluation, watermark_ms, again: bool):
         first = self._first_held(ev)
         keep_ms = self.slo.keep_firing_for_s * 1000
-        transitions, statuses = [], []
+        transitions = []
+        n = len(ev.frontier_ms)
+        if not any(a.firing or (first[s] >= 0).any() for s, a in self._alerts.items()):
+            statuses = self._statuses(ev, watermark_ms, {s: [OK] * n for s in self._alerts})
+            return self._deduplicated(statuses, again)
+        states = {severity: [] for severity in self._alerts}
         for i, frontier in enumerate(ev.frontier_ms.tolist()):
             for severity, alert in [] if ev.suppressed[i] else self._alerts.items():
                 held = int(first[severity][i])
@@ -261,16 +282,22 @@ class SloEvaluator:
                     transitions.append(
                         self._transition(severity, RESOLVED, alert.condition, ev, i, watermark_ms)
                     )
-            status = self._status(ev, i, watermark_ms)
-            if not again or _key(status) != _key(self._last_status):
-                statuses.append(status)
-            self._last_status = status
-        return transitions, statuses
+            for severity, alert in self._alerts.items():
+                states[severity].append(FIRING if alert.firing else OK)
+        return transitions, self._deduplicated(self._statuses(ev, watermark_ms, states), again)[1]
+
+    def _deduplicated(self, statuses: list[SloStatus], again: bool):
+        """``([], statuses)``; none when re-evaluating a frontier changed nothing."""
+        last = statuses[-1]
+        if again and _key(last) == _key(self._last_status):
+            statuses = []
+        self._last_status = last
+        return [], statuses
 
     def _transition(self, severity, state, condition, ev, i, watermark_ms) -> AlertTransition:
         slo = self.slo
         w = slo.alerting[severity][condition]
-        column = slo.alerting.lookbacks_s().index
+        column = self._lookbacks.index
         record = AlertTransition(
             alert=f"{slo.name}/{severity}/{self.slice_name}",
             slo=slo.name,
@@ -285,7 +312,7 @@ class SloEvaluator:
             burn_rate_threshold=w.burn_rate,
             long_window_s=w.long_s,
             short_window_s=w.short_s,
-            budget_remaining=_remaining(slo, ev, i),
+            budget_remaining=float(ev.budget_remaining[i]),
             value=float(ev.value[i]),
             threshold=slo.threshold,
             objective=slo.objective,
@@ -294,36 +321,30 @@ class SloEvaluator:
         )
         return record._replace(summary=summary(slo, record))
 
-    def _status(self, ev: Evaluation, i: int, watermark_ms) -> SloStatus:
-        slo = self.slo
-        eligible, bad = float(ev.eligible[i]), float(ev.bad[i])
-        states = {s: (FIRING if a.firing else OK) for s, a in self._alerts.items()}
-        return SloStatus(
-            slo=slo.name,
-            sli=slo.sli,
-            slice=self.slice_name,
-            frontier_ms=int(ev.frontier_ms[i]),
-            watermark_ms=watermark_ms,
-            objective=slo.objective,
-            threshold=slo.threshold,
-            period_s=slo.period_s,
-            value=float(ev.value[i]),
-            good_share=1.0 - bad / eligible if eligible > 0 else math.nan,
-            eligible=eligible,
-            budget_total=(1.0 - slo.objective) * eligible,
-            budget_consumed=bad,
-            budget_remaining=_remaining(slo, ev, i),
-            lookbacks_s=slo.alerting.lookbacks_s(),
-            burn_rates=tuple(float(b) for b in ev.burn[i]),
-            suppressed=bool(ev.suppressed[i]),
-            page_state=states.get(SEVERITIES[0], OFF),
-            ticket_state=states.get(SEVERITIES[1], OFF),
+    def _statuses(self, ev: Evaluation, watermark_ms, states) -> list[SloStatus]:
+        """One status per evaluated frontier; ``states``: per severity, per frontier."""
+        slo, n = self.slo, len(ev.frontier_ms)
+        page, ticket = (states.get(s, [OFF] * n) for s in SEVERITIES)
+        head = (slo.name, slo.sli, self.slice_name)
+        conf = (slo.objective, slo.threshold, slo.period_s)
+        columns = (
+            ev.frontier_ms,
+            ev.value,
+            ev.good_share,
+            ev.eligible,
+            ev.budget_total,
+            ev.bad,
+            ev.budget_remaining,
+            ev.burn,
+            ev.suppressed,
         )
-
-
-def _remaining(slo: Slo, ev: Evaluation, i: int) -> float:
-    total = (1.0 - slo.objective) * float(ev.eligible[i])
-    return 1.0 - float(ev.bad[i]) / total if total > 0 else math.nan
+        rows = zip(*(c.tolist() for c in columns), page, ticket, strict=True)
+        return [
+            SloStatus(
+                *head, f, watermark_ms, *conf, v, g, e, t, c, r, self._lookbacks, tuple(b), s, p, k
+            )
+            for f, v, g, e, t, c, r, b, s, p, k in rows
+        ]
 
 
 def _key(status: SloStatus | None):

@@ -1,0 +1,306 @@
+"""The SLO file: parsing, defaults, one-line errors that name the key, slice patterns,
+and ``msewatch slo check``."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import pickle
+
+import pytest
+
+from msewatch import slo as slo_command
+from msewatch.transforms.metrics.slices import escape_value, slice_name
+from msewatch.transforms.slo.config import (
+    Alerting,
+    BurnWindow,
+    Slo,
+    SloFileError,
+    Suppression,
+    load_slo_file,
+    matches,
+    parse_slo_file,
+    unreachable_conditions,
+)
+
+ROOT = pathlib.Path(__file__).parent.parent.parent
+EXAMPLE = ROOT / "docs" / "examples" / "slo.yaml"
+
+MINIMAL = """\
+version: 1
+slos:
+  - name: fc
+    sli: rmse
+    threshold: 40
+    objective: 0.99
+"""
+
+
+def one_slo(extra: str = "", **replace: str) -> str:
+    """MINIMAL with keys replaced (``key="value"``) and extra lines added to the SLO."""
+    text = MINIMAL
+    for key, value in replace.items():
+        text = "\n".join(
+            f"    {key}: {value}" if line.startswith(f"    {key}:") else line
+            for line in text.splitlines()
+        )
+    return text.rstrip("\n") + "\n" + "".join(f"    {line}\n" for line in extra.splitlines())
+
+
+def test_the_example_file_reads_as_written():
+    slo_file = load_slo_file(str(EXAMPLE))
+    rmse = slo_file.slos[0]
+    assert [s.name for s in slo_file.slos] == [
+        "forecast-rmse",
+        "forecast-error-rate",
+        "label-freshness",
+        "nan-predictions",
+    ]
+    assert (rmse.sli, rmse.threshold, rmse.objective) == ("rmse", 40.0, 0.99)
+    assert rmse.period_s == 30 * 86400 and rmse.keep_firing_for_s == 3600
+    assert rmse.slices == ("overall", "region=*")
+    assert (rmse.min_coverage, rmse.min_scored) == (0.8, 30)
+    assert rmse.alerting.page == (BurnWindow(3600, 300, 14.4), BurnWindow(21600, 1800, 6.0))
+    assert rmse.alerting.ticket == (BurnWindow(3 * 86400, 6 * 3600, 1.0),)
+    assert rmse.runbook == "https://wiki.example/runbooks/forecast-rmse"
+    # 2026-11-02T00:00:00Z = 20759 days after the epoch = 1,793,577,600 s
+    assert rmse.suppress == (Suppression(1_793_577_600_000, 1_793_599_200_000, "backfill"),)
+    assert slo_file.slos[2].within_s == 24 * 3600
+    assert slo_file.slos[1].alerting.ticket == ()  # ticket: [] turns tickets off
+    assert slo_file.slos[1].alerting.page == Alerting().page  # page keeps its default
+    assert slo_file.comparisons == ()
+
+
+def test_defaults_are_the_sre_workbook_table():
+    slo = parse_slo_file(MINIMAL).slos[0]
+    assert slo.alerting == Alerting(
+        page=(BurnWindow(3600, 300, 14.4), BurnWindow(6 * 3600, 30 * 60, 6)),
+        ticket=(BurnWindow(3 * 86400, 6 * 3600, 1),),
+    )
+    assert (slo.period_s, slo.slices, slo.keep_firing_for_s) == (30 * 86400, ("overall",), 3600)
+    assert (slo.min_coverage, slo.min_scored, slo.suppress, slo.runbook) == (0.8, 30, (), "")
+
+
+def test_an_empty_list_of_slos_and_raw_comparisons_are_accepted():
+    slo_file = parse_slo_file("version: 1\nslos: []\ncomparisons: [{candidate: v2, x: [1]}]\n")
+    assert slo_file.slos == ()
+    assert slo_file.comparisons == ({"candidate": "v2", "x": [1]},)
+
+
+def test_an_unquoted_yaml_timestamp_and_epoch_millis_are_times():
+    text = one_slo('suppress: [{from: 2026-11-02T00:00:00Z, to: 1793599200000, reason: "b"}]')
+    assert parse_slo_file(text).slos[0].suppress == (
+        Suppression(1_793_577_600_000, 1_793_599_200_000, "b"),
+    )
+
+
+def test_durations_may_be_seconds():
+    text = one_slo("keep_firing_for: 0\nperiod: 604800")
+    slo = parse_slo_file(text).slos[0]
+    assert (slo.keep_firing_for_s, slo.period_s) == (0, 7 * 86400)
+
+
+ERRORS = [
+    # (what the file says, the message after "slo.yaml: ")
+    ("version: 1\ncolour: red\n", "colour: unknown key; allowed: version, slos, comparisons"),
+    ("slos: []\n", "version: is required"),
+    ("version: 2\nslos: []\n", "version: must be 1; got 2"),
+    ("version: 1\nslos: {}\n", "slos: must be a list"),
+    ("", "the file is empty"),
+    ("version: 1\nslos: [\n", "line 3: not valid YAML"),
+    ("version: 1\nversion: 1\n", "line 2: not valid YAML: key 'version' is written twice"),
+    (one_slo("treshold: 4"), "fc: treshold: unknown key; allowed: name, sli, threshold"),
+    (one_slo(objective='"99%"'), "fc: objective: must be a finite number; got '99%'"),
+    (one_slo(objective="1"), "fc: objective: must be between 0 and 1 (exclusive)"),
+    (one_slo(objective="0"), "fc: objective: must be between 0 and 1 (exclusive)"),
+    (one_slo(sli="mse"), "fc: sli: must be one of rmse, error_rate, label_freshness, nan_rate"),
+    (one_slo(threshold="-1"), "fc: threshold: for rmse is an RMSE >= 0"),
+    (one_slo(threshold="true"), "fc: threshold: must be a finite number; got True"),
+    (one_slo("within: 1h"), "fc: within: applies only to sli: label_freshness"),
+    (
+        one_slo(sli="label_freshness", threshold="0.9"),
+        "fc: within: is required for sli: label_freshness",
+    ),
+    (
+        one_slo("within: 1h", sli="label_freshness", threshold="1.5"),
+        "fc: threshold: for label_freshness is a share in (0, 1]",
+    ),
+    (
+        one_slo("min_scored: 5", sli="nan_rate", threshold="0.1"),
+        "fc: min_scored: applies only to sli: rmse or error_rate",
+    ),
+    (one_slo("min_scored: 0"), "fc: min_scored: must be >= 1"),
+    (one_slo("period: 1 month"), "fc: period: bad duration '1 month'"),
+    (one_slo("period: 1.5s"), "fc: period: must be a whole number of seconds"),
+    (one_slo("slices: [overall, region]"), "fc: slices[1]: bad slice pattern 'region'"),
+    (one_slo("slices: [region=eu*]"), "fc: slices[0]: bad slice pattern 'region=eu*'"),
+    (one_slo("slices: [a=*, a=*]"), "fc: slices[1]: 'a=*' is listed twice"),
+    (one_slo('slices: ["a=1,a=2"]'), "fc: slices[0]: bad slice pattern 'a=1,a=2': a key appears"),
+    (one_slo("slices: []"), "fc: slices: must list at least one slice pattern"),
+    (
+        one_slo("alerting: {page: [{long: 1h, short: 1h, burn_rate: 2}]}"),
+        "fc: alerting.page[0].short: must be shorter than long (1h); got 1h",
+    ),
+    (
+        one_slo("alerting: {page: [{long: 1h, burn_rate: 2}]}"),
+        "fc: alerting.page[0].short: is required",
+    ),
+    (
+        one_slo("alerting: {page: [{long: 1h, short: 5m, burn_rate: 0}]}"),
+        "fc: alerting.page[0].burn_rate: must be > 0",
+    ),
+    (
+        one_slo("alerting: {page: [{long: 1h, short: 5m, burn_rate: 2, for: 1h}]}"),
+        "fc: alerting.page[0].for: unknown key; allowed: long, short, burn_rate",
+    ),
+    (one_slo("alerting: {warn: []}"), "fc: alerting.warn: unknown key; allowed: page, ticket"),
+    (
+        one_slo("period: 1d\nalerting: {ticket: [{long: 3d, short: 6h, burn_rate: 1}]}"),
+        "fc: alerting.ticket[0].long: must not be longer than period (1d); got 3d",
+    ),
+    (
+        one_slo('suppress: [{from: "2026-11-02T06:00:00Z", to: "2026-11-02T00:00:00Z"}]'),
+        "fc: suppress[0].to: must be later than from",
+    ),
+    (
+        one_slo('suppress: [{from: "2026-11-02T00:00:00Z", to: "2026-11-31T00:00:00Z"}]'),
+        "fc: suppress[0].to: must be an RFC 3339 time with an offset",
+    ),
+    (
+        one_slo("suppress: [{from: 2026-11-02 00:00:00, to: 2026-11-03 00:00:00}]"),
+        "fc: suppress[0].from: must be an RFC 3339 time with an offset, "
+        'e.g. "2026-11-02T00:00:00Z" (this one has no Z or offset)',
+    ),
+    (one_slo("keep_firing_for: -1"), "fc: keep_firing_for: must be a whole number of seconds"),
+    (one_slo("keep_firing_for: [1h]"), "fc: keep_firing_for: must be a duration such as 90s"),
+    (
+        MINIMAL.replace("name: fc", "name: fc rmse"),
+        "fc rmse: name: must be 1-100 letters, digits",
+    ),
+    (
+        "version: 1\nslos:\n  - {sli: rmse, threshold: 4, objective: 0.9}\n",
+        "slos[0]: name: is required",
+    ),
+    (
+        MINIMAL + "  - {name: fc, sli: nan_rate, threshold: 0.1, objective: 0.9}\n",
+        "fc: name: is used by an earlier SLO",
+    ),
+]
+
+
+@pytest.mark.parametrize("text, message", ERRORS, ids=[m[:40] for _, m in ERRORS])
+def test_a_mistake_is_one_line_naming_the_file_the_slo_and_the_key(text, message):
+    with pytest.raises(SloFileError) as caught:
+        parse_slo_file(text, "slo.yaml")
+    text_of_error = str(caught.value)
+    assert "\n" not in text_of_error
+    assert text_of_error.startswith(f"slo.yaml: {message}")
+    assert isinstance(caught.value, ValueError)
+
+
+def test_the_error_carries_its_parts():
+    with pytest.raises(SloFileError) as caught:
+        parse_slo_file(one_slo(objective="2"), "slo.yaml")
+    e = caught.value
+    assert (e.path, e.slo, e.key) == ("slo.yaml", "fc", "objective")
+
+
+def test_a_config_built_in_code_is_validated_too():
+    with pytest.raises(ValueError, match="within: is required"):
+        Slo(name="f", sli="label_freshness", threshold=0.9, objective=0.9)
+    with pytest.raises(ValueError, match="short: must be shorter than long"):
+        BurnWindow(300, 3600, 14.4)
+
+
+def test_the_config_pickles():
+    slo_file = load_slo_file(str(EXAMPLE))
+    assert pickle.loads(pickle.dumps(slo_file)) == slo_file
+
+
+@pytest.mark.parametrize(
+    "patterns, name, expected",
+    [
+        (["overall"], "overall", True),
+        (["overall"], "region=eu", False),
+        (["region=*"], "region=eu", True),
+        (["region=*"], "region=us", True),
+        (["region=*"], "overall", False),
+        (["region=*"], "model_version=v2,region=eu", False),  # a cross has other keys
+        (["model_version=*,region=*"], "model_version=v2,region=eu", True),
+        (["region=*,model_version=v2"], "model_version=v2,region=eu", True),  # any key order
+        (["model_version=v2,region=*"], "model_version=v1,region=eu", False),
+        (["region=eu"], "region=eu", True),
+        (["region=eu"], "region=eu2", False),
+        (["regio=*"], "region=eu", False),
+        (["region=__other__"], "region=__other__", True),  # the fold-over value
+        (["region=__other__"], "region=" + escape_value("__other__"), False),  # a real value
+        ("region=*", "region=eu", True),  # one pattern string
+        (["overall"], "not a slice name", False),
+    ],
+)
+def test_slice_patterns(patterns, name, expected):
+    assert matches(patterns, name) is expected
+
+
+def test_patterns_follow_the_escaping_of_slice_names():
+    # a value holding ',' and '=' is escaped in its slice name; key=* still covers it,
+    # and an exact pattern names it the way the metrics table writes it
+    name = slice_name([("region", "eu,model_version=v1")])
+    assert name == "region=eu%2Cmodel_version%3Dv1"
+    assert matches(["region=*"], name)
+    assert matches([name], name)
+    assert not matches(["region=eu"], name)
+    assert not matches(["model_version=*,region=*"], name)
+
+
+def test_an_slo_covers_its_slices():
+    slo = parse_slo_file(one_slo('slices: [overall, "region=*"]')).slos[0]
+    assert matches(slo, "region=eu") and slo.covers("overall") and not slo.covers("sku=1")
+
+
+def test_a_burn_rate_above_one_over_the_error_budget_can_never_be_reached():
+    # objective 0.9: every window bad is a burn rate of 1 / 0.1 = 10 < 14.4
+    slo = Slo(name="f", sli="rmse", threshold=1, objective=0.9)
+    assert unreachable_conditions(slo) == [("page", BurnWindow(3600, 300, 14.4))]
+
+
+def _check(path: str) -> int:
+    parser = argparse.ArgumentParser(prog="msewatch slo")
+    slo_command.add_arguments(parser)
+    return slo_command.run(parser.parse_args(["check", path]))
+
+
+def test_slo_check_summarises_each_slo(capsys):
+    assert _check(str(EXAMPLE)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{EXAMPLE}: OK, 4 SLOs")
+    assert "forecast-rmse (rmse): a window is bad when its RMSE > 40" in out
+    # 14.4 x 1 h / 720 h = 2 % of the budget; 6 x 6 h / 720 h = 5 %; 1 x 72 h / 720 h = 10 %
+    assert "burn rate >= 14.4x over both 1h and 5m (bad share >= 0.144; 2.0% of" in out
+    assert "5.0% of the budget in 6h" in out and "10.0% of the budget in 3d" in out
+    assert "suppressed 2026-11-02 00:00 to 2026-11-02 06:00 UTC (backfill)" in out
+    assert len(out.splitlines()) < 60  # one screen
+
+
+def test_slo_check_warns_of_an_unreachable_condition(tmp_path, capsys):
+    path = tmp_path / "slo.yaml"
+    path.write_text(one_slo(objective="0.9"))
+    assert _check(str(path)) == 0
+    assert "warning    page burn_rate 14.4 can never be reached" in capsys.readouterr().out
+
+
+def test_slo_check_of_a_bad_file_prints_one_line_and_exits_2(tmp_path, capsys):
+    path = tmp_path / "slo.yaml"
+    path.write_text(one_slo(objective="1.5"))
+    assert _check(str(path)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"msewatch: error: {path}: fc: objective: must be between 0 and 1 (exclusive), "
+        "e.g. 0.99; got 1.5\n"
+    )
+
+
+def test_slo_check_of_a_missing_file_exits_2(tmp_path, capsys):
+    assert _check(str(tmp_path / "nope.yaml")) == 2
+    assert capsys.readouterr().err.startswith("msewatch: error: ")
