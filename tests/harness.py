@@ -7,6 +7,7 @@ pandas, as a user would.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import glob
 import os
@@ -78,6 +79,8 @@ def make_config(
     shards=4,
     early_s=60,
     grid_ms=None,
+    error_thresholds=(),
+    freshness_within_s=(),
 ):
     sl = SliceConfig.parse(list(slices))
     window = WindowConfig(
@@ -94,7 +97,13 @@ def make_config(
             shards=shards,
             timer_grid_ms=grid_ms or window_timer_grid_ms(window.period_seconds * 1000, ttl_ms),
         ),
-        metrics=MetricsConfig(window=window, slices=sl, clock=fixed_clock),
+        metrics=MetricsConfig(
+            window=window,
+            slices=sl,
+            clock=fixed_clock,
+            error_thresholds=error_thresholds,
+            freshness_within_s=freshness_within_s,
+        ),
         output=str(output),
         bounded=bounded,
     )
@@ -127,20 +136,38 @@ def latest(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[idx].sort_values(["window_start", "slice"]).reset_index(drop=True)
 
 
-def run_bounded(preds, labs, output, **cfg):
-    config = make_config(output, True, **cfg)
+def with_slo(config: MonitorConfig, slo_file) -> MonitorConfig:
+    """``config`` evaluating ``slo_file`` (its exact counts added to the metrics)."""
+    if slo_file is None:
+        return config
+    metrics = dataclasses.replace(config.metrics, **slo_file.metrics_needs())
+    return dataclasses.replace(config, slo=slo_file, metrics=metrics)
+
+
+def read_table(output, table: str) -> pd.DataFrame:
+    """An unpartitioned output table (``alerts``, ``slo_status``, ...); empty if absent."""
+    files = sorted(glob.glob(os.path.join(str(output), table, "*.parquet")))
+    return (
+        pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        if files
+        else (pd.DataFrame())
+    )
+
+
+def run_bounded(preds, labs, output, slo=None, **cfg):
+    config = with_slo(make_config(output, True, **cfg), slo)
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     build(p, config, _TablesSource(preds, labs))
     p.run().wait_until_finish()
     return read_metrics(output), summary.outcome_counts(str(output))
 
 
-def run_replay(preds, labs, output, chunk_rows=1, **cfg):
+def run_replay(preds, labs, output, chunk_rows=1, slo=None, **cfg):
     direct_speedups.install()
-    config = make_config(output, False, **cfg)
+    config = with_slo(make_config(output, False, **cfg), slo)
     spool = os.path.join(str(output), "_spool")
     arrivals = write_spool(preds, labs, DEAD_LETTER.empty_table(), spool)
-    events = plan_events(arrivals, config.metrics.window, chunk_rows)
+    events = plan_events(arrivals, config.metrics.window, config.join, chunk_rows)
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"]))
     build(p, config, ReplaySpool(spool, events, config.metrics.window.early_firing_seconds))
     p.run().wait_until_finish()
