@@ -100,3 +100,73 @@ def test_an_unreachable_alertmanager_becomes_a_dead_letter_not_a_failure():
         reasons = dead | beam.Map(lambda r: (r["reason"], r["record_type"], r["source"]))
         expected = [("alert_delivery_failed", "alert", config.alertmanager_url)]
         assert_that(reasons, equal_to(expected))
+
+
+SLO_YAML = """
+version: 1
+slos:
+  - name: rmse
+    sli: rmse
+    threshold: 5
+    objective: 0.9
+    period: 1d
+    slices: ["region=*"]
+    min_coverage: 0.8
+    min_scored: 30
+    alerting:
+      page: [{long: 2h, short: 1h, burn_rate: 5}]
+      ticket: []
+    keep_firing_for: 1h
+    runbook: https://wiki.example/runbooks/rmse
+"""
+
+
+def _write_inputs(folder, bad_hours: set[int], hours: int):
+    """40 labeled predictions an hour in region eu; error 10 in ``bad_hours``, else 1."""
+    folder.mkdir()
+    with open(folder / "p.jsonl", "w") as p, open(folder / "l.jsonl", "w") as lab:
+        for hour in range(hours):
+            for i in range(40):
+                t = 1_793_491_200_000 + hour * 3_600_000 + i * 60_000
+                pid = f"{hour}-{i}"
+                y = 10.0 if hour in bad_hours else 1.0
+                rec = {"prediction_id": pid, "event_time": t, "y_pred": y}
+                p.write(json.dumps({**rec, "segments": {"region": "eu"}}) + "\n")
+                lab.write(
+                    json.dumps({"prediction_id": pid, "label_time": t + 600_000, "y_true": 0})
+                )
+                lab.write("\n")
+    (folder / "slo.yaml").write_text(SLO_YAML)
+    return folder
+
+
+def _run(folder, url) -> int:
+    from msewatch import cli
+
+    argv = ["run", "--predictions", str(folder / "p.jsonl"), "--labels", str(folder / "l.jsonl")]
+    argv += ["--output", str(folder / "out"), "--slice", "region", "--quiet"]
+    argv += ["--slo", str(folder / "slo.yaml"), "--alertmanager", url]
+    return cli.main(argv)
+
+
+def test_a_run_pages_alertmanager_and_a_later_run_resolves_it(tmp_path):
+    """Run 1: hours 3-5 are bad and the page is still firing at the end: Alertmanager
+    shows it with its labels. Run 2: the same, then 3 good hours: the page resolves
+    (1 h of frontier time after the last window that burnt), and Alertmanager drops it."""
+    with running_alertmanager(tmp_path) as url:
+        assert _run(_write_inputs(tmp_path / "firing", {3, 4, 5}, 6), url) == 0
+        (shown,) = _alerts(url)
+        assert shown["labels"] == {
+            "alertname": "rmse/page/region=eu",
+            "slo": "rmse",
+            "severity": "page",
+            "slice": "region=eu",
+            "region": "eu",
+        }
+        assert shown["annotations"]["runbook_url"] == "https://wiki.example/runbooks/rmse"
+        assert shown["annotations"]["frontier"] == "2026-11-01T04:00:00Z"
+        assert _run(_write_inputs(tmp_path / "resolving", {3, 4, 5}, 9), url) == 0
+        deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=20)
+        while _alerts(url) and datetime.datetime.now(datetime.UTC) < deadline:
+            pass
+        assert _alerts(url) == []
