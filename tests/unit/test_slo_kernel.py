@@ -107,6 +107,25 @@ def test_the_budget_counts_windows_of_the_period_only():
     assert (last.page_state, last.ticket_state) == ("off", "off")
 
 
+def test_the_worked_example_of_the_docs():
+    # docs/slo.md "A worked example": default alerting, window 05:00-06:00 bad.
+    # 06:00: 1h/5m = 1/1 / 0.01 = 100 >= 14.4 (page), 3d/6h = 1/6 / 0.01 = 16.7 >= 1
+    # (ticket). 07:00: page conditions fail (1h: 0; 30m: 0), 7 - 6 >= 1 h: resolved.
+    # The ticket's 6h lookback holds the bad window up to frontier 11:00 ((5 h, 11 h]),
+    # not at 12:00: 12 - 11 >= 1 h, resolved at 12:00.
+    transitions, statuses = evaluate_history(rmse_slo(), "overall", rows(20, bad={5}))
+    assert fired(transitions) == [
+        ("page", "firing", 6),
+        ("ticket", "firing", 6),
+        ("page", "resolved", 7),
+        ("ticket", "resolved", 12),
+    ]
+    at_7 = statuses[6]
+    assert at_7.frontier_ms == 7 * H
+    assert at_7.burn_rates == pytest.approx((0, 0, 0, 100 / 6, 100 / 7))
+    assert (at_7.page_state, at_7.ticket_state) == ("ok", "firing")
+
+
 def test_a_window_without_its_labels_never_counts():
     # window 5 has RMSE 80 but only half its labels: unsettled, neither good nor bad.
     # It is never a frontier and nothing fires: 9 frontiers (windows 0-4 and 6-9).
