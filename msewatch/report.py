@@ -112,12 +112,21 @@ def _finite(values) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
 def _epoch_s(times: pd.Series) -> np.ndarray:
-    return ((times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(float)
+    """UTC seconds since the epoch; in microseconds first, which hold any accepted year
+    (nanoseconds stop at 1677-2262)."""
+    epoch = pd.Timestamp(0, tz="UTC").as_unit("us")
+    return ((times.dt.as_unit("us") - epoch) / pd.Timedelta(seconds=1)).to_numpy(float)
 
 
 def _utc(seconds: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime(fmt)
+    """UTC text of epoch seconds; the year always has four digits (``strftime`` drops
+    the zeros of years before 1000)."""
+    when = _EPOCH + datetime.timedelta(seconds=seconds)
+    return when.strftime(fmt.replace("%Y", f"{when.year:04d}"))
 
 
 def _num(value, digits: int = 4) -> str:

@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import direct_speedups, output, presets
+from msewatch.runners import direct_clock, direct_speedups, output, presets
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.io.alerts import DeliveryConfig
 from msewatch.transforms.io.files import FileSource, check_files
@@ -185,7 +185,8 @@ def _run_pipeline(args, options, config: MonitorConfig):
             ensure_tables(*bigquery, location=args.bq_location, api_endpoint=args.bq_api_endpoint)
         p = beam.Pipeline(options=options)
         build(p, config, source)
-        result = p.run()
+        with direct_clock.early_test_clock():  # replays: see runners/direct_clock.py
+            result = p.run()
         if not pubsub:
             result.wait_until_finish()
         return result

@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import direct_speedups
+from msewatch.runners import direct_clock, direct_speedups
 from msewatch.schemas.records import DEAD_LETTER, DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.io.replay_spool import plan_events, write_spool
@@ -170,7 +170,9 @@ def run_replay(preds, labs, output, chunk_rows=1, slo=None, **cfg):
     events = plan_events(arrivals, config.metrics.window, config.join, chunk_rows)
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"]))
     build(p, config, ReplaySpool(spool, events, config.metrics.window.early_firing_seconds))
-    p.run().wait_until_finish()
+    with direct_clock.early_test_clock():
+        result = p.run()
+    result.wait_until_finish()
     return read_metrics(output), summary.outcome_counts(str(output))
 
 

@@ -9,9 +9,11 @@ A *spool* is a directory of Arrow IPC files prepared by ``transforms/io/replay_s
   arrival time of their first record, never the records themselves (TestStream
   pickles its elements into the pipeline graph);
 * after each chunk the watermark advances to just before the next chunk's first
-  arrival (timely watermarks: no record is ever late on arrival), stopping at every
-  window's garbage-collection time so that expirations fired by the join reach the
-  window before it closes (the DirectRunner holds no watermark for timers);
+  arrival (timely watermarks: no record is ever late on arrival), stopping before the
+  garbage collection of the windows holding predictions, so that expirations fired by
+  the join reach their windows before they close (the DirectRunner holds no watermark
+  for timers), and at the last orphan deadline, so that no outcome is left to the
+  final jump to the end of time (``replay_spool.watermark_stops``);
 * processing time advances by the early-firing delay after each chunk, so EARLY panes
   fire as they would in production.
 

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.replay import WATERMARK, ReplayEvent
+from msewatch.transforms.join.kernel import JoinConfig
 from msewatch.transforms.metrics.windowing import WindowConfig
 
 
@@ -80,18 +81,38 @@ def prepare_spool(
     return write_spool(preds, labs, pa.concat_tables([pred_dead, label_dead]), spool_dir)
 
 
-def _gc_stops(first_ms: int, last_ms: int, window: WindowConfig) -> np.ndarray:
-    """Watermark stops just before each window's garbage-collection time.
+def watermark_stops(
+    arrivals: dict[str, np.ndarray], window: WindowConfig, join: JoinConfig
+) -> np.ndarray:
+    """Where the watermark stops besides the chunk boundaries (sorted, unique, ms).
 
-    Every window that holds data: the first ends one period after the first record's
-    bucket starts (with sliding windows, windows that began before the first record
-    hold it too), the last ends up to one window after the last record.
+    * Just before the garbage collection of the first window to close among those
+      holding each prediction: its period bucket's end + allowed lateness - 1 ms.
+      A prediction's expiry deadline lies at or before its bucket's end + label_ttl
+      (the expiry grid divides the period), so at that stop the join's timer has fired
+      and the EXPIRED example reaches every window of the prediction while all of them
+      are open. (The DirectRunner holds no watermark for timers: one advance that
+      passed both a deadline and the window's garbage collection would drop the
+      expiry it fired.)
+    * The last deadline of a join timer that has output: the latest orphan deadline
+      of a label (``label_time + orphan_ttl``, up to the grid) and the latest expiry.
+      The replay ends by moving the watermark to the end of time; an outcome fired by
+      that last jump would reach the outcome table after its global window closed and
+      be lost, so no timer with output may be left for it.
+
+    Only periods holding predictions get a stop, so the cost follows the data, not the
+    time its records span.
     """
     period = window.period_seconds * 1000
-    size = window.window_seconds * 1000
     lateness = window.allowed_lateness_seconds * 1000
-    ends = np.arange((first_ms // period) * period + period, last_ms + size + period, period)
-    return ends + lateness - 1
+    grid = join.timer_grid_ms
+    preds, labels = arrivals[PREDICTION.tag], arrivals[LABEL.tag]
+    stops = [(np.unique(preds // period) + 1) * period + lateness - 1]
+    if len(preds):
+        stops.append([(int(preds.max()) // grid + 1) * grid + join.label_ttl_ms])
+    if len(labels):
+        stops.append([-(-(int(labels.max()) + join.orphan_ttl_ms + 1) // grid) * grid])
+    return np.unique(np.concatenate([np.asarray(x, np.int64) for x in stops]))
 
 
 def default_chunk_rows(records: int) -> int:
@@ -102,19 +123,24 @@ def default_chunk_rows(records: int) -> int:
 
 
 def plan_events(
-    arrivals: dict[str, np.ndarray], window: WindowConfig, chunk_rows: int | None = None
+    arrivals: dict[str, np.ndarray],
+    window: WindowConfig,
+    join: JoinConfig,
+    chunk_rows: int | None = None,
 ) -> list[ReplayEvent]:
     """Plans chunks and watermark advances.
 
     Arrival times are cut into ranges of about ``chunk_rows`` records (predictions and
     labels together). Each range becomes one prediction chunk and one label chunk;
     then the watermark moves to 1 ms before the next range's first arrival, via every
-    window garbage-collection stop in between. After the last range the watermark
-    walks the stops until every window of the data has closed.
+    stop of :func:`watermark_stops` in between. After the last range the watermark
+    walks the remaining stops, past every window's expirations and the last orphan
+    deadline. The events grow with the records, not with the time they span.
 
     Args:
         arrivals: sorted arrival times (ms) per kind, from :func:`prepare_spool`.
         window: the metrics windows (for the garbage-collection stops).
+        join: the join settings (expiry grid, label and orphan TTLs).
         chunk_rows: records per range; None: :func:`default_chunk_rows`.
 
     Returns:
@@ -134,7 +160,7 @@ def plan_events(
         return events
     cuts = np.unique(merged[::chunk_rows])
     bounds = np.append(cuts, merged[-1] + 1)
-    stops = _gc_stops(int(merged[0]), int(merged[-1]), window)
+    stops = watermark_stops(arrivals, window, join)
     watermark = int(cuts[0]) - 1
     events.append(ReplayEvent(WATERMARK, time_ms=watermark))
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
