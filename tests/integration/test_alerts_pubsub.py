@@ -1,0 +1,54 @@
+"""Alert transitions reach a Pub/Sub topic (the emulator), one JSON message each."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from msewatch.transforms.io.alerts import DeliverAlerts, DeliveryConfig
+from tests import pubsub_emulator as emu
+from tests.integration.test_alert_delivery import _row
+
+T = datetime.datetime(2026, 11, 2, 9, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(emu.running_emulator())
+        except emu.EmulatorUnavailable as err:
+            reason = f"Pub/Sub emulator unavailable: {err}"
+            if os.environ.get("CI") or os.environ.get("MSEWATCH_REQUIRE_SERVERS"):
+                pytest.fail(reason + " (CI must run this test)")
+            pytest.skip(reason)
+        yield running
+
+
+def test_each_transition_is_one_json_message_with_routing_attributes(emulator):
+    subscription = emulator.create_subscription("alerts")
+    topic = emulator.publisher.topic_path(emu.PROJECT, "alerts")
+    rows = [_row("firing", T), _row("resolved", T + datetime.timedelta(hours=2))]
+    resend = {**_row("firing", T), "transition": False}  # a re-send: Alertmanager only
+    with beam.Pipeline() as p:
+        dead = p | beam.Create([*rows, resend]) | DeliverAlerts(DeliveryConfig(topic=topic))
+        assert_that(dead, equal_to([]))
+    pulled = emulator.subscriber.pull(subscription=subscription, max_messages=10, timeout=30)
+    messages = [m.message for m in pulled.received_messages]
+    got = sorted(
+        ((json.loads(m.data), dict(m.attributes)) for m in messages),
+        key=lambda message: message[1]["state"],
+    )
+    assert len(got) == 2  # the re-send was not published
+    states = sorted(attributes["state"] for _, attributes in got)
+    assert states == ["firing", "resolved"]
+    data, attributes = got[0]
+    assert attributes["alert"] == "forecast-rmse:page" and attributes["severity"] == "page"
+    assert data["slice"] == "model_version=v2,region=eu%2Cnorth"
+    assert data["frontier"] == "2026-11-02T09:00:00Z" and data["watermark"] is None
