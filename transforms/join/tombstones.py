@@ -82,7 +82,7 @@ class TombSet:
 
     @classmethod
     def from_bytes(cls, data) -> TombSet:
-        """Zero-copy view of :meth:`to_bytes` output."""
+        """Zero-copy view of the bytes :meth:`write_to` wrote."""
         n = len(data) // _ROW_BYTES
         cols, offset = {}, 0
         for name, dt in _COLUMNS:
@@ -97,11 +97,6 @@ class TombSet:
             col = np.ascontiguousarray(self._cols[name])
             if len(col):
                 sink.write(pa.py_buffer(col))
-
-    def to_bytes(self) -> bytes:
-        sink = pa.BufferOutputStream()
-        self.write_to(sink)
-        return sink.getvalue().to_pybytes()
 
     @property
     def num_rows(self) -> int:
