@@ -151,13 +151,30 @@ RECORD_TYPES: tuple[RecordType, ...] = (PREDICTION, LABEL)
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One output column: the source of both the Parquet and BigQuery schemas."""
+    """One output column: the source of both the Parquet and BigQuery schemas.
+
+    A column holding a list of records (:func:`record_list`) has ``repeated`` set and
+    its record's fields in ``fields``: Arrow ``list<struct<...>>``, BigQuery
+    ``REPEATED RECORD``.
+    """
 
     name: str
     arrow_type: pa.DataType
     bq_type: str
     description: str
     nullable: bool = True
+    repeated: bool = False
+    fields: tuple[Field, ...] = ()
+
+
+def record_list(name: str, description: str, fields: tuple[Field, ...]) -> Field:
+    """A column holding a list of records with ``fields``, never null (empty instead).
+
+    Arrow: ``list<struct<fields>>``; BigQuery: mode ``REPEATED``, type ``RECORD``
+    with ``fields`` as sub-fields (BigQuery has no NULL arrays, hence never null).
+    """
+    struct = pa.struct([pa.field(f.name, f.arrow_type, nullable=f.nullable) for f in fields])
+    return Field(name, pa.list_(struct), "RECORD", description, False, True, tuple(fields))
 
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -202,6 +219,25 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("sum_e", pa.float64(), "FLOAT64", "Sum of w * e."),
     Field("sum_y", pa.float64(), "FLOAT64", "Sum of w * y_true."),
     Field("sum_y2", pa.float64(), "FLOAT64", "Sum of w * y_true^2."),
+    record_list(
+        "error_exceedance",
+        "Per configured error threshold (ascending): scored pairs with"
+        " |y_pred - y_true| > threshold, their weight and number. Empty if none configured.",
+        (
+            Field("threshold", pa.float64(), "FLOAT64", "The error threshold.", False),
+            Field("sum_w", pa.float64(), "FLOAT64", "Sum of weights of those pairs."),
+            Field("count", pa.int64(), "INT64", "Number of those pairs, whatever their weight."),
+        ),
+    ),
+    record_list(
+        "labeled_within",
+        "Per configured freshness bound (ascending): labeled predictions whose label lag"
+        " is <= within_s (negative lags included). Empty if none configured.",
+        (
+            Field("within_s", pa.int64(), "INT64", "The bound on label lag, seconds.", False),
+            Field("labeled", pa.int64(), "INT64", "Predictions labeled within within_s."),
+        ),
+    ),
     Field("pane_index", pa.int64(), "INT64", "Beam pane index of this firing.", False),
     Field("pane_timing", pa.string(), "STRING", "EARLY, ON_TIME or LATE.", False),
     Field("complete", pa.bool_(), "BOOL", "Every prediction resolved and window closed.", False),
@@ -240,16 +276,18 @@ def arrow_schema(fields) -> pa.Schema:
 
 
 def bigquery_schema(fields) -> list[dict]:
-    """BigQuery JSON schema (the format `bq mk --schema` takes) of an output table."""
-    return [
-        {
-            "name": f.name,
-            "type": f.bq_type,
-            "mode": "NULLABLE" if f.nullable else "REQUIRED",
-            "description": f.description,
-        }
-        for f in fields
-    ]
+    """BigQuery JSON schema (the format `bq mk --schema` takes) of an output table.
+
+    A :func:`record_list` column is ``REPEATED`` with its record's ``fields``.
+    """
+    schema = []
+    for f in fields:
+        mode = "REPEATED" if f.repeated else "NULLABLE" if f.nullable else "REQUIRED"
+        column = {"name": f.name, "type": f.bq_type, "mode": mode, "description": f.description}
+        if f.fields:
+            column["fields"] = bigquery_schema(f.fields)
+        schema.append(column)
+    return schema
 
 
 METRICS = arrow_schema(METRICS_FIELDS)

@@ -28,6 +28,26 @@ T0 = pd.Timestamp("2024-03-01 21:00", tz="UTC")  # windows cross midnight UTC
 WINDOWS = 5
 
 
+def _random_value(arrow_type: pa.DataType, rng: np.random.Generator):
+    """A random value of an int64 or float64 column; None for other types."""
+    if pa.types.is_int64(arrow_type):
+        return int(rng.integers(0, 50))
+    if pa.types.is_float64(arrow_type):
+        return float(rng.uniform(0, 10))
+    return None
+
+
+def _random_records(field: records.Field, rng: np.random.Generator) -> list[dict]:
+    """Two records of a list-of-records column: the first member (the bound) 1 then 2,
+    the others random."""
+    key, *rest = field.fields
+    as_key = float if pa.types.is_floating(key.arrow_type) else int
+    return [
+        {key.name: as_key(bound), **{f.name: _random_value(f.arrow_type, rng) for f in rest}}
+        for bound in (1, 2)
+    ]
+
+
 def synthetic_metrics(seed: int = 7) -> pd.DataFrame:
     """Metrics rows: every (window, slice) has 1-3 accumulating panes.
 
@@ -44,10 +64,10 @@ def synthetic_metrics(seed: int = 7) -> pd.DataFrame:
             for pane in range(panes):
                 row = {}
                 for f in records.METRICS_FIELDS:
-                    if pa.types.is_int64(f.arrow_type):
-                        row[f.name] = int(rng.integers(0, 50))
-                    elif pa.types.is_float64(f.arrow_type):
-                        row[f.name] = float(rng.uniform(0, 10))
+                    if f.repeated:
+                        row[f.name] = _random_records(f, rng)
+                    elif (value := _random_value(f.arrow_type, rng)) is not None:
+                        row[f.name] = value
                 scale = 4.0 if s == DRIFTED else 1.0
                 mse = float(rng.uniform(1, 2)) * scale**2 * (1 + 0.1 * pane)
                 if s == "region=eu" and w == 2:

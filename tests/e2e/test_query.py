@@ -321,3 +321,31 @@ def test_demo_dead_letter_counts_match_pandas(demo):
     assert got["records"].sum() == len(dead) > 0
     keys = ["record_type", "source", "reason"]
     assert got.set_index(keys)["records"].to_dict() == dead.groupby(keys).size().to_dict()
+
+
+def test_list_columns_read_back_as_lists_of_records(output, metrics):
+    got = query_cli.query(
+        output,
+        sql="SELECT error_exceedance, labeled_within FROM metrics_latest "
+        "ORDER BY window_start, slice",
+    )
+    want = latest_panes(metrics).sort_values(["window_start", "slice"])
+    for column in ("error_exceedance", "labeled_within"):
+        assert [[dict(r) for r in cell] for cell in got[column]] == list(want[column])
+    total = query_cli.query(
+        output,
+        sql="SELECT sum(e.count) AS n FROM (SELECT unnest(error_exceedance) AS e FROM metrics)",
+    )
+    assert total.loc[0, "n"] == sum(
+        r["count"] for cell in metrics["error_exceedance"] for r in cell
+    )
+
+
+def test_an_empty_source_has_the_types_of_the_files(output):
+    con = query_cli.connect(output)
+    try:
+        files = con.sql("SELECT * FROM metrics LIMIT 0").types
+        empty = con.sql(query_cli._empty_source(records.METRICS_FIELDS)).types
+    finally:
+        con.close()
+    assert [str(t) for t in empty] == [str(t) for t in files]

@@ -84,6 +84,20 @@ def test_ensure_tables_adds_a_missing_nullable_column(endpoint, client, dataset)
     assert [f.name for f in client.get_table(table_id).schema] == DEAD_LETTER.names
 
 
+def test_ensure_tables_adds_a_missing_repeated_record_column(endpoint, client, dataset):
+    # A table made before the column existed gains it, with its sub-fields.
+    table_id = f"{PROJECT}.{dataset}.metrics"
+    _drop_column(client, table_id, "error_exceedance")
+    bq.ensure_tables(PROJECT, dataset, api_endpoint=endpoint, credentials=AnonymousCredentials())
+    added = [f for f in client.get_table(table_id).schema if f.name == "error_exceedance"]
+    assert [(f.field_type, f.mode) for f in added] == [("RECORD", "REPEATED")]
+    assert [(f.name, f.field_type) for f in added[0].fields] == [
+        ("threshold", "FLOAT64"),
+        ("sum_w", "FLOAT64"),
+        ("count", "INT64"),
+    ]
+
+
 def test_ensure_tables_refuses_a_missing_required_column(endpoint, client, dataset):
     _drop_column(client, f"{PROJECT}.{dataset}.outcomes", "count")
     with pytest.raises(ValueError, match="REQUIRED columns count"):
@@ -97,7 +111,19 @@ METRICS_ROWS = [
     # window 0, overall: three accumulating panes; the latest (pane 2) has mse 1.0
     metrics_row(0, "overall", 0, 4.0),
     metrics_row(0, "overall", 1, 2.0),
-    metrics_row(0, "overall", 2, 1.0, pane_timing="LATE", complete=True),
+    metrics_row(
+        0,
+        "overall",
+        2,
+        1.0,
+        pane_timing="LATE",
+        complete=True,
+        error_exceedance=[
+            {"threshold": 0.5, "sum_w": 2.5, "count": 3},
+            {"threshold": 2.0, "sum_w": 0.0, "count": 0},
+        ],
+        labeled_within=[{"within_s": 3600, "labeled": 11}],
+    ),  # fmt: skip
     # window 0, region=eu: the latest pane has no scored pairs, so mse is NaN
     metrics_row(0, "region=eu", 0, 9.0),
     metrics_row(0, "region=eu", 1, math.nan),
@@ -177,6 +203,16 @@ def test_pipeline_writes_rows_and_the_view_picks_the_latest_pane(endpoint, clien
         {"window_start": T0 + HOUR, "slice": "overall", "pane_index": 0, "mse": 0.25,
          "predictions": 10, "complete": False},
     ]  # fmt: skip
+    lists = _query(
+        client,
+        f"SELECT e.threshold, e.sum_w, e.count, w.within_s, w.labeled "
+        f"FROM {table}.metrics_latest`, UNNEST(error_exceedance) AS e, "
+        f"UNNEST(labeled_within) AS w ORDER BY e.threshold",
+    )
+    assert lists == [
+        {"threshold": 0.5, "sum_w": 2.5, "count": 3, "within_s": 3600, "labeled": 11},
+        {"threshold": 2.0, "sum_w": 0.0, "count": 0, "within_s": 3600, "labeled": 11},
+    ]  # only window 0 overall has them; the other rows hold empty lists
     # every float column that was NaN is NULL, not NaN: r2 was NaN in every row
     assert _count(client, f"{PROJECT}.{dataset}.metrics", "r2 IS NULL") == GOOD_METRICS
     outcomes = _query(client, f"SELECT * FROM {table}.outcomes` ORDER BY outcome")

@@ -96,6 +96,39 @@ def test_json_value(value, expected):
     assert out == expected and type(out) is type(expected)
 
 
+def test_lists_of_records_are_arrays_of_objects():
+    value = [{"threshold": 1.0, "sum_w": math.inf, "count": np.int64(2)}, {"threshold": 2.5}]
+    assert bq.json_value(value) == [
+        {"threshold": 1.0, "sum_w": None, "count": 2},  # inf -> NULL, as at the top level
+        {"threshold": 2.5},
+    ]
+    assert bq.json_value(()) == []
+    row = metrics_row(0, "overall", 0, 4.0, labeled_within=[{"within_s": 60, "labeled": 3}])
+    del row["error_exceedance"]
+    out = bq.json_row(row, "metrics")
+    assert out["error_exceedance"] == []  # BigQuery has no NULL arrays
+    assert out["labeled_within"] == [{"within_s": 60, "labeled": 3}]
+    json.dumps(out, allow_nan=False)  # JSON-safe
+
+
+def test_the_metrics_schema_has_repeated_records():
+    by_name = {f["name"]: f for f in bigquery_schema(bigquery_files.TABLES["metrics"])}
+    exceed, within = by_name["error_exceedance"], by_name["labeled_within"]
+    assert (exceed["type"], exceed["mode"], within["type"], within["mode"]) == (
+        "RECORD", "REPEATED", "RECORD", "REPEATED",
+    )  # fmt: skip
+    assert [(f["name"], f["type"], f["mode"]) for f in exceed["fields"]] == [
+        ("threshold", "FLOAT64", "REQUIRED"),
+        ("sum_w", "FLOAT64", "NULLABLE"),
+        ("count", "INT64", "NULLABLE"),
+    ]
+    assert [(f["name"], f["type"]) for f in within["fields"]] == [
+        ("within_s", "INT64"),
+        ("labeled", "INT64"),
+    ]
+    assert "fields" not in by_name["sum_w"]
+
+
 def test_row_ids_are_the_natural_keys():
     row = bq.json_row(metrics_row(0, "overall", 0, 4.0), "metrics")
     same_key = bq.json_row(metrics_row(0, "overall", 0, 1.0, emitted_at=T0), "metrics")

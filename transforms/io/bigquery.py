@@ -20,6 +20,8 @@ Timestamps are ISO 8601 in UTC (``2026-01-01T00:00:00.000000+00:00``; a naive da
 is taken as UTC). JSON cannot carry NaN or infinity, so **a non-finite float is written
 as NULL**: an empty metric (NaN in Parquet) and an overflow (inf) are both NULL in
 BigQuery; ``scored``, ``nonfinite_errors`` and the ``nan_*`` counts tell them apart.
+A list-of-records column (``REPEATED RECORD``, e.g. ``error_exceedance``) is a JSON
+array of objects, shaped value by value the same way; a missing one is ``[]``.
 
 **Idempotence.** Each row has a deterministic insertId (:func:`row_id`): metrics hash
 ``(window_start, window_end, slice, pane_index)``, outcomes ``(record_type, outcome,
@@ -48,6 +50,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Mapping
 
 import apache_beam as beam
 import numpy as np
@@ -92,12 +95,20 @@ def json_value(value):
         return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
     if isinstance(value, datetime.date):
         return value.isoformat()
+    if isinstance(value, list | tuple | np.ndarray):  # REPEATED: an array
+        return [json_value(item) for item in value]
+    if isinstance(value, Mapping):  # RECORD: an object
+        return {str(key): json_value(item) for key, item in value.items()}
     return str(value)
 
 
 def json_row(row, table: str) -> dict:
     """``row`` (a mapping) as a JSON-safe dict with exactly ``table``'s columns."""
-    return {f.name: json_value(row.get(f.name)) for f in TABLES[table]}
+    out = {f.name: json_value(row.get(f.name)) for f in TABLES[table]}
+    for f in TABLES[table]:
+        if f.repeated and out[f.name] is None:
+            out[f.name] = []  # BigQuery has no NULL arrays
+    return out
 
 
 def row_id(table: str, row: dict, pane_index: int = 0) -> str:

@@ -34,6 +34,13 @@ Definitions (``e = y_pred - y_true``, ``w`` = the prediction's weight):
   errors and Kish's effective sample size ``n_eff = sum_w**2 / sum_w2``:
   ``se = sqrt(var_se / (n_eff - 1))``; NaN when ``n_eff <= 1``.
 * Empty means NaN: every ratio whose denominator is zero is NaN, never 0.
+* Exact counts for SLOs, one entry per configured bound (``error_thresholds``,
+  ``freshness_within_s``; none by default): per error threshold ``t``, the weighted sum
+  and the number of scored pairs with ``|e| > t`` (``exceed_sum_w``, ``exceed_count``);
+  per bound ``s`` (seconds), the LABELED examples with ``label_lag_s <= s``
+  (``labeled_within``; a negative lag is within every bound, a NaN lag within none).
+  These are tuples in the order of the bounds; an empty tuple stands for zeros, so
+  :meth:`ErrorAccumulator.empty` merges with any.
 
 Weights are assumed finite and >= 0 (the parser dead-letters anything else).
 """
@@ -55,7 +62,7 @@ Z_95 = 1.959963984540054
 
 _NAMES = [f.name for f in METRICS_FIELDS]
 FINALIZED_FIELDS: tuple[str, ...] = tuple(
-    _NAMES[_NAMES.index("predictions") : _NAMES.index("sum_y2") + 1]
+    _NAMES[_NAMES.index("predictions") : _NAMES.index("labeled_within") + 1]
 )
 """The METRICS_FIELDS columns :func:`finalize` returns, in table order."""
 
@@ -86,6 +93,8 @@ _SUMS = (
     "sum_w_sle",
     "sum_huber",
 )
+_BOUNDED = (("exceed_count", int), ("exceed_sum_w", float), ("labeled_within", int))
+"""The per-bound tuples: name and element type."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -95,7 +104,9 @@ class ErrorAccumulator:
     Weighted sums run over scored pairs. ``(mean_y, m2_y)`` and ``(mean_se, m2_se)``
     are the weighted mean and weighted sum of squared deviations of ``y_true`` and of
     ``e**2`` (weights summing to ``sum_w``); ``min_y``/``max_y`` bound ``y_true`` over
-    pairs with ``w > 0``. ``lag`` sketches label lag seconds.
+    pairs with ``w > 0``. ``lag`` sketches label lag seconds. ``exceed_count``,
+    ``exceed_sum_w`` and ``labeled_within`` hold one value per configured bound
+    (module docstring), or are empty: zeros for any number of bounds.
     """
 
     predictions: int = 0
@@ -129,6 +140,9 @@ class ErrorAccumulator:
     min_y: float = math.inf
     max_y: float = -math.inf
     lag: LagSketch = dataclasses.field(default_factory=LagSketch.empty)
+    exceed_count: tuple[int, ...] = ()
+    exceed_sum_w: tuple[float, ...] = ()
+    labeled_within: tuple[int, ...] = ()
 
     @classmethod
     def empty(cls) -> ErrorAccumulator:
@@ -164,6 +178,23 @@ def _merge_pair_moments(wa, ma, m2a, wb, mb, m2b) -> tuple[float, float]:
     return mean, m2a + m2b + (wa * da * da + wb * db * db)
 
 
+def _merge_bounded(parts: list[tuple], element_type: type) -> tuple:
+    """Element-wise sum of per-bound tuples; empty tuples are zeros of any length.
+
+    Raises:
+        ValueError: two non-empty tuples of different lengths (other bounds).
+    """
+    present = [p for p in parts if p]
+    if len(present) <= 1:
+        return present[0] if present else ()
+    if len({len(p) for p in present}) != 1:
+        raise ValueError("cannot merge accumulators made with different bounds")
+    if len(present) == 2:
+        return tuple(x + y for x, y in zip(*present, strict=True))
+    with np.errstate(all="ignore"):
+        return tuple(element_type(v) for v in np.sum(present, axis=0).tolist())
+
+
 def _merge_pair(a: ErrorAccumulator, b: ErrorAccumulator) -> ErrorAccumulator:
     """Two accumulators merged with scalar arithmetic (a streaming pane adds one
     partial to a running total; numpy's per-call overhead would dominate)."""
@@ -178,6 +209,8 @@ def _merge_pair(a: ErrorAccumulator, b: ErrorAccumulator) -> ErrorAccumulator:
     merged["min_y"] = min(a.min_y, b.min_y)
     merged["max_y"] = max(a.max_y, b.max_y)
     merged["lag"] = a.lag.merge(b.lag)
+    for name, element_type in _BOUNDED:
+        merged[name] = _merge_bounded([getattr(a, name), getattr(b, name)], element_type)
     return ErrorAccumulator(**merged)
 
 
@@ -215,6 +248,8 @@ def merge_accumulators(accs: Iterable[ErrorAccumulator]) -> ErrorAccumulator:
     merged["min_y"] = min(a.min_y for a in parts)
     merged["max_y"] = max(a.max_y for a in parts)
     merged["lag"] = LagSketch.merge_all(a.lag for a in parts)
+    for name, element_type in _BOUNDED:
+        merged[name] = _merge_bounded([getattr(a, name) for a in parts], element_type)
     return ErrorAccumulator(**merged)
 
 
@@ -222,14 +257,43 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.nan
 
 
-def finalize(acc: ErrorAccumulator) -> dict:
+def _bounded_values(acc: ErrorAccumulator, name: str, n: int, zero) -> tuple:
+    values = getattr(acc, name) or (zero,) * n
+    if len(values) != n:
+        raise ValueError(f"the accumulator has {len(values)} {name} values, not {n}")
+    return values
+
+
+def _bounded_columns(acc: ErrorAccumulator, thresholds, within_s) -> dict:
+    """The ``error_exceedance`` and ``labeled_within`` columns: lists of dicts."""
+    count = _bounded_values(acc, "exceed_count", len(thresholds), 0)
+    sum_w = _bounded_values(acc, "exceed_sum_w", len(thresholds), 0.0)
+    labeled = _bounded_values(acc, "labeled_within", len(within_s), 0)
+    return {
+        "error_exceedance": [
+            {"threshold": float(t), "sum_w": float(w), "count": int(c)}
+            for t, w, c in zip(thresholds, sum_w, count, strict=True)
+        ],
+        "labeled_within": [
+            {"within_s": int(s), "labeled": int(k)} for s, k in zip(within_s, labeled, strict=True)
+        ],
+    }
+
+
+def finalize(acc: ErrorAccumulator, error_thresholds=(), freshness_within_s=()) -> dict:
     """The metric columns of a row (every name in :data:`FINALIZED_FIELDS`).
 
     Args:
         acc: The accumulator of one (window, slice, pane).
+        error_thresholds: the thresholds ``acc`` was aggregated with, in order.
+        freshness_within_s: the freshness bounds (seconds) it was aggregated with.
 
     Returns:
-        Column name -> Python int or float; NaN where the metric is undefined.
+        Column name -> Python int or float (NaN where the metric is undefined);
+        ``error_exceedance`` and ``labeled_within`` are lists of dicts, one per bound.
+
+    Raises:
+        ValueError: ``acc`` holds counts for a different number of bounds.
     """
     mse = _ratio(acc.sum_se, acc.sum_w)
     ss_tot = acc.m2_y if acc.min_y < acc.max_y else 0.0  # exactly 0 for constant y_true
@@ -262,6 +326,7 @@ def finalize(acc: ErrorAccumulator) -> dict:
         label_lag_max_s=acc.lag.max,
     )
     row.update({name: float(getattr(acc, name)) for name in _SUMS if name in FINALIZED_FIELDS})
+    row.update(_bounded_columns(acc, error_thresholds, freshness_within_s))
     return {name: row[name] for name in FINALIZED_FIELDS}
 
 

@@ -2,21 +2,77 @@
 
 Vectorized over the batch (``np.bincount``, ``np.maximum.at``; no loop over records),
 in named steps: check the columns, count the examples and pick the scored pairs, then
-the weighted sums, the centered moments, the extremes and the lag sketches of each
-group. What each count and sum means is in :mod:`msewatch.transforms.metrics.accumulators`
-(module docstring). None of this looks at time: the caller windows the examples (by the
-prediction's event time) before aggregating them.
+the weighted sums, the centered moments, the extremes, the lag sketches and, when
+bounds are configured, the exact per-bound counts of each group (pairs beyond each
+error threshold, labels within each freshness bound: one ``np.searchsorted`` per
+kind of bound, whatever their number). What each count and sum
+means is in :mod:`msewatch.transforms.metrics.accumulators` (module docstring). None
+of this looks at time: the caller windows the examples (by the prediction's event
+time) before aggregating them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 
 import numpy as np
 
 from msewatch.schemas.records import ExampleKind
+from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
 from msewatch.transforms.metrics.accumulators import ErrorAccumulator
 from msewatch.transforms.metrics.sketch import LagSketch
+
+MAX_WITHIN_SECONDS = MAX_DURATION_MS // 1000
+
+
+def _checked_bounds(values, name: str, allowed: str, is_allowed) -> tuple:
+    """``values`` as a tuple if every one ``is_allowed`` and they strictly increase."""
+    try:
+        out = tuple(values)
+    except TypeError:
+        out = None
+    if (
+        out is None
+        or not all(map(is_allowed, out))
+        or any(a >= b for a, b in itertools.pairwise(out))
+    ):
+        raise ValueError(
+            f"{name} must be {allowed}, in increasing order without repeats; got {values!r}"
+        )
+    return out
+
+
+def _is_threshold(t) -> bool:
+    real = isinstance(t, int | float | np.integer | np.floating) and not isinstance(t, bool)
+    return real and math.isfinite(t) and t >= 0
+
+
+def _is_within(s) -> bool:
+    whole = isinstance(s, int | np.integer) and not isinstance(s, bool)
+    return whole and 0 <= s <= MAX_WITHIN_SECONDS
+
+
+def check_error_thresholds(values) -> tuple[float, ...]:
+    """``values`` checked as error thresholds: finite numbers >= 0, increasing.
+
+    Raises:
+        ValueError: otherwise; the message names the allowed values.
+    """
+    allowed = "finite numbers >= 0"
+    return tuple(map(float, _checked_bounds(values, "error_thresholds", allowed, _is_threshold)))
+
+
+def check_freshness_within_s(values) -> tuple[int, ...]:
+    """``values`` checked as bounds on label lag: whole seconds in [0, 3650 days],
+    increasing.
+
+    Raises:
+        ValueError: otherwise; the message names the allowed values.
+    """
+    allowed = f"whole seconds in 0..{MAX_WITHIN_SECONDS} ({MAX_DURATION_DAYS} days)"
+    return tuple(map(int, _checked_bounds(values, "freshness_within_s", allowed, _is_within)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +125,8 @@ def aggregate_examples(
     weight: np.ndarray,
     lag_s: np.ndarray,
     huber_delta: float = 1.0,
+    error_thresholds=(),
+    freshness_within_s=(),
 ) -> list[ErrorAccumulator]:
     """Aggregates a batch of examples into one accumulator per group, vectorized.
 
@@ -81,22 +139,34 @@ def aggregate_examples(
         weight: Sample weights, finite and >= 0.
         lag_s: Label lag in seconds (NaN unless LABELED).
         huber_delta: Threshold of the Huber loss, > 0.
+        error_thresholds: Error thresholds (:func:`check_error_thresholds`): per
+            threshold, the weight and number of scored pairs with ``|e|`` above it.
+        freshness_within_s: Bounds on label lag, seconds
+            (:func:`check_freshness_within_s`): per bound, the LABELED examples with
+            ``lag_s`` at most it.
 
     Returns:
         ``n_groups`` accumulators, index = group code.
 
     Raises:
-        ValueError: on arrays of different lengths, codes out of range or a
-            non-positive ``huber_delta``.
+        ValueError: on arrays of different lengths, codes out of range, a
+            non-positive ``huber_delta`` or malformed bounds.
     """
     batch = _checked_batch(codes, n_groups, kind, y_pred, y_true, weight, lag_s)
     if not huber_delta > 0:
         raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    thresholds = check_error_thresholds(error_thresholds)
+    within_s = check_freshness_within_s(freshness_within_s)
     columns, pairs = _count_examples(batch)
     columns.update(_weighted_sums(pairs, huber_delta))
     columns.update(_centered_moments(pairs, columns["sum_w"]))
     columns.update(_extremes(pairs))
-    return _accumulators(columns, _lag_sketches(batch))
+    bounded = {}
+    if thresholds:
+        bounded.update(_exceedances(pairs, thresholds))
+    if within_s:
+        bounded.update(_labeled_within(batch, within_s))
+    return _accumulators(columns, _lag_sketches(batch), bounded)
 
 
 def _checked_batch(codes, n_groups, kind, y_pred, y_true, weight, lag_s) -> _Batch:
@@ -215,10 +285,51 @@ def _lag_sketches(batch: _Batch) -> list[LagSketch]:
     return LagSketch.from_groups(batch.codes[has_lag], batch.lag_s[has_lag], batch.n_groups)
 
 
-def _accumulators(columns: dict[str, np.ndarray], lags: list[LagSketch]) -> list[ErrorAccumulator]:
-    """Per-group columns -> one :class:`ErrorAccumulator` per group."""
+def _per_group_histogram(codes, bins, weights, n_groups: int, n_bins: int) -> np.ndarray:
+    """``(n_groups, n_bins)`` counts (or sums of ``weights``) of ``(code, bin)`` cells."""
+    cells = codes * n_bins + bins
+    hist = np.bincount(cells, weights=weights, minlength=n_groups * n_bins)
+    return hist.reshape(n_groups, n_bins)
+
+
+def _exceedances(pairs: _ScoredPairs, thresholds: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Per group and threshold: the number and weight of scored pairs with ``|e|`` above.
+
+    ``bins`` is the number of thresholds below each ``|e|``; thresholds increase, so a
+    pair in bin ``b`` exceeds thresholds ``0..b-1``, and the pairs beyond threshold
+    ``j`` are those of bins ``j+1..k``: a cumulative sum from the top bin down.
+    """
+    k = len(thresholds)
+    bins = np.searchsorted(np.asarray(thresholds), pairs.abs_error, side="left")
+    columns = {}
+    for name, weights in (("exceed_count", None), ("exceed_sum_w", pairs.weight)):
+        hist = _per_group_histogram(pairs.codes, bins, weights, pairs.n_groups, k + 1)
+        columns[name] = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    return columns
+
+
+def _labeled_within(batch: _Batch, within_s: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Per group and bound: LABELED examples with ``lag_s <= bound``.
+
+    ``bins`` is the number of bounds below each lag (a NaN lag sorts above all of
+    them): an example in bin ``b`` is within bounds ``b..k-1``, so the count within
+    bound ``j`` is that of bins ``0..j``, a cumulative sum from the bottom bin up.
+    """
+    k = len(within_s)
+    labeled = batch.kind == ExampleKind.LABELED
+    bins = np.searchsorted(np.asarray(within_s, np.float64), batch.lag_s[labeled], side="left")
+    hist = _per_group_histogram(batch.codes[labeled], bins, None, batch.n_groups, k + 1)
+    return {"labeled_within": np.cumsum(hist, axis=1)[:, :k]}
+
+
+def _accumulators(
+    columns: dict[str, np.ndarray], lags: list[LagSketch], bounded: dict[str, np.ndarray]
+) -> list[ErrorAccumulator]:
+    """Per-group columns (``bounded``: ``(n_groups, k)`` arrays) -> one
+    :class:`ErrorAccumulator` per group."""
     values = {name: column.tolist() for name, column in columns.items()}
     values["lag"] = lags
+    values.update({name: list(map(tuple, rows.tolist())) for name, rows in bounded.items()})
     return [
         ErrorAccumulator(**dict(zip(values, row, strict=True)))
         for row in zip(*values.values(), strict=True)

@@ -43,7 +43,11 @@ from msewatch.transforms.metrics.accumulators import (
     finalize,
     merge_accumulators,
 )
-from msewatch.transforms.metrics.aggregate import aggregate_examples
+from msewatch.transforms.metrics.aggregate import (
+    aggregate_examples,
+    check_error_thresholds,
+    check_freshness_within_s,
+)
 from msewatch.transforms.metrics.slices import SliceCoder, SliceConfig, dense_unique
 from msewatch.transforms.metrics.windowing import WindowConfig, WindowMetrics
 
@@ -72,16 +76,29 @@ class MetricsConfig:
         slices: slice specs and cardinality cap.
         huber_delta: delta of the Huber loss.
         clock: returns the UTC ``emitted_at`` time (inject a fixed one in tests).
+        error_thresholds: error thresholds, finite, >= 0 and increasing: the
+            ``error_exceedance`` column counts, per threshold, the scored pairs with
+            ``|y_pred - y_true|`` above it (weight and number). None by default.
+        freshness_within_s: bounds on label lag in whole seconds, increasing, at most
+            3650 days: the ``labeled_within`` column counts, per bound, the labeled
+            predictions whose ``label_time - event_time`` is at most it (a negative
+            lag is within every bound). None by default.
     """
 
     window: WindowConfig = WindowConfig()
     slices: SliceConfig = SliceConfig()
     huber_delta: float = 1.0
     clock: Callable[[], datetime.datetime] = utc_now
+    error_thresholds: tuple[float, ...] = ()
+    freshness_within_s: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not self.huber_delta > 0:
             raise ValueError(f"huber delta must be > 0, got {self.huber_delta}")
+        thresholds = check_error_thresholds(self.error_thresholds)
+        object.__setattr__(self, "error_thresholds", thresholds)
+        within_s = check_freshness_within_s(self.freshness_within_s)
+        object.__setattr__(self, "freshness_within_s", within_s)
 
 
 class _PreAggregate(beam.DoFn):
@@ -117,6 +134,8 @@ class _PreAggregate(beam.DoFn):
                 cols["weight"],
                 cols["label_lag_s"],
                 huber_delta=self._config.huber_delta,
+                error_thresholds=self._config.error_thresholds,
+                freshness_within_s=self._config.freshness_within_s,
             )
             for g, acc in zip(present.tolist(), accs, strict=True):
                 b, s = divmod(g, len(names))
@@ -196,8 +215,9 @@ class _AccumulatePanes(beam.DoFn):
 class _FormatRow(beam.DoFn):
     """``{slice: ErrorAccumulator}`` of one pane -> one ``metrics`` row (dict) per slice."""
 
-    def __init__(self, clock):
-        self._clock = clock
+    def __init__(self, config: MetricsConfig):
+        self._clock = config.clock
+        self._bounds = (config.error_thresholds, config.freshness_within_s)
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         for slice_name, acc in sorted(element[1].items()):
@@ -209,7 +229,7 @@ class _FormatRow(beam.DoFn):
             "window_end": win.end.to_utc_datetime(has_tz=True),
             "slice": slice_name,
         }
-        row.update(finalize(acc))
+        row.update(finalize(acc, *self._bounds))
         timing = _TIMING[pane.timing]
         resolved = row["labeled"] + row["expired"]
         row["pane_index"] = int(pane.index)
@@ -243,4 +263,4 @@ class ComputeMetrics(beam.PTransform):
             # The key is the str _KEY: a deterministic key coder for the state.
             combined.element_type = beam.typehints.Tuple[str, typing.Any]
             combined = combined | "AccumulatePanes" >> beam.ParDo(_AccumulatePanes())
-        return combined | "FormatRow" >> beam.ParDo(_FormatRow(self._config.clock))
+        return combined | "FormatRow" >> beam.ParDo(_FormatRow(self._config))
