@@ -1,7 +1,8 @@
 """The exact per-bound counts (error_exceedance, labeled_within) in written metrics rows.
 
-Bounded runs of the real pipeline (1 h windows, label_ttl 3 h); rows read back from
-Parquet with pandas.
+Runs of the real pipeline (1 h windows, label_ttl 3 h), bounded and as a streaming
+replay (accumulating panes: the latest pane holds the window's counts); rows read back
+from Parquet with pandas.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 
 import pytest
 
-from tests.harness import H, labels, latest, predictions, row, run_bounded
+from tests.harness import H, labels, latest, predictions, row, run_bounded, run_replay
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,8 @@ def as_lists(value) -> list[dict]:
     return [dict(item) for item in value]
 
 
-def test_written_rows_hold_the_counts_per_threshold_and_bound(tmp_path):
+@pytest.mark.parametrize("run", [run_bounded, run_replay], ids=["bounded", "replay"])
+def test_written_rows_hold_the_counts_per_threshold_and_bound(tmp_path, run):
     preds = predictions(
         [
             {"id": "a", "t": 0, "y": 5.0, "w": 2.0, "region": "eu"},
@@ -43,7 +45,7 @@ def test_written_rows_hold_the_counts_per_threshold_and_bound(tmp_path):
             {"id": "f", "t": H + 5 * MIN + 10_000, "y": 1.0},  # e = 6, lag 10 s
         ]
     )
-    df, _ = run_bounded(
+    df, _ = run(
         preds,
         labs,
         tmp_path,
