@@ -18,6 +18,7 @@ complete RMSE per slice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -132,8 +133,11 @@ def run(args, beam_args) -> int:
     if pubsub:
         presets.check_pubsub_runner(args.runner, args.pubsub_expansion_service)
     options = _options(args, beam_args, streaming=not config.bounded)
-    if options.view_as(StandardOptions).runner == "BundleBasedDirectRunner":
-        direct_speedups.install()
+    speedups = (
+        direct_speedups.installed()
+        if options.view_as(StandardOptions).runner == "BundleBasedDirectRunner"
+        else contextlib.nullcontext()
+    )
     plan = output.prepare(args.output, staged=not pubsub)
     if plan.previous and not args.quiet:
         print(
@@ -142,9 +146,10 @@ def run(args, beam_args) -> int:
             file=sys.stderr,
         )
     try:
-        result = _run_pipeline(args, options, dataclasses.replace(config, output=plan.write_to))
-        if pubsub:
-            return _run_unbounded(args, result)
+        with speedups:  # until the pipeline has finished (local Pub/Sub: Ctrl-C)
+            result = _run_pipeline(args, options, dataclasses.replace(config, output=plan.write_to))
+            if pubsub:
+                return _run_unbounded(args, result)
         if not output.is_local(args.output):
             return _report_remote(args)
         outcomes = summary.outcome_counts(plan.write_to)

@@ -163,16 +163,16 @@ def run_bounded(preds, labs, output, slo=None, **cfg):
 
 
 def run_replay(preds, labs, output, chunk_rows=1, slo=None, **cfg):
-    direct_speedups.install()
     config = with_slo(make_config(output, False, **cfg), slo)
     spool = os.path.join(str(output), "_spool")
     arrivals = write_spool(preds, labs, DEAD_LETTER.empty_table(), spool)
     events = plan_events(arrivals, config.metrics.window, config.join, chunk_rows)
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"]))
-    build(p, config, ReplaySpool(spool, events, config.metrics.window.early_firing_seconds))
-    with direct_clock.early_test_clock():
-        result = p.run()
-    result.wait_until_finish()
+    with direct_speedups.installed():
+        build(p, config, ReplaySpool(spool, events, config.metrics.window.early_firing_seconds))
+        with direct_clock.early_test_clock():
+            result = p.run()
+        result.wait_until_finish()
     return read_metrics(output), summary.outcome_counts(str(output))
 
 
