@@ -49,6 +49,7 @@ from msewatch.transforms.slo.sli import (
     WINDOW_KEY,
     Verdicts,
     required_columns,
+    share,
 )
 from msewatch.transforms.slo.spec import SEVERITIES, Slo
 from msewatch.transforms.slo.text import summary
@@ -127,13 +128,8 @@ def suppressed_windows(slo: Slo, table: Mapping[str, np.ndarray]) -> np.ndarray:
     start, end = table["window_start_ms"], table["window_end_ms"]
     out = np.zeros(len(start), bool)
     for s in slo.suppress:
-        out |= (start < s.to_ms) & (s.from_ms < end)
+        out |= s.overlaps(start, end)
     return out
-
-
-def _share(part, whole):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)
 
 
 def evaluate(slo: Slo, table, verdicts: Verdicts, frontiers_ms: np.ndarray) -> Evaluation:
@@ -156,7 +152,7 @@ def evaluate(slo: Slo, table, verdicts: Verdicts, frontiers_ms: np.ndarray) -> E
     burn = np.empty((len(frontiers_ms), len(slo.alerting.lookbacks_s())))
     for j, lookback_s in enumerate(slo.alerting.lookbacks_s()):
         eligible, bad = sums(lookback_s)
-        burn[:, j] = _share(bad, eligible) / allowed
+        burn[:, j] = share(bad, eligible) / allowed
     eligible, bad = sums(slo.period_s)
     total = allowed * eligible
     settled = np.flatnonzero(verdicts.settled)
@@ -167,8 +163,8 @@ def evaluate(slo: Slo, table, verdicts: Verdicts, frontiers_ms: np.ndarray) -> E
         eligible=eligible,
         bad=bad,
         budget_total=total,
-        budget_remaining=1.0 - _share(bad, total),
-        good_share=1.0 - _share(bad, eligible),
+        budget_remaining=1.0 - share(bad, total),
+        good_share=1.0 - share(bad, eligible),
         value=verdicts.value[newest],
         suppressed=suppressed[newest],
     )

@@ -65,7 +65,8 @@ class SliRule:
     describe: Callable[[Slo, float], str]
 
 
-def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """``part / whole``, NaN where ``whole`` is not above 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)
 
@@ -84,19 +85,19 @@ def _rmse(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
 def _error_rate(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
     sum_w, bad_w = c["sum_w"], c["bad_w"]
     settled = _label_gate(slo, c) & (sum_w > 0)
-    return Verdicts(settled, sum_w, bad_w, _share(bad_w, sum_w))
+    return Verdicts(settled, sum_w, bad_w, share(bad_w, sum_w))
 
 
 def _label_freshness(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
     n = c["predictions"]
-    value = _share(c["fresh"], n)
+    value = share(c["fresh"], n)
     evaluable = c["window_end_ms"] + slo.within_s * 1000 <= watermark_ms
     return Verdicts((n > 0) & evaluable, np.ones(len(n)), (value < slo.threshold) * 1.0, value)
 
 
 def _nan_rate(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
     n = c["predictions"]
-    value = _share(c["nan_predictions"], n)
+    value = share(c["nan_predictions"], n)
     closed = c["window_end_ms"] <= watermark_ms
     return Verdicts((n > 0) & closed, np.ones(len(n)), (value > slo.threshold) * 1.0, value)
 

@@ -141,9 +141,10 @@ class Suppression:
         if not isinstance(self.reason, str):
             raise InvalidValue("reason", f"must be a string; got {self.reason!r}")
 
-    def overlaps(self, start_ms: int, end_ms: int) -> bool:
-        """Whether the window ``[start_ms, end_ms)`` overlaps the suppressed period."""
-        return start_ms < self.to_ms and self.from_ms < end_ms
+    def overlaps(self, start_ms, end_ms):
+        """Whether the window ``[start_ms, end_ms)`` overlaps the suppressed period
+        (ints, or numpy arrays of window bounds: then an array of bools)."""
+        return (start_ms < self.to_ms) & (self.from_ms < end_ms)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

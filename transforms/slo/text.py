@@ -14,7 +14,7 @@ def _rate(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3g}x"
 
 
-def _share(value: float) -> str:
+def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.1%}"
 
 
@@ -26,7 +26,7 @@ def summary(slo: Slo, t: AlertTransition) -> str:
         f"burn rate {_rate(t.burn_rate_long)} over {_d(t.long_window_s)} and "
         f"{_rate(t.burn_rate_short)} over {_d(t.short_window_s)}"
     )
-    budget = f"{_share(t.budget_remaining)} of the {_d(slo.period_s)} error budget left"
+    budget = f"{_percent(t.budget_remaining)} of the {_d(slo.period_s)} error budget left"
     if t.state == FIRING:
         head = (
             f"{slo.name} {t.severity} firing for {t.slice}: {burns} (>= {t.burn_rate_threshold:g}x)"
