@@ -208,9 +208,13 @@ def _class_decides_specs(dofn) -> bool:
         names = _names_by_class[cls] = _names_to_check(cls)
     if names is None:
         return False
-    if any(isinstance(v, types.MethodType) for v in getattr(dofn, "__dict__", {}).values()):
-        return False  # a per-instance method, e.g. Beam's exception-handling wrapper
-    return not any(isinstance(getattr(dofn, n, None), types.MethodType) for n in names)
+    for value in getattr(dofn, "__dict__", {}).values():
+        if isinstance(value, types.MethodType):
+            return False  # a per-instance method, e.g. Beam's exception-handling wrapper
+    for name in names:
+        if isinstance(getattr(dofn, name, None), types.MethodType):
+            return False
+    return True
 
 
 def _get_dofn_specs(dofn):
