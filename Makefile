@@ -20,7 +20,7 @@ demo: $(BIN)/msewatch
 	rm -rf $(OUT)
 	$(BIN)/msewatch run --predictions '$(SAMPLE)/predictions.jsonl' \
 	  --labels '$(SAMPLE)/labels.jsonl' --output $(OUT) \
-	  --slice region --slice model_version,region
+	  --slice region --slice model_version,region --slo docs/examples/demo-slo.yaml
 	$(BIN)/msewatch report $(OUT) --out $(OUT)/report.html
 
 test: $(BIN)/msewatch

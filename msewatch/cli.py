@@ -82,11 +82,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_generate(sub) -> None:
+    from msewatch.scenarios import SCENARIOS
+
     p = sub.add_parser("generate", help="write a realistic sample of predictions and labels")
     p.add_argument("--out", required=True, help="directory to write the sample into")
-    p.add_argument("--predictions", type=int, default=20_000, help="predictions (default 20000)")
+    p.add_argument("--predictions", type=int, help="predictions (default 20000)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--days", type=float, default=3.0, help="days of event time (default 3)")
+    p.add_argument("--days", type=float, help="days of event time (default 3)")
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        help="write a game-day scenario instead: its data, slo.yaml and expected_alerts.json",
+    )
     p.add_argument(
         "--format",
         action="append",
@@ -194,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_run(sub)
-    from msewatch import query, report, slo
+    from msewatch import gameday, query, report, slo
 
-    for name, module in (("query", query), ("report", report), ("slo", slo)):
+    commands = (("query", query), ("report", report), ("slo", slo), ("gameday", gameday))
+    for name, module in commands:
         p = sub.add_parser(name, help=(module.__doc__ or name).strip().split("\n")[0])
         module.add_arguments(p)
         p.set_defaults(handler=module.run)
@@ -204,13 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generate(args) -> int:
+    if args.scenario:
+        return _generate_scenario(args)
     from msewatch.generate import generate
 
     stats = generate(
         args.out,
-        predictions=args.predictions,
+        predictions=20_000 if args.predictions is None else args.predictions,
         seed=args.seed,
-        days=args.days,
+        days=3.0 if args.days is None else args.days,
         malformed=not args.no_malformed,
         formats=tuple(args.format or ("jsonl",)),
     )
@@ -220,6 +230,31 @@ def _generate(args) -> int:
         f"(+{facts['duplicate_predictions']} duplicates, {facts['nan_predictions']} NaN), "
         f"{facts['labels']} labels ({facts['labels_never_sent']} never sent, "
         f"{facts['labels_past_ttl']} past the 7d TTL), drift in {facts['drift_segment']}"
+    )
+    return 0
+
+
+def _generate_scenario(args) -> int:
+    from msewatch.scenarios import generate_scenario
+
+    given = [
+        option
+        for option, value in (
+            ("--predictions", args.predictions),
+            ("--days", args.days),
+            ("--format", args.format),
+            ("--no-malformed", args.no_malformed or None),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UsageError(f"--scenario sets its own data; leave out {', '.join(given)}")
+    facts = generate_scenario(args.scenario, args.out, seed=args.seed)
+    fault = facts["fault"]
+    what = f"; fault in region={fault['segment']}: {fault['what']}" if fault else "; no fault"
+    print(
+        f"wrote {args.out}: scenario {args.scenario}, {facts['predictions']} predictions, "
+        f"{facts['labels']} labels{what}; slo.yaml, expected_alerts.json"
     )
     return 0
 
