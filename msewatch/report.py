@@ -79,7 +79,8 @@ svg text{font:11px system-ui,sans-serif;fill:#555}.note{color:#666}.bad{color:#b
 border-radius:50%;border:1.5px solid #333}.dot.fill{background:#333}code{background:#f3f3f3}
 h3{font-size:15px;margin:18px 0 2px}.swatch{display:inline-block;width:14px;height:10px;
 margin:0 3px;vertical-align:middle}.swatch.page{background:#d6272840}
-.swatch.ticket{background:#ff7f0e40}"""
+.swatch.ticket{background:#ff7f0e40}table.text td,table.text th{text-align:left}
+table.text td:first-child{white-space:nowrap}"""
 LEGEND = (
     '<p class="note"><span class="key"></span><span class="dot fill"></span>complete &nbsp; '
     '<span class="key prov"></span><span class="dot"></span><b>provisional</b>: window still '

@@ -236,7 +236,7 @@ def _transitions(alerts: pd.DataFrame) -> str:
     note = f"{len(alerts)} transitions in event-time order of their label frontier"
     if earlier:
         note += f"; the {earlier} earlier ones: <code>msewatch query OUTPUT alerts</code>"
-    return f'<p class="note">{note}.</p>' + svg.table(header, rows)
+    return f'<p class="note">{note}.</p>' + svg.table(header, rows, "text")
 
 
 def section(tables: SloTables, max_slices: int) -> str:

@@ -278,11 +278,13 @@ def bars(items: list[tuple[str, int, str]]) -> str:
     return el("svg", "".join(parts), class_="chart", role="img", aria_label="counts", **size)
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """An HTML table; header cells are escaped, body cells are HTML already."""
+def table(header: list[str], rows: list[list[str]], class_: str = "") -> str:
+    """An HTML table; header cells are escaped, body cells are HTML already. Numbers
+    align right; ``class_="text"`` aligns every column left."""
     head = "".join(el("th", html.escape(h)) for h in header)
     body = "".join(el("tr", "".join(el("td", c) for c in r)) for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    attrs = f' class="{html.escape(class_, quote=True)}"' if class_ else ""
+    return f"<table{attrs}><tr>{head}</tr>{body}</table>"
 
 
 def figure(caption: str, chart: str) -> str:

@@ -5,8 +5,10 @@ Shared by the query and report tests (``tests/e2e/test_query.py``,
 tables are written with pyarrow in the exact output schema (several windows over two
 UTC dates, five slices, accumulating panes, provisional rows, an empty window, a
 re-written pane); every expected answer is computed from the same rows with pandas,
-independently of the SQL and of the report. :func:`run_demo` makes a real output with
-the pipeline instead.
+independently of the SQL and of the report. :func:`synthetic_alerts` and
+:func:`synthetic_slo_status` are the SLO tables of a run with ``--slo``, the alerts built
+from :data:`FIRING_PERIODS`. :func:`run_demo` makes a real output with the pipeline
+instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from msewatch.schemas import records
+from msewatch.schemas.slo import ALERTS_FIELDS, SLO_STATUS_FIELDS
 
 KEYS = ["window_start", "window_end", "slice"]
 DRIFTED = "model_version=v2,region=eu"
@@ -200,3 +203,106 @@ def read_table(out, table: str) -> pd.DataFrame:
     """A pipeline table read with pyarrow, independently of the DuckDB views."""
     files = sorted((out / table).rglob("*.parquet"))
     return pq.read_table(files).to_pandas() if files else pd.DataFrame()
+
+
+# SLO tables (``msewatch run --slo``): the firing periods below are the truth the
+# synthetic ``alerts`` table is built from, so tests compare the report with them.
+SLO_LOOKBACKS_S = [300, 1800, 3600, 21600, 259200]
+SLO_SLICES = {"forecast-rmse": ("overall", "region=eu", DRIFTED), "label-freshness": ("region=eu",)}
+SLO_SLIS = {"forecast-rmse": "rmse", "label-freshness": "label_freshness"}
+SLO_FRONTIERS = [T0 + pd.Timedelta(hours=h) for h in range(1, WINDOWS + 1)]  # window ends
+FIRING_PERIODS = (  # (alert, firing frontier, resolved frontier or None: still firing)
+    (f"forecast-rmse/page/{DRIFTED}", SLO_FRONTIERS[0], SLO_FRONTIERS[2]),
+    (f"forecast-rmse/page/{DRIFTED}", SLO_FRONTIERS[3], None),
+    (f"forecast-rmse/ticket/{DRIFTED}", SLO_FRONTIERS[1], None),
+    ("label-freshness/page/region=eu", SLO_FRONTIERS[1], SLO_FRONTIERS[3]),
+)
+_PAGE = [{"long_s": 3600, "short_s": 300, "burn_rate": 14.4}]
+_PAGE.append({"long_s": 21600, "short_s": 1800, "burn_rate": 6.0})
+SLO_CONFIG = {
+    "version": 1,
+    "slos": [
+        {"name": "forecast-rmse", "sli": "rmse", "alerting": {"page": _PAGE, "ticket": [
+            {"long_s": 259200, "short_s": 21600, "burn_rate": 1.0}]}},
+        {"name": "label-freshness", "sli": "label_freshness",
+         "alerting": {"page": _PAGE, "ticket": []}},
+    ],
+}  # fmt: skip
+SLO_SUMMARY = {**SUMMARY, "config": {**SUMMARY["config"], "slo": SLO_CONFIG}}
+
+
+def _state(alert: str, frontier: pd.Timestamp) -> str:
+    """``firing`` inside one of the alert's :data:`FIRING_PERIODS`, else ``ok``."""
+    inside = any(
+        a == alert and start <= frontier and (end is None or frontier < end)
+        for a, start, end in FIRING_PERIODS
+    )
+    return "firing" if inside else "ok"
+
+
+def synthetic_slo_status() -> pd.DataFrame:
+    """``slo_status`` rows: every SLO and slice at each frontier of :data:`SLO_FRONTIERS`.
+
+    The drifted slice's budget falls from 100 % to -300 % (below the report's -100 %
+    floor), region=eu has nothing eligible at the first frontier (NaN), burn rates hold
+    0, NaN and 100. (forecast-rmse, drifted slice, third frontier) is evaluated twice,
+    as a streaming run does: the row with the later ``emitted_at`` is the one to draw.
+    """
+    rows = []
+    for slo, slices in SLO_SLICES.items():
+        for s in slices:
+            for i, frontier in enumerate(SLO_FRONTIERS):
+                budget = [1.0, 0.5, -0.5, -2.0, -3.0][i] if s == DRIFTED else 1.0 - 0.1 * i
+                if s == "region=eu" and i == 0:
+                    budget = math.nan
+                burns = [0.0, math.nan, 100.0 * (s == DRIFTED), 2.5 * i, 0.5]
+                page, ticket = (_state(f"{slo}/{sev}/{s}", frontier) for sev in ("page", "ticket"))
+                rows.append(dict(
+                    slo=slo, sli=SLO_SLIS[slo], slice=s, frontier=frontier, watermark=None,
+                    objective=0.99, threshold=3.0, period_s=2592000, value=1.5 + i,
+                    good_share=0.99, eligible=10.0 + i, budget_total=0.1, budget_consumed=0.0,
+                    budget_remaining=budget, lookbacks_s=SLO_LOOKBACKS_S, burn_rates=burns,
+                    suppressed=False, page_state=page, ticket_state=ticket,
+                    emitted_at=frontier + pd.Timedelta(hours=1),
+                ))  # fmt: skip
+    redo = next(r for r in rows if r["slice"] == DRIFTED and r["frontier"] == SLO_FRONTIERS[2])
+    earlier = redo["emitted_at"] - pd.Timedelta(minutes=5)
+    rows.insert(0, dict(redo, budget_remaining=0.25, emitted_at=earlier))
+    return pd.DataFrame(rows)
+
+
+_CONDITION = {  # the condition each severity's transitions name (the first of SLO_CONFIG)
+    "page": {"burn_rate_threshold": 14.4, "long_window_s": 3600, "short_window_s": 300},
+    "ticket": {"burn_rate_threshold": 1.0, "long_window_s": 259200, "short_window_s": 21600},
+}
+
+
+def synthetic_alerts() -> pd.DataFrame:
+    """``alerts`` rows of :data:`FIRING_PERIODS` (a firing and, if any, a resolved
+    transition each), newest first, so readers must order them."""
+    rows = []
+    for alert, start, end in FIRING_PERIODS:
+        slo, severity, s = alert.split("/", 2)
+        for state, frontier in (("firing", start), ("resolved", end)):
+            if frontier is None:
+                continue
+            summary = f"{alert} {state}: RMSE > 3 & rising <fast>"
+            rows.append(dict(
+                alert=alert, slo=slo, sli=SLO_SLIS[slo], severity=severity, slice=s,
+                state=state, frontier=frontier, watermark=None, burn_rate_long=20.0,
+                burn_rate_short=20.0, budget_remaining=0.5, value=4.0, threshold=3.0,
+                objective=0.99, summary=summary, runbook="",
+                emitted_at=frontier + pd.Timedelta(hours=1), **_CONDITION[severity],
+            ))  # fmt: skip
+    return pd.DataFrame(rows).sort_values("frontier", ascending=False, kind="stable")
+
+
+def write_slo_tables(out, alerts: pd.DataFrame, status: pd.DataFrame):
+    """Writes the ``alerts`` and ``slo_status`` tables of an OUTPUT folder."""
+    for name, frame, fields in (("alerts", alerts, ALERTS_FIELDS),
+                                ("slo_status", status, SLO_STATUS_FIELDS)):  # fmt: skip
+        (out / name).mkdir(parents=True)
+        for i, part in enumerate((frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :])):
+            table = to_arrow(part, records.arrow_schema(fields))
+            pq.write_table(table, out / name / f"part-{i}.parquet")
+    return out
