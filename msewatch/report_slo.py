@@ -89,7 +89,7 @@ def read(out: Path, summary: dict | None) -> SloTables | None:
     fired: dict[str, list[tuple[str, float, int, int]]] = {}  # without a config
     named = ["slo", "severity", "burn_rate_threshold", "long_window_s", "short_window_s"]
     for slo, severity, rate, long_s, short_s in (
-        alerts[named].drop_duplicates().itertuples(index=False)
+        alerts[named].dropna().drop_duplicates().itertuples(index=False)
     ):
         fired.setdefault(slo, []).append((severity, float(rate), int(long_s), int(short_s)))
     for slo, found in fired.items():

@@ -25,7 +25,16 @@ import numpy as np
 import pytest
 
 from msewatch import report
-from tests.synthetic_output import read_table, synthetic_dead_letter, write_output
+from tests.synthetic_output import (
+    SLO_SLICES,
+    SLO_SUMMARY,
+    read_table,
+    synthetic_alerts,
+    synthetic_dead_letter,
+    synthetic_slo_status,
+    write_output,
+    write_slo_tables,
+)
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 CHROMIUM_FLAGS = (
@@ -182,6 +191,16 @@ def assert_renders(output_dir, tmp_path, charts: int) -> dict:
 def test_report_renders_in_chromium(tmp_path, metrics):
     out = write_output(tmp_path / "out", metrics, synthetic_dead_letter())
     assert_renders(out, tmp_path, charts=metrics["slice"].nunique() + 3)
+
+
+@needs_chromium
+def test_slo_report_renders_in_chromium(tmp_path, metrics):
+    """With an SLO file: two more charts (budget, burn rates) per SLO and slice, each
+    drawn, and the shaded firing periods take no request and raise no error."""
+    out = write_output(tmp_path / "out", metrics, synthetic_dead_letter(), summary=SLO_SUMMARY)
+    write_slo_tables(out, synthetic_alerts(), synthetic_slo_status())
+    pairs = sum(len(slices) for slices in SLO_SLICES.values())
+    assert_renders(out, tmp_path, charts=metrics["slice"].nunique() + 3 + 2 * pairs)
 
 
 @needs_chromium
