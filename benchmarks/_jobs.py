@@ -25,7 +25,15 @@ WINDOW_SECONDS = 3600
 SLICE_KEY = "region"
 DEFAULT_TTL_MS = 7 * 86_400_000
 JOIN_SHARDS = 16  # the state runs pass --shards 16 (msewatch's cluster default)
-PEERS = ("msewatch_jsonl", "msewatch_parquet", "msewatch_replay", "textbook", "pandas")
+PEERS = (
+    "msewatch_jsonl",
+    "msewatch_slo",
+    "msewatch_parquet",
+    "msewatch_replay",
+    "textbook",
+    "pandas",
+)
+SLO_FILE = os.path.join(os.path.dirname(HERE), "docs", "examples", "slo.yaml")
 
 
 class Disagreement(Exception):
@@ -45,6 +53,7 @@ class Job:
     probe: bool = False
     replay_chunk_rows: int | None = None  # None: msewatch's default
     shards: int | None = None  # None: msewatch's default
+    slo: str | None = None  # an SLO file: the run also evaluates SLOs (alerts tables)
 
     def command(self, out_dir: str) -> list[str]:
         """The child's argv, writing its output under ``out_dir``."""
@@ -59,6 +68,8 @@ class Job:
                 cmd += ["--replay-chunk-rows", str(self.replay_chunk_rows)]
             if self.shards:
                 cmd += ["--shards", str(self.shards)]
+            if self.slo:
+                cmd += ["--slo", self.slo]
             if self.probe:
                 probe = os.path.join(HERE, "_probe.py")
                 return [sys.executable, probe, os.path.join(out_dir, "beam_metrics.json"), *cmd]

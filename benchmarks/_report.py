@@ -59,6 +59,8 @@ def ratios(peers: dict) -> dict:
 
     * ``msewatch_over_pandas_wall``: msewatch bounded JSONL wall / pandas wall (same data).
     * ``msewatch_parquet_over_pandas_wall``: the same with Parquet input.
+    * ``slo_over_bounded_wall``: bounded JSONL with ``--slo docs/examples/slo.yaml`` /
+      without (the SLO evaluation's cost; target <= 1.1).
     * ``textbook_over_msewatch_per_event``: textbook seconds per event / msewatch
       bounded JSONL seconds per event (how many times faster msewatch is per event),
       both end to end.
@@ -76,6 +78,7 @@ def ratios(peers: dict) -> dict:
     return {
         "msewatch_over_pandas_wall": _div(wall("msewatch_jsonl"), wall("pandas")),
         "msewatch_parquet_over_pandas_wall": _div(wall("msewatch_parquet"), wall("pandas")),
+        "slo_over_bounded_wall": _div(wall("msewatch_slo"), wall("msewatch_jsonl")),
         "textbook_over_msewatch_per_event": _div(rate("msewatch_jsonl"), rate("textbook")),
         "textbook_in_pipeline_over_msewatch_per_event": _div(
             rate("msewatch_jsonl"), rate("textbook", "events_per_s_in_pipeline")
@@ -107,6 +110,7 @@ def targets(peers: dict, ratio: dict, scaling: dict | None) -> dict:
             peers.get("msewatch_replay", {}).get("events_per_s"), ">=", 100_000
         ),
         "bounded_peak_rss_gib": check(max(rss) * MIB / GIB if rss else None, "<=", 1.5),
+        "slo_evaluation_overhead": check(ratio["slo_over_bounded_wall"], "<=", 1.1),
     }
     if scaling:
         out["replay_scaling_large_over_small"] = check(scaling.get("large_over_small"), ">=", 0.7)

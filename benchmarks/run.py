@@ -56,7 +56,16 @@ import sys
 import _agree
 import _report
 import _workload
-from _jobs import DEFAULT_TTL_MS, JOIN_SHARDS, PEERS, Bench, Disagreement, Job, rounds
+from _jobs import (
+    DEFAULT_TTL_MS,
+    JOIN_SHARDS,
+    PEERS,
+    SLO_FILE,
+    Bench,
+    Disagreement,
+    Job,
+    rounds,
+)
 
 _QUICK = {"predictions": 3000, "repeats": 1, "textbook_predictions": 1000, "days": 0.25}
 _DEFAULTS = {"predictions": 1_000_000, "repeats": 3, "textbook_predictions": 50_000, "days": 3.0}
@@ -67,6 +76,7 @@ def main_peers(bench: Bench, args, workload, head) -> None:
     pandas = Job("pandas", "pandas", workload)
     jobs = {
         "msewatch_jsonl": Job("msewatch_jsonl", "msewatch", workload),
+        "msewatch_slo": Job("msewatch_slo", "msewatch", workload, slo=SLO_FILE),
         "msewatch_parquet": Job("msewatch_parquet", "msewatch", workload, fmt="parquet"),
         "msewatch_replay": Job(
             "msewatch_replay", "msewatch", workload, fmt=args.replay_format, replay=True
