@@ -17,7 +17,14 @@ import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent.parent
 BENCHMARKS = ROOT / "benchmarks"
-PEERS = {"msewatch_jsonl", "msewatch_parquet", "msewatch_replay", "textbook", "pandas"}
+PEERS = {
+    "msewatch_jsonl",
+    "msewatch_slo",
+    "msewatch_parquet",
+    "msewatch_replay",
+    "textbook",
+    "pandas",
+}
 
 sys.path.insert(0, str(BENCHMARKS))
 import _agree  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
