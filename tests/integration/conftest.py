@@ -2,14 +2,30 @@
 
 Each gets the `integration` marker."""
 
-from pathlib import Path
+import contextlib
+import os
 
 import pytest
 
-_HERE = Path(__file__).parent
+from tests import pubsub_emulator as emu
+from tests.layers import mark_folder
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if _HERE in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.integration)
+    mark_folder(__file__, items)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    """A Pub/Sub emulator on 127.0.0.1 for the module; skips with the reason when it
+    cannot start, except in CI (``CI`` or ``MSEWATCH_REQUIRE_SERVERS``), where it fails."""
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(emu.running_emulator())
+        except emu.EmulatorUnavailable as err:
+            reason = f"Pub/Sub emulator unavailable: {err}"
+            if os.environ.get("CI") or os.environ.get("MSEWATCH_REQUIRE_SERVERS"):
+                pytest.fail(reason + " (CI must run this test)")
+            print(reason)
+            pytest.skip(reason)
+        yield running

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
-import os
 
 import apache_beam as beam
-import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from msewatch.transforms.io.alerts import DeliverAlerts, DeliveryConfig
@@ -16,19 +13,6 @@ from tests import pubsub_emulator as emu
 from tests.integration.test_alert_delivery import _row
 
 T = datetime.datetime(2026, 11, 2, 9, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with contextlib.ExitStack() as stack:
-        try:
-            running = stack.enter_context(emu.running_emulator())
-        except emu.EmulatorUnavailable as err:
-            reason = f"Pub/Sub emulator unavailable: {err}"
-            if os.environ.get("CI") or os.environ.get("MSEWATCH_REQUIRE_SERVERS"):
-                pytest.fail(reason + " (CI must run this test)")
-            pytest.skip(reason)
-        yield running
 
 
 def test_each_transition_is_one_json_message_with_routing_attributes(emulator):

@@ -48,20 +48,6 @@ DEADLINE_S = 240
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with contextlib.ExitStack() as stack:
-        try:
-            running = stack.enter_context(emu.running_emulator())
-        except emu.EmulatorUnavailable as err:
-            reason = f"Pub/Sub emulator unavailable: {err}"
-            if os.environ.get("CI"):
-                pytest.fail(reason + " (CI must run this test)")
-            print(reason)
-            pytest.skip(reason)
-        yield running
-
-
 def _read_table(output: str, name: str) -> pd.DataFrame:
     files = glob.glob(os.path.join(output, name, "*.parquet")) + glob.glob(
         os.path.join(output, name, "*", "*.parquet")

@@ -2,14 +2,8 @@
 
 Each gets the `unit` marker."""
 
-from pathlib import Path
-
-import pytest
-
-_HERE = Path(__file__).parent
+from tests.layers import mark_folder
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if _HERE in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.unit)
+    mark_folder(__file__, items)
