@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import fnmatch
 import json
 import os
@@ -107,8 +108,6 @@ def matches(entry: dict, t: Transition) -> bool:
 
 
 def _ms(text: str | None) -> int | None:
-    import datetime as dt
-
     return None if text is None else int(dt.datetime.fromisoformat(text).timestamp() * 1000)
 
 
@@ -163,8 +162,6 @@ def compare_periods(bounded: list[Transition], replay: list[Transition]) -> list
 
 
 def _time(ms: int | None) -> str:
-    import datetime as dt
-
     if ms is None:
         return "-"
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
@@ -222,24 +219,29 @@ def _run_once(data: str, out: str, slo: str, run_args: list[str], replay: bool) 
     return cli.main(argv)
 
 
+def _print_expectations(expected: dict, fault_ms: int | None) -> None:
+    fault, name = expected["fault"], expected["scenario"]
+    what = (
+        f": region={fault['segment']}: {fault['what']}, from {_time(fault_ms)} UTC" if fault else ""
+    )
+    print(f"\n== {name} ({expected['predictions']} predictions){what}")
+    must = "; ".join(
+        f"{_describe(e)} first firing in [{_time(_ms(e.get('frontier_from')))} .. "
+        f"{_time(_ms(e.get('frontier_to')))}]"
+        for e in expected["must_fire"]
+    )
+    print(f"  must fire: {must or 'nothing'}")
+    may = "; ".join(_describe(e) for e in expected["may_fire"])
+    print(f"  may fire: {may or 'nothing'}; anything else is a false alarm")
+
+
 def run_scenario(name: str, root: str, slo: str | None, seed: int) -> bool:
     """Generates, runs and checks one scenario; prints its block; True when it passes."""
     data = os.path.join(root, name)
     expected = generate_scenario(name, data, seed)
     fault = expected["fault"]
     fault_ms = _ms(fault["start"]) if fault else None
-    what = (
-        f"region={fault['segment']}: {fault['what']}, from {_time(fault_ms)} UTC" if fault else ""
-    )
-    print(f"\n== {name} ({expected['predictions']} predictions){': ' + what if what else ''}")
-    must = "; ".join(
-        f"{_describe(e)} first firing in [{_time(_ms(e['frontier_from']))} .. "
-        f"{_time(_ms(e['frontier_to']))}]"
-        for e in expected["must_fire"]
-    )
-    print(f"  must fire: {must or 'nothing'}")
-    may = "; ".join(_describe(e) for e in expected["may_fire"])
-    print(f"  may fire: {may or 'nothing'}; anything else is a false alarm")
+    _print_expectations(expected, fault_ms)
     transitions, rows, ok, took = {}, [_HEADER], True, []
     for mode in MODES:
         out = os.path.join(data, f"out-{mode}")
