@@ -15,7 +15,9 @@ alert states) is :mod:`msewatch.transforms.slo.kernel`, in the global window.
   Beam does not show a DoFn its input watermark; the ``watermark`` recorded is the
   lower bound the panes prove: the largest window end of an ON_TIME or LATE pane
   seen by the key (the watermark has passed it). label_freshness and nan_rate
-  windows settle against that bound.
+  windows settle against that bound, and, when the input ends (the end of a replay,
+  a drained job), against the end of time: an event-time timer at the end of the
+  global window evaluates every window still waiting, as a bounded run does.
 
 Outputs: ``alerts`` rows (one per transition), ``slo_status`` rows, and ``resend``:
 in streaming, every alert still firing after an update, for Alertmanager, which
@@ -31,6 +33,7 @@ import apache_beam as beam
 from apache_beam import coders
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import userstate
+from apache_beam.transforms.window import GlobalWindow
 
 from msewatch.transforms.slo.kernel import SloEvaluator, evaluate_history
 from msewatch.transforms.slo.spec import SloFile
@@ -114,6 +117,7 @@ class _EvaluateStreaming(beam.DoFn):
 
     EVALUATOR = userstate.ReadModifyWriteStateSpec("evaluator", _EvaluatorCoder())
     WATERMARK = userstate.ReadModifyWriteStateSpec("watermark_ms", coders.VarIntCoder())
+    END = userstate.TimerSpec("end_of_input", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, slo_file: SloFile, clock):
         self._slos = {s.name: s for s in slo_file.slos}
@@ -124,8 +128,10 @@ class _EvaluateStreaming(beam.DoFn):
         element,
         evaluator_state=beam.DoFn.StateParam(EVALUATOR),
         watermark_state=beam.DoFn.StateParam(WATERMARK),
+        end=beam.DoFn.TimerParam(END),
     ):
         (name, slice_name), row = element
+        end.set(GlobalWindow().max_timestamp())
         slo = self._slos[name]
         evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
         watermark = watermark_state.read()
@@ -141,6 +147,17 @@ class _EvaluateStreaming(beam.DoFn):
         for t in evaluator.firing():
             if t.alert not in fired_now:
                 yield TaggedOutput(RESEND, {**t.as_row(now), "transition": False})
+
+    @userstate.on_timer(END)
+    def end_of_input(self, key=beam.DoFn.KeyParam, evaluator_state=beam.DoFn.StateParam(EVALUATOR)):
+        """The input has ended (a replay, a drained job): every window is closed, so the
+        windows waiting for their watermark (label_freshness, nan_rate) are judged."""
+        evaluator = evaluator_state.read()
+        if evaluator is None:
+            return
+        transitions, statuses = evaluator.update(None, watermark_ms=None)
+        evaluator_state.write(evaluator)
+        yield from _emit(transitions, statuses, self._clock)
 
 
 class EvaluateSlos(beam.PTransform):
