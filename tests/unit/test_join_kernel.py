@@ -106,6 +106,25 @@ def test_streaming_expiry_and_orphan_deadlines():
     assert state.size == 0 and jk.next_deadline_ms(state, CFG) is None
 
 
+@pytest.mark.parametrize("one_batch", [True, False])
+def test_a_batch_holding_records_before_and_after_a_forgotten_tombstone(one_batch):
+    """Prediction a at 0 expires (TTL 3 h); its tombstone is forgotten at 2 x 3 h = 6 h.
+    A label at 4 h is late; a label at 7 h comes after the id was forgotten: a new label,
+    waiting for its prediction. One batch or two, the outcomes are the same."""
+    state = jk.ShardState.empty(CFG)
+    state, _, _ = jk.step(state, predictions([{"id": "a", "t": 0, "y": 1.0}]), labels([]), CFG)
+    state, _, counts = jk.expire(state, 3 * H + 1, CFG)
+    assert counts["prediction_expired"] == 1
+    late, new = {"id": "a", "t": 4 * H, "y": 0}, {"id": "a", "t": 7 * H, "y": 0}
+    batches = [[late, new]] if one_batch else [[late], [new]]
+    total: dict[str, int] = {}
+    for batch in batches:
+        state, _, counts = jk.step(state, predictions([]), labels(batch), CFG)
+        total = {k: total.get(k, 0) + counts.get(k, 0) for k in set(total) | set(counts)}
+    assert total.get("label_late") == 1 and total.get("label_duplicate", 0) == 0
+    assert state.labels.num_rows == 1  # the 7 h label waits as a new one
+
+
 _record = st.tuples(
     st.integers(0, 12),  # id
     st.integers(0, 8 * H),  # time

@@ -283,19 +283,23 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
     return examples, counts
 
 
+def _outliving(tombs: pa.Table, table: pa.Table, time_col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per record of ``table``: whether it comes at or after its id's ``forget_at_ms``,
+    and the row of that tombstone."""
+    if tombs.num_rows == 0 or table.num_rows == 0:
+        return np.zeros(table.num_rows, dtype=bool), np.zeros(table.num_rows, dtype=np.int64)
+    forget = tombs.column("forget_at_ms").to_numpy()
+    idx = pc.index_in(table.column("prediction_id"), value_set=tombs.column("prediction_id"))
+    hit = pc.is_valid(idx).to_numpy(zero_copy_only=False)
+    pos = idx.fill_null(0).to_numpy(zero_copy_only=False)
+    return hit & (table.column(time_col).to_numpy() >= forget[pos]), pos
+
+
 def _forget_outlived(tombs: pa.Table, preds: pa.Table, labels: pa.Table) -> pa.Table:
     """Drops the tombstones whose id comes back at or after their ``forget_at_ms``."""
-    if tombs.num_rows == 0:
-        return tombs
-    forget = tombs.column("forget_at_ms").to_numpy()
     drop = np.zeros(tombs.num_rows, dtype=bool)
     for table, time_col in ((preds, "event_time_ms"), (labels, "label_time_ms")):
-        if table.num_rows == 0:
-            continue
-        idx = pc.index_in(table.column("prediction_id"), value_set=tombs.column("prediction_id"))
-        hit = pc.is_valid(idx).to_numpy(zero_copy_only=False)
-        pos = idx.fill_null(0).to_numpy(zero_copy_only=False)
-        outlived = hit & (table.column(time_col).to_numpy() >= forget[pos])
+        outlived, pos = _outliving(tombs, table, time_col)
         drop[pos[outlived]] = True
     return tombs.filter(~drop) if drop.any() else tombs
 
@@ -351,6 +355,27 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
 
 
 def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
+    """:func:`_step_records`, in two passes when some records outlive their tombstone.
+
+    A batch may hold an id's records from before and from after its tombstone's
+    ``forget_at_ms``: the earlier ones meet the tombstone (duplicate, late_label), the
+    later ones come as new records once it is forgotten, as they would in two batches.
+    """
+    outliving_preds, _ = _outliving(state.tombs, preds, "event_time_ms")
+    outliving_labels, _ = _outliving(state.tombs, labels, "label_time_ms")
+    if not (outliving_preds.any() or outliving_labels.any()):
+        return _step_records(state, preds, labels, config)
+    early = pa.array(~outliving_preds), pa.array(~outliving_labels)
+    state, first, counts = _step_records(
+        state, preds.filter(early[0]), labels.filter(early[1]), config
+    )
+    later_preds = preds.filter(pa.array(outliving_preds))
+    later_labels = labels.filter(pa.array(outliving_labels))
+    state, second, more = _step_records(state, later_preds, later_labels, config)
+    return state, _concat([first, second], config.example_schema), _add_counts(counts, more)
+
+
+def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
     """:func:`step` on the state rows sharing ids with the batch (``tombs`` a table)."""
     # Tombstones a record of this batch outlives are forgotten first: the outcome
     # depends on record times, not on when the coarse timer last fired.
