@@ -57,7 +57,7 @@ def records(draw):
     preds, labels = [], []
     for i in range(draw(st.integers(1, 10))):
         pid = f"p{draw(st.integers(0, 4))}"  # repeats are duplicates
-        t = T0 + draw(st.integers(0, 12 * H))
+        t = T0 + draw(st.integers(0, 2 * H))  # repeats of an id stay within 2 h
         kind = draw(st.sampled_from(["normal"] * 6 + ["extreme", "out_of_range"]))
         if kind != "normal":
             pid, t = f"x{i}", draw(st.sampled_from(EXTREME if kind == "extreme" else OUT_OF_RANGE))
