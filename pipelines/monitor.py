@@ -108,6 +108,8 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
     if bigquery is not None:
         project, dataset = bigquery
         tables = {"metrics": metrics, "dead_letter": records["dead_letter"], "outcomes": outcomes}
+        if config.slo is not None:
+            tables.update(slo_tables, dead_letter_rows=failed)
         tables | "WriteBigQuery" >> WriteBigQueryTables(
             project, dataset, streaming=streaming, api_endpoint=config.bigquery_api_endpoint
         )

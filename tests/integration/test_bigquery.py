@@ -252,3 +252,49 @@ def test_rerun_duplicates_rows_in_the_emulator_but_not_in_the_view(endpoint, cli
     # dedupe window; the view still has one row per window and slice, as before.
     assert _count(client, f"{PROJECT}.{dataset}.metrics") == 2 * GOOD_METRICS
     assert _query(client, view) == first
+
+
+def test_slo_tables_and_delivery_dead_letters_reach_bigquery(endpoint, client, dataset):
+    """With an SLO file the sink also writes alerts and slo_status rows, and dead letters
+    made as rows (a failed alert delivery) go to the dead_letter table."""
+    import datetime
+
+    from tests.integration.test_alert_delivery import _row
+
+    alert = _row("firing", datetime.datetime(2026, 11, 2, 9, tzinfo=datetime.UTC))
+    status = {
+        "slo": "forecast-rmse", "sli": "rmse", "slice": "overall", "frontier": T0,
+        "watermark": None, "objective": 0.99, "threshold": 40.0, "period_s": 2592000,
+        "value": 52.0, "good_share": 0.5, "eligible": 2.0, "budget_total": 0.02,
+        "budget_consumed": 1.0, "budget_remaining": -49.0, "lookbacks_s": [300, 3600],
+        "burn_rates": [100.0, 2.5], "suppressed": False, "page_state": "firing",
+        "ticket_state": "ok", "emitted_at": T0,
+    }  # fmt: skip
+    failed = {
+        "source": "http://127.0.0.1:9", "record_type": "alert",
+        "reason": "alert_delivery_failed", "detail": "refused", "raw_payload": "{}",
+        "ingest_position": None, "message_id": None, "attributes": None,
+    }  # fmt: skip
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        result = {
+            "metrics": p | "Metrics" >> beam.Create([]),
+            "dead_letter": p | "DeadLetter" >> beam.Create([]),
+            "outcomes": p | "Outcomes" >> beam.Create([]),
+            "alerts": p | "Alerts" >> beam.Create([alert]),
+            "slo_status": p | "Status" >> beam.Create([status]),
+            "dead_letter_rows": p | "Failed" >> beam.Create([failed]),
+        } | "WriteBigQuery" >> bq.WriteBigQueryTables(
+            PROJECT, dataset, False, api_endpoint=endpoint,
+            credentials=AnonymousCredentials(), retry_deadline_seconds=10,
+        )  # fmt: skip
+        assert_that(result["rejected"], equal_to([]), "Rejected")
+    table = f"`{PROJECT}.{dataset}"
+    got = _query(client, f"SELECT alert, state, slice, burn_rate_long FROM {table}.alerts`")
+    assert got == [
+        {"alert": alert["alert"], "state": "firing", "slice": alert["slice"],
+         "burn_rate_long": 20.0},
+    ]  # fmt: skip
+    rates = _query(client, f"SELECT r FROM {table}.slo_status`, UNNEST(burn_rates) AS r")
+    assert sorted(r["r"] for r in rates) == [2.5, 100.0]
+    reasons = _query(client, f"SELECT reason FROM {table}.dead_letter`")
+    assert reasons == [{"reason": "alert_delivery_failed"}]

@@ -313,12 +313,26 @@ class WriteBigQueryTables(beam.PTransform):
             )
             | "DeadLetterGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
         )
-        rejected = (
+        inserted = [
             metrics | "InsertMetrics" >> self._insert("metrics"),
             outcomes | "InsertOutcomes" >> self._insert("outcomes"),
-        ) | "FlattenRejected" >> beam.Flatten()
+        ]
+        for name in ("alerts", "slo_status"):  # runs with an SLO file
+            if name in tables:
+                rows = tables[name] | f"{name}ToJson" >> beam.Map(
+                    lambda row, name=name: _keyed(json_row(row, name), name)
+                )
+                inserted.append(rows | f"Insert_{name}" >> self._insert(name))
+        rejected = tuple(inserted) | "FlattenRejected" >> beam.Flatten()
+        extra_dead = []
+        if "dead_letter_rows" in tables:  # dead letters made as rows (alert deliveries)
+            extra_dead.append(
+                tables["dead_letter_rows"]
+                | "DeadLetterRowsToJson" >> beam.Map(lambda row: json_row(row, "dead_letter"))
+                | "DeadLetterRowsGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+            )
         lost = (
-            (dead_letter, rejected)
+            (dead_letter, rejected, *extra_dead)
             | "FlattenDeadLetter" >> beam.Flatten()
             | "KeyDeadLetter" >> beam.Map(_keyed, "dead_letter")
             | "InsertDeadLetter" >> self._insert("dead_letter")
