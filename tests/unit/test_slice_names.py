@@ -22,14 +22,14 @@ _VALUES = st.text(max_size=8) | st.sampled_from(["eu,model_version=v1", "%2C", O
 _PAIRS = st.lists(st.tuples(_KEYS, _VALUES), min_size=1, max_size=3)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_PAIRS, _PAIRS)
 def test_two_different_segment_tuples_never_share_a_name(a, b):
     if a != b:
         assert slice_name(a) != slice_name(b)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_PAIRS)
 def test_a_name_parses_back_to_its_pairs(pairs):
     assert parse_slice_name(slice_name(pairs)) == tuple(pairs)
