@@ -27,6 +27,7 @@ forgets an alert it has not heard of for its ``resolve_timeout``.
 from __future__ import annotations
 
 import datetime
+import typing
 from collections.abc import Callable
 
 import apache_beam as beam
@@ -70,7 +71,8 @@ def window_row(slo, row: dict) -> dict:
 
 
 class _Route(beam.DoFn):
-    """Metrics row -> ``((slo, slice), row)`` for every SLO covering the slice."""
+    """Metrics row -> ``((slo, slice), row)`` for every SLO covering the slice; the key
+    is a pair of str, so its coder is deterministic (state is keyed by it)."""
 
     def __init__(self, slo_file: SloFile):
         self._slos = slo_file.slos
@@ -179,7 +181,10 @@ class EvaluateSlos(beam.PTransform):
         keyed = (
             metrics
             | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
-            | "Route" >> beam.ParDo(_Route(self._slo_file))
+            | "Route"
+            >> beam.ParDo(_Route(self._slo_file)).with_output_types(
+                typing.Tuple[typing.Tuple[str, str], typing.Dict[str, typing.Any]]  # noqa: UP006
+            )
         )
         if self._bounded:
             evaluated = (
