@@ -17,6 +17,7 @@ from msewatch.transforms.io.alerts import (
     with_retries,
 )
 from tests.alertmanager_server import free_port, running_alertmanager
+from tests.slo_examples import RMSE_PAGE
 
 T = datetime.datetime(2026, 11, 2, 9, 0, tzinfo=datetime.UTC)
 
@@ -102,25 +103,6 @@ def test_an_unreachable_alertmanager_becomes_a_dead_letter_not_a_failure():
         assert_that(reasons, equal_to(expected))
 
 
-SLO_YAML = """
-version: 1
-slos:
-  - name: rmse
-    sli: rmse
-    threshold: 5
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    min_coverage: 0.8
-    min_scored: 30
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-    runbook: https://wiki.example/runbooks/rmse
-"""
-
-
 def _write_inputs(folder, bad_hours: set[int], hours: int):
     """40 labeled predictions an hour in region eu; error 10 in ``bad_hours``, else 1."""
     folder.mkdir()
@@ -136,7 +118,7 @@ def _write_inputs(folder, bad_hours: set[int], hours: int):
                     json.dumps({"prediction_id": pid, "label_time": t + 600_000, "y_true": 0})
                 )
                 lab.write("\n")
-    (folder / "slo.yaml").write_text(SLO_YAML)
+    (folder / "slo.yaml").write_text(RMSE_PAGE)
     return folder
 
 

@@ -12,25 +12,9 @@ import pytest
 
 from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.slo_examples import RMSE_PAGE
 
-SLO = parse_slo_file(
-    """
-version: 1
-slos:
-  - name: rmse
-    sli: rmse
-    threshold: 5
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    min_coverage: 0.8
-    min_scored: 30
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-"""
-)
+SLO = parse_slo_file(RMSE_PAGE)
 
 
 def _records():
