@@ -50,6 +50,11 @@ def utc_datetime(ms: int | None) -> datetime.datetime | None:
     return None if ms is None else _EPOCH + datetime.timedelta(milliseconds=int(ms))
 
 
+def epoch_ms(when: datetime.datetime) -> int:
+    """An aware datetime -> UTC epoch milliseconds (the inverse of :func:`utc_datetime`)."""
+    return (when - _EPOCH) // datetime.timedelta(milliseconds=1)
+
+
 class AlertTransition(NamedTuple):
     """An alert of one (SLO, severity, slice) starting or stopping to fire.
 

@@ -31,6 +31,7 @@ import datetime
 import pyarrow as pa
 import yaml
 
+from msewatch.schemas.slo import epoch_ms
 from msewatch.transforms.durations import parse_duration_seconds
 from msewatch.transforms.parse.timestamps import time_from_text
 from msewatch.transforms.slo.patterns import matches
@@ -265,8 +266,7 @@ def _timestamp_ms(value, key: str) -> int:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             raise InvalidValue(key, f"{what} (this one has no Z or offset)")
-        epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-        return (value - epoch) // datetime.timedelta(milliseconds=1)
+        return epoch_ms(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidValue(key, f"{what}; got {value!r}")
     ms, ok = time_from_text(pa.array([str(value)]))

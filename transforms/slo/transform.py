@@ -36,18 +36,12 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import userstate
 from apache_beam.transforms.window import GlobalWindow
 
+from msewatch.schemas.slo import epoch_ms
 from msewatch.transforms.slo.kernel import SloEvaluator, evaluate_history
 from msewatch.transforms.slo.spec import SloFile
 
 ALERTS, STATUS, RESEND = "alerts", "slo_status", "resend"
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _PROVEN = ("ON_TIME", "LATE")
-
-
-def _ms(value) -> int:
-    if isinstance(value, datetime.datetime):
-        return (value - _EPOCH) // datetime.timedelta(milliseconds=1)
-    return int(value)
 
 
 def _entry(entries, key: str, value, field: str) -> float:
@@ -61,8 +55,8 @@ def _entry(entries, key: str, value, field: str) -> float:
 def window_row(slo, row: dict) -> dict:
     """A metrics row as the kernel's window row for ``slo`` (times in ms)."""
     out = dict(row)
-    out["window_start_ms"] = _ms(row["window_start"])
-    out["window_end_ms"] = _ms(row["window_end"])
+    out["window_start_ms"] = epoch_ms(row["window_start"])
+    out["window_end_ms"] = epoch_ms(row["window_end"])
     if slo.sli == "error_rate":
         out["bad_w"] = _entry(row.get("error_exceedance"), "threshold", slo.threshold, "sum_w")
     elif slo.sli == "label_freshness":
@@ -101,12 +95,9 @@ class _EvaluateHistory(beam.DoFn):
     def process(self, element):
         (name, slice_name), rows = element
         slo = self._slos[name]
-        latest = {}
-        for row in rows:  # the latest pane per window (bounded: one pane)
-            key = (_ms(row["window_start"]), _ms(row["window_end"]))
-            if key not in latest or row["pane_index"] >= latest[key]["pane_index"]:
-                latest[key] = row
-        windows = [window_row(slo, r) for _, r in sorted(latest.items())]
+        # in pane order: the kernel keeps the last row it is given for each window
+        panes = sorted(rows, key=lambda row: row["pane_index"])
+        windows = [window_row(slo, row) for row in panes]
         yield from _emit(*evaluate_history(slo, slice_name, windows), self._clock)
 
 
@@ -138,7 +129,7 @@ class _EvaluateStreaming(beam.DoFn):
         evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
         watermark = watermark_state.read()
         if row.get("pane_timing") in _PROVEN:
-            end = _ms(row["window_end"])
+            end = epoch_ms(row["window_end"])
             watermark = end if watermark is None else max(watermark, end)
             watermark_state.write(watermark)
         transitions, statuses = evaluator.update([window_row(slo, row)], watermark_ms=watermark)
