@@ -57,6 +57,7 @@ from msewatch.report_svg import (
     table,
     utc,
 )
+from msewatch.summary import outcomes_total
 
 MAX_SLICE_CHARTS = 12
 LAG_TICKS = ((1, "1s"), (10, "10s"), (60, "1m"), (600, "10m"), (3600, "1h"), (21600, "6h"),
@@ -167,7 +168,7 @@ def _outcome_table(summary: dict | None) -> str:
     rows += [[n] + [num(outcomes[k][n]) if n in outcomes[k] else "" for k in kinds] for n in names]
     totals = []
     for k in kinds:
-        total = sum(v for n, v in outcomes[k].items() if n != "input")
+        total = outcomes_total(outcomes[k])
         diff = total - outcomes[k].get("input", 0)
         totals.append(
             f'<b class="bad">{total:,} ({diff:+,})</b>' if diff else f"{total:,} (balanced)"

@@ -41,11 +41,14 @@ def outcome_counts(output_dir: str) -> dict[str, dict[str, int]]:
     }
 
 
+def outcomes_total(row: dict[str, int]) -> int:
+    """The sum of one record type's outcomes (everything but its ``input``)."""
+    return sum(v for k, v in row.items() if k != "input")
+
+
 def balanced(table: dict[str, dict[str, int]]) -> bool:
     """True when every record type's outcomes add up to its input count."""
-    return all(
-        row["input"] == sum(v for k, v in row.items() if k != "input") for row in table.values()
-    )
+    return not unbalanced(table)
 
 
 def _jsonable(value):
@@ -104,7 +107,7 @@ def unbalanced(outcomes) -> list[str]:
     """One sentence per record type whose outcomes do not add up to its input."""
     out = []
     for record_type, row in outcomes.items():
-        total = sum(v for k, v in row.items() if k != "input")
+        total = outcomes_total(row)
         if total != row["input"]:
             missing = row["input"] - total
             what = f"{missing} without an outcome" if missing > 0 else f"{-missing} counted twice"
@@ -125,7 +128,7 @@ def render(output_dir: str, outcomes) -> str:
     lines = ["", "Outcomes (every input record ends in exactly one):"]
     for record_type, row in outcomes.items():
         parts = ", ".join(f"{k}={v}" for k, v in row.items() if k != "input")
-        total = sum(v for k, v in row.items() if k != "input")
+        total = outcomes_total(row)
         check = "ok" if total == row["input"] else f"MISMATCH: outcomes sum to {total}"
         lines.append(f"  {record_type + 's':12} input={row['input']:<9} {parts}  [{check}]")
     rows = latest_complete(output_dir)

@@ -38,9 +38,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
+from msewatch.schemas.records import DEAD_LETTER_TAG
 from msewatch.transforms.metrics.slices import parse_slice_name
 
-DEAD_LETTER = "dead_letter"
 _LABEL_KEYS = ("alertname", "slo", "severity", "slice")
 
 
@@ -120,7 +120,7 @@ def alertmanager_alert(row: dict) -> dict:
     if row["state"] == "resolved":
         alert["endsAt"] = emitted
     else:
-        alert["startsAt"] = _rfc3339(row.get("started_at")) or emitted
+        alert["startsAt"] = emitted  # on a re-send Alertmanager keeps the earliest
     return alert
 
 
@@ -198,7 +198,7 @@ class _Deliver(beam.DoFn):
     def _dead(self, destination: str, payload: str, error: str) -> TaggedOutput:
         self._failed.inc()
         return TaggedOutput(
-            DEAD_LETTER,
+            DEAD_LETTER_TAG,
             {
                 "source": destination,
                 "record_type": "alert",
@@ -225,6 +225,6 @@ class DeliverAlerts(beam.PTransform):
 
     def expand(self, rows):
         results = rows | "Send" >> beam.ParDo(_Deliver(self._config)).with_outputs(
-            DEAD_LETTER, main="sent"
+            DEAD_LETTER_TAG, main="sent"
         )
-        return results[DEAD_LETTER]
+        return results[DEAD_LETTER_TAG]
