@@ -127,11 +127,11 @@ def run(args, beam_args) -> int:
     output.check(args.output, force=args.force)
     config = config_from_args(args)
     pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
-    if not pubsub:
-        for pattern in (args.predictions, args.labels):
-            check_files(pattern)
     if pubsub:
         presets.check_pubsub_runner(args.runner, args.pubsub_expansion_service)
+    else:
+        for pattern in (args.predictions, args.labels):
+            check_files(pattern)
     options = _options(args, beam_args, streaming=not config.bounded)
     speedups = (
         direct_speedups.installed()
@@ -147,7 +147,8 @@ def run(args, beam_args) -> int:
         )
     try:
         with speedups:  # until the pipeline has finished (local Pub/Sub: Ctrl-C)
-            result = _run_pipeline(args, options, dataclasses.replace(config, output=plan.write_to))
+            staged = dataclasses.replace(config, output=plan.write_to)
+            result = _run_pipeline(args, options, staged, pubsub)
             if pubsub:
                 return _run_unbounded(args, result)
         if not output.is_local(args.output):
@@ -163,9 +164,11 @@ def run(args, beam_args) -> int:
     return summary.check_conservation(outcomes)
 
 
-def _run_pipeline(args, options, config: MonitorConfig):
-    """Builds the pipeline for the chosen source and runs it (bounded runs: to the end)."""
-    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
+def _run_pipeline(args, options, config: MonitorConfig, pubsub):
+    """Builds the pipeline for the chosen source and runs it (bounded runs: to the end).
+
+    ``pubsub``: the two subscriptions of a Pub/Sub run, or None for files.
+    """
     with tempfile.TemporaryDirectory(prefix="msewatch-spool-") as spool:
         if pubsub:
             source = PubSubSource(
