@@ -113,7 +113,10 @@ ERRORS = [
     (one_slo(objective='"99%"'), "fc: objective: must be a finite number; got '99%'"),
     (one_slo(objective="1"), "fc: objective: must be between 0 and 1 (exclusive)"),
     (one_slo(objective="0"), "fc: objective: must be between 0 and 1 (exclusive)"),
-    (one_slo(sli="mse"), "fc: sli: must be one of rmse, error_rate, label_freshness, nan_rate"),
+    (
+        one_slo(sli="mse"),
+        "fc: sli: must be one of rmse, error_rate, label_freshness, nan_rate, rmse_trend",
+    ),
     (one_slo(threshold="-1"), "fc: threshold: for rmse is an RMSE >= 0"),
     (one_slo(threshold="true"), "fc: threshold: must be a finite number; got True"),
     (one_slo("within: 1h"), "fc: within: applies only to sli: label_freshness"),
@@ -127,7 +130,28 @@ ERRORS = [
     ),
     (
         one_slo("min_scored: 5", sli="nan_rate", threshold="0.1"),
-        "fc: min_scored: applies only to sli: rmse or error_rate",
+        "fc: min_scored: applies only to sli: rmse, error_rate or rmse_trend",
+    ),
+    (one_slo("trend_windows: 24"), "fc: trend_windows: applies only to sli: rmse_trend"),
+    (
+        one_slo("trend_windows: 2", sli="rmse_trend", threshold="0.5"),
+        "fc: trend_windows: must be between 3 and 200 (default 24); got 2",
+    ),
+    (
+        one_slo("trend_windows: 201", sli="rmse_trend", threshold="0.5"),
+        "fc: trend_windows: must be between 3 and 200 (default 24); got 201",
+    ),
+    (
+        one_slo("trend_windows: 2.5", sli="rmse_trend", threshold="0.5"),
+        "fc: trend_windows: must be a whole number of windows; got 2.5",
+    ),
+    (
+        one_slo("trend_windows: yes", sli="rmse_trend", threshold="0.5"),
+        "fc: trend_windows: must be a whole number of windows; got True",
+    ),
+    (
+        one_slo(sli="rmse_trend", threshold="-0.1"),
+        "fc: threshold: for rmse_trend is an RMSE slope per day >= 0",
     ),
     (one_slo("min_scored: 0"), "fc: min_scored: must be >= 1"),
     (one_slo("period: 1 month"), "fc: period: bad duration '1 month'"),

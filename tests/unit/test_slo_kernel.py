@@ -293,12 +293,13 @@ def test_an_evaluator_pickles_mid_stream():
     assert fired(restored.update([row(5, bad=True)])[0]) == [("page", "firing", 6)]
 
 
-_SLIS = st.sampled_from(["rmse", "error_rate", "nan_rate", "label_freshness"])
+_SLIS = st.sampled_from(["rmse", "error_rate", "nan_rate", "label_freshness", "rmse_trend"])
+_THRESHOLDS = {"label_freshness": 0.5, "nan_rate": 0.5, "rmse_trend": 0.0}
 
 
 @st.composite
-def _cases(draw):
-    n = draw(st.integers(1, 40))
+def _cases(draw, slis=_SLIS, min_windows=1):
+    n = draw(st.integers(min_windows, 40))
     kinds = draw(st.lists(st.sampled_from("gbu"), min_size=n, max_size=n))  # good/bad/unsettled
     conditions = []
     for _ in range(draw(st.integers(1, 2))):
@@ -309,13 +310,16 @@ def _cases(draw):
     if draw(st.booleans()):
         a = draw(st.integers(0, n))
         suppress = (Suppression(a * H, (a + draw(st.integers(1, 5))) * H),)
-    sli = draw(_SLIS)
+    sli = draw(slis)
     slo = Slo(
         name="p",
         sli=sli,
-        threshold=0.5 if sli in ("label_freshness", "nan_rate") else 40,
+        threshold=_THRESHOLDS.get(sli, 40),
         within_s=3600 if sli == "label_freshness" else None,
+        trend_windows=draw(st.integers(3, 5)) if sli == "rmse_trend" else None,
         objective=draw(st.sampled_from([0.5, 0.9])),
+        # a period shorter than the history makes the updates forget old windows
+        period_s=draw(st.sampled_from([8 * 3600, 12 * 3600, 30 * 86400])),
         alerting=Alerting(page=tuple(conditions), ticket=()),
         keep_firing_for_s=draw(st.sampled_from([0, 3600, 3 * 3600])),
         suppress=suppress,
@@ -326,6 +330,7 @@ def _cases(draw):
         if k == "u" and sli in ("label_freshness", "nan_rate"):
             w["predictions"] = 0  # those SLIs skip windows without predictions
         w["fresh"], w["nan_predictions"] = (10, 90) if k == "b" else (100, 0)
+        w["rmse"] += draw(st.sampled_from([0.0, 5.0]))  # rmse_trend: ties and rising runs
         windows.append(w)
     chunks = draw(st.lists(st.integers(1, 4), min_size=n, max_size=n))
     return slo, windows, chunks
@@ -334,7 +339,17 @@ def _cases(draw):
 @settings(max_examples=60, deadline=None)
 @given(_cases())
 def test_the_history_equals_updates_fed_the_final_rows_in_window_order(case):
-    slo, windows, chunks = case
+    _history_equals_updates(*case)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_cases(st.just("rmse_trend"), min_windows=10))
+def test_rmse_trend_history_equals_updates_though_the_updates_forget_old_windows(case):
+    # rmse_trend judges a window by the windows before it, which the updates must keep
+    _history_equals_updates(*case)
+
+
+def _history_equals_updates(slo, windows, chunks):
     expected = evaluate_history(slo, "overall", windows)
     ev, transitions, statuses, i = SloEvaluator(slo, "overall"), [], [], 0
     for size in chunks:

@@ -6,7 +6,7 @@ semantics)::
     version: 1
     slos:
       - name: forecast-rmse
-        sli: rmse              # rmse | error_rate | label_freshness | nan_rate
+        sli: rmse              # rmse | error_rate | label_freshness | nan_rate | rmse_trend
         threshold: 40
         objective: 0.99
         period: 30d
@@ -128,6 +128,7 @@ _FIELDS = {  # key in the file -> field of Slo
     "sli": "sli",
     "threshold": "threshold",
     "within": "within_s",
+    "trend_windows": "trend_windows",
     "objective": "objective",
     "period": "period_s",
     "slices": "slices",
@@ -187,7 +188,8 @@ def _slo(raw) -> Slo:
     if sli not in LABEL_GATED:
         for key in ("min_coverage", "min_scored"):
             if key in raw:
-                raise InvalidValue(key, f"applies only to sli: {' or '.join(LABEL_GATED)}")
+                gated = f"{', '.join(LABEL_GATED[:-1])} or {LABEL_GATED[-1]}"
+                raise InvalidValue(key, f"applies only to sli: {gated}")
     args = {_FIELDS[k]: v for k, v in raw.items()}
     for key in ("within", "period", "keep_firing_for"):
         if key in raw:

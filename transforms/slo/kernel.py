@@ -50,6 +50,7 @@ from msewatch.transforms.slo.sli import (
     Verdicts,
     required_columns,
     share,
+    suppressed_windows,
 )
 from msewatch.transforms.slo.spec import SEVERITIES, Slo
 from msewatch.transforms.slo.text import summary
@@ -123,15 +124,6 @@ def merge_windows(table: dict[str, np.ndarray], rows: dict[str, np.ndarray]) -> 
     return {n: c[order[last]] for n, c in cols.items()}
 
 
-def suppressed_windows(slo: Slo, table: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Per window: does it overlap one of the SLO's suppressions."""
-    start, end = table["window_start_ms"], table["window_end_ms"]
-    out = np.zeros(len(start), bool)
-    for s in slo.suppress:
-        out |= s.overlaps(start, end)
-    return out
-
-
 def evaluate(slo: Slo, table, verdicts: Verdicts, frontiers_ms: np.ndarray) -> Evaluation:
     """Burn rates (every lookback of ``slo.alerting``) and period sums at each frontier.
 
@@ -173,8 +165,10 @@ def evaluate(slo: Slo, table, verdicts: Verdicts, frontiers_ms: np.ndarray) -> E
 class SloEvaluator:
     """Incremental evaluation of one (SLO, slice); small and picklable (Beam state).
 
-    State: the windows of the last period before the frontier (one row each), the
-    frontier, and per severity whether its alert fires and when a condition last held.
+    State: the windows of the last period before the frontier (one row each), and
+    those the SLI's verdicts read before them (its rule's ``reach_s``: one more period
+    for rmse_trend), the frontier, and per severity whether its alert fires and when a
+    condition last held.
     """
 
     def __init__(self, slo: Slo, slice_name: str):
@@ -232,7 +226,8 @@ class SloEvaluator:
         return out
 
     def _prune(self) -> None:
-        keep = self._table["window_end_ms"] > self.frontier_ms - self.slo.period_s * 1000
+        kept_s = self.slo.period_s + SLI_RULES[self.slo.sli].reach_s(self.slo)
+        keep = self._table["window_end_ms"] > self.frontier_ms - kept_s * 1000
         if not keep.all():
             self._table = {n: c[keep] for n, c in self._table.items()}
 

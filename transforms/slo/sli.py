@@ -13,12 +13,26 @@ A window **settles** (counts, good or bad) when
   scored weight above 0);
 * label_freshness: it has predictions and the watermark has passed ``window_end +
   within`` (every label that could be in time has had its chance);
-* nan_rate: it has predictions and the watermark has passed ``window_end``.
+* nan_rate: it has predictions and the watermark has passed ``window_end``;
+* rmse_trend: it passes the label gate with a finite RMSE, and at least
+  ``trend_windows`` *trend points* end in ``(window_end - period, window_end]``. A
+  trend point is a window that passes the gate with a finite RMSE and overlaps no
+  suppression (a known backfill does not tilt the trend). The window's value is the
+  Theil-Sen slope of RMSE per day over the ``trend_windows`` newest of those points
+  (x: window end in days; :mod:`.trend`).
 
 Units: each window is one eligible unit, bad when its value breaks the threshold
 (rmse: RMSE > threshold; label_freshness: fresh share < threshold; nan_rate: NaN
-share > threshold); error_rate counts weighted predictions: ``sum_w`` eligible,
-``bad_w`` bad.
+share > threshold; rmse_trend: the *low* end of the slope's 95 % interval >
+threshold, so the error is rising faster than the threshold per day with
+confidence); error_rate counts weighted predictions: ``sum_w`` eligible, ``bad_w``
+bad.
+
+Rules see every window the evaluator keeps, in any order, and may read other windows
+than the one they judge, as rmse_trend does: a rule's ``reach_s`` says how far before
+a window's end it reads, so that the streaming evaluator keeps those windows too. A
+verdict may depend only on windows that end no later than the window judged, so that
+feeding windows one by one gives the history's verdicts.
 
 A new SLI adds a rule to :data:`SLI_RULES` (and its name to ``spec.SLIS``).
 """
@@ -33,6 +47,7 @@ import numpy as np
 
 from msewatch.transforms.durations import format_duration
 from msewatch.transforms.slo.spec import Slo
+from msewatch.transforms.slo.trend import rolling_points, theil_sen
 
 WINDOW_KEY = ("window_start_ms", "window_end_ms")
 BOOL_COLUMNS = ("complete",)
@@ -58,17 +73,29 @@ class SliRule:
         columns: the window columns it reads, besides :data:`WINDOW_KEY`.
         verdicts: ``(slo, columns, watermark_ms) -> Verdicts``.
         describe: ``(slo, value) -> str``, the newest window's value for a person.
+        reach_s: ``slo -> seconds``: how far before a window's end its verdict reads
+            other windows (0: it reads its own row only).
     """
 
     columns: tuple[str, ...]
     verdicts: Callable[[Slo, Columns, float], Verdicts]
     describe: Callable[[Slo, float], str]
+    reach_s: Callable[[Slo], int] = lambda slo: 0
 
 
 def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
     """``part / whole``, NaN where ``whole`` is not above 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)
+
+
+def suppressed_windows(slo: Slo, table: Columns) -> np.ndarray:
+    """Per window: does it overlap one of the SLO's suppressions."""
+    start, end = table["window_start_ms"], table["window_end_ms"]
+    out = np.zeros(len(start), bool)
+    for s in slo.suppress:
+        out |= s.overlaps(start, end)
+    return out
 
 
 def _label_gate(slo: Slo, c: Columns) -> np.ndarray:
@@ -102,6 +129,20 @@ def _nan_rate(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
     return Verdicts((n > 0) & closed, np.ones(len(n)), (value > slo.threshold) * 1.0, value)
 
 
+def _rmse_trend(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    ends, rmse = c["window_end_ms"], c["rmse"]
+    gated = _label_gate(slo, c) & np.isfinite(rmse)
+    points = gated & ~suppressed_windows(slo, c)
+    full, index = rolling_points(ends, points, slo.trend_windows, slo.period_s * 1000)
+    settled = gated & full
+    fits = index[settled]
+    trend = theil_sen(ends[fits], rmse[fits])
+    value, bad = np.full(len(ends), np.nan), np.zeros(len(ends))
+    value[settled] = trend.slope
+    bad[settled] = trend.low > slo.threshold
+    return Verdicts(settled, np.ones(len(ends)), bad, value)
+
+
 SLI_RULES: dict[str, SliRule] = {
     "rmse": SliRule(
         ("label_coverage", "complete", "scored", "rmse"),
@@ -125,6 +166,15 @@ SLI_RULES: dict[str, SliRule] = {
         ("predictions", "nan_predictions"),
         _nan_rate,
         lambda slo, v: f"{v:.2%} NaN/inf predictions (bad above {slo.threshold:.2%})",
+    ),
+    "rmse_trend": SliRule(
+        ("label_coverage", "complete", "scored", "rmse"),
+        _rmse_trend,
+        lambda slo, v: (
+            f"RMSE slope {v:+.3g}/day over {slo.trend_windows} windows (bad when its 95% "
+            f"interval lies above {slo.threshold:g}/day)"
+        ),
+        reach_s=lambda slo: slo.period_s,
     ),
 }
 

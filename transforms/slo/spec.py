@@ -6,9 +6,9 @@ the SLO file (``within``, not ``within_s``) and what is allowed, so a config bui
 code is held to the same rules as one read from YAML. Durations are whole seconds
 (``*_s``), times UTC epoch milliseconds (``*_ms``).
 
-Adding an SLI (``rmse_trend`` comes with comparisons): add its name to :data:`SLIS`,
-its threshold rule to ``_THRESHOLD_RULES``, say whether the label gate applies
-(:data:`LABEL_GATED`), and give it a window rule in :mod:`.sli`.
+Adding an SLI: add its name to :data:`SLIS`, its threshold rule to
+``_THRESHOLD_RULES``, say whether the label gate applies (:data:`LABEL_GATED`), and
+give it a window rule in :mod:`.sli`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ import re
 from msewatch.transforms.durations import MAX_DURATION_SECONDS, format_duration
 from msewatch.transforms.slo.patterns import check_pattern, matches
 
-SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate")
-LABEL_GATED = ("rmse", "error_rate")  # SLIs whose windows wait for min_coverage/min_scored
+SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend")
+# SLIs whose windows wait for min_coverage/min_scored (the label gate)
+LABEL_GATED = ("rmse", "error_rate", "rmse_trend")
 SEVERITIES = ("page", "ticket")
+# rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
+# cost of a fit grows with the square of it)
+DEFAULT_TREND_WINDOWS, MIN_TREND_WINDOWS, MAX_TREND_WINDOWS = 24, 3, 200
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # sli -> (is the threshold allowed, what a threshold means and which values are allowed)
 _THRESHOLD_RULES = {
@@ -32,6 +36,11 @@ _THRESHOLD_RULES = {
     "nan_rate": (
         lambda t: 0 <= t < 1,
         "a share in [0, 1) of NaN/inf predictions a window may have",
+    ),
+    "rmse_trend": (
+        lambda t: t >= 0,
+        "an RMSE slope per day >= 0: a window is bad when the 95 % interval of the "
+        "slope lies above it",
     ),
 }
 
@@ -155,6 +164,7 @@ class Slo:
     sli: str
     threshold: float
     within_s: int | None = None
+    trend_windows: int | None = None  # rmse_trend only; None there means the default
     objective: float
     period_s: int = 30 * 86400
     slices: tuple[str, ...] = ("overall",)
@@ -195,6 +205,7 @@ class Slo:
             _check_seconds(self.within_s, "within")
         elif self.within_s is not None:
             raise InvalidValue("within", "applies only to sli: label_freshness")
+        self._check_trend_windows()
         _check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
@@ -221,6 +232,23 @@ class Slo:
         allowed, meaning = _THRESHOLD_RULES[self.sli]
         if not allowed(self.threshold):
             raise InvalidValue("threshold", f"for {self.sli} is {meaning}; got {self.threshold}")
+
+    def _check_trend_windows(self) -> None:
+        if self.sli != "rmse_trend":
+            if self.trend_windows is not None:
+                raise InvalidValue("trend_windows", "applies only to sli: rmse_trend")
+            return
+        if self.trend_windows is None:
+            object.__setattr__(self, "trend_windows", DEFAULT_TREND_WINDOWS)
+        k = self.trend_windows
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise InvalidValue("trend_windows", f"must be a whole number of windows; got {k!r}")
+        if not MIN_TREND_WINDOWS <= k <= MAX_TREND_WINDOWS:
+            raise InvalidValue(
+                "trend_windows",
+                f"must be between {MIN_TREND_WINDOWS} and {MAX_TREND_WINDOWS} "
+                f"(default {DEFAULT_TREND_WINDOWS}); got {k}",
+            )
 
     def _check_slices(self) -> None:
         if not self.slices:
