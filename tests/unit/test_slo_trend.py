@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import theilslopes
+from scipy.stats import norm, theilslopes
 
+from msewatch.transforms.slo import trend as trend_module
 from msewatch.transforms.slo.kernel import SloEvaluator, evaluate_history
 from msewatch.transforms.slo.sli import SLI_RULES
 from msewatch.transforms.slo.spec import Alerting, BurnWindow, Slo, Suppression
@@ -47,6 +48,12 @@ def test_a_flat_series_has_a_zero_slope_and_a_zero_width_interval():
     # all y tie: Sen's variance is n(n-1)(2n+5) less the same for the run of n ties = 0
     t = theil_sen([np.arange(24) * H], [np.full(24, 7.0)])
     assert (t.slope[0], t.low[0], t.high[0]) == (0.0, 0.0, 0.0)
+
+
+def test_the_normal_quantile_is_scipys():
+    # theilslopes takes z = norm.ppf(alpha / 2) for alpha = 0.05 (the last bit differs
+    # from norm.ppf(0.975))
+    assert trend_module._Z == -norm.ppf((1 - trend_module.CONFIDENCE) / 2)
 
 
 def test_fewer_than_three_points_give_nan():
