@@ -12,6 +12,9 @@ It shows, from the latest pane of every window and slice (``metrics_latest``):
   :data:`MAX_SLICE_CHARTS`), with the 95 % confidence band, on one shared y scale
   clipped at twice the largest RMSE; with an SLO file, the firing periods of the
   slice's rmse and error_rate alerts shaded;
+* the RMSE trend per slice (same order): the Theil–Sen slope of RMSE per day over the
+  last :data:`msewatch.trend.DEFAULT_K` settled windows with its 95 % interval
+  (:mod:`msewatch.trend`);
 * with an SLO file (``msewatch run --slo``), the SLO section: error budget and burn
   rates over the label frontier per SLO and slice, firing periods, alert transitions
   (:mod:`msewatch.report_slo`);
@@ -58,6 +61,7 @@ from msewatch.report_svg import (
     utc,
 )
 from msewatch.summary import outcomes_total
+from msewatch.trend import DEFAULT_K, direction, slice_trends
 
 MAX_SLICE_CHARTS = 12
 LAG_TICKS = ((1, "1s"), (10, "10s"), (60, "1m"), (600, "10m"), (3600, "1h"), (21600, "6h"),
@@ -93,7 +97,7 @@ PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 windows {span}; {slices} slices; {rows} window-slice rows (latest pane), {provisional} provisional.
 </p><h2>Worst slices: RMSE over the last day of complete windows</h2>{worst}
 <h2>RMSE over time per slice (95% CI band)</h2>{legend}{firing}<div class="grid">{rmse}</div>
-{more}{slo}
+{more}{trend}{slo}
 <h2>Labels: coverage and lag (overall slice)</h2>{legend}<div class="grid">{labels}</div>
 <h2>NaN, invalid and dead-letter records</h2><p class="note">NaN counts: latest pane of
 non-overlapping windows, overall slice. Invalid: summary.json. Dead letters: dead_letter table.
@@ -102,6 +106,10 @@ non-overlapping windows, overall slice. Invalid: summary.json. Dead letters: dea
 </body></html>
 """
 SLO_HEAD = "<h2>SLOs: error budget, burn rates and firing alerts</h2>"
+TREND_HEAD = f"""<h3>RMSE trend per slice</h3><p class="note">Theil&ndash;Sen slope of RMSE per
+day over the last {DEFAULT_K} settled windows of each slice (complete or label coverage &ge; 0.8,
+and &ge; 30 scored), with its 95% interval; <i>rising</i> when the whole interval is above 0.
+Fewer than 3 settled windows: no slope.</p>"""
 
 
 def _series(rows: pd.DataFrame, name: str, color: str, column: str, band=()) -> Series:
@@ -179,6 +187,24 @@ def _outcome_table(summary: dict | None) -> str:
     return counts + f"<details><summary>run config</summary><pre>{config}</pre></details>"
 
 
+def _trend_table(trends: pd.DataFrame, order: list[str]) -> str:
+    """The RMSE trend per slice (``order`` first, at most :data:`MAX_SLICE_CHARTS`)."""
+    rank = {name: i for i, name in enumerate(order)}
+    shown = trends.iloc[
+        trends["slice"].map(lambda s: rank.get(s, len(rank))).argsort(kind="stable")
+    ]
+    rows = [
+        [html.escape(r.slice), num(r.slope_per_day),
+         "" if np.isnan(r.low) else f"[{num(r.low)}, {num(r.high)}]",
+         num(r.windows), "" if pd.isna(r.last_window_end) else utc(r.last_window_end.timestamp()),
+         direction(r.low, r.high)]
+        for r in shown.head(MAX_SLICE_CHARTS).itertuples()
+    ]  # fmt: skip
+    header = ["slice", "RMSE slope per day", "95% interval", "windows", "newest window end",
+              "direction"]  # fmt: skip
+    return TREND_HEAD + table(header, rows)
+
+
 def _worst_table(worst: pd.DataFrame) -> str:
     header = ["slice", "RMSE [95% CI]", "windows", "scored", "coverage", "latest window RMSE"]
     rows = [
@@ -221,6 +247,7 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
     start, end = epoch_s(latest["window_start"]), epoch_s(latest["window_end"])
     slos = report_slo.read(out, summary)
     rmse, more = _rmse_charts(latest, worst, slos)
+    trend = _trend_table(slice_trends(out), ["overall", *worst["slice"]])
     slo = "" if slos is None else SLO_HEAD + report_slo.section(slos, MAX_SLICE_CHARTS)
     page = PAGE.format(
         csp=CSP,
@@ -236,6 +263,7 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
         firing="" if slos is None else report_slo.RMSE_NOTE,
         rmse=rmse,
         more=more,
+        trend=trend,
         slo=slo,
         labels=_label_charts(overall),
         quality=_quality_chart(overall, dead, (summary or {}).get("outcomes", {})),

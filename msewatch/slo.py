@@ -23,6 +23,8 @@ from msewatch.transforms.slo.config import (
     unreachable_conditions,
 )
 from msewatch.transforms.slo.text import condition
+from msewatch.transforms.slo.trend import MIN_POINTS
+from msewatch.trend import DEFAULT_K, render_trends, slice_trends
 
 EXIT_USAGE = 2
 
@@ -36,12 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "status", help="latest state, budget and burn rates per SLO and slice of a run"
     )
     status.add_argument("output", metavar="OUTPUT", help="the --output of `msewatch run --slo`")
+    status.add_argument(
+        "--trend-windows",
+        type=int,
+        default=DEFAULT_K,
+        metavar="K",
+        help=f"settled windows per RMSE trend fit (default {DEFAULT_K}, at least 3)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``msewatch slo``; returns the exit code (0, or 2 on a user mistake)."""
     if args.slo_command == "status":
-        return _status(args.output)
+        return _status(args.output, args.trend_windows)
     try:
         slo_file = load_slo_file(args.file)
     except SloFileError as error:
@@ -126,19 +135,26 @@ def describe_slo(slo: Slo) -> list[str]:
     return lines
 
 
-def _status(output: str) -> int:
-    """Prints ``msewatch query OUTPUT slo-status`` as a table a person reads."""
+def _status(output: str, trend_windows: int = DEFAULT_K) -> int:
+    """Prints ``msewatch query OUTPUT slo-status`` as a table a person reads, then the
+    RMSE trend per slice (:mod:`msewatch.trend`)."""
     from msewatch import query as q
 
+    if trend_windows < MIN_POINTS:
+        print(f"msewatch: error: --trend-windows must be >= {MIN_POINTS}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         frame = q.query(output, "slo-status")
+        trends = slice_trends(output, trend_windows)
     except q.QueryError as error:
         print(f"msewatch: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if frame.empty:
         print(f"no SLO evaluations in {output}: run `msewatch run ... --slo FILE` first")
-        return 0
-    print(render_status(frame))
+    else:
+        print(render_status(frame))
+    print()
+    print(render_trends(trends, trend_windows))
     return 0
 
 
