@@ -90,6 +90,10 @@ _BAD = {
         f"within {_d(s.within_s)}"
     ),
     "nan_rate": lambda s: f"a window is bad when over {s.threshold:.2%} of its y_pred are NaN/inf",
+    "rmse_trend": lambda s: (
+        f"a window is bad when the RMSE rises faster than {s.threshold:g} per day with 95% "
+        f"confidence (Theil-Sen slope over the {s.trend_windows} newest settled windows)"
+    ),
 }
 _SETTLES = {
     "label_freshness": lambda s: f"when the watermark passes window end + {_d(s.within_s)}",
@@ -104,6 +108,8 @@ def describe_slo(slo: Slo) -> list[str]:
         settles = (
             f"label_coverage >= {slo.min_coverage:g} (or complete) and scored >= {slo.min_scored}"
         )
+        if slo.sli == "rmse_trend":
+            settles += f", once {slo.trend_windows} such windows end within {_d(slo.period_s)}"
     else:
         settles = _SETTLES[slo.sli](slo)
     lines = [

@@ -55,6 +55,7 @@ def test_the_example_file_reads_as_written():
         "forecast-error-rate",
         "label-freshness",
         "nan-predictions",
+        "forecast-rmse-trend",
     ]
     assert (rmse.sli, rmse.threshold, rmse.objective) == ("rmse", 40.0, 0.99)
     assert rmse.period_s == 30 * 86400 and rmse.keep_firing_for_s == 3600
@@ -69,6 +70,16 @@ def test_the_example_file_reads_as_written():
     assert slo_file.slos[1].alerting.ticket == ()  # ticket: [] turns tickets off
     assert slo_file.slos[1].alerting.page == Alerting().page  # page keeps its default
     assert slo_file.comparisons == ()
+    trend = slo_file.slos[4]
+    assert (trend.sli, trend.threshold, trend.trend_windows) == ("rmse_trend", 0.5, 24)
+    assert (trend.min_coverage, trend.min_scored) == (0.8, 30)  # the label gate's defaults
+
+
+def test_trend_windows_defaults_to_24_for_rmse_trend_only():
+    text = one_slo(sli="rmse_trend", threshold="0.5")
+    assert parse_slo_file(text).slos[0].trend_windows == 24
+    assert parse_slo_file(MINIMAL).slos[0].trend_windows is None
+    assert parse_slo_file(one_slo("trend_windows: 3", sli="rmse_trend")).slos[0].trend_windows == 3
 
 
 def test_defaults_are_the_sre_workbook_table():
@@ -297,12 +308,19 @@ def _check(path: str) -> int:
 def test_slo_check_summarises_each_slo(capsys):
     assert _check(str(EXAMPLE)) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{EXAMPLE}: OK, 4 SLOs")
+    assert out.startswith(f"{EXAMPLE}: OK, 5 SLOs")
     assert "forecast-rmse (rmse): a window is bad when its RMSE > 40" in out
     # 14.4 x 1 h / 720 h = 2 % of the budget; 6 x 6 h / 720 h = 5 %; 1 x 72 h / 720 h = 10 %
     assert "burn rate >= 14.4x over both 1h and 5m (bad share >= 0.144; 2.0% of" in out
     assert "5.0% of the budget in 6h" in out and "10.0% of the budget in 3d" in out
     assert "suppressed 2026-11-02 00:00 to 2026-11-02 06:00 UTC (backfill)" in out
+    assert (
+        "forecast-rmse-trend (rmse_trend): a window is bad when the RMSE rises faster than "
+        "0.5 per day with 95% confidence (Theil-Sen slope over the 24 newest settled windows)"
+    ) in out
+    assert "scored >= 30, once 24 such windows end within 30d" in out
+    # 4 x 1 d / 30 d = 13.3 % of the budget in a day
+    assert "burn rate >= 4x over both 1d and 6h (bad share >= 0.2; 13.3% of the budget" in out
     assert len(out.splitlines()) < 60  # one screen
 
 
