@@ -61,7 +61,7 @@ class AlertTransition(NamedTuple):
     Attributes:
         alert: ``<slo>/<severity>/<slice>``, the same for every transition of an alert.
         slo: SLO name.
-        sli: ``rmse``, ``error_rate``, ``label_freshness`` or ``nan_rate``.
+        sli: ``rmse``, ``error_rate``, ``label_freshness``, ``nan_rate`` or ``rmse_trend``.
         severity: ``page`` or ``ticket``.
         slice: slice name as in ``metrics``.
         state: ``firing`` or ``resolved``.
@@ -176,7 +176,9 @@ def _fields():
     ts, f64, i64, s = pa.timestamp("us", tz="UTC"), pa.float64(), pa.int64(), pa.string()
     common = (
         Field("slo", s, "STRING", "SLO name.", False),
-        Field("sli", s, "STRING", "rmse, error_rate, label_freshness or nan_rate.", False),
+        Field(
+            "sli", s, "STRING", "rmse, error_rate, label_freshness, nan_rate or rmse_trend.", False
+        ),
     )
     alerts = (
         Field("alert", s, "STRING", "<slo>/<severity>/<slice>: one alert's transitions.", False),
