@@ -77,7 +77,7 @@ class AlertTransition(NamedTuple):
         budget_remaining: share of the period's error budget left (1 - consumed /
             total); negative when overspent, NaN without eligible windows.
         value: SLI value of the newest settled window (RMSE, bad share, freshness
-            share or NaN share).
+            share, NaN share, or RMSE slope per day).
         threshold: the SLO's threshold.
         objective: the SLO's objective.
         summary: one line a person reads.
