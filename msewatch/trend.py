@@ -66,6 +66,9 @@ def slice_trends(
 ) -> pd.DataFrame:
     """The RMSE trend of every slice (or one) over its last ``k`` settled windows.
 
+    A stable interface: other commands (the report, ``msewatch serve``) call it, so its
+    arguments and the columns it returns only grow, with defaults.
+
     Args:
         source: an output folder of ``msewatch run`` (str or Path), or an open DuckDB
             connection with the ``metrics_latest`` view (:func:`msewatch.query.connect`;
