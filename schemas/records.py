@@ -238,6 +238,24 @@ METRICS_FIELDS: tuple[Field, ...] = (
             Field("labeled", pa.int64(), "INT64", "Predictions labeled within within_s."),
         ),
     ),
+    record_list(
+        "paired",
+        "Per baseline version compared with this slice's model version (comparisons):"
+        " moments over the ids both versions scored with one label (unweighted; b, c ="
+        " squared error of baseline, candidate). Empty unless a comparison pairs them.",
+        (
+            Field("baseline", pa.string(), "STRING", "The baseline model version.", False),
+            Field("n", pa.int64(), "INT64", "Ids scored by both versions."),
+            Field("sum_se_b", pa.float64(), "FLOAT64", "Sum of b."),
+            Field("sum_se_c", pa.float64(), "FLOAT64", "Sum of c."),
+            Field("sum_se_bb", pa.float64(), "FLOAT64", "Sum of b^2."),
+            Field("sum_se_cc", pa.float64(), "FLOAT64", "Sum of c^2."),
+            Field("sum_se_bc", pa.float64(), "FLOAT64", "Sum of b * c."),
+            Field("sum_ae_b", pa.float64(), "FLOAT64", "Sum of |e_b|."),
+            Field("sum_ae_c", pa.float64(), "FLOAT64", "Sum of |e_c|."),
+            Field("sum_ae_bc", pa.float64(), "FLOAT64", "Sum of |e_b| * |e_c|."),
+        ),
+    ),
     Field("pane_index", pa.int64(), "INT64", "Beam pane index of this firing.", False),
     Field("pane_timing", pa.string(), "STRING", "EARLY, ON_TIME or LATE.", False),
     Field("complete", pa.bool_(), "BOOL", "Every prediction resolved and window closed.", False),

@@ -37,8 +37,8 @@ def assert_rows_close(got, want):
 
 def test_finalize_returns_exactly_the_metric_columns():
     names = [f.name for f in METRICS_FIELDS]
-    want = names[names.index("predictions") : names.index("labeled_within") + 1]
-    assert want[-3:] == ["sum_y2", "error_exceedance", "labeled_within"]
+    want = names[names.index("predictions") : names.index("paired") + 1]
+    assert want[-4:] == ["sum_y2", "error_exceedance", "labeled_within", "paired"]
     assert list(finalize(ErrorAccumulator.empty())) == want
 
 
@@ -46,7 +46,7 @@ def test_empty_accumulator_gives_nan_not_zero():
     row = finalize(ErrorAccumulator.empty())
     counts = [k for k, v in row.items() if isinstance(v, int)]
     assert all(row[k] == 0 for k in counts) and len(counts) == 10
-    lists = {"error_exceedance", "labeled_within"}
+    lists = {"error_exceedance", "labeled_within", "paired"}
     assert all(row[k] == [] for k in lists)  # no bounds configured
     ratios = set(row) - set(counts) - lists - {k for k in row if k.startswith("sum_")}
     assert len(ratios) == 18
@@ -121,7 +121,7 @@ def test_group_by_equals_pandas_per_group():
         row = finalize(accs[g])
         assert_rows_close({k: row[k] for k in want[g]}, want[g])
     empty, got = finalize(ErrorAccumulator.empty()), finalize(accs[4])
-    assert got.pop("error_exceedance") == got.pop("labeled_within") == []
+    assert got.pop("error_exceedance") == got.pop("labeled_within") == got.pop("paired") == []
     assert got == pytest.approx({k: empty[k] for k in got}, nan_ok=True)
 
 

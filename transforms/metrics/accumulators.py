@@ -55,6 +55,7 @@ import apache_beam as beam
 import numpy as np
 
 from msewatch.schemas.records import METRICS_FIELDS
+from msewatch.transforms.metrics.paired import Paired, merge_paired, paired_column
 from msewatch.transforms.metrics.sketch import LagSketch
 
 Z_95 = 1.959963984540054
@@ -62,7 +63,7 @@ Z_95 = 1.959963984540054
 
 _NAMES = [f.name for f in METRICS_FIELDS]
 FINALIZED_FIELDS: tuple[str, ...] = tuple(
-    _NAMES[_NAMES.index("predictions") : _NAMES.index("labeled_within") + 1]
+    _NAMES[_NAMES.index("predictions") : _NAMES.index("paired") + 1]
 )
 """The METRICS_FIELDS columns :func:`finalize` returns, in table order."""
 
@@ -143,6 +144,7 @@ class ErrorAccumulator:
     exceed_count: tuple[int, ...] = ()
     exceed_sum_w: tuple[float, ...] = ()
     labeled_within: tuple[int, ...] = ()
+    paired: Paired = ()
 
     @classmethod
     def empty(cls) -> ErrorAccumulator:
@@ -211,6 +213,7 @@ def _merge_pair(a: ErrorAccumulator, b: ErrorAccumulator) -> ErrorAccumulator:
     merged["lag"] = a.lag.merge(b.lag)
     for name, element_type in _BOUNDED:
         merged[name] = _merge_bounded([getattr(a, name), getattr(b, name)], element_type)
+    merged["paired"] = merge_paired([a.paired, b.paired])
     return ErrorAccumulator(**merged)
 
 
@@ -250,6 +253,7 @@ def merge_accumulators(accs: Iterable[ErrorAccumulator]) -> ErrorAccumulator:
     merged["lag"] = LagSketch.merge_all(a.lag for a in parts)
     for name, element_type in _BOUNDED:
         merged[name] = _merge_bounded([getattr(a, name) for a in parts], element_type)
+    merged["paired"] = merge_paired([a.paired for a in parts])
     return ErrorAccumulator(**merged)
 
 
@@ -327,6 +331,7 @@ def finalize(acc: ErrorAccumulator, error_thresholds=(), freshness_within_s=()) 
     )
     row.update({name: float(getattr(acc, name)) for name in _SUMS if name in FINALIZED_FIELDS})
     row.update(_bounded_columns(acc, error_thresholds, freshness_within_s))
+    row["paired"] = paired_column(acc.paired)
     return {name: row[name] for name in FINALIZED_FIELDS}
 
 

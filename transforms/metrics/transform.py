@@ -48,6 +48,7 @@ from msewatch.transforms.metrics.aggregate import (
     check_error_thresholds,
     check_freshness_within_s,
 )
+from msewatch.transforms.metrics.paired import check_pairs, group_paired, pair_rows
 from msewatch.transforms.metrics.slices import SliceCoder, SliceConfig, dense_unique
 from msewatch.transforms.metrics.windowing import WindowConfig, WindowMetrics
 
@@ -83,6 +84,9 @@ class MetricsConfig:
             3650 days: the ``labeled_within`` column counts, per bound, the labeled
             predictions whose ``label_time - event_time`` is at most it (a negative
             lag is within every bound). None by default.
+        version_pairs: ``(baseline, candidate)`` model versions whose paired loss
+            moments (:mod:`.paired`) fill the ``paired`` column of the candidate's
+            slices; the comparisons of the SLO file. None by default.
     """
 
     window: WindowConfig = WindowConfig()
@@ -91,6 +95,7 @@ class MetricsConfig:
     clock: Callable[[], datetime.datetime] = utc_now
     error_thresholds: tuple[float, ...] = ()
     freshness_within_s: tuple[int, ...] = ()
+    version_pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         if not self.huber_delta > 0:
@@ -99,6 +104,7 @@ class MetricsConfig:
         object.__setattr__(self, "error_thresholds", thresholds)
         within_s = check_freshness_within_s(self.freshness_within_s)
         object.__setattr__(self, "freshness_within_s", within_s)
+        object.__setattr__(self, "version_pairs", check_pairs(self.version_pairs))
 
 
 class _PreAggregate(beam.DoFn):
@@ -121,8 +127,11 @@ class _PreAggregate(beam.DoFn):
             name: table.column(name).to_numpy(zero_copy_only=False)
             for name in ("kind", "y_pred", "y_true", "weight", "label_lag_s")
         }
+        pairs = self._config.version_pairs
+        found = pair_rows(table, pairs) if pairs else []
         by_bucket: dict[int, dict] = {}
-        for codes, names in self._slicer.codes(table):
+        specs = self._config.slices.all_specs
+        for spec, (codes, names) in zip(specs, self._slicer.codes(table), strict=True):
             group = bucket_code.astype(np.int64) * len(names) + codes
             present, dense = dense_unique(group)
             accs = aggregate_examples(
@@ -137,6 +146,9 @@ class _PreAggregate(beam.DoFn):
                 error_thresholds=self._config.error_thresholds,
                 freshness_within_s=self._config.freshness_within_s,
             )
+            if found and "model_version" in spec:
+                for acc, paired in zip(accs, group_paired(found, dense, len(present)), strict=True):
+                    acc.paired = paired
             for g, acc in zip(present.tolist(), accs, strict=True):
                 b, s = divmod(g, len(names))
                 by_bucket.setdefault(b, {})[names[s]] = acc
