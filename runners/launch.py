@@ -45,7 +45,10 @@ from msewatch.transforms.slo.config import load_slo_file
 
 def config_from_args(args) -> MonitorConfig:
     """Validated pipeline settings from parsed ``run`` arguments (raises ValueError)."""
+    slo_file = load_slo_file(args.slo) if args.slo else None
     slices = SliceConfig.parse(args.slice, args.max_slice_values)
+    if slo_file is not None:  # the comparisons read model_version crossed with their slices
+        slices = slices.with_specs(slo_file.slice_specs())
     window = WindowConfig(
         window_seconds=args.window,
         every_seconds=args.every,
@@ -69,7 +72,6 @@ def config_from_args(args) -> MonitorConfig:
         else default_shards(args.runner, bool(args.streaming_replay or pubsub)),
         timer_grid_ms=grid,
     )
-    slo_file = load_slo_file(args.slo) if args.slo else None
     metrics = MetricsConfig(
         window=window,
         slices=slices,

@@ -92,10 +92,15 @@ def test_defaults_are_the_sre_workbook_table():
     assert (slo.min_coverage, slo.min_scored, slo.suppress, slo.runbook) == (0.8, 30, (), "")
 
 
-def test_an_empty_list_of_slos_and_raw_comparisons_are_accepted():
-    slo_file = parse_slo_file("version: 1\nslos: []\ncomparisons: [{candidate: v2, x: [1]}]\n")
+def test_a_file_of_comparisons_only_is_accepted():
+    slo_file = parse_slo_file(
+        "version: 1\nslos: []\ncomparisons:\n"
+        "  - {name: r, baseline: {model_version: v1}, candidate: {model_version: v2}}\n"
+    )
     assert slo_file.slos == ()
-    assert slo_file.comparisons == ({"candidate": "v2", "x": [1]},)
+    [c] = slo_file.comparisons
+    assert (c.name, c.baseline, c.candidate, c.metric, c.mode) == ("r", "v1", "v2", "mse", "auto")
+    assert (c.lookback_s, c.margin, c.alpha, c.min_scored) == (86400, 0.05, 0.05, 200)
 
 
 def test_an_unquoted_yaml_timestamp_and_epoch_millis_are_times():

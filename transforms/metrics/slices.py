@@ -105,6 +105,15 @@ class SliceConfig:
                 specs.append(spec)
         return cls(tuple(specs), max_values)
 
+    def with_specs(self, extra) -> SliceConfig:
+        """These specs plus those of ``extra`` whose key set none of them has yet."""
+        specs, key_sets = list(self.specs), {frozenset(s) for s in self.all_specs}
+        for spec in extra:
+            if frozenset(spec) not in key_sets:
+                specs.append(tuple(spec))
+                key_sets.add(frozenset(spec))
+        return dataclasses.replace(self, specs=tuple(specs))
+
     @property
     def all_specs(self) -> tuple[tuple[str, ...], ...]:
         """``()`` (overall), ``("model_version",)``, then the configured specs."""

@@ -12,9 +12,13 @@ semantics)::
         period: 30d
         slices: ["overall", "region=*"]
         ...
-    comparisons: []            # accepted and kept as written, for now
+    comparisons:
+      - name: v2-rollout       # is model_version v2 worse than v1? (transforms/compare/spec.py)
+        baseline: {model_version: v1}
+        candidate: {model_version: v2}
+        ...
 
-A file may have ``slos: []``. Durations are written ``90s``, ``5m``, ``1h``, ``30d``
+A file may have ``slos: []`` (only comparisons). Durations are written ``90s``, ``5m``, ``1h``, ``30d``
 (:mod:`msewatch.transforms.durations`) or as a number of seconds, and must be whole
 seconds. Suppression times are RFC 3339 with an offset (``2026-11-02T00:00:00Z``,
 quoted or not) or epoch milliseconds, UTC. A key written twice is refused.
@@ -32,6 +36,7 @@ import pyarrow as pa
 import yaml
 
 from msewatch.schemas.slo import epoch_ms
+from msewatch.transforms.compare.spec import comparison_from_yaml
 from msewatch.transforms.durations import parse_duration_seconds
 from msewatch.transforms.parse.timestamps import time_from_text
 from msewatch.transforms.slo.patterns import matches
@@ -173,7 +178,14 @@ def _file(doc) -> SloFile:
             slos.append(_slo(raw))
         except InvalidValue as e:
             raise InvalidValue(e.key, e.what, label) from None
-    comparisons = _list(doc.get("comparisons", []), "comparisons")
+    comparisons = []
+    for i, raw in enumerate(_list(doc.get("comparisons", []), "comparisons")):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = name if isinstance(name, str) and name else f"comparisons[{i}]"
+        try:
+            comparisons.append(comparison_from_yaml(raw))
+        except InvalidValue as e:
+            raise InvalidValue(e.key, e.what, label) from None
     return SloFile(version=doc["version"], slos=tuple(slos), comparisons=tuple(comparisons))
 
 

@@ -18,6 +18,7 @@ import math
 import re
 
 from msewatch.transforms.durations import MAX_DURATION_SECONDS, format_duration
+from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.slo.patterns import check_pattern, matches
 
 SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend")
@@ -280,7 +281,9 @@ class Slo:
 
 @dataclasses.dataclass(frozen=True)
 class SloFile:
-    """A whole SLO file: ``version`` (1), its SLOs, and ``comparisons`` kept as written."""
+    """A whole SLO file: ``version`` (1), its SLOs and its comparisons
+    (:class:`~msewatch.transforms.compare.spec.Comparison`); names are unique across
+    both, since they name alerts."""
 
     version: int
     slos: tuple[Slo, ...]
@@ -300,16 +303,38 @@ class SloFile:
                     "name", "is used by an earlier SLO; names identify alerts", slo.name
                 )
             seen.add(slo.name)
+        for comparison in self.comparisons:
+            if comparison.name in seen:
+                raise InvalidValue(
+                    "name", "is used by an earlier SLO or comparison", comparison.name
+                )
+            seen.add(comparison.name)
+
+    def slice_specs(self) -> tuple[tuple[str, ...], ...]:
+        """The slice specs the comparisons read: ``("model_version", *keys)`` for the
+        keys of each of their slice patterns (``model_version`` alone for ``overall``)."""
+        specs = []
+        for comparison in self.comparisons:
+            for pattern in comparison.slices:
+                keys = tuple(k for k, _ in parse_slice_name(pattern))
+                spec = ("model_version", *keys)
+                if spec not in specs:
+                    specs.append(spec)
+        return tuple(specs)
 
     def metrics_needs(self) -> dict[str, tuple]:
         """The exact counts the metrics must carry for these SLOs, as ``MetricsConfig``
-        arguments: every error_rate threshold and every label_freshness ``within``."""
+        arguments: every error_rate threshold, every label_freshness ``within``, and
+        the (baseline, candidate) version pairs of the comparisons."""
         return {
             "error_thresholds": tuple(
                 sorted({float(s.threshold) for s in self.slos if s.sli == "error_rate"})
             ),
             "freshness_within_s": tuple(
                 sorted({int(s.within_s) for s in self.slos if s.sli == "label_freshness"})
+            ),
+            "version_pairs": tuple(
+                dict.fromkeys((c.baseline, c.candidate) for c in self.comparisons)
             ),
         }
 
