@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from msewatch.schemas import queries, records
-from msewatch.schemas.slo import ALERTS_FIELDS, SLO_STATUS_FIELDS
+from msewatch.schemas.slo import ALERTS_FIELDS, COMPARISONS_FIELDS, SLO_STATUS_FIELDS
 
 if TYPE_CHECKING:
     import duckdb
@@ -135,7 +135,11 @@ def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE VIEW metrics AS {_parquet_source(metrics, records.METRICS_FIELDS)}")
         con.execute(f"CREATE VIEW dead_letter AS {dead_source}")
-        for table, fields in (("alerts", ALERTS_FIELDS), ("slo_status", SLO_STATUS_FIELDS)):
+        for table, fields in (
+            ("alerts", ALERTS_FIELDS),
+            ("slo_status", SLO_STATUS_FIELDS),
+            ("comparisons", COMPARISONS_FIELDS),
+        ):
             files = _existing(out, (f"{table}/*.parquet",))
             source = _parquet_source(files, fields) if files else _empty_source(fields)
             con.execute(f"CREATE VIEW {table} AS {source}")

@@ -9,8 +9,10 @@ Data flow (each arrow is one labelled step; labels are API, see docs/architectur
     outcomes + dead_letter ─"CountOutcomes"─► outcome counts (the conservation table)
     metrics ─"Slos"──► alerts, slo_status               (with an SLO file: burn rates at
                                                          the label frontier, alert states)
+    metrics ─"Compare"──► comparisons, alerts           (the SLO file's comparisons: is a
+                                                         candidate version worse?)
     alerts ─"DeliverAlerts"──► Alertmanager, Pub/Sub    (failures to dead_letter)
-    metrics, dead_letter, outcomes, alerts, slo_status ─"Write*"─►
+    metrics, dead_letter, outcomes, alerts, slo_status, comparisons ─"Write*"─►
         Parquet tables (metrics partitioned by window date), or ─"WriteBigQuery"─►
         BigQuery tables when the output is bq://PROJECT.DATASET
 
@@ -26,7 +28,8 @@ import apache_beam as beam
 
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.schemas.records import DEAD_LETTER, METRICS, OUTCOMES, arrow_schema
-from msewatch.schemas.slo import ALERTS_FIELDS, SLO_STATUS_FIELDS
+from msewatch.schemas.slo import ALERTS_FIELDS, COMPARISONS_FIELDS, SLO_STATUS_FIELDS
+from msewatch.transforms.compare.transform import COMPARISONS, CompareVersions
 from msewatch.transforms.io.alerts import DeliverAlerts, DeliveryConfig
 from msewatch.transforms.io.bigquery import WriteBigQueryTables
 from msewatch.transforms.io.parquet_sink import WriteParquetTable
@@ -124,7 +127,11 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
         dead_letter | "WriteDeadLetter" >> WriteParquetTable(
             config.output, "dead_letter", DEAD_LETTER, **flush
         )
-        for name, fields in ((ALERTS, ALERTS_FIELDS), (STATUS, SLO_STATUS_FIELDS)):
+        for name, fields in (
+            (ALERTS, ALERTS_FIELDS),
+            (STATUS, SLO_STATUS_FIELDS),
+            (COMPARISONS, COMPARISONS_FIELDS),
+        ):
             if name in slo_tables:
                 slo_tables[name] | f"Write_{name}" >> WriteParquetTable(
                     config.output, name, arrow_schema(fields), **flush
@@ -139,10 +146,20 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
 
 
 def _slos(metrics, config: MonitorConfig):
-    """SLO evaluation and alert delivery: ``({alerts, slo_status}, delivery dead letters)``."""
-    slos = metrics | "Slos" >> EvaluateSlos(config.slo, config.bounded, config.metrics.clock)
+    """SLO evaluation, comparisons and alert delivery:
+    ``({alerts, slo_status, comparisons}, delivery dead letters)``."""
+    clock = config.metrics.clock
+    slos = metrics | "Slos" >> EvaluateSlos(config.slo, config.bounded, clock)
     tables = {ALERTS: slos[ALERTS], STATUS: slos[STATUS]}
+    resend = slos[RESEND]
+    if config.slo.comparisons:
+        compared = metrics | "Compare" >> CompareVersions(
+            config.slo.comparisons, config.bounded, clock
+        )
+        tables[COMPARISONS] = compared[COMPARISONS]
+        tables[ALERTS] = (slos[ALERTS], compared[ALERTS]) | "AllAlerts" >> beam.Flatten()
+        resend = (resend, compared[RESEND]) | "AllResends" >> beam.Flatten()
     if not config.delivery.enabled:
-        return tables, slos[ALERTS] | "NoDeliveries" >> beam.Filter(lambda _: False)
-    to_send = (slos[ALERTS], slos[RESEND]) | "AlertsToSend" >> beam.Flatten()
+        return tables, tables[ALERTS] | "NoDeliveries" >> beam.Filter(lambda _: False)
+    to_send = (tables[ALERTS], resend) | "AlertsToSend" >> beam.Flatten()
     return tables, to_send | "DeliverAlerts" >> DeliverAlerts(config.delivery)

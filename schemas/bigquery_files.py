@@ -29,7 +29,7 @@ from msewatch.schemas.records import (
     OUTCOMES_FIELDS,
     bigquery_schema,
 )
-from msewatch.schemas.slo import ALERTS_FIELDS, SLO_STATUS_FIELDS
+from msewatch.schemas.slo import ALERTS_FIELDS, COMPARISONS_FIELDS, SLO_STATUS_FIELDS
 
 TABLES: dict[str, tuple] = {
     "metrics": METRICS_FIELDS,
@@ -37,13 +37,19 @@ TABLES: dict[str, tuple] = {
     "outcomes": OUTCOMES_FIELDS,
     "alerts": ALERTS_FIELDS,
     "slo_status": SLO_STATUS_FIELDS,
+    "comparisons": COMPARISONS_FIELDS,
 }
-"""Output table name -> its field list (``alerts`` and ``slo_status``: runs with --slo)."""
+"""Output table name -> its field list (``alerts``, ``slo_status``, ``comparisons``: runs
+with --slo)."""
 
 TABLE_LAYOUT: dict[str, dict] = {
     "metrics": {"partition_day_field": "window_start", "clustering_fields": ["slice"]},
     "alerts": {"partition_day_field": "frontier", "clustering_fields": ["slo", "slice"]},
     "slo_status": {"partition_day_field": "frontier", "clustering_fields": ["slo", "slice"]},
+    "comparisons": {
+        "partition_day_field": "frontier",
+        "clustering_fields": ["comparison", "slice"],
+    },
 }
 """Per-table partitioning (DAY, on a TIMESTAMP column) and clustering; absent: neither."""
 

@@ -8,9 +8,9 @@ Tables and views the queries read:
 
 * ``metrics`` and ``dead_letter``: the output tables, columns exactly
   ``METRICS_FIELDS`` and ``DEAD_LETTER_FIELDS`` (see :mod:`msewatch.schemas.records`).
-* ``alerts`` and ``slo_status``: the SLO tables of a run with ``--slo``, columns
-  ``ALERTS_FIELDS`` and ``SLO_STATUS_FIELDS`` (:mod:`msewatch.schemas.slo`); empty
-  without an SLO file.
+* ``alerts``, ``slo_status`` and ``comparisons``: the SLO tables of a run with
+  ``--slo``, columns ``ALERTS_FIELDS``, ``SLO_STATUS_FIELDS`` and ``COMPARISONS_FIELDS``
+  (:mod:`msewatch.schemas.slo`); empty without an SLO file.
 * ``metrics_latest``: a view, itself a query here (:data:`VIEW_NAMES`): the latest pane
   (highest ``pane_index``, then latest ``emitted_at``) per ``(window_start, window_end,
   slice)``. This view is the one definition of "latest pane": the named queries and the
@@ -42,6 +42,7 @@ QUERY_NAMES: tuple[str, ...] = (
     "dead-letter",
     "alerts",
     "slo-status",
+    "comparisons",
 )
 """Named queries a user runs (``msewatch query OUTPUT NAME``)."""
 
@@ -58,6 +59,7 @@ QUERY_DESCRIPTIONS: dict[str, str] = {
     "coverage": "label coverage and label-lag percentiles per window for one slice (--slice)",
     "dead-letter": "rejected records counted by source and reason, with an example",
     "alerts": "SLO alert transitions in event-time order (runs with --slo)",
+    "comparisons": "latest decision per comparison and slice (runs with --slo and comparisons)",
     "slo-status": "latest state, budget and burn rates per SLO and slice (runs with --slo)",
 }
 

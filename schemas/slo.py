@@ -61,7 +61,10 @@ class AlertTransition(NamedTuple):
     Attributes:
         alert: ``<slo>/<severity>/<slice>``, the same for every transition of an alert.
         slo: SLO name.
-        sli: ``rmse``, ``error_rate``, ``label_freshness``, ``nan_rate`` or ``rmse_trend``.
+        sli: ``rmse``, ``error_rate``, ``label_freshness``, ``nan_rate``, ``rmse_trend``,
+            or ``comparison`` (a comparison's alert: ``slo`` is the comparison's name,
+            ``value`` the relative difference ``C / B - 1``, ``threshold`` the margin,
+            ``objective`` 1 - alpha, no burn rates or budget).
         severity: ``page`` or ``ticket``.
         slice: slice name as in ``metrics``.
         state: ``firing`` or ``resolved``.
@@ -168,7 +171,8 @@ class SloStatus(NamedTuple):
 
 
 def _fields():
-    """The ``alerts`` and ``slo_status`` field lists (Parquet and BigQuery from one list)."""
+    """The ``alerts``, ``slo_status`` and ``comparisons`` field lists (Parquet and
+    BigQuery from one list)."""
     import pyarrow as pa
 
     from msewatch.schemas.records import Field
@@ -177,7 +181,7 @@ def _fields():
     common = (
         Field("slo", s, "STRING", "SLO name.", False),
         Field(
-            "sli", s, "STRING", "rmse, error_rate, label_freshness, nan_rate or rmse_trend.", False
+            "sli", s, "STRING", "rmse, error_rate, label_freshness, nan_rate, rmse_trend or comparison.", False
         ),
     )
     alerts = (
@@ -222,7 +226,32 @@ def _fields():
         Field("ticket_state", s, "STRING", "firing, ok or off.", False),
         Field("emitted_at", ts, "TIMESTAMP", "Wall-clock time the row was emitted, UTC.", False),
     )
-    return alerts, status
+    b = pa.bool_()
+    comparisons = (
+        Field("comparison", s, "STRING", "Comparison name.", False),
+        Field("slice", s, "STRING", "Slice compared (without model_version).", False),
+        Field("metric", s, "STRING", "mse or mae.", False),
+        Field("baseline", s, "STRING", "Baseline model version.", False),
+        Field("candidate", s, "STRING", "Candidate model version.", False),
+        Field("paired", b, "BOOL", "Per-id loss differences (shadow) or Welch (canary).", False),
+        Field("frontier", ts, "TIMESTAMP", "End of the newest counted window (event time).", False),
+        Field("watermark", ts, "TIMESTAMP", "Input watermark (lower bound); null if bounded."),
+        Field("windows", i64, "INT64", "Windows summed over the lookback.", False),
+        Field("n_baseline", i64, "INT64", "Baseline's scored predictions (pairs if paired).", False),
+        Field("n_candidate", i64, "INT64", "Candidate's scored predictions (pairs if paired).", False),
+        Field("metric_baseline", f64, "FLOAT64", "Baseline's mean loss B (mse or mae)."),
+        Field("metric_candidate", f64, "FLOAT64", "Candidate's mean loss C."),
+        Field("delta", f64, "FLOAT64", "C - B."),
+        Field("ratio", f64, "FLOAT64", "C / B."),
+        Field("ci_low", f64, "FLOAT64", "Always-valid lower bound of C / B - 1."),
+        Field("ci_high", f64, "FLOAT64", "Always-valid upper bound of C / B - 1."),
+        Field("margin", f64, "FLOAT64", "FAIL beyond this C / B - 1.", False),
+        Field("alpha", f64, "FLOAT64", "1 - confidence of the bounds.", False),
+        Field("p_value", f64, "FLOAT64", "Fixed-horizon one-sided p of C > B (reference)."),
+        Field("decision", s, "STRING", "FAIL, PASS or INCONCLUSIVE.", False),
+        Field("emitted_at", ts, "TIMESTAMP", "Wall-clock time the row was emitted, UTC.", False),
+    )
+    return alerts, status, comparisons
 
 
-ALERTS_FIELDS, SLO_STATUS_FIELDS = _fields()
+ALERTS_FIELDS, SLO_STATUS_FIELDS, COMPARISONS_FIELDS = _fields()

@@ -317,7 +317,7 @@ class WriteBigQueryTables(beam.PTransform):
             metrics | "InsertMetrics" >> self._insert("metrics"),
             outcomes | "InsertOutcomes" >> self._insert("outcomes"),
         ]
-        for name in ("alerts", "slo_status"):  # runs with an SLO file
+        for name in ("alerts", "slo_status", "comparisons"):  # runs with an SLO file
             if name in tables:
                 rows = tables[name] | f"{name}ToJson" >> beam.Map(
                     lambda row, name=name: _keyed(json_row(row, name), name)
