@@ -7,6 +7,7 @@ Commands:
     msewatch query OUTPUT [NAME] [--sql SQL] [--format table|csv|json]
     msewatch report OUTPUT --out report.html
     msewatch serve OUTPUT [--listen 127.0.0.1:9464]
+    msewatch compare OUTPUT [--comparison NAME] [--exit-code]
 
 User mistakes (bad option values, missing files) print one line to stderr and exit
 with status 2; set ``MSEWATCH_DEBUG=1`` to see the traceback.
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_run(sub)
-    from msewatch import gameday, query, report, serve, slo
+    from msewatch import compare, gameday, query, report, serve, slo
 
     commands = (
         ("query", query),
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("slo", slo),
         ("gameday", gameday),
         ("serve", serve),
+        ("compare", compare),
     )
     for name, module in commands:
         p = sub.add_parser(name, help=(module.__doc__ or name).strip().split("\n")[0])

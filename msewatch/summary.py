@@ -149,6 +149,7 @@ def render(output_dir: str, outcomes) -> str:
                 f"{_fmt(cov, '8.1%')}  {lag:>10}  {n:>6}"
             )
     lines.extend(_firing(output_dir))
+    lines.extend(_comparisons(output_dir))
     lines.append("")
     lines.append(
         f"Tables: {output_dir}/metrics, {output_dir}/dead_letter, {output_dir}/outcomes; "
@@ -164,6 +165,18 @@ QUALIFY row_number() OVER (PARTITION BY alert ORDER BY frontier DESC, emitted_at
     AND state = 'firing'
 ORDER BY severity = 'page' DESC, alert
 """
+
+
+def _comparisons(output_dir: str) -> list[str]:
+    """The latest decision per comparison and slice (none: no section)."""
+    from msewatch import compare
+
+    if not os.path.isdir(os.path.join(output_dir, "comparisons")):
+        return []
+    frame = compare.latest(output_dir)
+    every = f"msewatch query {output_dir} comparisons"
+    header = f"Comparisons (latest decision; every evaluation: {every}):"
+    return ["", header, *(["  (none evaluated yet)"] if frame.empty else compare.render(frame))]
 
 
 def _firing(output_dir: str) -> list[str]:

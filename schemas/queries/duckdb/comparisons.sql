@@ -15,6 +15,7 @@ SELECT
     ci_low,
     ci_high,
     margin,
+    alpha,
     p_value,
     n_candidate,
     n_baseline,
