@@ -68,18 +68,31 @@ def run(args: argparse.Namespace) -> int:
 
 def describe_file(path: str, slo_file: SloFile) -> str:
     """The text ``slo check`` prints."""
-    n = len(slo_file.slos)
+    n, m = len(slo_file.slos), len(slo_file.comparisons)
     lines = [
         f"{path}: OK, {n} SLO{'' if n == 1 else 's'}"
-        + (
-            f", {len(slo_file.comparisons)} comparisons (not evaluated yet)"
-            if slo_file.comparisons
-            else ""
-        )
+        + (f", {m} comparison{'' if m == 1 else 's'}" if m else "")
     ]
     for slo in slo_file.slos:
         lines += ["", *describe_slo(slo)]
+    for c in slo_file.comparisons:
+        lines += ["", *describe_comparison(c)]
     return "\n".join(lines) + "\n"
+
+
+def describe_comparison(c) -> list[str]:
+    """Lines for one comparison (the first line names it)."""
+    slices = ", ".join(c.slices)
+    return [
+        f"{c.name}  (comparison, {c.severity})",
+        f"  {c.describe()}",
+        f"  slices: {slices} (read from model_version={c.baseline} and "
+        f"model_version={c.candidate} crossed with them)",
+        f"  a window counts when both versions have label_coverage >= {c.min_coverage:g} "
+        f"(or complete); INCONCLUSIVE under {c.min_scored} scored per version (or pairs)",
+        "  FAIL (alert fires): the always-valid lower bound of C / B - 1 is above the margin; "
+        "PASS (resolves): the upper bound is below it",
+    ]
 
 
 _BAD = {

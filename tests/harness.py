@@ -137,10 +137,12 @@ def latest(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_slo(config: MonitorConfig, slo_file) -> MonitorConfig:
-    """``config`` evaluating ``slo_file`` (its exact counts added to the metrics)."""
+    """``config`` evaluating ``slo_file`` (its exact counts, version pairs and the
+    comparisons' slice specs added to the metrics, as ``msewatch run`` does)."""
     if slo_file is None:
         return config
-    metrics = dataclasses.replace(config.metrics, **slo_file.metrics_needs())
+    slices = config.metrics.slices.with_specs(slo_file.slice_specs())
+    metrics = dataclasses.replace(config.metrics, slices=slices, **slo_file.metrics_needs())
     return dataclasses.replace(config, slo=slo_file, metrics=metrics)
 
 
