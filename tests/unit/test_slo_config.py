@@ -69,7 +69,14 @@ def test_the_example_file_reads_as_written():
     assert slo_file.slos[2].within_s == 24 * 3600
     assert slo_file.slos[1].alerting.ticket == ()  # ticket: [] turns tickets off
     assert slo_file.slos[1].alerting.page == Alerting().page  # page keeps its default
-    assert slo_file.comparisons == ()
+    [c] = slo_file.comparisons
+    assert (c.name, c.baseline, c.candidate, c.lookback_s, c.margin) == (
+        "v2-rollout",
+        "v1",
+        "v2",
+        24 * 3600,
+        0.05,
+    )
     trend = slo_file.slos[4]
     assert (trend.sli, trend.threshold, trend.trend_windows) == ("rmse_trend", 0.5, 24)
     assert (trend.min_coverage, trend.min_scored) == (0.8, 30)  # the label gate's defaults
