@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import urllib.request
 
 import apache_beam as beam
@@ -57,6 +58,7 @@ def test_the_payload_carries_the_slice_keys_as_labels():
     assert alert["labels"] == {
         "alertname": "forecast-rmse:page",
         "slo": "forecast-rmse",
+        "sli": "rmse",
         "severity": "page",
         "slice": "model_version=v2,region=eu%2Cnorth",
         "model_version": "v2",
@@ -65,6 +67,28 @@ def test_the_payload_carries_the_slice_keys_as_labels():
     assert alert["startsAt"] == "2026-11-02T09:00:00Z" and "endsAt" not in alert
     assert alert["annotations"]["runbook_url"].endswith("/forecast-rmse")
     assert alert["annotations"]["burn_rate_long"] == "20"
+
+
+def test_a_comparison_alert_carries_its_difference_and_margin_not_burn_rates():
+    row = _row("firing", T) | {
+        "alert": "v2-rollout/page/region=eu",
+        "slo": "v2-rollout",
+        "sli": "comparison",
+        "slice": "region=eu",
+        "burn_rate_long": math.nan,
+        "burn_rate_short": math.nan,
+        "burn_rate_threshold": math.nan,
+        "budget_remaining": math.nan,
+        "value": 0.312,
+        "threshold": 0.05,
+    }
+    alert = alertmanager_alert(row)
+    assert alert["labels"]["sli"] == "comparison" and alert["labels"]["region"] == "eu"
+    assert {k: v for k, v in alert["annotations"].items() if k in ("value", "threshold")} == {
+        "value": "0.312",
+        "threshold": "0.05",
+    }
+    assert not any("burn_rate" in k or "budget" in k for k in alert["annotations"])
 
 
 def test_a_page_fires_in_alertmanager_then_resolves(tmp_path):
@@ -141,6 +165,7 @@ def test_a_run_pages_alertmanager_and_a_later_run_resolves_it(tmp_path):
         assert shown["labels"] == {
             "alertname": "rmse/page/region=eu",
             "slo": "rmse",
+            "sli": "rmse",
             "severity": "page",
             "slice": "region=eu",
             "region": "eu",

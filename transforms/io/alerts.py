@@ -4,8 +4,10 @@ Input: rows of the ``alerts`` table (one per state transition, see
 ``schemas/records.py``). Each row is
 
 * POSTed to Alertmanager's ``/api/v2/alerts`` as one alert: labels ``alertname``,
-  ``slo``, ``severity``, ``slice`` and one label per slice key (``region="eu"``);
-  annotations ``summary``, ``runbook_url``, the burn rates and the label frontier;
+  ``slo`` (an SLO's or a comparison's name), ``sli`` (``comparison`` for a
+  comparison), ``severity``, ``slice`` and one label per slice key (``region="eu"``);
+  annotations ``summary``, ``runbook_url``, the burn rates (a comparison: ``value``,
+  the relative difference, and ``threshold``, the margin) and the label frontier;
   ``startsAt`` when it fires and ``endsAt`` when it resolves. Grouping, inhibition,
   silences and routing are Alertmanager's (``docs/examples/alertmanager.yml``).
   Alertmanager resolves an alert it has not heard of for ``resolve_timeout``
@@ -29,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -41,7 +44,7 @@ from apache_beam.pvalue import TaggedOutput
 from msewatch.schemas.records import DEAD_LETTER_TAG
 from msewatch.transforms.metrics.slices import parse_slice_name
 
-_LABEL_KEYS = ("alertname", "slo", "severity", "slice")
+_LABEL_KEYS = ("alertname", "slo", "sli", "severity", "slice")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +100,7 @@ def alertmanager_alert(row: dict) -> dict:
     labels = {
         "alertname": row["alert"],
         "slo": row["slo"],
+        "sli": row["sli"],
         "severity": row["severity"],
         "slice": row["slice"],
     }
@@ -112,9 +116,13 @@ def alertmanager_alert(row: dict) -> dict:
         "runbook_url": row.get("runbook") or "",
         "frontier": _rfc3339(row.get("frontier")) or "",
     }
-    for name in ("burn_rate_long", "burn_rate_short", "burn_rate_threshold", "budget_remaining"):
-        if row.get(name) is not None:
-            annotations[name] = f"{row[name]:.4g}"
+    numbers = ("burn_rate_long", "burn_rate_short", "burn_rate_threshold", "budget_remaining")
+    if row.get("sli") == "comparison":  # the relative difference C / B - 1 and the margin
+        numbers = ("value", "threshold")
+    for name in numbers:
+        value = row.get(name)
+        if value is not None and not math.isnan(value):
+            annotations[name] = f"{value:.4g}"
     alert = {"labels": labels, "annotations": {k: v for k, v in annotations.items() if v}}
     emitted = _rfc3339(row.get("emitted_at"))
     if row["state"] == "resolved":
