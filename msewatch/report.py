@@ -97,7 +97,7 @@ PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 windows {span}; {slices} slices; {rows} window-slice rows (latest pane), {provisional} provisional.
 </p><h2>Worst slices: RMSE over the last day of complete windows</h2>{worst}
 <h2>RMSE over time per slice (95% CI band)</h2>{legend}{firing}<div class="grid">{rmse}</div>
-{more}{trend}{slo}
+{more}{trend}{slo}{comparisons}
 <h2>Labels: coverage and lag (overall slice)</h2>{legend}<div class="grid">{labels}</div>
 <h2>NaN, invalid and dead-letter records</h2><p class="note">NaN counts: latest pane of
 non-overlapping windows, overall slice. Invalid: summary.json. Dead letters: dead_letter table.
@@ -205,6 +205,35 @@ def _trend_table(trends: pd.DataFrame, order: list[str]) -> str:
     return TREND_HEAD + table(header, rows)
 
 
+COMPARISONS_HEAD = """<h2>Comparisons: is the candidate worse?</h2><p class="note">Latest
+decision per comparison and slice (the <code>comparisons</code> table): FAIL when the
+always-valid lower bound of the relative difference C / B &minus; 1 is above the margin,
+PASS when the upper bound is below it. x: the frontier, UTC.</p>"""
+
+
+def _comparisons_table(out: Path) -> str:
+    """The latest decision per comparison and slice ("" without a comparisons table)."""
+    if not (out / "comparisons").is_dir():
+        return ""
+    from msewatch import compare
+
+    frame = compare.latest(str(out))
+    header = ["comparison", "slice", "decision", "candidate vs baseline", "change",
+              "always-valid bounds", "margin", "mode", "n (candidate / baseline)",
+              "frontier"]  # fmt: skip
+    rows = [
+        [html.escape(r.comparison), html.escape(r.slice), f"<b>{r.decision}</b>",
+         html.escape(f"{r.candidate} vs {r.baseline} ({r.metric})"), f"{r.change:+.1%}",
+         f"[{r.ci_low:+.1%}, {r.ci_high:+.1%}]", f"{r.margin:+.0%}",
+         "paired" if r.paired else "unpaired", f"{r.n_candidate} / {r.n_baseline}",
+         utc(r.frontier.timestamp())]
+        for r in frame.itertuples()
+    ]  # fmt: skip
+    if not rows:
+        return COMPARISONS_HEAD + '<p class="note">No window has passed the label gate yet.</p>'
+    return COMPARISONS_HEAD + table(header, rows)
+
+
 def _worst_table(worst: pd.DataFrame) -> str:
     header = ["slice", "RMSE [95% CI]", "windows", "scored", "coverage", "latest window RMSE"]
     rows = [
@@ -265,6 +294,7 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
         more=more,
         trend=trend,
         slo=slo,
+        comparisons=_comparisons_table(out),
         labels=_label_charts(overall),
         quality=_quality_chart(overall, dead, (summary or {}).get("outcomes", {})),
         outcomes=_outcome_table(summary),

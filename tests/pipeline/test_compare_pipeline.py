@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sp
 
+from msewatch import cli
+from msewatch.report import write_report
 from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
 
@@ -72,6 +74,7 @@ def runs(tmp_path_factory):
         extra = {"chunk_rows": 120} if mode == "replay" else {}
         run(preds, labs, path, slices=("region",), ttl_ms=3 * H, slo=SLO, **extra)
         out[mode] = (read_table(path, "comparisons"), read_table(path, "alerts"))
+        out[f"{mode}_path"] = path
     return errors, out
 
 
@@ -123,3 +126,24 @@ def test_the_replay_ends_with_the_bounded_numbers(runs):
     assert replay.watermark.notna().all()
     firing = out["replay"][1]
     assert set(firing.loc[firing.state == "firing", "alert"]) == {"v2/page/region=bad"}
+
+
+def test_msewatch_compare_prints_the_fail_and_gates_with_exit_code(runs, capsys):
+    _, out = runs
+    path = str(out["bounded_path"])
+    assert cli.main(["compare", path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("v2: v2 vs v1 in mse")
+    decisions = {line.split()[1]: line.split()[0] for line in lines[1:]}
+    assert decisions["region=bad"] == "FAIL" and decisions["region=good"] != "FAIL"
+    assert "paired" in next(line for line in lines if "region=shadow" in line).split()
+    assert cli.main(["compare", path, "--exit-code"]) == 1  # a FAIL stops the rollout
+    assert cli.main(["compare", path, "--comparison", "nope"]) == 2
+    assert "no comparison named 'nope'" in capsys.readouterr().err
+
+
+def test_the_report_shows_the_latest_decisions(runs, tmp_path):
+    _, out = runs
+    page = write_report(out["bounded_path"], tmp_path / "r.html").read_text()
+    assert "Comparisons: is the candidate worse?" in page
+    assert page.count("<b>FAIL</b>") == 1
