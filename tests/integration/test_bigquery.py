@@ -255,8 +255,8 @@ def test_rerun_duplicates_rows_in_the_emulator_but_not_in_the_view(endpoint, cli
 
 
 def test_slo_tables_and_delivery_dead_letters_reach_bigquery(endpoint, client, dataset):
-    """With an SLO file the sink also writes alerts and slo_status rows, and dead letters
-    made as rows (a failed alert delivery) go to the dead_letter table."""
+    """With an SLO file the sink also writes alerts, slo_status and comparisons rows, and
+    dead letters made as rows (a failed alert delivery) go to the dead_letter table."""
     import datetime
 
     from tests.integration.test_alert_delivery import _row
@@ -270,6 +270,14 @@ def test_slo_tables_and_delivery_dead_letters_reach_bigquery(endpoint, client, d
         "burn_rates": [100.0, 2.5], "suppressed": False, "page_state": "firing",
         "ticket_state": "ok", "emitted_at": T0,
     }  # fmt: skip
+    comparison = {
+        "comparison": "v2-rollout", "slice": "region=eu", "metric": "mse", "baseline": "v1",
+        "candidate": "v2", "paired": True, "frontier": T0, "watermark": None, "windows": 24,
+        "n_baseline": 900, "n_candidate": 900, "metric_baseline": 100.0,
+        "metric_candidate": 130.0, "delta": 30.0, "ratio": 1.3, "ci_low": 0.18,
+        "ci_high": 0.42, "margin": 0.05, "alpha": 0.05, "p_value": 1e-6,
+        "decision": "FAIL", "emitted_at": T0,
+    }  # fmt: skip
     failed = {
         "source": "http://127.0.0.1:9", "record_type": "alert",
         "reason": "alert_delivery_failed", "detail": "refused", "raw_payload": "{}",
@@ -282,6 +290,7 @@ def test_slo_tables_and_delivery_dead_letters_reach_bigquery(endpoint, client, d
             "outcomes": p | "Outcomes" >> beam.Create([]),
             "alerts": p | "Alerts" >> beam.Create([alert]),
             "slo_status": p | "Status" >> beam.Create([status]),
+            "comparisons": p | "Comparisons" >> beam.Create([comparison]),
             "dead_letter_rows": p | "Failed" >> beam.Create([failed]),
         } | "WriteBigQuery" >> bq.WriteBigQueryTables(
             PROJECT, dataset, False, api_endpoint=endpoint,
@@ -298,3 +307,5 @@ def test_slo_tables_and_delivery_dead_letters_reach_bigquery(endpoint, client, d
     assert sorted(r["r"] for r in rates) == [2.5, 100.0]
     reasons = _query(client, f"SELECT reason FROM {table}.dead_letter`")
     assert reasons == [{"reason": "alert_delivery_failed"}]
+    decided = _query(client, f"SELECT slice, paired, decision FROM {table}.comparisons`")
+    assert decided == [{"slice": "region=eu", "paired": True, "decision": "FAIL"}]
