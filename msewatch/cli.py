@@ -7,6 +7,7 @@ Commands:
     msewatch query OUTPUT [NAME] [--sql SQL] [--format table|csv|json]
     msewatch report OUTPUT --out report.html
     msewatch serve OUTPUT [--listen 127.0.0.1:9464]
+    msewatch local flink|kafka start|stop|status [--port N] [--state-dir DIR]
     msewatch compare OUTPUT [--comparison NAME] [--exit-code]
 
 User mistakes (bad option values, missing files) print one line to stderr and exit
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_run(sub)
-    from msewatch import compare, gameday, query, report, serve, slo
+    from msewatch import compare, gameday, local, query, report, serve, slo
 
     commands = (
         ("query", query),
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("gameday", gameday),
         ("serve", serve),
         ("compare", compare),
+        ("local", local),
     )
     for name, module in commands:
         p = sub.add_parser(name, help=(module.__doc__ or name).strip().split("\n")[0])

@@ -9,7 +9,8 @@
   A local run reads until Ctrl-C; a job submitted to Flink or Dataflow is left
   running (stop it with the runner's own tools) and no summary is printed.
 
-Runner options come from ``runners/presets.py`` (required options, staging, flags).
+Runner options come from ``runners/presets.py`` (required options, staging, flags);
+FlinkRunner's cluster check and defaults from ``runners/flink.py``.
 
 At the end the outcome counts (the conservation table) are read back from the
 ``outcomes`` table, written to ``OUTPUT/summary.json`` and printed with the latest
@@ -29,7 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import direct_clock, direct_speedups, output, presets
+from msewatch.runners import direct_clock, direct_speedups, flink, output, presets
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.io.alerts import DeliveryConfig
 from msewatch.transforms.io.files import FileSource, check_files
@@ -134,6 +135,8 @@ def run(args, beam_args) -> int:
     else:
         for pattern in (args.predictions, args.labels):
             check_files(pattern)
+    if presets.runner_name(args.runner) == "FlinkRunner":
+        beam_args = [*beam_args, *flink.flink_flags(beam_args)]  # asks the cluster first
     options = _options(args, beam_args, streaming=not config.bounded)
     speedups = (
         direct_speedups.installed()

@@ -169,7 +169,7 @@ def check_known_options(beam_args: Sequence[str]) -> None:
         )
 
 
-def _given(args: Sequence[str]) -> set[str]:
+def given_options(args: Sequence[str]) -> set[str]:
     """Names of the options present in ``args`` (normalized), whatever their value."""
     return {a[2:].partition("=")[0] for a in args if a.startswith("--") and len(a) > 2}
 
@@ -232,7 +232,7 @@ def preset_flags(runner: str, beam_args: Sequence[str], *, streaming: bool) -> l
     preset = PRESETS[runner_name(runner)]
     args = normalize_beam_args(beam_args)
     options = PipelineOptions(args)
-    given = _given(args)
+    given = given_options(args)
     _check_required(preset, given)
     flags = []
     if streaming and "streaming" not in given:

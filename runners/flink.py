@@ -1,0 +1,178 @@
+"""FlinkRunner's defaults for a Flink cluster, checked before anything is submitted.
+
+``msewatch run --runner FlinkRunner --flink-master HOST:PORT`` first asks the
+cluster's REST API (``GET /overview``) and stops with one line when nothing answers.
+Then :func:`flink_flags` fills what the user left out:
+
+* ``--flink_version``: the cluster's own (``1.20`` for ``1.20.3``); Beam's default is
+  its newest supported Flink, which a 1.20 cluster would refuse. A given version that
+  differs from the cluster's is refused.
+* ``--environment_type=LOOPBACK`` when the JobManager is on this machine (127.0.0.1,
+  localhost): the TaskManager calls back into this process for the Python steps, so
+  neither Docker nor a staged sdist is needed. A remote cluster keeps Beam's default
+  (DOCKER with ``--sdk_container_image``) or the user's ``EXTERNAL`` worker pool.
+* ``--flink_job_server_jar``: Beam's job server for that Flink version,
+  ``beam-runners-flink-<flink>-job-server-<beam>.jar``, taken from
+  ``$MSEWATCH_CACHE/jars``, then from Beam's jar cache (``~/.apache_beam/cache/jars``),
+  else downloaded from Maven Central into Beam's cache. When it cannot be had, one
+  line says so and how to pass the jar.
+* ``--job_server_jvm_properties``: the ``--add-opens`` flags the job server needs on
+  Java 17 and newer (``java.lang``, ``java.nio``, ``java.util``).
+
+``--flink_master=[local]`` (an embedded MiniCluster in the job server) and ``[auto]``
+skip the REST check but get the jar and the Java flags.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions
+from apache_beam.utils.subprocess_server import JavaJarServer
+
+from msewatch.local import downloads
+from msewatch.local.flink import overview
+from msewatch.runners import presets
+
+MAGIC_MASTERS = ("[local]", "[auto]")
+JAVA17_OPENS = tuple(
+    f"--add-opens=java.base/{package}=ALL-UNNAMED"
+    for package in ("java.lang", "java.nio", "java.util")
+)
+
+
+def rest_url(master: str) -> str:
+    """``http://HOST:PORT`` for a ``--flink_master`` given with or without a scheme."""
+    master = master.strip().rstrip("/")
+    return master if re.match(r"^https?://", master) else f"http://{master}"
+
+
+def is_local(master: str) -> bool:
+    """Whether the JobManager address is on this machine."""
+    host = urllib.parse.urlsplit(rest_url(master)).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cluster_version(master: str) -> str:
+    """The cluster's Flink version as ``MAJOR.MINOR``, from ``GET /overview``.
+
+    Raises:
+        ValueError: nothing answers there (one line: what to do).
+    """
+    url = rest_url(master)
+    try:
+        info = overview(url)
+    except OSError as err:
+        reason = getattr(err, "reason", None) or err
+        raise ValueError(
+            f"no Flink cluster answers at {url} (GET /overview: {reason}); start one with "
+            "`msewatch local flink start` or check --flink-master"
+        ) from None
+    full = str(info.get("flink-version", ""))
+    match = re.match(r"^(\d+\.\d+)", full)
+    if not match:
+        raise ValueError(f"{url}/overview does not name a Flink version; is it a JobManager?")
+    return match.group(1)
+
+
+def java_major() -> int | None:
+    """The major version of ``java`` on PATH (17 for 17.0.15), None when absent."""
+    try:
+        done = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+
+
+def job_server_jar(flink_version: str) -> str:
+    """A local path of Beam's Flink job server jar for ``flink_version``.
+
+    Raises:
+        ValueError: not cached and not downloadable (one line: what to do).
+    """
+    url = JavaJarServer.path_to_beam_jar(f":runners:flink:{flink_version}:job-server:shadowJar")
+    name = os.path.basename(url)
+    for folder in (downloads.cache_dir() / "jars", JavaJarServer.JAR_CACHE):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    dest = os.path.join(JavaJarServer.JAR_CACHE, name)
+    try:
+        _download(url, dest)
+    except OSError as err:
+        reason = err if isinstance(err, urllib.error.HTTPError) else getattr(err, "reason", err)
+        raise ValueError(
+            f"Beam's Flink job server {name} could not be downloaded ({reason}); fetch it "
+            f"where Maven Central serves it and pass --flink_job_server_jar PATH, or put it "
+            f"in {downloads.cache_dir() / 'jars'}"
+        ) from None
+    return dest
+
+
+def _download(url: str, dest: str) -> None:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = f"{dest}.part-{os.getpid()}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def flink_flags(beam_args: list[str]) -> list[str]:
+    """The FlinkRunner options to add to ``beam_args`` (never one the user gave).
+
+    Raises:
+        ValueError: the cluster does not answer, runs a Flink version Beam has no job
+            server for, differs from ``--flink_version``, or the jar cannot be had.
+    """
+    args = presets.normalize_beam_args(beam_args)
+    given = presets.given_options(args)
+    if "flink_master" not in given:
+        return []  # the preset says it is required
+    options = PipelineOptions(args).view_as(FlinkRunnerOptions)
+    master = (options.flink_master or "[auto]").strip()
+    version = options.flink_version
+    flags = []
+    if master not in MAGIC_MASTERS:
+        version = cluster_version(master)
+        supported = FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+        if version not in supported:
+            raise ValueError(
+                f"the cluster at {rest_url(master)} runs Flink {version}; Beam's FlinkRunner "
+                f"supports {', '.join(supported)}"
+            )
+        if "flink_version" in given and options.flink_version != version:
+            raise ValueError(
+                f"--flink_version {options.flink_version} differs from the cluster's Flink "
+                f"{version}: leave it out or pass --flink_version {version}"
+            )
+        if "flink_version" not in given:
+            flags.append(f"--flink_version={version}")
+        if "environment_type" not in given and is_local(master):
+            flags.append("--environment_type=LOOPBACK")
+    if "flink_job_server_jar" not in given:
+        flags.append(f"--flink_job_server_jar={job_server_jar(version)}")
+    if "job_server_jvm_properties" not in given and (java_major() or 0) >= 17:
+        flags += [f"--job_server_jvm_properties={flag}" for flag in JAVA17_OPENS]
+    return flags
