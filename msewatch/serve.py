@@ -13,10 +13,9 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
   last 24 settled windows), per second;
 * per SLO and slice, the latest evaluation (the ``slo-status`` named query): error budget
   left, the burn rate of every lookback, each severity's alert state, the label frontier;
-* per comparison and slice, the latest row of the ``comparisons`` table (largest
-  ``frontier``, then ``emitted_at``): decision, the confidence bounds of the relative
-  difference, margin, p-value, scored predictions. Read by column name; nothing when
-  the table is absent.
+* per comparison and slice, the latest evaluation (the ``comparisons`` named query):
+  decision, the relative difference and its always-valid bounds, margin, p-value, scored
+  predictions. Read by column name; nothing without a ``comparisons`` table.
 
 The README's Prometheus section lists every metric. A NaN number (nothing eligible,
 too few windows) is left out rather than exposed. Times are UTC epoch seconds.
@@ -53,12 +52,11 @@ from msewatch.trend import DEFAULT_K, slice_trends
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 EXIT_USAGE = 2
-COMPARISON_PATTERNS = ("comparisons/*.parquet", "comparisons/*=*/*.parquet")
 TABLE_PATTERNS = (
     *q.METRICS_PATTERNS,
     "alerts/*.parquet",
     "slo_status/*.parquet",
-    *COMPARISON_PATTERNS,
+    "comparisons/*.parquet",
 )
 """The files whose names, sizes and modification times decide when to re-read."""
 DECISIONS = ("FAIL", "PASS", "INCONCLUSIVE")
@@ -86,6 +84,8 @@ SLO_GAUGES = (
     ("msewatch_slo_frontier_timestamp_seconds", "frontier", "Label frontier evaluated, UTC."),
 )
 COMPARISON_GAUGES = (
+    ("msewatch_comparison_relative_difference_ratio", "change", "Relative difference C / B - 1 "
+     "of the candidate's mean loss C and the baseline's B (> 0: the candidate is worse)."),
     ("msewatch_comparison_relative_difference_ci_low_ratio", "ci_low", "Lower bound of the "
      "always-valid confidence interval of the relative difference candidate vs baseline."),
     ("msewatch_comparison_relative_difference_ci_high_ratio", "ci_high", "Its upper bound."),
@@ -135,15 +135,16 @@ def table_signature(output_dir: str | Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def read_tables(output_dir: str | Path, trend_windows: int = DEFAULT_K) -> dict[str, pd.DataFrame]:
-    """The frames the metrics are made from: ``settled``, ``trends``, ``slo``, ``comparisons``.
+    """The frames the metrics are made from: ``settled`` (the newest settled window per
+    slice), ``trends`` (:func:`msewatch.trend.slice_trends`), ``slo`` and ``comparisons``
+    (the named queries ``slo-status`` and ``comparisons``: the latest evaluations).
 
     Raises:
         msewatch.query.QueryError, duckdb.Error, pyarrow.ArrowException, OSError: a table
             cannot be read (no metrics table at all is not an error: empty frames).
     """
-    out = Path(output_dir)
     try:
-        con = q.connect(out)
+        con = q.connect(output_dir)
     except q.NoMetricsError:
         empty = pd.DataFrame()
         return {"settled": empty, "trends": empty, "slo": empty, "comparisons": empty}
@@ -152,30 +153,10 @@ def read_tables(output_dir: str | Path, trend_windows: int = DEFAULT_K) -> dict[
         con.register("settled_ends", trends[["slice", "last_window_end"]])
         settled = con.sql(_LATEST_SETTLED_SQL).df()
         slo = con.sql(queries.load_query("duckdb", "slo-status")).df()
-        comparisons = latest_comparisons(con, out)
+        comparisons = con.sql(queries.load_query("duckdb", "comparisons")).df()
     finally:
         con.close()
     return {"settled": settled, "trends": trends, "slo": slo, "comparisons": comparisons}
-
-
-def latest_comparisons(con, output_dir: Path) -> pd.DataFrame:
-    """The latest row per (comparison, slice) of the ``comparisons`` table: largest
-    ``frontier``, then ``emitted_at`` (whichever of them the files have). Empty when the
-    table, or its ``comparison`` or ``slice`` column, is absent."""
-    files = _files(output_dir, COMPARISON_PATTERNS)
-    if not files:
-        return pd.DataFrame()
-    frame = con.execute(
-        "SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false, "
-        "can_have_nan = true)",
-        [files],
-    ).df()
-    if not {"comparison", "slice"} <= set(frame.columns):
-        return pd.DataFrame()
-    order = [c for c in ("frontier", "emitted_at") if c in frame.columns]
-    if order:
-        frame = frame.sort_values(order, na_position="first", kind="stable")
-    return frame.groupby(["comparison", "slice"], sort=True).tail(1).reset_index(drop=True)
 
 
 def _number(value) -> float | None:
