@@ -12,7 +12,7 @@ Batch shapes (internal):
   :func:`segment_column`); a missing attribute is the string ``"unknown"``.
 * ``LABELS``: one row per valid label.
 * ``EXAMPLES``: what the join emits: prediction arrivals and resolutions
-  (labeled or expired), carrying the prediction's event time.
+  (labeled or expired), carrying the prediction's event time, model version and id.
 * ``DEAD_LETTER``: one row per rejected record, with its raw payload.
 
 Record types: :class:`RecordType` (``PREDICTION``, ``LABEL``) ties each kind of input
@@ -86,6 +86,7 @@ EXAMPLES = pa.schema(
         ("weight", pa.float64()),
         ("label_lag_s", pa.float64()),  # NaN unless kind == LABELED
         ("model_version", pa.string()),
+        ("prediction_id", pa.string()),  # pairs versions' examples of one id (shadow)
     ]
 )
 

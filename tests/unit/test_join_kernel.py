@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from msewatch.schemas.records import ExampleKind
 from msewatch.transforms.join import kernel as jk
 from tests.harness import H, labels, predictions
+from tests.join_replay import labeled_rows, run_streaming
 
 CFG = jk.JoinConfig(label_ttl_ms=3 * H, orphan_ttl_ms=H)
 
@@ -93,117 +94,121 @@ def test_streaming_expiry_and_orphan_deadlines():
     assert counts["prediction_expired"] == 0
     state, ex, counts = jk.expire(state, 3 * H + 1, CFG)
     assert counts["prediction_expired"] == 1 and kinds(ex) == {ExampleKind.EXPIRED: 1}
-    # a label arriving after expiry is late, a second one a duplicate
+    # A label arriving after expiry met a prediction it is too late for; it waits until
+    # 4 h + orphan_ttl (1 h) for another version's prediction, then ends late.
     state, _, counts = jk.step(
         state, predictions([]), labels([{"id": "a", "t": 4 * H, "y": 0}]), CFG
     )
-    assert counts["label_late"] == 1
-    state, _, counts = jk.step(
-        state, predictions([]), labels([{"id": "a", "t": 5 * H, "y": 0}]), CFG
+    assert not any(counts.values()) and state.labels.num_rows == 1
+    assert jk.next_deadline_ms(state, CFG) == 5 * H + 1
+    state, _, counts = jk.step(  # a second label while the first waits: duplicate
+        state, predictions([]), labels([{"id": "a", "t": 4 * H + 1, "y": 0}]), CFG
     )
     assert counts["label_duplicate"] == 1
-    state, _, _ = jk.expire(state, 10 * H, CFG)  # tombstones forgotten after 2 x ttl
+    state, _, counts = jk.expire(state, 5 * H + 1, CFG)
+    assert counts["label_late"] == 1 and counts["label_orphan"] == 0
+    state, _, counts = jk.step(  # and one after it ended: duplicate too
+        state, predictions([]), labels([{"id": "a", "t": 5 * H + 2, "y": 0}]), CFG
+    )
+    assert counts["label_duplicate"] == 1
+    # tombstones forgotten after 2 x ttl: a's prediction at 6 h, the label at 10 h
+    state, _, _ = jk.expire(state, 10 * H, CFG)
     assert state.size == 0 and jk.next_deadline_ms(state, CFG) is None
 
 
 @pytest.mark.parametrize("one_batch", [True, False])
 def test_a_batch_holding_records_before_and_after_a_forgotten_tombstone(one_batch):
-    """Prediction a at 0 expires (TTL 3 h); its tombstone is forgotten at 2 x 3 h = 6 h.
-    A label at 4 h is late; a label at 7 h comes after the id was forgotten: a new label,
-    waiting for its prediction. One batch or two, the outcomes are the same."""
+    """Prediction (a, v1) at 0 expires (TTL 3 h); its tombstone is forgotten at
+    2 x 3 h = 6 h. A repeat at 5 h is a duplicate; one at 7 h comes after the pair was
+    forgotten: a new prediction. A label at 4 h met the expired one and waits (until
+    5 h); the 7 h prediction is made more than orphan_ttl (1 h) after it, so they do not
+    join. One batch or two, the outcomes are the same."""
     state = jk.ShardState.empty(CFG)
     state, _, _ = jk.step(state, predictions([{"id": "a", "t": 0, "y": 1.0}]), labels([]), CFG)
     state, _, counts = jk.expire(state, 3 * H + 1, CFG)
     assert counts["prediction_expired"] == 1
-    late, new = {"id": "a", "t": 4 * H, "y": 0}, {"id": "a", "t": 7 * H, "y": 0}
-    batches = [[late, new]] if one_batch else [[late], [new]]
-    total: dict[str, int] = {}
-    for batch in batches:
-        state, _, counts = jk.step(state, predictions([]), labels(batch), CFG)
-        total = {k: total.get(k, 0) + counts.get(k, 0) for k in set(total) | set(counts)}
-    assert total.get("label_late") == 1 and total.get("label_duplicate", 0) == 0
-    assert state.labels.num_rows == 1  # the 7 h label waits as a new one
-
-
-_record = st.tuples(
-    st.integers(0, 12),  # id
-    st.integers(0, 8 * H),  # time
-)
-
-
-def _run_streaming(preds: pa.Table, labs: pa.Table, batch: int, cfg: jk.JoinConfig = CFG):
-    """Replays records in arrival order with timely watermarks, like the DirectRunner."""
-    p_order = np.lexsort([preds.column("position").to_numpy(), preds.column("event_time_ms")])
-    l_order = np.lexsort([labs.column("position").to_numpy(), labs.column("label_time_ms")])
-    preds, labs = preds.take(p_order), labs.take(l_order)
-    times = np.sort(
-        np.concatenate(
-            [preds.column("event_time_ms").to_numpy(), labs.column("label_time_ms").to_numpy()]
-        )
-    )
-    state = jk.ShardState.empty(cfg)
+    label = labels([{"id": "a", "t": 4 * H, "y": 0}])
+    repeat, new = {"id": "a", "t": 5 * H, "y": 2.0}, {"id": "a", "t": 7 * H, "y": 3.0}
+    batches = [[repeat, new]] if one_batch else [[repeat], [new]]
     total = dict.fromkeys(jk.JOIN_COUNTERS, 0)
-    cuts = list(times[::batch]) + [times[-1] + 1 if len(times) else 0]
-    pt, lt = preds.column("event_time_ms").to_numpy(), labs.column("label_time_ms").to_numpy()
-
-    def fire_until(watermark):
-        nonlocal state
-        while (d := jk.next_deadline_ms(state, cfg)) is not None and d <= watermark:
-            state, _, c = jk.expire(state, d, cfg)
-            for k in total:
-                total[k] += c[k]
-
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-        fire_until(lo - 1)
-        pa_, pb = np.searchsorted(pt, [lo, hi])
-        la, lb = np.searchsorted(lt, [lo, hi])
-        state, _, c = jk.step(state, preds.slice(pa_, pb - pa_), labs.slice(la, lb - la), cfg)
-        for k in total:
-            total[k] += c[k]
-    fire_until(2**62)
-    return total
+    for k, batch in enumerate(batches):
+        state, _, counts = jk.step(state, predictions(batch), label if k == 0 else labels([]), CFG)
+        total = {name: total[name] + counts[name] for name in total}
+    assert total["prediction_duplicate"] == 1 and total["prediction_joined"] == 0
+    assert state.preds.column("event_time_ms").to_pylist() == [7 * H]  # pending, new
+    assert state.labels.column("met_prediction").to_pylist() == [True]  # waits, will be late
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(_record, max_size=40),
-    st.lists(_record, max_size=40),
-    st.integers(1, 7),
-    st.sampled_from([H // 4, H, 2 * H, 3 * H - 1]),
-)
-def test_conservation_and_streaming_equals_bounded(pred_recs, label_recs, batch, grid):
-    preds = predictions([{"id": f"i{i}", "t": t, "y": 1.0} for i, t in pred_recs])
-    labs = labels([{"id": f"i{i}", "t": t, "y": 0.0} for i, t in label_recs])
-    _, bounded = jk.resolve_bounded(preds, labs, CFG)
-    streamed = _run_streaming(preds, labs, batch)
-    # The same replay with timers on a coarse grid (any grid shorter than label_ttl).
-    coarse = _run_streaming(preds, labs, batch, dataclasses.replace(CFG, timer_grid_ms=grid))
-    for counts in (bounded, streamed, coarse):
-        assert preds.num_rows == (
-            counts["prediction_joined"]
-            + counts["prediction_expired"]
-            + counts["prediction_duplicate"]
-        )
-        assert labs.num_rows == (
-            counts["label_joined"]
-            + counts["label_late"]
-            + counts["label_orphan"]
-            + counts["label_duplicate"]
-        )
-    # Equal unless (1) a label precedes its prediction by more than orphan_ttl, or
-    # (2) records of one id span 2 x label_ttl or more, past the tombstones that
-    # streaming keeps to recognise repeats: the two documented differences.
+@st.composite
+def _records(draw):
+    """``(predictions, labels)`` as ``(id, time, version)`` and ``(id, time)`` tuples:
+    few ids within 5 h (every id's records within 2 x label_ttl: shadow versions and
+    labels meet often) or more ids over 8 h (tombstones forgotten and ids reused)."""
+    n_ids, horizon = draw(st.sampled_from([(3, 5 * H), (12, 8 * H)]))
+    ids, times = st.integers(0, n_ids), st.integers(0, horizon)
+    versions = st.sampled_from(["v1", "v2", "v3"])  # shadow predictions of an id
+    n_preds, n_labels = draw(st.integers(0, 40)), draw(st.integers(0, 40))
+    preds = draw(st.lists(st.tuples(ids, times, versions), min_size=n_preds, max_size=n_preds))
+    return preds, draw(st.lists(st.tuples(ids, times), min_size=n_labels, max_size=n_labels))
+
+
+def _diverging(pred_recs, label_recs) -> tuple[bool, bool]:
+    """The two documented differences of streaming from bounded with timely watermarks:
+    ``(skewed, long_lived)``: (1) a prediction made more than orphan_ttl after a label
+    of its id, (2) records of one id spanning 2 x label_ttl or more, past the
+    tombstones that streaming keeps to recognise repeats."""
     first_pred, times = {}, {}
-    for i, t in sorted(pred_recs, key=lambda r: r[1]):
-        first_pred.setdefault(i, t)
-    for i, t in pred_recs + label_recs:
+    for i, t, v in sorted(pred_recs, key=lambda r: r[1]):
+        first_pred.setdefault((i, v), t)
+    for i, t in [r[:2] for r in pred_recs] + label_recs:
         times.setdefault(i, []).append(t)
-    skewed = any(i in first_pred and first_pred[i] - t > CFG.orphan_ttl_ms for i, t in label_recs)
+    skewed = any(
+        i == j and tp - t > CFG.orphan_ttl_ms
+        for (i, _), tp in first_pred.items()
+        for j, t in label_recs
+    )
     long_lived = any(max(ts) - min(ts) >= 2 * CFG.label_ttl_ms for ts in times.values())
+    return skewed, long_lived
+
+
+def _assert_conserved(counts, preds, labs):
+    assert preds.num_rows == (
+        counts["prediction_joined"] + counts["prediction_expired"] + counts["prediction_duplicate"]
+    )
+    assert labs.num_rows == (
+        counts["label_joined"]
+        + counts["label_late"]
+        + counts["label_orphan"]
+        + counts["label_duplicate"]
+    )
+    assert counts["label_joined"] <= counts["prediction_joined"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(_records(), st.integers(1, 7), st.sampled_from([H // 4, H, 2 * H, 3 * H - 1]))
+def test_conservation_and_streaming_equals_bounded(records, batch, grid):
+    pred_recs, label_recs = records
+    # Each record's y is its own number, so a wrong pairing shows in the examples.
+    preds = predictions(
+        [{"id": f"i{i}", "t": t, "mv": v, "y": k} for k, (i, t, v) in enumerate(pred_recs)]
+    )
+    labs = labels([{"id": f"i{i}", "t": t, "y": 100 + k} for k, (i, t) in enumerate(label_recs)])
+    bounded_ex, bounded = jk.resolve_bounded(preds, labs, CFG)
+    streamed, streamed_ex = run_streaming(preds, labs, batch, CFG)
+    # The same replay with timers on a coarse grid (any grid shorter than label_ttl).
+    coarse, coarse_ex = run_streaming(
+        preds, labs, batch, dataclasses.replace(CFG, timer_grid_ms=grid)
+    )
+    for counts in (bounded, streamed, coarse):
+        _assert_conserved(counts, preds, labs)
+    skewed, long_lived = _diverging(pred_recs, label_recs)
     if not long_lived:
         assert coarse == streamed
+        assert labeled_rows(coarse_ex) == labeled_rows(streamed_ex)
     if not (skewed or long_lived):
         assert streamed == bounded
+        assert labeled_rows(streamed_ex) == labeled_rows(bounded_ex)
+        assert kinds(streamed_ex) == kinds(bounded_ex)
 
 
 def test_config_rejects_bad_values():

@@ -12,16 +12,20 @@ from msewatch.transforms.join.kernel import JoinConfig, ShardState
 from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet
 from msewatch.transforms.join.transform import ShardStateCoder
 
-_row = st.tuples(
+_row = st.tuples(  # in TOMBS_SCHEMA order
     st.integers(0, 30).map(lambda i: f"id-{i}"),  # few ids: repeats are common
-    st.booleans(),
-    st.integers(0, 1000),
-    st.booleans(),
+    st.integers(0, 2**64 - 1),  # version_hash
+    st.booleans(),  # label_seen
+    st.floats(-1e6, 1e6),  # y_true
+    st.integers(0, 10**12),  # label_time_ms
+    st.integers(0, 1000),  # forget_at_ms
+    st.booleans(),  # is_prediction
 )
+_FORGET = TOMBS_SCHEMA.names.index("forget_at_ms")
 
 
 def _table(rows) -> pa.Table:
-    cols = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in TOMBS_SCHEMA.names]
     return pa.table(
         dict(zip(TOMBS_SCHEMA.names, (list(c) for c in cols), strict=True)), schema=TOMBS_SCHEMA
     )
@@ -70,12 +74,12 @@ def test_split_merge_and_forget_equal_a_list_of_rows(batches, wanted, now):
     assert sorted(_all(rest)) == sorted(r for r in reference if r[0] not in wanted_ids)
 
     kept = tombs.forget_until(now)
-    assert sorted(_all(kept)) == sorted(r for r in reference if r[2] > now)
-    assert tombs.max_forget_at_ms() == (max(r[2] for r in reference) if reference else None)
+    assert sorted(_all(kept)) == sorted(r for r in reference if r[_FORGET] > now)
+    assert tombs.max_forget_at_ms() == (max(r[_FORGET] for r in reference) if reference else None)
 
 
 def test_split_of_absent_ids_and_of_an_empty_set():
-    tombs = TombSet.empty().merge(_table([("a", True, 5, True)]))
+    tombs = TombSet.empty().merge(_table([("a", 7, True, 2.5, 3, 5, True)]))
     near, rest = tombs.split(pa.array(["zzz"]))
     assert near.num_rows == 0 and rest.num_rows == 1
     near, rest = TombSet.empty().split(pa.array(["a"]))

@@ -1,11 +1,16 @@
 """Vectorized join kernel: the per-shard logic behind :class:`JoinPredictionsAndLabels`.
 
-Pure functions over Arrow tables, no Beam. The stateful DoFn in ``join.py`` holds a
-:class:`ShardState` per shard and calls these functions once per incoming batch and
-once per timer firing, so the cost is per batch, not per record.
+Pure functions over Arrow tables, no Beam. The stateful DoFn in ``transform.py`` holds
+a :class:`ShardState` per shard and calls these functions once per incoming batch and
+once per timer firing, so the cost is per batch, not per record (the row-level
+matching is in ``matching.py``).
 
 All times are UTC epoch milliseconds. ``label_ttl_ms`` and ``orphan_ttl_ms`` are
 event-time durations.
+
+A *prediction* is a ``(prediction_id, model_version)`` pair: predictions of one id from
+several model versions (shadow traffic) are distinct predictions, and one label of the
+id scores each of them. A *label* belongs to a ``prediction_id``.
 
 Outcomes (the conservation law, docs/semantics.md; invalid records never reach the join)
 are counted under the names of :data:`JOIN_COUNTERS`:
@@ -13,46 +18,55 @@ are counted under the names of :data:`JOIN_COUNTERS`:
 * predictions: ``joined`` | ``expired`` | ``duplicate``
 * labels: ``joined`` | ``late_label`` | ``orphan_label`` | ``duplicate``
 
+A label that scores several versions' predictions is ``joined`` once, so
+``prediction joined >= label joined``.
+
 Streaming rules (:func:`step` and :func:`expire`):
 
-* The first prediction to arrive for an id wins; a prediction whose id is pending or
-  was resolved less than ``2 * label_ttl`` ago (a tombstone) is a duplicate. A
-  record arriving at or after a tombstone's ``forget_at_ms`` (event time for a
-  prediction, label time for a label) is new.
-* An orphaned label's id is also remembered for ``2 * label_ttl``, so that a repeat
-  of that label is a duplicate, as in a bounded run.
-* The first label to arrive for an id wins. Joined if its lag
-  (``label_time - event_time``) is at most ``label_ttl``; otherwise it is a
-  ``late_label`` and the prediction stays pending until it expires. A label arriving
-  after its prediction expired is a ``late_label``; after one was joined or judged
-  late, later labels are duplicates.
+* The first prediction to arrive for an ``(id, version)`` wins; one whose pair is
+  pending or was resolved less than ``2 * label_ttl`` ago (a tombstone) is a
+  duplicate. The first label to arrive for an id wins; later labels of the id are
+  duplicates while it waits, and for ``2 * label_ttl`` after its outcome (a joined
+  label is remembered in its predictions' tombstones). A record arriving at or
+  after a tombstone's ``forget_at_ms`` (event time for a prediction, label time for
+  a label) is new.
+* A label meeting a pending prediction of its id joins it if its lag
+  (``label_time - event_time``) is at most ``label_ttl``; it joins every pending
+  version of the id it can, at once. A label that joined keeps scoring: a
+  prediction of another version arriving later joins it on the same conditions
+  (its ``y_true`` and ``label_time`` are kept in the tombstone).
+* A label that joins nothing waits until the watermark passes ``label_time +
+  orphan_ttl`` (rounded up to the grid), because a version's prediction may still
+  come; a prediction made more than ``orphan_ttl`` after a label that waited for it
+  does not join it. At that deadline the label is a ``late_label`` if it met a
+  prediction of its id it was too late for (pending, or already expired), otherwise
+  an ``orphan_label``.
 * A prediction expires when the watermark passes its expiry timer, at the end of its
   timer-grid cell plus ``label_ttl`` (``event_time + label_ttl + 1 ms`` with the exact
   1 ms grid).
-* A label whose prediction has not arrived waits; a prediction made more than
-  ``orphan_ttl`` after the label's ``label_time`` does not join it, and when the
-  watermark passes ``label_time + orphan_ttl`` (rounded up to the grid) the label is an
-  ``orphan_label``.
 
 These rules compare record times, so the outcomes do not depend on when a timer
 fires: a coarse timer grid (one firing per window period instead of one per distinct
 deadline) gives the same outcomes as the exact one, as long as the grid is shorter
-than ``label_ttl`` (tested).
+than ``label_ttl`` (tested). The LABELED examples one label scores in one batch come
+out in one output batch (``transforms/metrics/paired.py`` pairs versions there).
 
 Bounded rules (:func:`resolve_bounded`): all records are known at once. The first
-prediction is the one with the earliest event_time, the first label the one with the
-earliest label_time, ties broken by ingest position. A prediction whose first label
-has lag > label_ttl is expired and that label is ``late_label``; a label whose
-prediction is absent from the input is an ``orphan_label``. With timely watermarks
-(records arriving in time order) the streaming rules give the same outcomes, except
-for a label more than ``orphan_ttl`` older than its prediction (clock skew beyond the
-orphan TTL), which streaming calls an orphan and bounded joins.
+prediction of an ``(id, version)`` is the one with the earliest event_time, the first
+label of an id the one with the earliest label_time, ties broken by ingest position.
+The first label joins each first prediction of its id whose lag is at most
+``label_ttl``; the others expire. The label is ``joined`` if it joined one,
+``late_label`` if its id has predictions but it joined none, ``orphan_label`` if its
+id has no prediction in the input. With timely watermarks (records arriving in time
+order) the streaming rules give the same outcomes, except for a label more than
+``orphan_ttl`` older than a prediction of its id (clock skew beyond the orphan TTL),
+which streaming does not join to it and bounded does, and for records of one id
+spanning ``2 * label_ttl`` or more (streaming forgets the tombstones).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -68,7 +82,13 @@ from msewatch.schemas.records import (
     with_segments,
 )
 from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
-from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet
+from msewatch.transforms.join import matching
+from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet, hash_versions
+
+WAITING_LABELS = LABELS.append(pa.field("met_prediction", pa.bool_()))
+"""The labels a shard holds while they wait: LABELS plus whether the label met a
+prediction of its id that it came too late for (it ends ``late_label``, not
+``orphan_label``, unless a prediction joins it first)."""
 
 JOIN_COUNTERS: dict[str, tuple[str, str]] = {
     "prediction_joined": (PREDICTION.name, "joined"),
@@ -147,10 +167,10 @@ class ShardState:
     (so a runner keeping state in memory may hold it without copying it).
 
     Attributes:
-        preds: pending predictions (prediction schema + ``label_seen``), unresolved.
-        labels: labels waiting for their prediction (LABELS schema).
-        tombs: ids of resolved predictions and of orphaned labels, kept for
-            duplicate detection until ``forget_at_ms`` (see ``tombstones.py``).
+        preds: pending predictions (prediction schema), unresolved.
+        labels: labels waiting for a prediction to join (:data:`WAITING_LABELS`).
+        tombs: resolved predictions (a joined one with its label) and labels that
+            ended late or orphaned, kept until ``forget_at_ms`` (see ``tombstones.py``).
     """
 
     preds: pa.Table
@@ -159,8 +179,9 @@ class ShardState:
 
     @classmethod
     def empty(cls, config: JoinConfig) -> ShardState:
-        pred_schema = config.prediction_schema.append(pa.field("label_seen", pa.bool_()))
-        return cls(pred_schema.empty_table(), LABELS.empty_table(), TombSet.empty())
+        return cls(
+            config.prediction_schema.empty_table(), WAITING_LABELS.empty_table(), TombSet.empty()
+        )
 
     @property
     def size(self) -> int:
@@ -181,30 +202,13 @@ def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return {k: a[k] + b[k] for k in JOIN_COUNTERS}
 
 
-def _first_mask(ids: pa.Array) -> np.ndarray:
-    """True at the first occurrence of each id (rows must already be in priority order)."""
-    n = len(ids)
-    mask = np.zeros(n, dtype=bool)
-    if n:
-        if isinstance(ids, pa.ChunkedArray):
-            ids = ids.combine_chunks()
-        codes = pc.dictionary_encode(ids).indices.to_numpy(zero_copy_only=False)
-        _, first = np.unique(codes, return_index=True)
-        mask[first] = True
-    return mask
-
-
 def _examples(config: JoinConfig, kind: int, preds: pa.Table, y_true=None, lag_s=None) -> pa.Table:
     n = preds.num_rows
     nan = np.full(n, np.nan)
     cols = {
         "kind": np.full(n, kind, dtype=np.int8),
-        "event_time_ms": preds.column("event_time_ms"),
-        "y_pred": preds.column("y_pred"),
         "y_true": nan if y_true is None else y_true,
-        "weight": preds.column("weight"),
         "label_lag_s": nan if lag_s is None else lag_s,
-        "model_version": preds.column("model_version"),
     }
     for f in config.example_schema:
         if f.name not in cols:
@@ -237,37 +241,33 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
     """
     preds = _sort(preds, "event_time_ms")
     labels = _sort(labels, "label_time_ms")
-    first_preds = preds.filter(_first_mask(preds.column("prediction_id")))
-    first_labels = labels.filter(_first_mask(labels.column("prediction_id")))
+    first_preds = preds.filter(
+        matching.first_mask(preds.column("prediction_id"), preds.column("model_version"))
+    )
+    first_labels = labels.filter(matching.first_mask(labels.column("prediction_id")))
 
-    pred_row = pc.index_in(
-        first_labels.column("prediction_id"), value_set=first_preds.column("prediction_id")
+    found, label_row = matching.lookup(
+        first_preds.column("prediction_id"), first_labels.column("prediction_id")
     )
-    found = pc.is_valid(pred_row).to_numpy(zero_copy_only=False)
-    pred_row = pred_row.fill_null(0).to_numpy(zero_copy_only=False)
-    lag_ms = (
-        first_labels.column("label_time_ms").to_numpy()
-        - first_preds.column("event_time_ms").to_numpy()[pred_row]
-        if first_preds.num_rows
-        else np.zeros(first_labels.num_rows, dtype=np.int64)
-    )
+    lag_ms = np.zeros(first_preds.num_rows, dtype=np.int64)
+    if found.any():
+        label_time = first_labels.column("label_time_ms").to_numpy()[label_row]
+        lag_ms = label_time - first_preds.column("event_time_ms").to_numpy()
     joined = found & (lag_ms <= config.label_ttl_ms)
-    late = found & ~joined
+    label_joined = np.bincount(label_row[joined], minlength=first_labels.num_rows) > 0
+    label_met = matching.is_in(first_labels.column("prediction_id"), first_preds)
 
-    joined_rows = pred_row[joined]
-    is_joined = np.zeros(first_preds.num_rows, dtype=bool)
-    is_joined[joined_rows] = True
     examples = _concat(
         [
             _examples(config, ExampleKind.ARRIVED, first_preds),
             _examples(
                 config,
                 ExampleKind.LABELED,
-                first_preds.take(pa.array(joined_rows, type=pa.int64())),
-                y_true=first_labels.column("y_true").to_numpy()[joined],
+                first_preds.filter(joined),
+                y_true=first_labels.column("y_true").to_numpy()[label_row[joined]],
                 lag_s=lag_ms[joined] / 1000.0,
             ),
-            _examples(config, ExampleKind.EXPIRED, first_preds.filter(~is_joined)),
+            _examples(config, ExampleKind.EXPIRED, first_preds.filter(~joined)),
         ],
         config.example_schema,
     )
@@ -275,39 +275,12 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
         prediction_joined=joined.sum(),
         prediction_expired=first_preds.num_rows - joined.sum(),
         prediction_duplicate=preds.num_rows - first_preds.num_rows,
-        label_joined=joined.sum(),
-        label_late=late.sum(),
-        label_orphan=(~found).sum(),
+        label_joined=label_joined.sum(),
+        label_late=(label_met & ~label_joined).sum(),
+        label_orphan=(~label_met).sum(),
         label_duplicate=labels.num_rows - first_labels.num_rows,
     )
     return examples, counts
-
-
-def _outliving(tombs: pa.Table, table: pa.Table, time_col: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per record of ``table``: whether it comes at or after its id's ``forget_at_ms``,
-    and the row of that tombstone."""
-    if tombs.num_rows == 0 or table.num_rows == 0:
-        return np.zeros(table.num_rows, dtype=bool), np.zeros(table.num_rows, dtype=np.int64)
-    forget = tombs.column("forget_at_ms").to_numpy()
-    idx = pc.index_in(table.column("prediction_id"), value_set=tombs.column("prediction_id"))
-    hit = pc.is_valid(idx).to_numpy(zero_copy_only=False)
-    pos = idx.fill_null(0).to_numpy(zero_copy_only=False)
-    return hit & (table.column(time_col).to_numpy() >= forget[pos]), pos
-
-
-def _forget_outlived(tombs: pa.Table, preds: pa.Table, labels: pa.Table) -> pa.Table:
-    """Drops the tombstones whose id comes back at or after their ``forget_at_ms``."""
-    drop = np.zeros(tombs.num_rows, dtype=bool)
-    for table, time_col in ((preds, "event_time_ms"), (labels, "label_time_ms")):
-        outlived, pos = _outliving(tombs, table, time_col)
-        drop[pos[outlived]] = True
-    return tombs.filter(~drop) if drop.any() else tombs
-
-
-def _is_in(values: pa.Array, table: pa.Table) -> np.ndarray:
-    if table.num_rows == 0 or len(values) == 0:
-        return np.zeros(len(values), dtype=bool)
-    return pc.is_in(values, value_set=table.column("prediction_id")).to_numpy(zero_copy_only=False)
 
 
 def _split_pending(table: pa.Table, value_set: pa.Array) -> tuple[pa.Table, pa.Table]:
@@ -348,21 +321,20 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     near, examples, counts = _step(near, preds, labels, config)
     state = ShardState(
         preds=_concat([other_preds, near.preds], other_preds.schema),
-        labels=_concat([other_labels, near.labels], LABELS),
+        labels=_concat([other_labels, near.labels], WAITING_LABELS),
         tombs=other_tombs.merge(near.tombs),
     )
     return state, examples, counts
 
 
 def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
-    """:func:`_step_records`, in two passes when some records outlive their tombstone.
+    """:func:`_step_records`, in two passes when some records outlive a tombstone.
 
-    A batch may hold an id's records from before and from after its tombstone's
+    A batch may hold an id's records from before and from after a tombstone's
     ``forget_at_ms``: the earlier ones meet the tombstone (duplicate, late_label), the
-    later ones come as new records once it is forgotten, as they would in two batches.
+    later ones come once it is forgotten, as they would in two batches.
     """
-    outliving_preds, _ = _outliving(state.tombs, preds, "event_time_ms")
-    outliving_labels, _ = _outliving(state.tombs, labels, "label_time_ms")
+    outliving_preds, outliving_labels, _ = matching.outliving(state.tombs, preds, labels)
     if not (outliving_preds.any() or outliving_labels.any()):
         return _step_records(state, preds, labels, config)
     early = pa.array(~outliving_preds), pa.array(~outliving_labels)
@@ -379,172 +351,91 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
     """:func:`step` on the state rows sharing ids with the batch (``tombs`` a table)."""
     # Tombstones a record of this batch outlives are forgotten first: the outcome
     # depends on record times, not on when the coarse timer last fired.
-    state = dataclasses.replace(state, tombs=_forget_outlived(state.tombs, preds, labels))
-    new_preds = _admit_predictions(state, preds)
-    counts = _counts(prediction_duplicate=preds.num_rows - new_preds.num_rows)
-    arrived = _examples(config, ExampleKind.ARRIVED, new_preds)
-    pending = _concat([state.preds, _with_no_label_seen(new_preds)], state.preds.schema)
+    tombs = state.tombs
+    tombs = tombs.filter(~matching.outliving(tombs, preds, labels)[2])
+    known = matching.known_predictions(preds, state.preds, tombs)
+    first = matching.first_mask(preds.column("prediction_id"), preds.column("model_version"))
+    new_preds = preds.filter(first & ~known)
+    pending = _concat([state.preds, new_preds], state.preds.schema)
 
-    new_labels, tombs, label_counts = _admit_labels(state, labels)
-    waiting = _concat([state.labels, new_labels], LABELS)
-    match = _match_waiting_labels(pending, waiting, state.labels.num_rows, config)
-    counts = _add_counts(_add_counts(counts, label_counts), match.counts())
-
-    joined_rows = match.pred_row[match.joined]
-    joined_preds = pending.take(pa.array(joined_rows, type=pa.int64()))
-    labeled = _examples(
-        config,
-        ExampleKind.LABELED,
-        joined_preds,
-        y_true=waiting.column("y_true").to_numpy()[match.joined],
-        lag_s=match.lag_ms[match.joined] / 1000.0,
+    ids = labels.column("prediction_id")
+    seen, met = matching.label_tombstones(labels, tombs)
+    duplicate = ~matching.first_mask(ids) | matching.is_in(ids, state.labels) | seen
+    new_labels = labels.filter(~duplicate).append_column(
+        "met_prediction", pa.array(met[~duplicate])
     )
-    if pending.num_rows:
-        pending = pending.set_column(
-            pending.schema.get_field_index("label_seen"), "label_seen", pa.array(match.label_seen)
-        )
-    resolved = np.zeros(pending.num_rows, dtype=bool)
-    resolved[joined_rows] = True
+    waiting = _concat([state.labels, new_labels], WAITING_LABELS)
+
+    match = matching.match_labels(
+        pending,
+        new_preds.num_rows,
+        waiting,
+        state.labels.num_rows,
+        tombs,
+        config.label_ttl_ms,
+        config.orphan_ttl_ms,
+    )
+    joined = pending.filter(match.joined)
+    label_time = match.label_time_ms[match.joined]
+    pred_time = joined.column("event_time_ms").to_numpy()
+    examples = _concat(
+        [
+            _examples(config, ExampleKind.ARRIVED, new_preds),
+            _examples(
+                config,
+                ExampleKind.LABELED,
+                joined,
+                y_true=match.y_true[match.joined],
+                lag_s=(label_time - pred_time) / 1000.0,
+            ),
+        ],
+        config.example_schema,
+    )
+    waiting = waiting.set_column(
+        waiting.schema.get_field_index("met_prediction"),
+        "met_prediction",
+        pa.array(match.label_met),
+    )
     joined_tombs = _tombstones(
-        joined_preds.column("prediction_id"),
-        label_seen=np.ones(joined_preds.num_rows, dtype=bool),
-        forget_at_ms=joined_preds.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
-        is_prediction=True,
+        joined,
+        label_seen=True,
+        y_true=match.y_true[match.joined],
+        label_time_ms=label_time,
+        forget_at_ms=pred_time + 2 * config.label_ttl_ms,
+    )
+    counts = _counts(
+        prediction_duplicate=preds.num_rows - new_preds.num_rows,
+        prediction_joined=match.joined.sum(),
+        label_duplicate=duplicate.sum(),
+        label_joined=match.label_joined.sum(),
     )
     state = ShardState(
-        preds=pending.filter(~resolved),
-        labels=waiting.filter(~match.found),
+        preds=pending.filter(~match.joined),
+        labels=waiting.filter(~match.label_joined),
         tombs=_concat([tombs, joined_tombs], TOMBS_SCHEMA),
     )
-    return state, _concat([arrived, labeled], config.example_schema), counts
+    return state, examples, counts
 
 
-def _admit_predictions(state: ShardState, preds: pa.Table) -> pa.Table:
-    """The batch's new predictions: the first arrival of each id, unless that id is
-    already pending or has a prediction tombstone (then every arrival is a duplicate)."""
-    ids = preds.column("prediction_id")
-    first_of_id = _first_mask(ids)
-    prediction_tombs = state.tombs.filter(state.tombs.column("is_prediction"))
-    known = _is_in(ids, state.preds) | _is_in(ids, prediction_tombs)
-    return preds.filter(first_of_id & ~known)
-
-
-def _with_no_label_seen(preds: pa.Table) -> pa.Table:
-    """New predictions as pending rows: ``label_seen`` false."""
-    return preds.append_column("label_seen", pa.array(np.zeros(preds.num_rows, dtype=bool)))
-
-
-def _admit_labels(state: ShardState, labels: pa.Table):
-    """Sorts the batch's labels against waiting labels and tombstones.
-
-    A label is a duplicate when an earlier label of its id arrived (in this batch or
-    waiting from an earlier one), or when its tombstone says a label was seen. The
-    first label of an id whose prediction expired unlabeled is ``late_label``, and its
-    tombstone remembers it. The other labels are new: they go on to wait and match.
-
-    Returns:
-        ``(new labels, tombstones with label_seen updated, counts)``.
-    """
-    ids = labels.column("prediction_id")
-    duplicate = ~_first_mask(ids) | _is_in(ids, state.labels)
-    tombs = state.tombs
-    tomb_row = (
-        pc.index_in(ids, value_set=tombs.column("prediction_id"))
-        if tombs.num_rows and labels.num_rows
-        else pa.nulls(labels.num_rows, pa.int32())
+def _tombstones(records: pa.Table, *, label_seen, y_true, label_time_ms, forget_at_ms):
+    """Tombstone rows (:data:`TOMBS_SCHEMA`) of resolved predictions or, for LABELS
+    rows, of labels that ended late or orphaned."""
+    n = records.num_rows
+    is_prediction = "model_version" in records.schema.names
+    version_hash = (
+        hash_versions(records.column("model_version"))
+        if is_prediction
+        else np.zeros(n, dtype=np.uint64)
     )
-    has_tomb = pc.is_valid(tomb_row).to_numpy(zero_copy_only=False) & ~duplicate
-    tomb_row = tomb_row.fill_null(0).to_numpy(zero_copy_only=False)
-    label_seen = tombs.column("label_seen").to_numpy(zero_copy_only=False).copy()
-    tomb_had_label = has_tomb & label_seen[tomb_row] if tombs.num_rows else has_tomb
-    late_for_tomb = has_tomb & ~tomb_had_label
-    if late_for_tomb.any():
-        label_seen[tomb_row[late_for_tomb]] = True
-        tombs = tombs.set_column(1, "label_seen", pa.array(label_seen))
-    counts = _counts(
-        label_duplicate=duplicate.sum() + tomb_had_label.sum(), label_late=late_for_tomb.sum()
-    )
-    return labels.filter(~duplicate & ~has_tomb), tombs, counts
-
-
-class _LabelMatch(NamedTuple):
-    """Where each waiting label meets the pending predictions (arrays over its rows).
-
-    Attributes:
-        found: its prediction is pending (and was not made more than ``orphan_ttl``
-            after a label that waited for it); the label leaves the waiting rows.
-        duplicate: found, but that prediction already saw a label.
-        joined: found, first label, lag at most ``label_ttl``.
-        late: found, first label, lag beyond ``label_ttl`` (the prediction stays
-            pending until it expires).
-        pred_row: row of its prediction in the pending table (meaningful where found).
-        lag_ms: ``label_time - event_time`` (meaningful where found).
-        label_seen: the pending table's ``label_seen`` column after these labels.
-    """
-
-    found: np.ndarray
-    duplicate: np.ndarray
-    joined: np.ndarray
-    late: np.ndarray
-    pred_row: np.ndarray
-    lag_ms: np.ndarray
-    label_seen: np.ndarray
-
-    def counts(self) -> dict[str, int]:
-        return _counts(
-            label_duplicate=self.duplicate.sum(),
-            label_late=self.late.sum(),
-            label_joined=self.joined.sum(),
-            prediction_joined=self.joined.sum(),
-        )
-
-
-def _match_waiting_labels(
-    pending: pa.Table, waiting: pa.Table, earlier_labels: int, config: JoinConfig
-) -> _LabelMatch:
-    """Matches every waiting label with a pending prediction.
-
-    Args:
-        pending: pending predictions (with ``label_seen``), this batch's included.
-        waiting: waiting labels; the first ``earlier_labels`` rows arrived in earlier
-            batches, the others in this one.
-        config: the join settings.
-    """
-    pred_row = (
-        pc.index_in(waiting.column("prediction_id"), value_set=pending.column("prediction_id"))
-        if waiting.num_rows and pending.num_rows
-        else pa.nulls(waiting.num_rows, pa.int32())
-    )
-    found = pc.is_valid(pred_row).to_numpy(zero_copy_only=False)
-    pred_row = pred_row.fill_null(0).to_numpy(zero_copy_only=False)
-    any_pending = pending.num_rows > 0
-    label_seen = pending.column("label_seen").to_numpy(zero_copy_only=False).copy()
-    lag_ms = (
-        waiting.column("label_time_ms").to_numpy()
-        - pending.column("event_time_ms").to_numpy()[pred_row]
-        if any_pending
-        else np.zeros(waiting.num_rows, dtype=np.int64)
-    )
-    # A label that waited is an orphan for a prediction made more than orphan_ttl after
-    # it (it stays waiting until its timer orphans it).
-    waited = np.arange(waiting.num_rows) < earlier_labels
-    found &= ~(waited & (-lag_ms > config.orphan_ttl_ms))
-    duplicate = found & label_seen[pred_row] if any_pending else found
-    first_label = found & ~duplicate
-    joined = first_label & (lag_ms <= config.label_ttl_ms)
-    late = first_label & ~joined
-    label_seen[pred_row[late]] = True
-    return _LabelMatch(found, duplicate, joined, late, pred_row, lag_ms, label_seen)
-
-
-def _tombstones(ids, *, label_seen, forget_at_ms, is_prediction: bool) -> pa.Table:
-    """Tombstone rows (:data:`TOMBS_SCHEMA`) of resolved predictions or orphaned labels."""
     return pa.table(
         {
-            "prediction_id": ids,
-            "label_seen": label_seen,
+            "prediction_id": records.column("prediction_id"),
+            "version_hash": version_hash,
+            "label_seen": np.full(n, label_seen, dtype=bool),
+            "y_true": y_true,
+            "label_time_ms": label_time_ms,
             "forget_at_ms": forget_at_ms,
-            "is_prediction": np.full(len(ids), is_prediction, dtype=bool),
+            "is_prediction": np.full(n, is_prediction, dtype=bool),
         },
         schema=TOMBS_SCHEMA,
     )
@@ -553,8 +444,9 @@ def _tombstones(ids, *, label_seen, forget_at_ms, is_prediction: bool) -> pa.Tab
 def expire(state: ShardState, now_ms: int, config: JoinConfig):
     """Resolves what the watermark ``now_ms`` has passed (streaming timer firing).
 
-    Predictions with ``event_time + label_ttl < now_ms`` expire, labels with
-    ``label_time + orphan_ttl < now_ms`` become orphans, tombstones past
+    Predictions with ``event_time + label_ttl < now_ms`` expire; labels with
+    ``label_time + orphan_ttl < now_ms`` end as ``late_label`` if they met a
+    prediction they were too late for, else as ``orphan_label``; tombstones past
     ``forget_at_ms`` are dropped.
 
     Returns:
@@ -563,27 +455,34 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
     p_due = state.preds.column("event_time_ms").to_numpy() + config.label_ttl_ms + 1 <= now_ms
     l_due = state.labels.column("label_time_ms").to_numpy() + config.orphan_ttl_ms + 1 <= now_ms
     gone = state.preds.filter(p_due)
-    expired_ex = _examples(config, ExampleKind.EXPIRED, gone.drop_columns(["label_seen"]))
-    orphans = state.labels.filter(l_due)
+    expired_ex = _examples(config, ExampleKind.EXPIRED, gone)
+    ended = state.labels.filter(l_due)
+    late = ended.column("met_prediction").to_numpy(zero_copy_only=False)
+    gone_time = gone.column("event_time_ms").to_numpy()
+    ended_time = ended.column("label_time_ms").to_numpy()
     new_tombs = _concat(
         [
             _tombstones(
-                gone.column("prediction_id"),
-                label_seen=gone.column("label_seen"),
-                forget_at_ms=gone.column("event_time_ms").to_numpy() + 2 * config.label_ttl_ms,
-                is_prediction=True,
+                gone,
+                label_seen=False,
+                y_true=np.full(gone.num_rows, np.nan),
+                label_time_ms=np.zeros(gone.num_rows, dtype=np.int64),
+                forget_at_ms=gone_time + 2 * config.label_ttl_ms,
             ),
             _tombstones(
-                orphans.column("prediction_id"),
-                label_seen=np.ones(orphans.num_rows, dtype=bool),
-                forget_at_ms=orphans.column("label_time_ms").to_numpy() + 2 * config.label_ttl_ms,
-                is_prediction=False,
+                ended,
+                label_seen=True,
+                y_true=ended.column("y_true"),
+                label_time_ms=ended_time,
+                forget_at_ms=ended_time + 2 * config.label_ttl_ms,
             ),
         ],
         TOMBS_SCHEMA,
     )
     new_tombs = new_tombs.filter(new_tombs.column("forget_at_ms").to_numpy() > now_ms)
-    counts = _counts(prediction_expired=p_due.sum(), label_orphan=l_due.sum())
+    counts = _counts(
+        prediction_expired=p_due.sum(), label_late=late.sum(), label_orphan=(~late).sum()
+    )
     state = ShardState(
         preds=state.preds.filter(~p_due),
         labels=state.labels.filter(~l_due),

@@ -1,18 +1,23 @@
-"""The join's tombstones: ids it has resolved, kept to recognise repeats.
+"""The join's tombstones: what it has resolved, kept to recognise repeats.
 
-A shard remembers every prediction id it joined or expired (and every orphaned
-label's id) for ``2 * label_ttl``, so its tombstones outnumber its pending records
-by far. They are looked up by every batch, so they are kept as a sorted numpy
-array keyed by a 128-bit hash of the id (two independent 64-bit SipHash
-values from ``pandas.util.hash_array``) rather than as strings:
+A shard remembers every prediction it joined or expired, one row per
+``(prediction_id, model_version)``, and every label that ended late or orphaned, one
+row per id, for ``2 * label_ttl``; so its tombstones outnumber its pending records by
+far. A joined prediction's row also keeps its label's ``y_true`` and ``label_time``,
+so that a shadow prediction of the same id from another model version arriving later
+is still scored by that label. Tombstones are looked up by every batch, so they are
+kept as sorted numpy arrays keyed by a 128-bit hash of the id (two independent
+64-bit SipHash values from ``pandas.util.hash_array``) rather than as strings, with
+a 64-bit hash of the model version beside it:
 
 * a lookup of ``b`` ids costs ``O(b log n)`` (``searchsorted``), not a hash table
-  built over all ``n`` tombstones;
-* encoding the state is a ``tobytes`` of 26 bytes per tombstone, decoding is
+  built over all ``n`` tombstones; it returns every row of an id (all its versions);
+* encoding the state is a ``tobytes`` of 50 bytes per tombstone, decoding is
   zero-copy.
 
 A false match needs two ids whose two hashes both collide (probability about
-``n**2 / 2**129``); it would count a new record as a duplicate.
+``n**2 / 2**129``), or two versions of one id whose version hashes collide (about
+``v**2 / 2**65`` for ``v`` versions); it would count a new record as a duplicate.
 
 Rows with equal hashes keep their insertion order (older first), which the join's
 "first match wins" lookups rely on.
@@ -23,13 +28,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TOMBS_SCHEMA = pa.schema(
     [
         ("prediction_id", pa.string()),
-        ("label_seen", pa.bool_()),
+        ("version_hash", pa.uint64()),  # hash_versions(model_version); 0 for a label's row
+        ("label_seen", pa.bool_()),  # a prediction's row: it was joined (y_true is its label's)
+        ("y_true", pa.float64()),  # the label's, where label_seen
+        ("label_time_ms", pa.int64()),  # the label's, where label_seen
         ("forget_at_ms", pa.int64()),
-        ("is_prediction", pa.bool_()),  # False: an orphaned label's id
+        ("is_prediction", pa.bool_()),  # False: a label that ended late or orphaned
     ]
 )
 """The tombstones the join kernel works with (the rows sharing ids with a batch)."""
@@ -37,12 +46,16 @@ TOMBS_SCHEMA = pa.schema(
 _COLUMNS = (  # name, dtype: one contiguous array each
     ("h1", np.dtype("<u8")),
     ("h2", np.dtype("<u8")),
+    ("version_hash", np.dtype("<u8")),
+    ("y_true", np.dtype("<f8")),
+    ("label_time_ms", np.dtype("<i8")),
     ("forget_at_ms", np.dtype("<i8")),
     ("label_seen", np.dtype("?")),
     ("is_prediction", np.dtype("?")),
 )
 _ROW_BYTES = sum(dt.itemsize for _, dt in _COLUMNS)
 _KEY2 = "msewatch-tomb-h2"  # 16 bytes: the second, independent SipHash key
+_KEY_VERSION = "msewatch-tomb-mv"  # 16 bytes: the SipHash key of model versions
 
 
 def hash_ids(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +64,19 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     h1 = pd.util.hash_array(values, categorize=False)
     h2 = pd.util.hash_array(values, hash_key=_KEY2, categorize=False)
     return h1, h2
+
+
+def hash_versions(versions: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash of each model version (stable across runs and workers).
+
+    A batch holds few distinct versions: each is hashed once.
+    """
+    if isinstance(versions, pa.ChunkedArray):
+        versions = versions.combine_chunks()
+    encoded = pc.dictionary_encode(versions, null_encoding="encode")
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+    hashes = pd.util.hash_array(distinct, hash_key=_KEY_VERSION, categorize=False)
+    return hashes[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 class TombSet:
@@ -130,15 +156,10 @@ class TombSet:
             return TOMBS_SCHEMA.empty_table(), self
         order = np.argsort(cand, kind="stable")  # insertion order among an id's rows
         cand, which = cand[order], which[order]
-        table = pa.table(
-            {
-                "prediction_id": ids.take(pa.array(which, type=pa.int64())),
-                "label_seen": self._cols["label_seen"][cand],
-                "forget_at_ms": self._cols["forget_at_ms"][cand],
-                "is_prediction": self._cols["is_prediction"][cand],
-            },
-            schema=TOMBS_SCHEMA,
-        )
+        cols = {"prediction_id": ids.take(pa.array(which, type=pa.int64()))}
+        for name in TOMBS_SCHEMA.names[1:]:
+            cols[name] = self._cols[name][cand]
+        table = pa.table(cols, schema=TOMBS_SCHEMA)
         keep = np.ones(n, dtype=bool)
         keep[cand] = False
         return table, self._take(keep)

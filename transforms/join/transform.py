@@ -14,13 +14,18 @@ that arrives after the watermark has passed its prediction's window produces lat
 data for that window, which the metrics stage turns into a LATE pane.
 
 Records move in Arrow batches. Each batch is split by a stable 64-bit hash of
-``prediction_id`` into ``shards`` keys (``str``, deterministic coder); the stateful
-DoFn keeps one :class:`~msewatch.transforms.join_kernel.ShardState` per shard and
-joins a whole batch at once with the vectorized kernel in ``join_kernel.py``.
+``prediction_id`` into ``shards`` keys (``str``, deterministic coder), so every model
+version's prediction of an id meets the id's label in one shard; the stateful DoFn
+keeps one :class:`~msewatch.transforms.join.kernel.ShardState` per shard and joins a
+whole batch at once with the vectorized kernel in ``kernel.py``. A prediction is a
+``(prediction_id, model_version)`` pair: shadow predictions of one id from several
+versions are each scored by the id's label (which is ``joined`` once), and the
+LABELED examples one label scores in a batch or at the end of input come out in one
+``examples`` batch, each with its ``prediction_id``.
 
 Bounded mode (``bounded=True``): all batches of a shard are buffered in a bag and
 resolved once, when the end-of-input timer fires, with first-wins by event/label
-time and ingest position (see ``join_kernel.resolve_bounded``).
+time and ingest position (see ``kernel.resolve_bounded``).
 
 Outcome counts are data: the ``outcomes`` output carries one dict per batch or timer
 firing with ``prediction_valid`` and ``label_valid`` (records that entered the join)
@@ -70,9 +75,11 @@ def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
 
 class ShardStateCoder(coders.Coder):
     """Encodes a :class:`ShardState` for the runner's state backend: two Arrow IPC
-    streams (pending predictions and labels), the tombstones' packed columns, and a
-    footer of the three sizes, written into one buffer and copied once into the
-    ``bytes``; decoding is zero-copy.
+    streams (pending predictions and waiting labels), the tombstones' packed columns,
+    and a footer of the three sizes, written into one buffer and copied once into the
+    ``bytes``; decoding is zero-copy. (The tombstone layout changed when predictions
+    became ``(prediction_id, model_version)`` pairs: 50 bytes a row, 26 before; state
+    written by an older msewatch cannot be read.)
 
     ``in_memory_passthrough``: the local DirectRunner, which keeps state in this
     process, may store the (immutable) object itself instead of its bytes; see
