@@ -11,6 +11,7 @@ written to. ``STATE`` is ``--state-dir`` (default ``$MSEWATCH_CACHE/local/kafka`
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import socket
 import struct
@@ -145,10 +146,12 @@ def _ready(settings: KafkaSettings) -> bool:
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, not
+    starting with ``-`` (which Kafka's tools would read as an option)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def api_versions_ok(host: str, port: int, timeout_s: float = 2.0) -> bool:

@@ -27,6 +27,11 @@ def _cmdline(pid: int) -> str | None:
         return None
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    return _cmdline(pid) is not None
+
+
 def running_pid(pid_file: Path) -> int | None:
     """The pid recorded in ``pid_file`` if that process still runs, else None."""
     try:
