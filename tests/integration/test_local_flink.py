@@ -165,3 +165,24 @@ def test_a_bounded_run_with_parallelism_2_equals_the_direct_runner(cluster, samp
     assert len(metrics) > 20 and {"overall", "region=eu"} <= set(metrics["slice"])
     pd.testing.assert_frame_equal(_metrics(on_flink), metrics, check_exact=False, rtol=1e-12)
     pd.testing.assert_series_equal(_outcomes(on_flink), _outcomes(direct))
+
+
+def test_a_taskmanager_killed_with_sigkill_is_replaced_by_a_new_one(cluster):
+    """What the crash test needs of the cluster: a TaskManager dies without warning and
+    a new one (a new JVM, a new id) registers with the JobManager. Last in the module:
+    the JobManager lists the dead one until its heartbeat times out."""
+
+    def taskmanager_ids() -> set[str]:
+        return {
+            tm["id"]
+            for tm in local_flink.overview(cluster.rest_url, "/taskmanagers")["taskmanagers"]
+        }
+
+    before = taskmanager_ids()
+    killed = processes.kill(cluster.pid_file("taskmanager"))
+    assert killed is not None
+    assert processes.wait_for(lambda: not processes.alive(killed), 10)
+    started = local_flink.start_role(cluster, "taskmanager")
+    assert started != killed and processes.alive(started)
+    assert processes.wait_for(lambda: taskmanager_ids() - before, 60), "no new TaskManager"
+    assert local("flink", "status", *flink_options(cluster)).returncode == 0
