@@ -181,7 +181,11 @@ def _fields():
     common = (
         Field("slo", s, "STRING", "SLO name.", False),
         Field(
-            "sli", s, "STRING", "rmse, error_rate, label_freshness, nan_rate, rmse_trend or comparison.", False
+            "sli",
+            s,
+            "STRING",
+            "rmse, error_rate, label_freshness, nan_rate, rmse_trend or comparison.",
+            False,
         ),
     )
     alerts = (
@@ -237,8 +241,8 @@ def _fields():
         Field("frontier", ts, "TIMESTAMP", "End of the newest counted window (event time).", False),
         Field("watermark", ts, "TIMESTAMP", "Input watermark (lower bound); null if bounded."),
         Field("windows", i64, "INT64", "Windows summed over the lookback.", False),
-        Field("n_baseline", i64, "INT64", "Baseline's scored predictions (pairs if paired).", False),
-        Field("n_candidate", i64, "INT64", "Candidate's scored predictions (pairs if paired).", False),
+        Field("n_baseline", i64, "INT64", "Baseline's scored predictions (or pairs).", False),
+        Field("n_candidate", i64, "INT64", "Candidate's scored predictions (or pairs).", False),
         Field("metric_baseline", f64, "FLOAT64", "Baseline's mean loss B (mse or mae)."),
         Field("metric_candidate", f64, "FLOAT64", "Candidate's mean loss C."),
         Field("delta", f64, "FLOAT64", "C - B."),

@@ -189,7 +189,7 @@ def test_bigquery_sql_names_the_dataset():
         sql = queries.load_query("bigquery", name, dataset="proj.ds")
         assert "{dataset}" not in sql
         assert "`proj.ds." in sql
-        tables = ("metrics", "dead_letter`", "alerts`", "slo_status`")
+        tables = ("metrics", "dead_letter`", "alerts`", "slo_status`", "comparisons`")
         assert any(f"`proj.ds.{t}" in sql for t in tables), name
 
 
@@ -208,7 +208,7 @@ def test_bigquery_sql_gives_the_same_answer(output, name):
     con = query_cli.connect(output)
     con.execute("CREATE SCHEMA ds")
     con.execute("CREATE VIEW ds.metrics AS SELECT * FROM main.metrics")
-    for table in ("dead_letter", "alerts", "slo_status"):
+    for table in ("dead_letter", "alerts", "slo_status", "comparisons"):
         con.execute(f"CREATE VIEW ds.{table} AS SELECT * FROM main.{table}")
     view = to_duckdb(queries.load_query("bigquery", "metrics_latest", dataset="ds"))
     con.execute(f"CREATE VIEW ds.metrics_latest AS {view}")

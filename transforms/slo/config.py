@@ -18,10 +18,11 @@ semantics)::
         candidate: {model_version: v2}
         ...
 
-A file may have ``slos: []`` (only comparisons). Durations are written ``90s``, ``5m``, ``1h``, ``30d``
-(:mod:`msewatch.transforms.durations`) or as a number of seconds, and must be whole
-seconds. Suppression times are RFC 3339 with an offset (``2026-11-02T00:00:00Z``,
-quoted or not) or epoch milliseconds, UTC. A key written twice is refused.
+A file may have ``slos: []`` (only comparisons). Durations are written ``90s``,
+``5m``, ``1h``, ``30d`` (:mod:`msewatch.transforms.durations`) or as a number of
+seconds, and must be whole seconds. Suppression times are RFC 3339 with an offset
+(``2026-11-02T00:00:00Z``, quoted or not) or epoch milliseconds, UTC. A key written
+twice is refused.
 
 Every mistake raises :class:`SloFileError`, a ``ValueError`` whose one-line message
 names the file, the SLO (its name, or ``slos[i]`` when it has none), the key and
