@@ -6,15 +6,24 @@ valid records, in file order, as ``predictions.parquet`` / ``labels.parquet`` wi
 the ground truth a pipeline run is checked against. Same arguments, same bytes. UTC.
 
 * Demand per (region, sku_category): a level times a daily cycle times log-normal noise;
-  some labels are 0 (stock-outs). Two model versions, v2 less biased and noisy; a few
-  NaN predictions (Python json's ``NaN`` token); weights mostly 1.0.
+  some labels are 0 (no sales), with a chance proportional to 1 / expected demand², so
+  mostly on slow movers. A few NaN predictions (Python json's ``NaN`` token); weights
+  mostly 1.0.
+* Two model versions: v1 serves the traffic, v2 is a canary on ``V2_SHARE`` of it, as
+  good as v1 except in ``CANARY_WORSE_REGION``, where its noise is ``CANARY_NOISE_FACTOR``
+  times v1's. Shadow traffic: for ``SHADOW_SHARE`` of v1's predictions v2 also predicts
+  the same request, a separate line with the same prediction_id, event time (as
+  written), segments and weight. The join de-duplicates per (prediction_id,
+  model_version), so a shadow prediction is its own prediction: one label scores both
+  (``joined`` once as a label), and a comparison of v2 with v1 can run paired.
 * Drift: from ``drift_start_ms`` (mid-range) demand in ``DRIFT_REGION`` jumps by
   ``DRIFT_FACTOR`` and neither model follows: clearly the worst region by RMSE.
 * Labels: some never arrive; the rest after a log-normal lag (median hours, tail of days)
   under ``LABEL_TTL_SECONDS``, except ``PAST_TTL_RATE`` past it and a handful seconds
   *before* their prediction (clock skew); a few orphans have no prediction at all.
-* Duplicates repeat a record on a later line at the same or a later time, half with
-  another value, so "first wins" keeps the original in arrival and bounded order alike.
+* Duplicates repeat a record (a prediction: an (id, version) pair, shadow ones too) on a
+  later line at the same or a later time, half with another value, so "first wins" keeps
+  the original in arrival and bounded order alike.
 * Times are epoch ms (a JSON int) or RFC 3339 with ``Z`` or an offset (same instant),
   with or without milliseconds, mixed in a file. Without milliseconds the written time
   is the truth (originals floored, duplicates ceiled); counts use written times.
@@ -46,9 +55,12 @@ CATEGORIES = ("grocery", "electronics", "apparel", "home", "toys")
 CATEGORY_SHARE = (0.35, 0.15, 0.20, 0.20, 0.10)
 CATEGORY_FACTOR = (1.6, 0.6, 0.9, 1.0, 0.5)
 MODEL_VERSIONS = ("v1", "v2")
-V2_SHARE = 0.4
-MODEL_BIAS = (0.04, 0.01)  # relative bias of y_pred, per model version
-MODEL_NOISE_SD = (0.14, 0.09)  # relative noise sd of y_pred, per model version
+V2_SHARE = 0.4  # of the requests, served by the canary v2 (the rest by v1)
+MODEL_BIAS = (0.04, 0.04)  # relative bias of y_pred, per model version
+MODEL_NOISE_SD = (0.14, 0.14)  # relative noise sd of y_pred, per model version
+CANARY_WORSE_REGION = "eu"  # where v2 is worse than v1
+CANARY_NOISE_FACTOR = 1.6  # v2's noise sd there, relative to its own elsewhere
+SHADOW_SHARE = 0.25  # of v1's predictions, also predicted by v2 (same id): shadow traffic
 TARGET_NOISE_SD = 0.10  # sd of log(y_true / expected demand)
 DRIFT_REGION = "apac"
 DRIFT_FACTOR = 1.8
@@ -70,6 +82,7 @@ _OFFSET_MINUTES = np.array([0, 120, -300, 330, 0], np.int64)
 _OFFSET_P = (0.55, 0.15, 0.15, 0.10, 0.05)
 _EPOCH_SHARE = 0.35
 _MS_PER_DAY = 86_400_000
+_V2 = MODEL_VERSIONS.index("v2")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _UTC_MS = pa.timestamp("ms", tz="UTC")
 
@@ -78,7 +91,8 @@ _UTC_MS = pa.timestamp("ms", tz="UTC")
 class SampleStats:
     """What the generator decided: the ground truth a pipeline run is checked against.
 
-    Times are epoch ms UTC. "Distinct" means the first occurrence of a prediction_id in a
+    Times are epoch ms UTC. "Distinct" means the first occurrence of a (prediction_id,
+    model_version) pair in the predictions file and of a prediction_id in the labels
     file; "malformed kinds" list each malformed line's kind in file order. Each field's
     meaning is on its line.
     """
@@ -86,12 +100,14 @@ class SampleStats:
     seed: int
     start_ms: int  # start of the event-time range
     end_ms: int  # end (exclusive) of the event-time range
-    predictions: int  # distinct valid predictions (the ``predictions`` argument)
-    duplicate_predictions: int  # extra valid lines repeating a prediction_id
-    nan_predictions: int  # distinct predictions with y_pred NaN
+    predictions: int  # distinct valid served predictions (the ``predictions`` argument)
+    shadow_predictions: int  # distinct v2 predictions of ids v1 served (same prediction_id)
+    shadow_joined: int  # shadow predictions whose id's label comes within the TTL
+    duplicate_predictions: int  # extra valid lines repeating a (prediction_id, model_version)
+    nan_predictions: int  # distinct predictions (shadow ones too) with y_pred NaN
     labels: int  # distinct valid labels, orphans included
     duplicate_labels: int  # extra valid label lines repeating a prediction_id
-    labels_never_sent: int  # predictions that never get a label
+    labels_never_sent: int  # served predictions whose id never gets a label
     labels_past_ttl: int  # distinct labels with lag > label_ttl_seconds: late_label
     orphan_labels: int  # distinct labels whose prediction is in no predictions file
     negative_lag_labels: int  # distinct labels with label_time < event_time (clock skew)
@@ -113,18 +129,25 @@ class SampleStats:
         return len(self.malformed_label_kinds)
 
     @property
-    def joined(self) -> int:
-        """Predictions a bounded run with the default label_ttl joins with their label."""
+    def labels_joined(self) -> int:
+        """Labels a bounded run with the default label_ttl counts ``joined`` (each once)."""
         return self.labels - self.orphan_labels - self.labels_past_ttl
+
+    @property
+    def joined(self) -> int:
+        """Predictions such a run joins with their id's label: the served ones of the
+        joined labels plus the shadow ones of the same ids."""
+        return self.labels_joined + self.shadow_joined
 
     @property
     def expired(self) -> int:
         """Predictions such a run expires: never labeled, or labeled past the TTL."""
-        return self.predictions - self.joined
+        return self.predictions + self.shadow_predictions - self.joined
 
     def to_dict(self) -> dict:
         """The fields and the derived counts, JSON-serializable."""
-        derived = ("malformed_predictions", "malformed_labels", "joined", "expired")
+        derived = ("malformed_predictions", "malformed_labels", "labels_joined")
+        derived += ("joined", "expired")
         return dataclasses.asdict(self) | {name: getattr(self, name) for name in derived}
 
 
@@ -202,6 +225,7 @@ def generate(
         start_ms=start_ms,
         end_ms=start_ms + span_ms,
         predictions=predictions,
+        shadow_predictions=int((~p["dup"]).sum()) - predictions,
         duplicate_predictions=int(p["dup"].sum()),
         nan_predictions=int(np.isnan(p["y_pred"][~p["dup"]]).sum()),
         labels=int(first.sum()),
@@ -216,7 +240,8 @@ def generate(
 
 
 def _predictions(rng, n, start_ms, span_ms, drift_start_ms):
-    """Distinct predictions (columns of numpy arrays) and each one's expected y_true."""
+    """Distinct predictions, the shadow ones last (columns of numpy arrays), and each
+    served prediction's expected y_true."""
     grid = np.linspace(0.0, span_ms, max(2, span_ms // 60_000 + 1))
     hour = ((start_ms + grid) / 3_600_000) % 24
     traffic = np.cumsum(1.0 + 0.5 * np.cos(2 * np.pi * (hour - 15) / 24))
@@ -228,20 +253,35 @@ def _predictions(rng, n, start_ms, span_ms, drift_start_ms):
     local_hour = (ms / 3_600_000 + np.asarray(REGION_UTC_OFFSET_HOURS)[region]) % 24
     season = 1.0 + 0.35 * np.cos(2 * np.pi * (local_hour - 18) / 24)
     expected = np.asarray(REGION_LEVEL)[region] * np.asarray(CATEGORY_FACTOR)[cat] * season
-    rel = np.asarray(MODEL_BIAS)[version] + np.asarray(MODEL_NOISE_SD)[version] * rng.normal(size=n)
-    y_pred = np.round(np.maximum(expected * (1.0 + rel), 0.0), 2)
-    y_pred[rng.choice(n, round(NAN_PREDICTION_RATE * n), replace=False)] = np.nan
     other = np.maximum(np.round(rng.lognormal(0, 0.7, n), 2), 0.05)
     weight = np.where(rng.random(n) < 0.85, 1.0, other)
-    drifted = (region == REGIONS.index(DRIFT_REGION)) & (ms >= drift_start_ms)
-    expected = np.where(drifted, expected * DRIFT_FACTOR, expected)
-    cols = {"pid": np.arange(n, dtype=np.int64), "y_pred": y_pred, "version": version}
+    cols = {"pid": np.arange(n, dtype=np.int64), "version": version}
     cols |= {"region": region, "cat": cat, "weight": weight}
-    return _encode_times(rng, cols, ms, ceil=False), expected
+    cols = _encode_times(rng, cols, ms, ceil=False)
+    served_by_v1 = np.flatnonzero(version == 0)
+    shadow = np.sort(rng.choice(served_by_v1, round(SHADOW_SHARE * len(served_by_v1)), False))
+    cols = {name: np.concatenate([col, col[shadow]]) for name, col in cols.items()}
+    cols["version"][n:] = _V2  # the same request, time as written and weight; v2's forecast
+    y_pred = _forecast(rng, cols["version"], cols["region"], np.append(expected, expected[shadow]))
+    y_pred[rng.choice(len(y_pred), round(NAN_PREDICTION_RATE * len(y_pred)), False)] = np.nan
+    drifted = (region == REGIONS.index(DRIFT_REGION)) & (ms >= drift_start_ms)
+    return cols | {"y_pred": y_pred}, np.where(drifted, expected * DRIFT_FACTOR, expected)
+
+
+def _forecast(rng, version, region, expected):
+    """Each model version's y_pred for demand ``expected`` (neither follows the drift)."""
+    sd = np.asarray(MODEL_NOISE_SD)[version]
+    worse = (version == _V2) & (region == REGIONS.index(CANARY_WORSE_REGION))
+    sd = np.where(worse, CANARY_NOISE_FACTOR * sd, sd)
+    rel = np.asarray(MODEL_BIAS)[version] + sd * rng.normal(size=len(version))
+    return np.round(np.maximum(expected * (1.0 + rel), 0.0), 2)
 
 
 def _labels(rng, p, expected, n):
-    """Distinct labels (orphans last) and the label counts of :class:`SampleStats`."""
+    """Distinct labels (orphans last) and the label counts of :class:`SampleStats`.
+
+    Labels belong to the ``n`` served predictions (rows ``:n`` of ``p``); a shadow row
+    (``n:``) shares its id's label."""
     n_never = round(NEVER_SENT_RATE * n)
     sent = np.sort(rng.permutation(n)[n_never:])
     k = len(sent)
@@ -254,7 +294,8 @@ def _labels(rng, p, expected, n):
     lag = np.where(kind == 1, ttl_ms + 60_000 + rng.exponential(1.5 * _MS_PER_DAY, k), lag)
     lag = np.where(kind == 2, -rng.uniform(500, 30_000, k), lag)
     y_true = np.round(expected[sent] * rng.lognormal(0, TARGET_NOISE_SD, k), 2)
-    y_true[rng.choice(k, round(ZERO_LABEL_RATE * k), replace=False)] = 0.0
+    slow = expected[sent] ** -2.0  # no sales where little is expected, rarely elsewhere
+    y_true[rng.choice(k, round(ZERO_LABEL_RATE * k), replace=False, p=slow / slow.sum())] = 0.0
 
     n_orphan = round(ORPHAN_RATE * n)
     o_ms = p["ms"].min() + rng.uniform(0, np.ptp(p["ms"]) + 3_600_000, n_orphan)
@@ -266,6 +307,7 @@ def _labels(rng, p, expected, n):
     # Lags as written differ by < 1 s from the drawn ones: no lag can equal the TTL.
     lab_lag = lab["ms"][:k] - p["ms"][sent]
     return lab, {
+        "shadow_joined": int(np.isin(p["pid"][n:], sent[lab_lag <= ttl_ms]).sum()),
         "labels_never_sent": n_never,
         "labels_past_ttl": int((lab_lag > ttl_ms).sum()),
         "orphan_labels": n_orphan,

@@ -1,10 +1,11 @@
 """The whole CLI path on a generated sample, checked against an independent reference.
 
 The reference reads the raw JSON Lines with Python's json module, applies the
-bounded rules of docs/semantics.md itself in pandas (first prediction by event_time, first label by
-label_time, joined when lag <= label_ttl), and computes the metrics per window and
-slice with scikit-learn. The generator's own ground truth (SampleStats) checks the
-outcome counts.
+bounded rules of docs/semantics.md itself in pandas (first prediction of each
+(prediction_id, model_version) by event_time, so a shadow prediction of another version
+counts; first label by label_time, scoring every version's prediction of its id; joined
+when lag <= label_ttl), and computes the metrics per window and slice with scikit-learn.
+The generator's own ground truth (SampleStats) checks the outcome counts.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _reference(sample_dir):
     labels, bad_l = _read_records(
         sample_dir / "labels.jsonl", ("prediction_id", "y_true", "label_time")
     )
-    preds = preds.sort_values(["_t", "_pos"]).drop_duplicates("prediction_id")
+    preds = preds.sort_values(["_t", "_pos"]).drop_duplicates(["prediction_id", "model_version"])
     labels = labels.sort_values(["_t", "_pos"]).drop_duplicates("prediction_id")
     preds["region"] = preds["segments"].map(lambda s: (s or {}).get("region", "unknown"))
     preds["weight"] = preds.get("weight", 1.0).fillna(1.0).astype(float)
@@ -118,7 +119,8 @@ def test_outcomes_match_the_generators_ground_truth(sample):
     assert p["duplicate"] == stats.duplicate_predictions
     assert p["invalid"] == stats.malformed_predictions
     assert p["expired"] == stats.expired
-    assert p["joined"] == stats.joined == lab["joined"]
+    assert p["joined"] == stats.joined  # each version's prediction of a labeled id
+    assert lab["joined"] == stats.labels_joined < stats.joined  # a label joins once
     assert lab["duplicate"] == stats.duplicate_labels
     assert lab["late_label"] == stats.labels_past_ttl
     assert lab["orphan_label"] == stats.orphan_labels

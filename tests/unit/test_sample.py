@@ -70,9 +70,15 @@ def _read(path, time_field, value_field):
     return pd.DataFrame(rows), raw, malformed
 
 
-def _first(df):
-    """First occurrence per prediction_id: earliest time, ties by line (docs/semantics.md)."""
-    return df.sort_values(["ms", "line"], kind="stable").drop_duplicates("prediction_id")
+def _first(df, key=("prediction_id",)):
+    """First occurrence per ``key``: earliest time, ties by line (docs/semantics.md). A
+    prediction is a (prediction_id, model_version) pair, a label a prediction_id."""
+    return df.sort_values(["ms", "line"], kind="stable").drop_duplicates(list(key))
+
+
+def _predictions(df):
+    """The first occurrence of each (prediction_id, model_version): the distinct predictions."""
+    return _first(df, ("prediction_id", "model_version"))
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +93,8 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pairs(run):
-    """First predictions joined with first labels that arrived within the TTL."""
-    preds, labels = _first(run["preds"]), _first(run["labels"])
+    """Distinct predictions joined with their id's first label, arrived within the TTL."""
+    preds, labels = _predictions(run["preds"]), _first(run["labels"])
     df = preds.merge(labels, on="prediction_id", suffixes=("_p", "_l"))
     df["lag_ms"] = df["ms_l"] - df["ms_p"]
     df["region"] = df["segments"].map(lambda s: s["region"])
@@ -108,7 +114,8 @@ def test_malformed_lines_match_stats(run):
 
 def test_line_counts_match_stats(run):
     stats = run["stats"]
-    p_lines = stats.predictions + stats.duplicate_predictions + stats.malformed_predictions
+    p_lines = stats.predictions + stats.shadow_predictions + stats.duplicate_predictions
+    p_lines += stats.malformed_predictions
     l_lines = stats.labels + stats.duplicate_labels + stats.malformed_labels
     with open(run["out"] / "predictions.jsonl", "rb") as f:
         assert sum(1 for _ in f) == p_lines
@@ -118,11 +125,26 @@ def test_line_counts_match_stats(run):
 
 def test_prediction_counts_match_stats(run):
     stats, preds = run["stats"], run["preds"]
-    first = _first(preds)
-    assert len(first) == stats.predictions == N
+    first = _predictions(preds)
+    assert first["prediction_id"].nunique() == stats.predictions == N
+    assert len(first) == stats.predictions + stats.shadow_predictions
     assert len(preds) - len(first) == stats.duplicate_predictions
     assert first["y_pred"].isna().sum() == stats.nan_predictions
     assert preds["y_pred"].isna().sum() == stats.nan_predictions  # repeats are never NaN
+
+
+def test_shadow_predictions_repeat_a_v1_request_as_v2(run):
+    stats, first = run["stats"], _predictions(run["preds"])
+    shadowed = first[first.duplicated("prediction_id", keep=False)]
+    assert len(shadowed) == 2 * stats.shadow_predictions
+    for _, pair in shadowed.groupby("prediction_id"):
+        assert sorted(pair["model_version"]) == ["v1", "v2"]
+        v1, v2 = pair.sort_values("model_version").to_dict("records")
+        assert (v1["event_time"], v1["segments"], v1["weight"]) == (
+            v2["event_time"], v2["segments"], v2["weight"])  # fmt: skip
+    # SHADOW_SHARE of the ids v1 serves (each id's other line is the shadow)
+    v1_served = (first.drop_duplicates("prediction_id")["model_version"] == "v1").sum()
+    assert stats.shadow_predictions == round(sample.SHADOW_SHARE * v1_served) > 0
 
 
 def test_label_counts_match_stats(run):
@@ -137,15 +159,26 @@ def test_label_counts_match_stats(run):
     lag = known["ms"] - known["ms_p"]
     assert (lag > TTL_MS).sum() == stats.labels_past_ttl
     assert (lag < 0).sum() == stats.negative_lag_labels
-    assert (lag <= TTL_MS).sum() == stats.joined
-    assert stats.expired == stats.labels_never_sent + stats.labels_past_ttl
+    assert (lag <= TTL_MS).sum() == stats.labels_joined
+
+
+def test_prediction_outcomes_match_stats(run):
+    """Per (id, version): joined when the id's first label comes within the TTL (one
+    label joins a v1 prediction and its shadow), else expired (docs/semantics.md)."""
+    stats, preds = run["stats"], _predictions(run["preds"])
+    labels = _first(run["labels"])
+    both = preds.merge(labels, on="prediction_id", how="left", suffixes=("", "_l"))
+    joined = (both["ms_l"] - both["ms"]) <= TTL_MS  # NaN (no label) compares False
+    assert joined.sum() == stats.joined
+    assert (~joined).sum() == stats.expired
+    assert (joined & both["prediction_id"].duplicated(keep=False)).sum() == 2 * stats.shadow_joined
 
 
 def test_rates_are_realistic(run):
     s = run["stats"]
     assert 0.05 <= s.labels_never_sent / s.predictions <= 0.10
     assert 0.005 <= s.labels_past_ttl / s.labels <= 0.02
-    assert 0.003 <= s.duplicate_predictions / s.predictions <= 0.008
+    assert 0.003 <= s.duplicate_predictions / (s.predictions + s.shadow_predictions) <= 0.008
     assert 0.003 <= s.duplicate_labels / s.labels <= 0.008
     assert 0.001 <= s.nan_predictions / s.predictions <= 0.005
     assert 1 <= s.negative_lag_labels <= 10  # a handful
@@ -197,8 +230,10 @@ def test_event_times_within_range(run):
 
 def test_duplicates_come_after_their_original(run):
     preds = run["preds"]
-    repeated = preds[preds.duplicated("prediction_id", keep=False)]
-    for _, group in repeated.groupby("prediction_id"):
+    key = ["prediction_id", "model_version"]
+    repeated = preds[preds.duplicated(key, keep=False)]
+    assert len(repeated) > 0
+    for _, group in repeated.groupby(key):
         assert group["line"].iloc[0] < group["line"].iloc[1]
         assert group["ms"].iloc[0] <= group["ms"].iloc[1]
         assert group["model_version"].nunique() == 1
@@ -219,14 +254,35 @@ def test_drift_region_is_clearly_worst_by_rmse(run, pairs):
     assert stats.start_ms < stats.drift_start_ms < stats.end_ms
 
 
-def test_v2_is_a_bit_better_than_v1(pairs):
-    before_drift = pairs[pairs["region"] != "apac"]
-    rmse = before_drift.groupby("model_version")["se"].mean() ** 0.5
-    assert rmse["v2"] < rmse["v1"] < 2 * rmse["v2"]
+def _mse_ratio_v2_v1(pairs):
+    """Per region: (MSE of v2 / MSE of v1, the fewer of the two versions' scored counts)."""
+    mse = pairs.groupby(["region", "model_version"])["se"].agg(["mean", "size"]).unstack()
+    return (mse["mean", "v2"] / mse["mean", "v1"]).to_dict(), mse["size"].min(axis=1).to_dict()
+
+
+# By hand, with relative errors: y_pred = E (1 + 0.04 + 0.14 z), y_true ~ E e^(0.1 z'),
+# so MSE / E^2 ~ 0.04^2 + 0.14^2 + 0.1^2 = 0.031 for both versions; v2 in eu has noise
+# sd 1.6 x 0.14 = 0.224: 0.04^2 + 0.224^2 + 0.1^2 = 0.062, twice v1's.
+def test_v2_is_clearly_worse_in_the_canary_region(pairs):
+    ratio, n = _mse_ratio_v2_v1(pairs)
+    assert sample.CANARY_WORSE_REGION == "eu" != sample.DRIFT_REGION
+    assert n["eu"] >= 300 and ratio["eu"] > 1.5
+
+
+@pytest.mark.parametrize("region", ["na", "apac", "latam"])
+def test_v2_is_as_good_as_v1_elsewhere(pairs, region):
+    ratio, n = _mse_ratio_v2_v1(pairs)
+    assert n[region] >= 300 and 0.8 < ratio[region] < 1.25
+
+
+def test_zero_labels_fall_mostly_on_slow_movers(run, pairs):
+    zero = pairs[pairs["y_true"] == 0]
+    assert len(zero) > 0
+    assert zero["y_pred"].median() < 0.5 * pairs["y_pred"].median()
 
 
 def test_label_lag_has_a_long_tail(run):
-    preds, labels = _first(run["preds"]), _first(run["labels"])
+    preds, labels = _first(run["preds"]), _first(run["labels"])  # one prediction per id
     joined = labels.merge(preds, on="prediction_id", suffixes=("_l", "_p"))
     lag_s = (joined["ms_l"] - joined["ms_p"]) / 1000
     p50, p99 = np.percentile(lag_s, [50, 99])
@@ -273,7 +329,9 @@ def test_parquet_adds_to_jsonl(tmp_path):
     names = ["labels.jsonl", "labels.parquet", "predictions.jsonl", "predictions.parquet"]
     assert sorted(os.listdir(tmp_path)) == names
     table = pq.read_table(tmp_path / "predictions.parquet")
-    assert table.num_rows == stats.predictions + stats.duplicate_predictions
+    assert table.num_rows == stats.predictions + stats.shadow_predictions + (
+        stats.duplicate_predictions
+    )
 
 
 def test_small_sample_has_no_malformed_lines(tmp_path):
@@ -284,7 +342,8 @@ def test_small_sample_has_no_malformed_lines(tmp_path):
 
 def test_stats_to_dict_is_json(run):
     out = json.loads(json.dumps(run["stats"].to_dict()))
-    assert out["joined"] == run["stats"].joined
+    assert out["joined"] == run["stats"].joined > out["labels_joined"] > 0
+    assert out["expired"] == run["stats"].expired
     assert out["drift_segment"] == "region=apac"
 
 
