@@ -2,18 +2,21 @@
 
 What a data scientist would write to check the numbers by hand, and the speed bar of
 the README's Performance section: read both files with
-``pandas.read_json(lines=True)``, keep the first prediction and the first label per
-``prediction_id``, merge, drop labels whose lag exceeds the TTL, group by (window,
-slice) and average.
+``pandas.read_json(lines=True)``, keep the first prediction per (``prediction_id``,
+``model_version``) and the first label per ``prediction_id``, merge, drop labels whose
+lag exceeds the TTL, group by (window, slice) and average.
 
 Semantics (those of msewatch's bounded run, see the README):
 
 * Times are UTC epoch milliseconds; ``event_time`` / ``label_time`` may be epoch ms
   numbers or RFC 3339 strings with any offset, mixed in one file.
 * First wins: the earliest ``event_time`` (``label_time`` for labels), ties broken by
-  line order.
-* A prediction is joined when its first label has ``lag = label_time - event_time <=
-  label_ttl`` (negative lags join); otherwise it is expired. Labels without a
+  line order. A prediction is a (``prediction_id``, ``model_version``) pair (a missing
+  version is ``unknown``): another version's prediction of an id (shadow traffic) is
+  a prediction of its own.
+* A prediction is joined when its id's first label has ``lag = label_time - event_time
+  <= label_ttl`` (negative lags join), so one label scores every version's prediction
+  of its id; otherwise it is expired. Labels without a
   prediction are orphans and are ignored.
 * Windows: fixed, epoch-aligned, by the prediction's ``event_time``.
 * Slices: ``overall`` and ``<key>=<value>`` per ``--slice`` key (a missing attribute is
@@ -55,20 +58,23 @@ def to_epoch_ms(values: pd.Series) -> np.ndarray:
     return out.astype(np.int64)
 
 
-def first_wins(frame: pd.DataFrame, time_column: str) -> pd.DataFrame:
-    """The first row per prediction_id: earliest time, ties broken by line order."""
+def first_wins(frame: pd.DataFrame, time_column: str, key=("prediction_id",)) -> pd.DataFrame:
+    """The first row per ``key``: earliest time, ties broken by line order."""
     ordered = frame.sort_values(time_column, kind="stable")
-    return ordered.drop_duplicates("prediction_id", keep="first")
+    return ordered.drop_duplicates(list(key), keep="first")
 
 
 def read_predictions(path: str, slice_keys: list[str]) -> pd.DataFrame:
-    """Predictions with ``event_ms``, ``y_pred``, ``weight`` and one column per slice key."""
+    """Predictions with ``event_ms``, ``y_pred``, ``model_version``, ``weight`` and one
+    column per slice key."""
     raw = pd.read_json(path, lines=True, dtype=False)
+    version = raw["model_version"] if "model_version" in raw else pd.Series(None, raw.index)
     frame = pd.DataFrame(
         {
             "prediction_id": raw["prediction_id"].astype(str),
             "event_ms": to_epoch_ms(raw["event_time"]),
             "y_pred": pd.to_numeric(raw["y_pred"], errors="coerce"),
+            "model_version": version.fillna(UNKNOWN).astype(str),
         }
     )
     weight = raw["weight"] if "weight" in raw else pd.Series(1.0, index=raw.index)
@@ -110,7 +116,7 @@ def compute(
     Returns:
         One row per window and slice, sorted by both.
     """
-    preds = first_wins(predictions, "event_ms")
+    preds = first_wins(predictions, "event_ms", ("prediction_id", "model_version"))
     labs = first_wins(labels, "label_ms")[["prediction_id", "label_ms", "y_true"]]
     pairs = preds.merge(labs, on="prediction_id", how="left")
     lag = pairs["label_ms"] - pairs["event_ms"]

@@ -2,7 +2,8 @@
 
 The benchmark's per-record peer (README, Performance), written the way the Beam
 programming guide and the examples teach: one element per record, ``json.loads`` per line, key by
-``prediction_id``, ``CoGroupByKey``, a first-wins join with the TTL checked on the
+``prediction_id``, ``CoGroupByKey``, a first-wins join (per model version: a shadow
+prediction of another version is its own prediction) with the TTL checked on the
 label lag, ``WindowInto(FixedWindows)`` on the prediction's event time and
 ``CombinePerKey`` with a small ``(count, sum_w, sum_se, sum_ae)`` accumulator per
 slice. It computes the same ``scored`` count, ``mse``, ``mae`` and ``rmse`` as
@@ -56,6 +57,7 @@ class Prediction(NamedTuple):
     y_pred: float
     weight: float
     segments: dict
+    model_version: str
 
 
 class Label(NamedTuple):
@@ -88,6 +90,7 @@ def parse_prediction(position_line):
         _number(rec["y_pred"]),
         1.0 if weight is None else float(weight),
         rec.get("segments") or {},
+        rec.get("model_version") or UNKNOWN,
     )
 
 
@@ -109,23 +112,27 @@ def _lines(readable_file):
 
 
 def join_first_wins(grouped, label_ttl_ms: int):
-    """The scored pair of one prediction_id, stamped with the prediction's event time.
+    """The scored pairs of one prediction_id (one per model version), each stamped with
+    the prediction's event time.
 
-    First wins: earliest time, ties broken by line. A label joins when its lag is at
-    most ``label_ttl_ms``; a pair is scored when both values and e² are finite.
+    First wins: earliest time, ties broken by line, per model version for predictions.
+    The first label joins each version's prediction when its lag is at most
+    ``label_ttl_ms``; a pair is scored when both values and e² are finite.
     """
     _, sides = grouped
     predictions, labels = list(sides["predictions"]), list(sides["labels"])
     if not predictions or not labels:
         return
-    pred = min(predictions, key=lambda p: (p.event_ms, p.position))
     label = min(labels, key=lambda x: (x.label_ms, x.position))
-    if label.label_ms - pred.event_ms > label_ttl_ms:
-        return
-    error = pred.y_pred - label.y_true
-    if not (math.isfinite(error) and math.isfinite(error * error)):
-        return
-    yield window.TimestampedValue((pred, error), pred.event_ms / 1000.0)
+    first = {}
+    for p in sorted(predictions, key=lambda p: (p.event_ms, p.position)):
+        first.setdefault(p.model_version, p)
+    for pred in first.values():
+        if label.label_ms - pred.event_ms > label_ttl_ms:
+            continue
+        error = pred.y_pred - label.y_true
+        if math.isfinite(error) and math.isfinite(error * error):
+            yield window.TimestampedValue((pred, error), pred.event_ms / 1000.0)
 
 
 def by_slice(pair, slice_keys):
