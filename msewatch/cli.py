@@ -238,7 +238,8 @@ def _generate(args) -> int:
     facts = stats.to_dict()
     print(
         f"wrote {args.out}: {facts['predictions']} predictions "
-        f"(+{facts['duplicate_predictions']} duplicates, {facts['nan_predictions']} NaN), "
+        f"(+{facts['shadow_predictions']} v2 shadow, +{facts['duplicate_predictions']} "
+        f"duplicates, {facts['nan_predictions']} NaN), "
         f"{facts['labels']} labels ({facts['labels_never_sent']} never sent, "
         f"{facts['labels_past_ttl']} past the 7d TTL), drift in {facts['drift_segment']}"
     )
