@@ -15,8 +15,8 @@ import dataclasses
 import math
 
 from msewatch.transforms.durations import format_duration, parse_duration_seconds
-from msewatch.transforms.slo.patterns import check_pattern, matches
-from msewatch.transforms.slo.spec import _NAME, SEVERITIES, InvalidValue
+from msewatch.transforms.slo.patterns import matches
+from msewatch.transforms.slo.spec import _NAME, SEVERITIES, InvalidValue, check_slices
 
 VERSION_KEY = "model_version"
 METRICS = ("mse", "mae")
@@ -104,13 +104,8 @@ class Comparison:
         _one_of(self.metric, "metric", METRICS)
         _one_of(self.mode, "mode", MODES)
         _one_of(self.severity, "severity", SEVERITIES)
-        if not self.slices:
-            raise InvalidValue("slices", "must list at least one slice pattern, e.g. [overall]")
+        check_slices(self.slices)
         for i, pattern in enumerate(self.slices):
-            try:
-                check_pattern(pattern)
-            except ValueError as e:
-                raise InvalidValue(f"slices[{i}]", str(e)) from None
             if f"{VERSION_KEY}=" in pattern:
                 raise InvalidValue(
                     f"slices[{i}]",

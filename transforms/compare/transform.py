@@ -23,7 +23,6 @@ Alertmanager).
 from __future__ import annotations
 
 import datetime
-import typing
 from collections.abc import Callable
 
 import apache_beam as beam
@@ -31,13 +30,12 @@ from apache_beam import coders
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import userstate
 
-from msewatch.schemas.slo import epoch_ms
 from msewatch.transforms.compare.kernel import ComparisonEvaluator, evaluate_history
 from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
+from msewatch.transforms.keyed_evaluation import evaluate_per_key, proven_watermark
 from msewatch.transforms.metrics.slices import parse_slice_name, slice_name
 
 COMPARISONS, ALERTS, RESEND = "comparisons", "alerts", "resend"
-_PROVEN = ("ON_TIME", "LATE")
 
 
 class _Route(beam.DoFn):
@@ -100,10 +98,8 @@ class _EvaluateStreaming(beam.DoFn):
     ):
         (name, rest), row = element
         evaluator = evaluator_state.read() or ComparisonEvaluator(self._comparisons[name], rest)
-        watermark = watermark_state.read()
-        if row.get("pane_timing") in _PROVEN:
-            end = epoch_ms(row["window_end"])
-            watermark = end if watermark is None else max(watermark, end)
+        watermark = proven_watermark(row, watermark_state.read())
+        if watermark is not None:
             watermark_state.write(watermark)
         results, transitions = evaluator.update([row], watermark_ms=watermark)
         evaluator_state.write(evaluator)
@@ -136,25 +132,12 @@ class CompareVersions(beam.PTransform):
         self._clock = clock
 
     def expand(self, metrics):
-        keyed = (
-            metrics
-            | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
-            | "Route"
-            >> beam.ParDo(_Route(self._comparisons)).with_output_types(
-                typing.Tuple[typing.Tuple[str, str], typing.Dict[str, typing.Any]]  # noqa: UP006
-            )
+        return evaluate_per_key(
+            metrics,
+            _Route(self._comparisons),
+            _EvaluateHistory(self._comparisons, self._clock),
+            _EvaluateStreaming(self._comparisons, self._clock),
+            (COMPARISONS, ALERTS, RESEND),
+            self._bounded,
+            "GroupByComparisonSlice",
         )
-        if self._bounded:
-            evaluated = (
-                keyed
-                | "GroupByComparisonSlice" >> beam.GroupByKey()
-                | "History"
-                >> beam.ParDo(_EvaluateHistory(self._comparisons, self._clock)).with_outputs(
-                    COMPARISONS, ALERTS, RESEND
-                )
-            )
-        else:
-            evaluated = keyed | "AtEveryPane" >> beam.ParDo(
-                _EvaluateStreaming(self._comparisons, self._clock)
-            ).with_outputs(COMPARISONS, ALERTS, RESEND)
-        return {k: evaluated[k] for k in (COMPARISONS, ALERTS, RESEND)}

@@ -165,28 +165,28 @@ def _list(value, key: str) -> list:
     return value
 
 
+def _entries(doc: dict, key: str, parse) -> list:
+    """Each entry of the list ``doc[key]`` parsed; a mistake names the entry (its name,
+    or ``key[i]`` when it has none)."""
+    out = []
+    for i, raw in enumerate(_list(doc.get(key, []), key)):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = name if isinstance(name, str) and name else f"{key}[{i}]"
+        try:
+            out.append(parse(raw))
+        except InvalidValue as e:
+            raise InvalidValue(e.key, e.what, label) from None
+    return out
+
+
 def _file(doc) -> SloFile:
     if doc is None:
         raise InvalidValue(None, "the file is empty: write version: 1 and slos: [...]")
     doc = _mapping(doc, None, _TOP_KEYS)
     if "version" not in doc:
         raise InvalidValue("version", "is required: write version: 1")
-    slos = []
-    for i, raw in enumerate(_list(doc.get("slos", []), "slos")):
-        name = raw.get("name") if isinstance(raw, dict) else None
-        label = name if isinstance(name, str) and name else f"slos[{i}]"
-        try:
-            slos.append(_slo(raw))
-        except InvalidValue as e:
-            raise InvalidValue(e.key, e.what, label) from None
-    comparisons = []
-    for i, raw in enumerate(_list(doc.get("comparisons", []), "comparisons")):
-        name = raw.get("name") if isinstance(raw, dict) else None
-        label = name if isinstance(name, str) and name else f"comparisons[{i}]"
-        try:
-            comparisons.append(comparison_from_yaml(raw))
-        except InvalidValue as e:
-            raise InvalidValue(e.key, e.what, label) from None
+    slos = _entries(doc, "slos", _slo)
+    comparisons = _entries(doc, "comparisons", comparison_from_yaml)
     return SloFile(version=doc["version"], slos=tuple(slos), comparisons=tuple(comparisons))
 
 

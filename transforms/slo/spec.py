@@ -68,6 +68,19 @@ def _check_seconds(value, key: str, minimum: int = 1) -> None:
         raise InvalidValue(key, f"must be at most 3650d; got {format_duration(value)}")
 
 
+def check_slices(slices: tuple) -> None:
+    """The ``slices`` key of an SLO or a comparison: at least one valid pattern, none twice."""
+    if not slices:
+        raise InvalidValue("slices", "must list at least one slice pattern, e.g. [overall]")
+    for i, pattern in enumerate(slices):
+        try:
+            check_pattern(pattern)
+        except ValueError as e:
+            raise InvalidValue(f"slices[{i}]", str(e)) from None
+        if pattern in slices[:i]:
+            raise InvalidValue(f"slices[{i}]", f"{pattern!r} is listed twice")
+
+
 def _check_number(value, key: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidValue(key, f"must be a finite number; got {value!r}")
@@ -252,15 +265,7 @@ class Slo:
             )
 
     def _check_slices(self) -> None:
-        if not self.slices:
-            raise InvalidValue("slices", "must list at least one slice pattern, e.g. [overall]")
-        for i, pattern in enumerate(self.slices):
-            try:
-                check_pattern(pattern)
-            except ValueError as e:
-                raise InvalidValue(f"slices[{i}]", str(e)) from None
-            if pattern in self.slices[:i]:
-                raise InvalidValue(f"slices[{i}]", f"{pattern!r} is listed twice")
+        check_slices(self.slices)
 
     def _check_alerting(self) -> None:
         if not isinstance(self.alerting, Alerting):

@@ -27,7 +27,6 @@ forgets an alert it has not heard of for its ``resolve_timeout``.
 from __future__ import annotations
 
 import datetime
-import typing
 from collections.abc import Callable
 
 import apache_beam as beam
@@ -37,11 +36,11 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.window import GlobalWindow
 
 from msewatch.schemas.slo import epoch_ms
+from msewatch.transforms.keyed_evaluation import evaluate_per_key, proven_watermark
 from msewatch.transforms.slo.kernel import SloEvaluator, evaluate_history
 from msewatch.transforms.slo.spec import SloFile
 
 ALERTS, STATUS, RESEND = "alerts", "slo_status", "resend"
-_PROVEN = ("ON_TIME", "LATE")
 
 
 def _entry(entries, key: str, value, field: str) -> float:
@@ -127,10 +126,8 @@ class _EvaluateStreaming(beam.DoFn):
         end.set(GlobalWindow().max_timestamp())
         slo = self._slos[name]
         evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
-        watermark = watermark_state.read()
-        if row.get("pane_timing") in _PROVEN:
-            end = epoch_ms(row["window_end"])
-            watermark = end if watermark is None else max(watermark, end)
+        watermark = proven_watermark(row, watermark_state.read())
+        if watermark is not None:
             watermark_state.write(watermark)
         transitions, statuses = evaluator.update([window_row(slo, row)], watermark_ms=watermark)
         evaluator_state.write(evaluator)
@@ -169,25 +166,12 @@ class EvaluateSlos(beam.PTransform):
         self._clock = clock
 
     def expand(self, metrics):
-        keyed = (
-            metrics
-            | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
-            | "Route"
-            >> beam.ParDo(_Route(self._slo_file)).with_output_types(
-                typing.Tuple[typing.Tuple[str, str], typing.Dict[str, typing.Any]]  # noqa: UP006
-            )
+        return evaluate_per_key(
+            metrics,
+            _Route(self._slo_file),
+            _EvaluateHistory(self._slo_file, self._clock),
+            _EvaluateStreaming(self._slo_file, self._clock),
+            (ALERTS, STATUS, RESEND),
+            self._bounded,
+            "GroupBySloSlice",
         )
-        if self._bounded:
-            evaluated = (
-                keyed
-                | "GroupBySloSlice" >> beam.GroupByKey()
-                | "History"
-                >> beam.ParDo(_EvaluateHistory(self._slo_file, self._clock)).with_outputs(
-                    ALERTS, STATUS, RESEND
-                )
-            )
-        else:
-            evaluated = keyed | "AtEveryPane" >> beam.ParDo(
-                _EvaluateStreaming(self._slo_file, self._clock)
-            ).with_outputs(ALERTS, STATUS, RESEND)
-        return {ALERTS: evaluated[ALERTS], STATUS: evaluated[STATUS], RESEND: evaluated[RESEND]}
