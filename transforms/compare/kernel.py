@@ -48,6 +48,7 @@ _PAIRED = {
     "mae": ("n", "sum_ae_b", "sum_ae_c", "sum_se_b", "sum_se_c", "sum_ae_bc"),
 }
 T_OPT_PER_MIN_SCORED = 10  # the bounds are tightest at 10 x min_scored samples
+_CHUNK = 256  # frontiers evaluated at once
 
 
 class Window(NamedTuple):
@@ -213,15 +214,19 @@ class ComparisonEvaluator:
     def _evaluate(self, ends, frontiers, watermark_ms):
         c = self.comparison
         base, cand = self._windows
-        b = [base[e] for e in ends]
-        k = [cand[e] for e in ends]
-        cols = evaluate(
-            c,
-            np.array(ends, dtype=np.int64),
-            _arrays(b),
-            (*_arrays(k), np.array([w.paired for w in k], dtype=np.float64).reshape(-1, 6)),
-            np.array(frontiers, dtype=np.int64),
-        )
+        all_ends = np.array(ends, dtype=np.int64)
+        parts = []
+        # frontiers in chunks, each with the windows its lookbacks reach: the mask is
+        # (chunk x windows), not (history x history), however long a bounded history is
+        for at in range(0, len(frontiers), _CHUNK):
+            chunk = np.array(frontiers[at : at + _CHUNK], dtype=np.int64)
+            lo = np.searchsorted(all_ends, chunk[0] - c.lookback_s * 1000, side="right")
+            hi = np.searchsorted(all_ends, chunk[-1], side="right")
+            b = [base[e] for e in ends[lo:hi]]
+            k = [cand[e] for e in ends[lo:hi]]
+            paired = np.array([w.paired for w in k], dtype=np.float64).reshape(-1, 6)
+            parts.append(evaluate(c, all_ends[lo:hi], _arrays(b), (*_arrays(k), paired), chunk))
+        cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         results, transitions = [], []
         for i, frontier in enumerate(frontiers):
             col = {k: v[i] for k, v in cols.items()}

@@ -15,6 +15,7 @@ import dataclasses
 import math
 
 from msewatch.transforms.durations import format_duration, parse_duration_seconds
+from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.slo.patterns import matches
 from msewatch.transforms.slo.spec import _NAME, SEVERITIES, InvalidValue, check_slices
 
@@ -106,7 +107,7 @@ class Comparison:
         _one_of(self.severity, "severity", SEVERITIES)
         check_slices(self.slices)
         for i, pattern in enumerate(self.slices):
-            if f"{VERSION_KEY}=" in pattern:
+            if VERSION_KEY in dict(parse_slice_name(pattern)):
                 raise InvalidValue(
                     f"slices[{i}]",
                     f"leave out {VERSION_KEY} (baseline and candidate choose it); got {pattern!r}",
