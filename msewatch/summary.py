@@ -151,11 +151,14 @@ def render(output_dir: str, outcomes) -> str:
     lines.extend(_firing(output_dir))
     lines.extend(_comparisons(output_dir))
     lines.append("")
+    tables = ["metrics", "dead_letter", "outcomes", "alerts", "slo_status", "comparisons"]
+    present = tables[:3] + [t for t in tables[3:] if os.path.isdir(os.path.join(output_dir, t))]
     lines.append(
-        f"Tables: {output_dir}/metrics, {output_dir}/dead_letter, {output_dir}/outcomes; "
-        f"{output_dir}/summary.json"
+        f"Tables: {', '.join(f'{output_dir}/{t}' for t in present)}; {output_dir}/summary.json"
     )
     lines.append(f"Worst slices: msewatch query {output_dir} worst")
+    if "comparisons" in present:
+        lines.append(f"Comparisons: msewatch compare {output_dir}")
     return "\n".join(lines)
 
 
