@@ -316,25 +316,34 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     )
     near_preds, other_preds = _split_pending(state.preds, ids)
     near_labels, other_labels = _split_pending(state.labels, ids)
-    near_tombs, other_tombs = state.tombs.split(ids)
+    near_tombs, tomb_rows = state.tombs.find(ids)
+    outliving = matching.outliving(near_tombs, preds, labels)
     near = ShardState(near_preds, near_labels, near_tombs)
-    near, examples, counts = _step(near, preds, labels, config)
+    near, examples, counts = _step(near, preds, labels, config, outliving)
+    if outliving[2].any():  # some of the id's tombstones are forgotten: rewrite them all
+        tombs = state.tombs.drop(tomb_rows).merge(near.tombs)
+    else:  # the batch kept them (the first rows of near.tombs) and added the rest
+        tombs = state.tombs.merge(near.tombs.slice(near_tombs.num_rows))
     state = ShardState(
         preds=_concat([other_preds, near.preds], other_preds.schema),
         labels=_concat([other_labels, near.labels], WAITING_LABELS),
-        tombs=other_tombs.merge(near.tombs),
+        tombs=tombs,
     )
     return state, examples, counts
 
 
-def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
+def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig, outliving):
     """:func:`_step_records`, in two passes when some records outlive a tombstone.
 
     A batch may hold an id's records from before and from after a tombstone's
     ``forget_at_ms``: the earlier ones meet the tombstone (duplicate, late_label), the
     later ones come once it is forgotten, as they would in two batches.
+
+    ``outliving`` is ``matching.outliving(state.tombs, preds, labels)``. The state's
+    tombstones come back first in the new state's, in their order, unless one of them
+    is outlived (``_step_records`` keeps them and appends the new ones).
     """
-    outliving_preds, outliving_labels, _ = matching.outliving(state.tombs, preds, labels)
+    outliving_preds, outliving_labels, _ = outliving
     if not (outliving_preds.any() or outliving_labels.any()):
         return _step_records(state, preds, labels, config)
     early = pa.array(~outliving_preds), pa.array(~outliving_labels)

@@ -82,29 +82,29 @@ def hash_versions(versions: pa.Array | pa.ChunkedArray) -> np.ndarray:
 class TombSet:
     """Tombstones sorted by the first hash of their id, one numpy array per column.
 
+    Two sorted runs: the *main* rows and the *recent* rows, all newer than the main
+    ones. :meth:`merge` inserts into the small recent run and folds it into the main
+    run only when it grows past :func:`_recent_limit`, so a batch adding ``m`` rows
+    to ``n`` copies about ``m + sqrt(n m)`` rows rather than all ``n``. Read together,
+    the two runs are the rows sorted by hash, older first among equal hashes.
+
     Immutable: every method returns a new set (arrays may be shared, never written).
     """
 
-    __slots__ = ("_cols",)
+    __slots__ = ("_main", "_recent")
 
-    def __init__(self, cols: dict[str, np.ndarray]):
-        self._cols = cols
+    def __init__(self, main: dict[str, np.ndarray], recent: dict[str, np.ndarray] | None = None):
+        self._main = main
+        self._recent = _empty_cols() if recent is None else recent
 
     @classmethod
     def empty(cls) -> TombSet:
-        return cls({name: np.empty(0, dtype=dt) for name, dt in _COLUMNS})
+        return cls(_empty_cols())
 
     @classmethod
     def from_table(cls, table: pa.Table) -> TombSet:
         """From rows in :data:`TOMBS_SCHEMA` (their order is kept among equal hashes)."""
-        if table.num_rows == 0:
-            return cls.empty()
-        h1, h2 = hash_ids(table.column("prediction_id"))
-        cols = {"h1": h1, "h2": h2}
-        for name, dt in _COLUMNS[2:]:
-            cols[name] = table.column(name).to_numpy(zero_copy_only=False).astype(dt, copy=False)
-        order = np.argsort(h1, kind="stable")
-        return cls({name: col[order] for name, col in cols.items()})
+        return cls(_cols_from_table(table))
 
     @classmethod
     def from_bytes(cls, data) -> TombSet:
@@ -119,20 +119,64 @@ class TombSet:
     def write_to(self, sink: pa.NativeFile) -> None:
         """Writes the columns, one after the other, to ``sink`` (read by
         :meth:`from_bytes`) without an intermediate copy."""
+        cols = _merge_cols(self._main, self._recent)
         for name, _ in _COLUMNS:
-            col = np.ascontiguousarray(self._cols[name])
+            col = np.ascontiguousarray(cols[name])
             if len(col):
                 sink.write(pa.py_buffer(col))
 
     @property
     def num_rows(self) -> int:
-        return len(self._cols["h1"])
+        return len(self._main["h1"]) + len(self._recent["h1"])
 
     def max_forget_at_ms(self) -> int | None:
-        return int(self._cols["forget_at_ms"].max()) if self.num_rows else None
+        if not self.num_rows:
+            return None
+        return int(max(col["forget_at_ms"].max(initial=_INT64_MIN) for col in self._runs()))
 
-    def _take(self, rows: np.ndarray) -> TombSet:
-        return TombSet({name: col[rows] for name, col in self._cols.items()})
+    def _runs(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return self._main, self._recent
+
+    def find(self, ids: pa.Array) -> tuple[pa.Table, tuple[np.ndarray, np.ndarray]]:
+        """``(tombstones of these ids as a TOMBS_SCHEMA table, where they are)``.
+
+        The table's rows are in hash order, older first among an id's rows; the
+        second value (row numbers in the main and in the recent run) is for
+        :meth:`drop`.
+
+        Args:
+            ids: distinct prediction ids (e.g. of one batch).
+        """
+        none = np.empty(0, dtype=np.int64)
+        if self.num_rows == 0 or len(ids) == 0:
+            return TOMBS_SCHEMA.empty_table(), (none, none)
+        h1, h2 = hash_ids(ids)
+        found = [_search(run, h1, h2) for run in self._runs()]
+        rows = tuple(cand for cand, _ in found)
+        n_main = len(rows[0])
+        if n_main + len(rows[1]) == 0:
+            return TOMBS_SCHEMA.empty_table(), (none, none)
+        hits = list(zip(self._runs(), rows, strict=True))
+        cand_h1 = np.concatenate([run["h1"][cand] for run, cand in hits])
+        run_of = np.arange(len(cand_h1)) >= n_main  # main rows first among equal hashes
+        order = np.lexsort((np.concatenate(rows), run_of, cand_h1))
+        which = np.concatenate([w for _, w in found])[order]
+        cols = {"prediction_id": ids.take(pa.array(which, type=pa.int64()))}
+        for name in TOMBS_SCHEMA.names[1:]:
+            values = [run[name][cand] for run, cand in hits]
+            cols[name] = np.concatenate(values)[order]
+        return pa.table(cols, schema=TOMBS_SCHEMA), rows
+
+    def drop(self, rows: tuple[np.ndarray, np.ndarray]) -> TombSet:
+        """Without the rows :meth:`find` returned."""
+        if len(rows[0]) + len(rows[1]) == 0:
+            return self
+        kept = []
+        for run, cand in zip(self._runs(), rows, strict=True):
+            keep = np.ones(len(run["h1"]), dtype=bool)
+            keep[cand] = False
+            kept.append(_take(run, keep) if len(cand) else run)
+        return TombSet(*kept)
 
     def split(self, ids: pa.Array) -> tuple[pa.Table, TombSet]:
         """``(tombstones of these ids as a TOMBS_SCHEMA table, all the others)``.
@@ -140,50 +184,86 @@ class TombSet:
         Args:
             ids: distinct prediction ids (e.g. of one batch).
         """
-        n = self.num_rows
-        if n == 0 or len(ids) == 0:
-            return TOMBS_SCHEMA.empty_table(), self
-        h1, h2 = hash_ids(ids)
-        lo = np.searchsorted(self._cols["h1"], h1, side="left")
-        hi = np.searchsorted(self._cols["h1"], h1, side="right")
-        counts = hi - lo
-        which = np.repeat(np.arange(len(ids)), counts)  # candidate -> id
-        starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
-        cand = starts + np.arange(len(which))  # candidate row numbers
-        hit = self._cols["h2"][cand] == h2[which]
-        cand, which = cand[hit], which[hit]
-        if len(cand) == 0:
-            return TOMBS_SCHEMA.empty_table(), self
-        order = np.argsort(cand, kind="stable")  # insertion order among an id's rows
-        cand, which = cand[order], which[order]
-        cols = {"prediction_id": ids.take(pa.array(which, type=pa.int64()))}
-        for name in TOMBS_SCHEMA.names[1:]:
-            cols[name] = self._cols[name][cand]
-        table = pa.table(cols, schema=TOMBS_SCHEMA)
-        keep = np.ones(n, dtype=bool)
-        keep[cand] = False
-        return table, self._take(keep)
+        table, rows = self.find(ids)
+        return table, self.drop(rows)
 
     def merge(self, table: pa.Table) -> TombSet:
         """These tombstones plus the rows of ``table`` (placed after equal hashes)."""
         if table.num_rows == 0:
             return self
-        new = TombSet.from_table(table)
-        n, m = self.num_rows, new.num_rows
-        if n == 0:
-            return new
-        at = np.searchsorted(self._cols["h1"], new._cols["h1"], side="right") + np.arange(m)
-        is_old = np.ones(n + m, dtype=bool)
-        is_old[at] = False
-        cols = {}
-        for name, dt in _COLUMNS:
-            out = np.empty(n + m, dtype=dt)
-            out[at] = new._cols[name]
-            out[is_old] = self._cols[name]
-            cols[name] = out
-        return TombSet(cols)
+        recent = _merge_cols(self._recent, _cols_from_table(table))
+        n_main = len(self._main["h1"])
+        if len(recent["h1"]) <= _recent_limit(n_main):
+            return TombSet(self._main, recent)
+        return TombSet(_merge_cols(self._main, recent))
 
     def forget_until(self, now_ms: int) -> TombSet:
         """Without the tombstones whose ``forget_at_ms`` is at or before ``now_ms``."""
-        keep = self._cols["forget_at_ms"] > now_ms
-        return self if keep.all() else self._take(keep)
+        keep = [run["forget_at_ms"] > now_ms for run in self._runs()]
+        if all(k.all() for k in keep):
+            return self
+        return TombSet(*(_take(run, k) for run, k in zip(self._runs(), keep, strict=True)))
+
+
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+def _recent_limit(n_main: int) -> int:
+    """How many rows the recent run may hold before it is folded into the main run:
+    about ``n_main / 8``, at least 4096 (so a set of ``n`` rows is rewritten once per
+    ``n / 8`` added rows)."""
+    return max(4096, n_main // 8)
+
+
+def _empty_cols() -> dict[str, np.ndarray]:
+    return {name: np.empty(0, dtype=dt) for name, dt in _COLUMNS}
+
+
+def _cols_from_table(table: pa.Table) -> dict[str, np.ndarray]:
+    """Sorted columns of rows in :data:`TOMBS_SCHEMA` (order kept among equal hashes)."""
+    if table.num_rows == 0:
+        return _empty_cols()
+    h1, h2 = hash_ids(table.column("prediction_id"))
+    cols = {"h1": h1, "h2": h2}
+    for name, dt in _COLUMNS[2:]:
+        cols[name] = table.column(name).to_numpy(zero_copy_only=False).astype(dt, copy=False)
+    order = np.argsort(h1, kind="stable")
+    return {name: col[order] for name, col in cols.items()}
+
+
+def _take(cols: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: col[rows] for name, col in cols.items()}
+
+
+def _search(cols: dict[str, np.ndarray], h1: np.ndarray, h2: np.ndarray):
+    """``(rows, which)``: the rows of ``cols`` whose hashes equal an id's, in row
+    order, and the number of that id."""
+    lo = np.searchsorted(cols["h1"], h1, side="left")
+    hi = np.searchsorted(cols["h1"], h1, side="right")
+    counts = hi - lo
+    which = np.repeat(np.arange(len(h1)), counts)  # candidate -> id
+    starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+    cand = starts + np.arange(len(which))  # candidate row numbers
+    hit = cols["h2"][cand] == h2[which]
+    cand, which = cand[hit], which[hit]
+    order = np.argsort(cand, kind="stable")
+    return cand[order].astype(np.int64), which[order]
+
+
+def _merge_cols(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Both sorted runs in one, ``new``'s rows after ``old``'s among equal hashes."""
+    n, m = len(old["h1"]), len(new["h1"])
+    if m == 0:
+        return old
+    if n == 0:
+        return new
+    at = np.searchsorted(old["h1"], new["h1"], side="right") + np.arange(m)
+    is_old = np.ones(n + m, dtype=bool)
+    is_old[at] = False
+    cols = {}
+    for name, dt in _COLUMNS:
+        out = np.empty(n + m, dtype=dt)
+        out[at] = new[name]
+        out[is_old] = old[name]
+        cols[name] = out
+    return cols
