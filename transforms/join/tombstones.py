@@ -84,8 +84,9 @@ class TombSet:
 
     Two sorted runs: the *main* rows and the *recent* rows, all newer than the main
     ones. :meth:`merge` inserts into the small recent run and folds it into the main
-    run only when it grows past :func:`_recent_limit`, so a batch adding ``m`` rows
-    to ``n`` copies about ``m + sqrt(n m)`` rows rather than all ``n``. Read together,
+    run only when it grows past :func:`_recent_limit` (``n / 8`` rows), so a batch
+    adding ``m`` rows to ``n`` copies the recent run and, amortized, ``8 m`` rows of
+    the main run, rather than all ``n`` rows every time. Read together,
     the two runs are the rows sorted by hash, older first among equal hashes.
 
     Immutable: every method returns a new set (arrays may be shared, never written).
@@ -151,7 +152,8 @@ class TombSet:
         if self.num_rows == 0 or len(ids) == 0:
             return TOMBS_SCHEMA.empty_table(), (none, none)
         h1, h2 = hash_ids(ids)
-        found = [_search(run, h1, h2) for run in self._runs()]
+        by_hash = np.argsort(h1)  # sorted needles: searchsorted is ~2x faster
+        found = [_search(run, h1[by_hash], h2[by_hash]) for run in self._runs()]
         rows = tuple(cand for cand, _ in found)
         n_main = len(rows[0])
         if n_main + len(rows[1]) == 0:
@@ -160,7 +162,7 @@ class TombSet:
         cand_h1 = np.concatenate([run["h1"][cand] for run, cand in hits])
         run_of = np.arange(len(cand_h1)) >= n_main  # main rows first among equal hashes
         order = np.lexsort((np.concatenate(rows), run_of, cand_h1))
-        which = np.concatenate([w for _, w in found])[order]
+        which = by_hash[np.concatenate([w for _, w in found])[order]]
         cols = {"prediction_id": ids.take(pa.array(which, type=pa.int64()))}
         for name in TOMBS_SCHEMA.names[1:]:
             values = [run[name][cand] for run, cand in hits]
