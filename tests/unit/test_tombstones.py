@@ -99,6 +99,42 @@ def _check_against_rows(batches, wanted, now, *, round_trip: bool):
     assert tombs.max_forget_at_ms() == (max(r[_FORGET] for r in reference) if reference else None)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.lists(_row, max_size=8), st.integers(0, 1000)), max_size=6),
+    st.booleans(),
+    st.integers(0, 8),
+)
+def test_lazily_forgotten_rows_are_gone(steps, compact, limit):
+    # Reference: rows in insertion order, minus those forgotten. A row merged after a
+    # forget_until whose now is past its forget_at_ms stays until the next one.
+    reference: list[tuple] = []
+    tombs = TombSet.empty()
+    with (
+        mock.patch.object(tombstones, "_compact_dead", lambda dead, stored: compact),
+        mock.patch.object(tombstones, "_recent_limit", lambda n_main: limit),
+    ):
+        for batch, now in steps:
+            tombs = tombs.merge(_table(batch))
+            reference += batch
+            assert _by_id(_all(tombs)) == _by_id(reference)
+            tombs = tombs.forget_until(now)
+            reference = [r for r in reference if r[_FORGET] > now]
+            assert tombs.num_rows == len(reference)
+            assert _by_id(_all(tombs)) == _by_id(reference)
+            assert _by_id(_all(_state_cell_round_trip(tombs))) == _by_id(reference)
+            expected_max = max(r[_FORGET] for r in reference) if reference else None
+            assert tombs.max_forget_at_ms() == expected_max
+
+
+def _by_id(rows: list[tuple]) -> dict[str, list[tuple]]:
+    """Each id's rows, in the order listed (a lookup lists them oldest first)."""
+    out: dict[str, list[tuple]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(r)
+    return out
+
+
 def test_split_of_absent_ids_and_of_an_empty_set():
     tombs = TombSet.empty().merge(_table([("a", 7, True, 2.5, 3, 5, True)]))
     near, rest = tombs.split(pa.array(["zzz"]))

@@ -30,6 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+_INT64_MIN = int(np.iinfo(np.int64).min)
+
 TOMBS_SCHEMA = pa.schema(
     [
         ("prediction_id", pa.string()),
@@ -89,14 +91,28 @@ class TombSet:
     the main run, rather than all ``n`` rows every time. Read together,
     the two runs are the rows sorted by hash, older first among equal hashes.
 
+    :meth:`forget_until` forgets lazily: rows whose ``forget_at_ms`` is at or before
+    the last ``now_ms`` it was given are *dead* (no method returns or counts them) and
+    are removed only once they are more than an eighth of the rows
+    (:func:`_compact_dead`), so a timer firing that forgets a few rows does not copy
+    all of them.
+
     Immutable: every method returns a new set (arrays may be shared, never written).
     """
 
-    __slots__ = ("_main", "_recent")
+    __slots__ = ("_dead", "_dead_until_ms", "_main", "_recent")
 
-    def __init__(self, main: dict[str, np.ndarray], recent: dict[str, np.ndarray] | None = None):
+    def __init__(
+        self,
+        main: dict[str, np.ndarray],
+        recent: dict[str, np.ndarray] | None = None,
+        dead_until_ms: int = _INT64_MIN,
+        dead: int = 0,
+    ):
         self._main = main
         self._recent = _empty_cols() if recent is None else recent
+        self._dead_until_ms = dead_until_ms  # rows forgotten at or before it are dead
+        self._dead = dead  # how many rows are dead
 
     @classmethod
     def empty(cls) -> TombSet:
@@ -120,7 +136,8 @@ class TombSet:
     def write_to(self, sink: pa.NativeFile) -> None:
         """Writes the columns, one after the other, to ``sink`` (read by
         :meth:`from_bytes`) without an intermediate copy."""
-        cols = _merge_cols(self._main, self._recent)
+        live = self._without_dead()
+        cols = _merge_cols(live._main, live._recent)
         for name, _ in _COLUMNS:
             col = np.ascontiguousarray(cols[name])
             if len(col):
@@ -128,11 +145,15 @@ class TombSet:
 
     @property
     def num_rows(self) -> int:
+        return self._stored_rows() - self._dead
+
+    def _stored_rows(self) -> int:
         return len(self._main["h1"]) + len(self._recent["h1"])
 
     def max_forget_at_ms(self) -> int | None:
         if not self.num_rows:
             return None
+        # a dead row's forget_at_ms is below every live row's
         return int(max(col["forget_at_ms"].max(initial=_INT64_MIN) for col in self._runs()))
 
     def _runs(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -153,7 +174,9 @@ class TombSet:
             return TOMBS_SCHEMA.empty_table(), (none, none)
         h1, h2 = hash_ids(ids)
         by_hash = np.argsort(h1)  # sorted needles: searchsorted is ~2x faster
-        found = [_search(run, h1[by_hash], h2[by_hash]) for run in self._runs()]
+        found = [
+            _search(run, h1[by_hash], h2[by_hash], self._dead_until_ms) for run in self._runs()
+        ]
         rows = tuple(cand for cand, _ in found)
         n_main = len(rows[0])
         if n_main + len(rows[1]) == 0:
@@ -178,7 +201,7 @@ class TombSet:
             keep = np.ones(len(run["h1"]), dtype=bool)
             keep[cand] = False
             kept.append(_take(run, keep) if len(cand) else run)
-        return TombSet(*kept)
+        return TombSet(*kept, self._dead_until_ms, self._dead)
 
     def split(self, ids: pa.Array) -> tuple[pa.Table, TombSet]:
         """``(tombstones of these ids as a TOMBS_SCHEMA table, all the others)``.
@@ -193,21 +216,38 @@ class TombSet:
         """These tombstones plus the rows of ``table`` (placed after equal hashes)."""
         if table.num_rows == 0:
             return self
-        recent = _merge_cols(self._recent, _cols_from_table(table))
-        n_main = len(self._main["h1"])
+        new = _cols_from_table(table)
+        base = self
+        if (new["forget_at_ms"] <= self._dead_until_ms).any():  # new rows are not dead
+            base = self._without_dead()
+        recent = _merge_cols(base._recent, new)
+        n_main = len(base._main["h1"])
         if len(recent["h1"]) <= _recent_limit(n_main):
-            return TombSet(self._main, recent)
-        return TombSet(_merge_cols(self._main, recent))
+            return TombSet(base._main, recent, base._dead_until_ms, base._dead)
+        return TombSet(_merge_cols(base._main, recent), None, base._dead_until_ms, base._dead)
 
     def forget_until(self, now_ms: int) -> TombSet:
         """Without the tombstones whose ``forget_at_ms`` is at or before ``now_ms``."""
-        keep = [run["forget_at_ms"] > now_ms for run in self._runs()]
-        if all(k.all() for k in keep):
+        if now_ms <= self._dead_until_ms:
             return self
-        return TombSet(*(_take(run, k) for run, k in zip(self._runs(), keep, strict=True)))
+        dead = sum(int(np.count_nonzero(run["forget_at_ms"] <= now_ms)) for run in self._runs())
+        forgotten = TombSet(self._main, self._recent, now_ms, dead)
+        if _compact_dead(dead, self._stored_rows()):
+            return forgotten._without_dead()
+        return forgotten
+
+    def _without_dead(self) -> TombSet:
+        """The same rows with the dead ones removed."""
+        if self._dead == 0:
+            return TombSet(self._main, self._recent)
+        runs = (_take(run, run["forget_at_ms"] > self._dead_until_ms) for run in self._runs())
+        return TombSet(*runs)
 
 
-_INT64_MIN = np.iinfo(np.int64).min
+def _compact_dead(dead: int, stored: int) -> bool:
+    """Whether to remove the dead rows now: when they are more than an eighth of the
+    stored rows (so a set of ``n`` rows is rewritten once per ``n / 8`` forgotten)."""
+    return dead * 8 > stored
 
 
 def _recent_limit(n_main: int) -> int:
@@ -237,16 +277,16 @@ def _take(cols: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray
     return {name: col[rows] for name, col in cols.items()}
 
 
-def _search(cols: dict[str, np.ndarray], h1: np.ndarray, h2: np.ndarray):
-    """``(rows, which)``: the rows of ``cols`` whose hashes equal an id's, in row
-    order, and the number of that id."""
+def _search(cols: dict[str, np.ndarray], h1: np.ndarray, h2: np.ndarray, dead_until_ms: int):
+    """``(rows, which)``: the rows of ``cols`` whose hashes equal an id's and that
+    are not forgotten by ``dead_until_ms``, in row order, and the number of that id."""
     lo = np.searchsorted(cols["h1"], h1, side="left")
     hi = np.searchsorted(cols["h1"], h1, side="right")
     counts = hi - lo
     which = np.repeat(np.arange(len(h1)), counts)  # candidate -> id
     starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
     cand = starts + np.arange(len(which))  # candidate row numbers
-    hit = cols["h2"][cand] == h2[which]
+    hit = (cols["h2"][cand] == h2[which]) & (cols["forget_at_ms"][cand] > dead_until_ms)
     cand, which = cand[hit], which[hit]
     order = np.argsort(cand, kind="stable")
     return cand[order].astype(np.int64), which[order]
