@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from msewatch.schemas.records import ExampleKind
 from msewatch.transforms.join import kernel as jk
+from msewatch.transforms.join.bounded import resolve_bounded
 from tests.harness import H, labels, predictions
 from tests.join_replay import labeled_rows, run_streaming
 
@@ -47,7 +48,7 @@ def test_bounded_outcomes_cover_every_case():
             {"id": "dup", "t": 10, "y": 9.0},  # earlier label_time: this one wins
         ]
     )
-    ex, counts = jk.resolve_bounded(preds, labs, CFG)
+    ex, counts = resolve_bounded(preds, labs, CFG)
     assert counts == {
         "prediction_joined": 2,
         "prediction_expired": 2,
@@ -193,7 +194,7 @@ def test_conservation_and_streaming_equals_bounded(records, batch, grid):
         [{"id": f"i{i}", "t": t, "mv": v, "y": k} for k, (i, t, v) in enumerate(pred_recs)]
     )
     labs = labels([{"id": f"i{i}", "t": t, "y": 100 + k} for k, (i, t) in enumerate(label_recs)])
-    bounded_ex, bounded = jk.resolve_bounded(preds, labs, CFG)
+    bounded_ex, bounded = resolve_bounded(preds, labs, CFG)
     streamed, streamed_ex = run_streaming(preds, labs, batch, CFG)
     # The same replay with timers on a coarse grid (any grid shorter than label_ttl).
     coarse, coarse_ex = run_streaming(

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from msewatch.transforms.join import kernel as jk
+from msewatch.transforms.join.bounded import resolve_bounded
 from msewatch.transforms.metrics.paired import pair_rows
 from tests.harness import H, labels, predictions
 from tests.join_replay import labeled_rows, run_streaming
@@ -30,7 +31,7 @@ def _counts(**kw) -> dict[str, int]:
 def _both_ways(preds: pa.Table, labs: pa.Table, one_step: bool = True):
     """Bounded, then streaming one record per step (exact and 1 h timer grids), then
     (``one_step``) all records in one step: ``[(counts, LABELED rows), ...]``."""
-    examples, counts = jk.resolve_bounded(preds, labs, CFG)
+    examples, counts = resolve_bounded(preds, labs, CFG)
     runs = [(counts, labeled_rows(examples))]
     for cfg, batch in ((CFG, 1), (COARSE, 1), (CFG, 1000))[: 3 if one_step else 2]:
         counts, examples = run_streaming(preds, labs, batch, cfg)
@@ -144,7 +145,7 @@ def test_a_shadow_prediction_arriving_after_its_label_joined_is_still_scored():
     assert c3 == _counts(prediction_expired=1)  # v3
     total = {k: c1[k] + c2[k] + c3[k] for k in c1}
     everything = pa.concat_tables([v1, late])
-    bounded_ex, bounded = jk.resolve_bounded(everything, labs, CFG)
+    bounded_ex, bounded = resolve_bounded(everything, labs, CFG)
     assert bounded == total == _counts(prediction_joined=2, prediction_expired=1, label_joined=1)
     assert labeled_rows(bounded_ex) == labeled_rows(pa.concat_tables([first, second]))
 

@@ -51,17 +51,10 @@ deadline) gives the same outcomes as the exact one, as long as the grid is short
 than ``label_ttl`` (tested). The LABELED examples one label scores in one batch come
 out in one output batch (``transforms/metrics/paired.py`` pairs versions there).
 
-Bounded rules (:func:`resolve_bounded`): all records are known at once. The first
-prediction of an ``(id, version)`` is the one with the earliest event_time, the first
-label of an id the one with the earliest label_time, ties broken by ingest position.
-The first label joins each first prediction of its id whose lag is at most
-``label_ttl``; the others expire. The label is ``joined`` if it joined one,
-``late_label`` if its id has predictions but it joined none, ``orphan_label`` if its
-id has no prediction in the input. With timely watermarks (records arriving in time
-order) the streaming rules give the same outcomes, except for a label more than
-``orphan_ttl`` older than a prediction of its id (clock skew beyond the orphan TTL),
-which streaming does not join to it and bounded does, and for records of one id
-spanning ``2 * label_ttl`` or more (streaming forgets the tombstones).
+The bounded rules (all records known at once) are in ``bounded.py``
+(:func:`~msewatch.transforms.join.bounded.resolve_bounded`); they share
+:class:`JoinConfig`, :data:`JOIN_COUNTERS` and the helpers that count outcomes
+(:func:`join_counts`) and build EXAMPLES rows (:func:`example_rows`) with these.
 """
 
 from __future__ import annotations
@@ -191,7 +184,8 @@ class ShardState:
         return self  # immutable (see above)
 
 
-def _counts(**kw) -> dict[str, int]:
+def join_counts(**kw) -> dict[str, int]:
+    """The :data:`JOIN_COUNTERS` counts: every name 0, except those given as keywords."""
     out = dict.fromkeys(JOIN_COUNTERS, 0)
     for k, v in kw.items():
         out[k] += int(v)
@@ -202,7 +196,21 @@ def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return {k: a[k] + b[k] for k in JOIN_COUNTERS}
 
 
-def _examples(config: JoinConfig, kind: int, preds: pa.Table, y_true=None, lag_s=None) -> pa.Table:
+def example_rows(
+    config: JoinConfig, kind: int, preds: pa.Table, y_true=None, lag_s=None
+) -> pa.Table:
+    """EXAMPLES rows (``config.example_schema``) of one ``kind``, one per prediction.
+
+    Args:
+        config: the join settings (the segment columns).
+        kind: an :class:`~msewatch.schemas.records.ExampleKind`.
+        preds: the predictions (prediction schema).
+        y_true: the labels' values, one per prediction; NaN when None.
+        lag_s: the label lags in seconds, one per prediction; NaN when None.
+
+    Returns:
+        The examples, in the order of ``preds``.
+    """
     n = preds.num_rows
     nan = np.full(n, np.nan)
     cols = {
@@ -216,71 +224,12 @@ def _examples(config: JoinConfig, kind: int, preds: pa.Table, y_true=None, lag_s
     return pa.table(cols, schema=config.example_schema)
 
 
-def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+def concat_tables(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The non-empty ``tables`` in one chunk, or an empty ``schema`` table if none."""
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables).combine_chunks()
-
-
-def _sort(table: pa.Table, time_col: str) -> pa.Table:
-    return table.take(pc.sort_indices(table, [(time_col, "ascending"), ("position", "ascending")]))
-
-
-def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
-    """Joins every prediction and label of a bounded input at once.
-
-    Args:
-        preds: all valid predictions of one shard (prediction schema).
-        labels: all valid labels of one shard (LABELS schema).
-        config: the join settings.
-
-    Returns:
-        ``(examples, counts)``: EXAMPLES rows (one ARRIVED per distinct prediction,
-        then one LABELED or EXPIRED each) and the outcome counts.
-    """
-    preds = _sort(preds, "event_time_ms")
-    labels = _sort(labels, "label_time_ms")
-    first_preds = preds.filter(
-        matching.first_mask(preds.column("prediction_id"), preds.column("model_version"))
-    )
-    first_labels = labels.filter(matching.first_mask(labels.column("prediction_id")))
-
-    found, label_row = matching.lookup(
-        first_preds.column("prediction_id"), first_labels.column("prediction_id")
-    )
-    lag_ms = np.zeros(first_preds.num_rows, dtype=np.int64)
-    if found.any():
-        label_time = first_labels.column("label_time_ms").to_numpy()[label_row]
-        lag_ms = label_time - first_preds.column("event_time_ms").to_numpy()
-    joined = found & (lag_ms <= config.label_ttl_ms)
-    label_joined = np.bincount(label_row[joined], minlength=first_labels.num_rows) > 0
-    label_met = matching.is_in(first_labels.column("prediction_id"), first_preds)
-
-    examples = _concat(
-        [
-            _examples(config, ExampleKind.ARRIVED, first_preds),
-            _examples(
-                config,
-                ExampleKind.LABELED,
-                first_preds.filter(joined),
-                y_true=first_labels.column("y_true").to_numpy()[label_row[joined]],
-                lag_s=lag_ms[joined] / 1000.0,
-            ),
-            _examples(config, ExampleKind.EXPIRED, first_preds.filter(~joined)),
-        ],
-        config.example_schema,
-    )
-    counts = _counts(
-        prediction_joined=joined.sum(),
-        prediction_expired=first_preds.num_rows - joined.sum(),
-        prediction_duplicate=preds.num_rows - first_preds.num_rows,
-        label_joined=label_joined.sum(),
-        label_late=(label_met & ~label_joined).sum(),
-        label_orphan=(~label_met).sum(),
-        label_duplicate=labels.num_rows - first_labels.num_rows,
-    )
-    return examples, counts
 
 
 def _split_pending(table: pa.Table, value_set: pa.Array) -> tuple[pa.Table, pa.Table]:
@@ -325,8 +274,8 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     else:  # the batch kept them (the first rows of near.tombs) and added the rest
         tombs = state.tombs.merge(near.tombs.slice(near_tombs.num_rows))
     state = ShardState(
-        preds=_concat([other_preds, near.preds], other_preds.schema),
-        labels=_concat([other_labels, near.labels], WAITING_LABELS),
+        preds=concat_tables([other_preds, near.preds], other_preds.schema),
+        labels=concat_tables([other_labels, near.labels], WAITING_LABELS),
         tombs=tombs,
     )
     return state, examples, counts
@@ -353,7 +302,7 @@ def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConf
     later_preds = preds.filter(pa.array(outliving_preds))
     later_labels = labels.filter(pa.array(outliving_labels))
     state, second, more = _step_records(state, later_preds, later_labels, config)
-    return state, _concat([first, second], config.example_schema), _add_counts(counts, more)
+    return state, concat_tables([first, second], config.example_schema), _add_counts(counts, more)
 
 
 def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig):
@@ -365,7 +314,7 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
     known = matching.known_predictions(preds, state.preds, tombs)
     first = matching.first_mask(preds.column("prediction_id"), preds.column("model_version"))
     new_preds = preds.filter(first & ~known)
-    pending = _concat([state.preds, new_preds], state.preds.schema)
+    pending = concat_tables([state.preds, new_preds], state.preds.schema)
 
     ids = labels.column("prediction_id")
     seen, met = matching.label_tombstones(labels, tombs)
@@ -373,7 +322,7 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
     new_labels = labels.filter(~duplicate).append_column(
         "met_prediction", pa.array(met[~duplicate])
     )
-    waiting = _concat([state.labels, new_labels], WAITING_LABELS)
+    waiting = concat_tables([state.labels, new_labels], WAITING_LABELS)
 
     match = matching.match_labels(
         pending,
@@ -387,10 +336,10 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
     joined = pending.filter(match.joined)
     label_time = match.label_time_ms[match.joined]
     pred_time = joined.column("event_time_ms").to_numpy()
-    examples = _concat(
+    examples = concat_tables(
         [
-            _examples(config, ExampleKind.ARRIVED, new_preds),
-            _examples(
+            example_rows(config, ExampleKind.ARRIVED, new_preds),
+            example_rows(
                 config,
                 ExampleKind.LABELED,
                 joined,
@@ -412,7 +361,7 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
         label_time_ms=label_time,
         forget_at_ms=pred_time + 2 * config.label_ttl_ms,
     )
-    counts = _counts(
+    counts = join_counts(
         prediction_duplicate=preds.num_rows - new_preds.num_rows,
         prediction_joined=match.joined.sum(),
         label_duplicate=duplicate.sum(),
@@ -421,7 +370,7 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
     state = ShardState(
         preds=pending.filter(~match.joined),
         labels=waiting.filter(~match.label_joined),
-        tombs=_concat([tombs, joined_tombs], TOMBS_SCHEMA),
+        tombs=concat_tables([tombs, joined_tombs], TOMBS_SCHEMA),
     )
     return state, examples, counts
 
@@ -464,12 +413,12 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
     p_due = state.preds.column("event_time_ms").to_numpy() + config.label_ttl_ms + 1 <= now_ms
     l_due = state.labels.column("label_time_ms").to_numpy() + config.orphan_ttl_ms + 1 <= now_ms
     gone = state.preds.filter(p_due)
-    expired_ex = _examples(config, ExampleKind.EXPIRED, gone)
+    expired_ex = example_rows(config, ExampleKind.EXPIRED, gone)
     ended = state.labels.filter(l_due)
     late = ended.column("met_prediction").to_numpy(zero_copy_only=False)
     gone_time = gone.column("event_time_ms").to_numpy()
     ended_time = ended.column("label_time_ms").to_numpy()
-    new_tombs = _concat(
+    new_tombs = concat_tables(
         [
             _tombstones(
                 gone,
@@ -489,7 +438,7 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
         TOMBS_SCHEMA,
     )
     new_tombs = new_tombs.filter(new_tombs.column("forget_at_ms").to_numpy() > now_ms)
-    counts = _counts(
+    counts = join_counts(
         prediction_expired=p_due.sum(), label_late=late.sum(), label_orphan=(~late).sum()
     )
     state = ShardState(

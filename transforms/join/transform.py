@@ -25,7 +25,7 @@ LABELED examples one label scores in a batch or at the end of input come out in 
 
 Bounded mode (``bounded=True``): all batches of a shard are buffered in a bag and
 resolved once, when the end-of-input timer fires, with first-wins by event/label
-time and ingest position (see ``kernel.resolve_bounded``).
+time and ingest position (see ``bounded.resolve_bounded``).
 
 Outcome counts are data: the ``outcomes`` output carries one dict per batch or timer
 firing with ``prediction_valid`` and ``label_valid`` (records that entered the join)
@@ -53,6 +53,7 @@ from apache_beam.utils.timestamp import Timestamp
 from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, write_table
 from msewatch.schemas.records import LABELS
 from msewatch.transforms.join import kernel as join_kernel
+from msewatch.transforms.join.bounded import resolve_bounded
 from msewatch.transforms.join.kernel import JoinConfig, ShardState
 from msewatch.transforms.join.tombstones import TombSet
 
@@ -159,8 +160,8 @@ def _split(batches, config: JoinConfig):
     preds = [t for tag, t in batches if tag == _PRED]
     labels = [t for tag, t in batches if tag == _LABEL]
     return (
-        join_kernel._concat(preds, config.prediction_schema),
-        join_kernel._concat(labels, LABELS),
+        join_kernel.concat_tables(preds, config.prediction_schema),
+        join_kernel.concat_tables(labels, LABELS),
     )
 
 
@@ -236,7 +237,7 @@ class _BoundedJoinDoFn(beam.DoFn):
     def on_end(self, buffer=beam.DoFn.StateParam(BUFFER)):
         preds, labels = _split(list(buffer.read()), self._config)
         buffer.clear()
-        examples, counts = join_kernel.resolve_bounded(preds, labels, self._config)
+        examples, counts = resolve_bounded(preds, labels, self._config)
         yield from _count(counts, preds.num_rows, labels.num_rows)
         if examples.num_rows:
             yield examples
