@@ -42,8 +42,9 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from msewatch.jsonl_text import concat, json_floats, json_times, string_rows, write_jsonl
 
 FORMATS = ("jsonl", "parquet")
 LABEL_TTL_SECONDS = 7 * 86_400
@@ -76,10 +77,7 @@ LAG_LOG_SD = 1.2
 PREDICTION_DEFECTS = ("not_json", "missing_field", "empty_id", "bad_timestamp")
 PREDICTION_DEFECTS += ("string_y_pred", "negative_weight")
 LABEL_DEFECTS = ("not_json", "missing_field", "empty_id", "bad_timestamp", "string_y_true")
-_OFFSET_TEXT = np.array(["Z", "+02:00", "-05:00", "+05:30", "+00:00"], "S6")
-_OFFSET_LEN = np.strings.str_len(_OFFSET_TEXT)
-_OFFSET_MINUTES = np.array([0, 120, -300, 330, 0], np.int64)
-_OFFSET_P = (0.55, 0.15, 0.15, 0.10, 0.05)
+_OFFSET_P = (0.55, 0.15, 0.15, 0.10, 0.05)  # of each jsonl_text.OFFSET_TEXT entry
 _EPOCH_SHARE = 0.35
 _MS_PER_DAY = 86_400_000
 _V2 = MODEL_VERSIONS.index("v2")
@@ -214,7 +212,7 @@ def generate(
         ids = _ids(np.arange(count) + (index << 40), salt).to_pylist()
         times = p["ms"][defect_rng.integers(0, len(p["ms"]), count)].tolist()
         bad = [_defect(k, value, i, t) for k, i, t in zip(kinds[name], ids, times, strict=True)]
-        _write_jsonl(os.path.join(out_dir, f"{name}.jsonl"), lines, bad, defect_rng)
+        write_jsonl(os.path.join(out_dir, f"{name}.jsonl"), lines, bad, defect_rng)
     if "parquet" in formats:
         pq.write_table(p_table, os.path.join(out_dir, "predictions.parquet"))
         pq.write_table(l_table, os.path.join(out_dir, "labels.parquet"))
@@ -349,52 +347,7 @@ def _ids(pid, salt):
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     octets = (x ^ (x >> np.uint64(31))).astype(">u8").view(np.uint8).reshape(-1, 8)
-    return _rows([(_HEX[np.stack([octets >> 4, octets & 15], axis=2).reshape(-1, 16)], 16)])
-
-
-def _rows(parts):
-    """A large_string array from ``(matrix, length)`` pairs, without a Python loop.
-
-    Row i joins, for each pair, the first ``length`` (an int, or an array's item i) bytes
-    of row i of ``matrix`` (an ``(n, width)`` uint8 array).
-    """
-    n = len(parts[0][0])
-    keep = [
-        np.broadcast_to(np.arange(m.shape[1]) < np.reshape(k, (-1, 1)), m.shape) for m, k in parts
-    ]
-    keep = np.hstack(keep)
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(keep.sum(axis=1), out=offsets[1:])
-    data = pa.py_buffer(np.hstack([m for m, _ in parts])[keep].tobytes())
-    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), data])
-
-
-def _join(*parts):
-    """Element-wise concatenation of string arrays and Python str constants."""
-    large = pa.large_string()
-    args = [pa.scalar(x, large) if isinstance(x, str) else x.cast(large) for x in parts]
-    return pc.binary_join_element_wise(*args, pa.scalar("", large))
-
-
-def _floats(x):
-    """JSON number tokens as Python's json writes them (``NaN``, ``1.0``)."""
-    text = pc.cast(pa.array(x), pa.large_string())
-    text = pc.if_else(pc.match_substring_regex(text, r"^-?\d+$"), _join(text, ".0"), text)
-    return pc.if_else(pa.array(np.isnan(x)), pa.scalar("NaN", pa.large_string()), text)
-
-
-def _times(cols):
-    """JSON tokens for times as encoded: epoch ms digits or quoted RFC 3339 strings."""
-    n, offset = len(cols["ms"]), cols["offset"]
-    local = cols["ms"] + _OFFSET_MINUTES[offset] * 60_000
-    text = np.datetime_as_string(local.astype("datetime64[ms]"), unit="ms").astype("S23")
-    text = text.view(np.uint8).reshape(n, 23)
-    suffix = _OFFSET_TEXT[offset].view(np.uint8).reshape(n, 6)
-    quote, suffix_len = np.full((n, 1), ord('"'), np.uint8), _OFFSET_LEN[offset]
-    parts = [(quote, 1), (text[:, :19], 19), (text[:, 19:], 4 * cols["fraction"])]
-    quoted = _rows(parts + [(suffix, suffix_len), (quote, 1)])
-    epoch = pc.cast(pa.array(cols["ms"]), pa.large_string())
-    return pc.if_else(pa.array(cols["epoch"]), epoch, quoted)
+    return string_rows([(_HEX[np.stack([octets >> 4, octets & 15], axis=2).reshape(-1, 16)], 16)])
 
 
 def _tables(p, lab, salt):
@@ -416,16 +369,16 @@ def _tables(p, lab, salt):
 def _json_lines(p, lab, p_table, l_table):
     """One newline-terminated JSON object per prediction and per label, in file order."""
     seg = [f'{{"region": "{r}", "sku_category": "{c}"}}' for r in REGIONS for c in CATEGORIES]
-    predictions = _join(
+    predictions = concat(
         '{"prediction_id": "', p_table["prediction_id"].combine_chunks(), '", "event_time": ',
-        _times(p), ', "y_pred": ', _floats(p["y_pred"]), ', "model_version": "',
+        json_times(p), ', "y_pred": ', json_floats(p["y_pred"]), ', "model_version": "',
         p_table["model_version"].combine_chunks(), '", "segments": ',
         pa.array(seg).take(p["region"] * len(CATEGORIES) + p["cat"]), ', "weight": ',
-        _floats(p["weight"]), "}\n",
+        json_floats(p["weight"]), "}\n",
     )  # fmt: skip
-    labels = _join(
+    labels = concat(
         '{"prediction_id": "', l_table["prediction_id"].combine_chunks(), '", "y_true": ',
-        _floats(lab["y_true"]), ', "label_time": ', _times(lab), "}\n",
+        json_floats(lab["y_true"]), ', "label_time": ', json_times(lab), "}\n",
     )  # fmt: skip
     return predictions, labels
 
@@ -445,16 +398,3 @@ def _defect(kind, value, prediction_id, ms):
         rec[value] = "high"
     text = json.dumps(rec)
     return text[: len(text) // 2] if kind == "not_json" else text
-
-
-def _write_jsonl(path, lines, bad, rng):
-    """Writes ``lines`` (newline-terminated) with the ``bad`` lines at random positions."""
-    if bad:
-        at = np.sort(rng.integers(0, len(lines) + 1, len(bad)))
-        order = np.insert(np.arange(len(lines)), at, len(lines) + np.arange(len(bad)))
-        extra = pa.array([text + "\n" for text in bad], pa.large_string())
-        lines = pa.concat_arrays([lines, extra]).take(order)
-    with open(path, "wb") as f:  # the Arrow value buffer is the file's content
-        if len(lines):
-            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset :]
-            f.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[len(lines)]])

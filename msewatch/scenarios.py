@@ -54,7 +54,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msewatch.generate import _floats, _join, _write_jsonl  # the sample's JSON writers
+from msewatch.jsonl_text import concat, json_floats, write_jsonl
 
 SCENARIOS = (
     "drift",
@@ -298,22 +298,22 @@ def _rfc3339(ms: np.ndarray) -> pa.Array:
 def _write_records(out_dir, name, cols, regions) -> int:
     """Writes predictions (event-time order) and sent labels (label-time order)."""
     n = len(cols["ms"])
-    ids = _join(f"{name}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.string()), 7, "0"))
+    ids = concat(f"{name}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.string()), 7, "0"))
     segments = pa.array([f'{{"region": "{r}"}}' for r in regions]).take(cols["region"])
-    predictions = _join(
+    predictions = concat(
         '{"prediction_id": "', ids, '", "event_time": "', _rfc3339(cols["ms"]),
-        '", "y_pred": ', _floats(np.round(cols["y_pred"], 2)),
+        '", "y_pred": ', json_floats(np.round(cols["y_pred"], 2)),
         ', "model_version": "v1", "segments": ', segments, ', "weight": 1.0}\n',
     )  # fmt: skip
     sent = np.flatnonzero(cols["sent"])
     label_ms = cols["ms"][sent] + cols["lag_ms"][sent]
     rank = np.argsort(label_ms, kind="stable")
     order = sent[rank]
-    labels = _join(
+    labels = concat(
         '{"prediction_id": "', ids.take(order), '", "y_true": ',
-        _floats(np.round(cols["y_true"][order], 2)), ', "label_time": "',
+        json_floats(np.round(cols["y_true"][order], 2)), ', "label_time": "',
         _rfc3339(label_ms[rank]), '"}\n',
     )  # fmt: skip
-    _write_jsonl(os.path.join(out_dir, "predictions.jsonl"), predictions, [], None)
-    _write_jsonl(os.path.join(out_dir, "labels.jsonl"), labels, [], None)
+    write_jsonl(os.path.join(out_dir, "predictions.jsonl"), predictions, [], None)
+    write_jsonl(os.path.join(out_dir, "labels.jsonl"), labels, [], None)
     return len(sent)
