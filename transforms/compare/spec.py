@@ -1,4 +1,4 @@
-"""What a comparison says: a frozen dataclass that validates itself, and its YAML form.
+"""What a comparison says: a frozen dataclass that validates itself.
 
 A comparison (``comparisons:`` in the SLO file, ``docs/slo.md``: Comparisons) asks,
 per slice, whether a candidate model version is worse than a baseline by more than a
@@ -6,37 +6,30 @@ relative ``margin`` of ``metric`` (mse or mae), with always-valid confidence. It
 slices are patterns without ``model_version`` (``overall``, ``region=*``): the
 comparison reads the metrics rows of ``model_version=<baseline>`` and
 ``model_version=<candidate>`` crossed with the slice's keys, which the pipeline adds
-to the slice specs. Durations are whole seconds (``*_s``).
+to the slice specs. Durations are whole seconds (``*_s``). The SLO file's
+``comparisons:`` entries are read into it by :mod:`msewatch.transforms.slo.config`,
+with the SLOs' rules for durations and keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from msewatch.transforms.durations import format_duration, parse_duration_seconds
+from msewatch.transforms.durations import format_duration
 from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.slo.patterns import matches
-from msewatch.transforms.slo.spec import _NAME, SEVERITIES, InvalidValue, check_slices
+from msewatch.transforms.slo.spec import (
+    NAME,
+    SEVERITIES,
+    InvalidValue,
+    check_number,
+    check_seconds,
+    check_slices,
+)
 
 VERSION_KEY = "model_version"
 METRICS = ("mse", "mae")
 MODES = ("auto", "paired", "unpaired")
-_KEYS = (
-    "name",
-    "baseline",
-    "candidate",
-    "metric",
-    "mode",
-    "slices",
-    "lookback",
-    "margin",
-    "alpha",
-    "min_scored",
-    "min_coverage",
-    "severity",
-    "runbook",
-)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,7 +85,7 @@ class Comparison:
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not NAME.match(self.name):
             raise InvalidValue(
                 "name", f"must be 1-100 letters, digits, '-', '_' or '.'; got {self.name!r}"
             )
@@ -112,10 +105,7 @@ class Comparison:
                     f"slices[{i}]",
                     f"leave out {VERSION_KEY} (baseline and candidate choose it); got {pattern!r}",
                 )
-        if isinstance(self.lookback_s, bool) or not isinstance(self.lookback_s, int):
-            raise InvalidValue("lookback", f"must be a duration, e.g. 24h; got {self.lookback_s!r}")
-        if self.lookback_s < 1:
-            raise InvalidValue("lookback", f"must be at least 1s; got {self.lookback_s}")
+        check_seconds(self.lookback_s, "lookback")
         _share(self.margin, "margin", "a relative difference >= 0, e.g. 0.05", lambda v: v >= 0)
         _share(self.alpha, "alpha", "in (0, 0.5), e.g. 0.05", lambda v: 0 < v < 0.5)
         _share(self.min_coverage, "min_coverage", "in [0, 1]", lambda v: 0 <= v <= 1)
@@ -145,52 +135,6 @@ def _one_of(value, key: str, allowed) -> None:
 
 
 def _share(value, key: str, what: str, ok) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int | float)
-    if bad or not math.isfinite(value) or not ok(value):
+    check_number(value, key)
+    if not ok(value):
         raise InvalidValue(key, f"must be {what}; got {value!r}")
-
-
-def _version(raw, key: str) -> str:
-    """``{model_version: v1}`` or ``v1`` -> ``v1``."""
-    if isinstance(raw, dict):
-        if set(raw) != {VERSION_KEY}:
-            raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {raw!r}")
-        raw = raw[VERSION_KEY]
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        raw = str(raw)
-    if not isinstance(raw, str) or not raw:
-        raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {raw!r}")
-    return raw
-
-
-def comparison_from_yaml(raw) -> Comparison:
-    """One entry of ``comparisons:`` as a :class:`Comparison`.
-
-    Raises:
-        InvalidValue: an unknown or missing key, or a value the dataclass refuses.
-    """
-    if not isinstance(raw, dict):
-        raise InvalidValue(None, f"a comparison must be a mapping with keys {', '.join(_KEYS)}")
-    for key in raw:
-        if key not in _KEYS:
-            raise InvalidValue(str(key), f"unknown key; allowed: {', '.join(_KEYS)}")
-    for key in ("name", "baseline", "candidate"):
-        if key not in raw:
-            raise InvalidValue(key, "is required")
-    args = {k: v for k, v in raw.items() if k != "lookback"}
-    args["baseline"], args["candidate"] = (
-        _version(raw["baseline"], "baseline"),
-        _version(raw["candidate"], "candidate"),
-    )
-    if "lookback" in raw:
-        value = raw["lookback"]
-        if isinstance(value, str):
-            try:
-                value = parse_duration_seconds(value)
-            except ValueError as e:
-                raise InvalidValue("lookback", str(e)) from None
-            value = int(value) if value == int(value) else value
-        args["lookback_s"] = value
-    if isinstance(args.get("slices"), list):
-        args["slices"] = tuple(args["slices"])
-    return Comparison(**args)

@@ -37,7 +37,7 @@ import pyarrow as pa
 import yaml
 
 from msewatch.schemas.slo import epoch_ms
-from msewatch.transforms.compare.spec import comparison_from_yaml
+from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
 from msewatch.transforms.durations import parse_duration_seconds
 from msewatch.transforms.parse.timestamps import time_from_text
 from msewatch.transforms.slo.patterns import matches
@@ -186,7 +186,7 @@ def _file(doc) -> SloFile:
     if "version" not in doc:
         raise InvalidValue("version", "is required: write version: 1")
     slos = _entries(doc, "slos", _slo)
-    comparisons = _entries(doc, "comparisons", comparison_from_yaml)
+    comparisons = _entries(doc, "comparisons", _comparison)
     return SloFile(version=doc["version"], slos=tuple(slos), comparisons=tuple(comparisons))
 
 
@@ -219,6 +219,53 @@ def _slo(raw) -> Slo:
             for i, s in enumerate(_list(raw["suppress"], "suppress"))
         )
     return Slo(**args)
+
+
+_COMPARISON_FIELDS = {  # key in the file -> field of Comparison
+    "name": "name",
+    "baseline": "baseline",
+    "candidate": "candidate",
+    "metric": "metric",
+    "mode": "mode",
+    "slices": "slices",
+    "lookback": "lookback_s",
+    "margin": "margin",
+    "alpha": "alpha",
+    "min_scored": "min_scored",
+    "min_coverage": "min_coverage",
+    "severity": "severity",
+    "runbook": "runbook",
+}
+
+
+def _comparison(raw) -> Comparison:
+    raw = _mapping(raw, None, tuple(_COMPARISON_FIELDS))
+    for key in ("name", "baseline", "candidate"):
+        if key not in raw:
+            raise InvalidValue(key, "is required")
+    args = {_COMPARISON_FIELDS[k]: v for k, v in raw.items()}
+    for key in ("baseline", "candidate"):
+        args[key] = _version(raw[key], key)
+    if "lookback" in raw:
+        args["lookback_s"] = _seconds(raw["lookback"], "lookback")
+    if isinstance(args.get("slices"), str):
+        args["slices"] = (args["slices"],)
+    elif "slices" in args:
+        args["slices"] = tuple(_list(args["slices"], "slices"))
+    return Comparison(**args)
+
+
+def _version(raw, key: str) -> str:
+    """``{model_version: v1}`` or ``v1`` -> ``v1`` (a number is its text)."""
+    if isinstance(raw, dict):
+        if set(raw) != {VERSION_KEY}:
+            raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {raw!r}")
+        raw = raw[VERSION_KEY]
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str) or not raw:
+        raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {raw!r}")
+    return raw
 
 
 def _alerting(raw) -> Alerting:

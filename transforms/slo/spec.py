@@ -28,7 +28,7 @@ SEVERITIES = ("page", "ticket")
 # rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
 # cost of a fit grows with the square of it)
 DEFAULT_TREND_WINDOWS, MIN_TREND_WINDOWS, MAX_TREND_WINDOWS = 24, 3, 200
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # sli -> (is the threshold allowed, what a threshold means and which values are allowed)
 _THRESHOLD_RULES = {
     "rmse": (lambda t: t >= 0, "an RMSE >= 0: a window is bad when its RMSE is above it"),
@@ -60,7 +60,8 @@ class InvalidValue(ValueError):
         super().__init__(": ".join(p for p in (slo, key, what) if p))
 
 
-def _check_seconds(value, key: str, minimum: int = 1) -> None:
+def check_seconds(value, key: str, minimum: int = 1) -> None:
+    """A duration in whole seconds, at least ``minimum`` and at most 3650 days."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         least = "0s" if minimum == 0 else "1s"
         raise InvalidValue(key, f"must be a whole number of seconds >= {least}; got {value!r}")
@@ -81,7 +82,8 @@ def check_slices(slices: tuple) -> None:
             raise InvalidValue(f"slices[{i}]", f"{pattern!r} is listed twice")
 
 
-def _check_number(value, key: str) -> None:
+def check_number(value, key: str) -> None:
+    """A finite int or float (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidValue(key, f"must be a finite number; got {value!r}")
 
@@ -96,15 +98,15 @@ class BurnWindow:
     burn_rate: float
 
     def __post_init__(self):
-        _check_seconds(self.long_s, "long")
-        _check_seconds(self.short_s, "short")
+        check_seconds(self.long_s, "long")
+        check_seconds(self.short_s, "short")
         if self.short_s >= self.long_s:
             raise InvalidValue(
                 "short",
                 f"must be shorter than long ({format_duration(self.long_s)}); "
                 f"got {format_duration(self.short_s)}",
             )
-        _check_number(self.burn_rate, "burn_rate")
+        check_number(self.burn_rate, "burn_rate")
         if self.burn_rate <= 0:
             raise InvalidValue("burn_rate", f"must be > 0 (e.g. 14.4); got {self.burn_rate!r}")
         object.__setattr__(self, "burn_rate", float(self.burn_rate))
@@ -204,7 +206,7 @@ class Slo:
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not NAME.match(self.name):
             raise InvalidValue(
                 "name",
                 "must be 1-100 letters, digits, '-', '_' or '.' starting with a letter "
@@ -216,18 +218,18 @@ class Slo:
         if self.sli == "label_freshness":
             if self.within_s is None:
                 raise InvalidValue("within", "is required for sli: label_freshness, e.g. 24h")
-            _check_seconds(self.within_s, "within")
+            check_seconds(self.within_s, "within")
         elif self.within_s is not None:
             raise InvalidValue("within", "applies only to sli: label_freshness")
         self._check_trend_windows()
-        _check_number(self.objective, "objective")
+        check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
                 "objective", f"must be between 0 and 1 (exclusive), e.g. 0.99; got {self.objective}"
             )
-        _check_seconds(self.period_s, "period")
+        check_seconds(self.period_s, "period")
         self._check_slices()
-        _check_number(self.min_coverage, "min_coverage")
+        check_number(self.min_coverage, "min_coverage")
         if not 0 <= self.min_coverage <= 1:
             raise InvalidValue("min_coverage", f"must be in [0, 1]; got {self.min_coverage}")
         if isinstance(self.min_scored, bool) or not isinstance(self.min_scored, int):
@@ -235,14 +237,14 @@ class Slo:
         if self.min_scored < 1:
             raise InvalidValue("min_scored", f"must be >= 1; got {self.min_scored}")
         self._check_alerting()
-        _check_seconds(self.keep_firing_for_s, "keep_firing_for", minimum=0)
+        check_seconds(self.keep_firing_for_s, "keep_firing_for", minimum=0)
         if not isinstance(self.runbook, str):
             raise InvalidValue("runbook", f"must be a string (a URL); got {self.runbook!r}")
         if not all(isinstance(s, Suppression) for s in self.suppress):
             raise InvalidValue("suppress", "must be a list of Suppression")
 
     def _check_threshold(self) -> None:
-        _check_number(self.threshold, "threshold")
+        check_number(self.threshold, "threshold")
         allowed, meaning = _THRESHOLD_RULES[self.sli]
         if not allowed(self.threshold):
             raise InvalidValue("threshold", f"for {self.sli} is {meaning}; got {self.threshold}")
