@@ -59,17 +59,16 @@ def render(frame: pd.DataFrame) -> list[str]:
         first = rows.iloc[0]
         lines.append(
             f"{name}: {first['candidate']} vs {first['baseline']} in {first['metric']}, "
-            f"FAIL beyond {first['margin']:+.0%}, {1 - _alpha(first):.0%} always-valid bounds "
+            f"FAIL beyond {first['margin']:+.0%}, {1 - first['alpha']:.0%} always-valid bounds "
             "of the relative difference"
         )
         rows = rows.assign(_rank=rows["decision"].map(_ORDER)).sort_values(["_rank", "slice"])
         width = max(len(s) for s in rows["slice"])
         for _, r in rows.iterrows():
-            unit = "pairs" if r["paired"] else "vs"
             counts = (
                 f"{r['n_candidate']} pairs"
                 if r["paired"]
-                else f"{r['n_candidate']} {unit} {r['n_baseline']} scored"
+                else f"{r['n_candidate']} vs {r['n_baseline']} scored"
             )
             lines.append(
                 f"  {r['decision']:<12}  {r['slice']:<{width}}  {_pct(r['change']):>7} "
@@ -78,10 +77,6 @@ def render(frame: pd.DataFrame) -> list[str]:
                 f"p={r['p_value']:.3g}  frontier {r['frontier']:%Y-%m-%d %H:%M} UTC"
             )
     return lines
-
-
-def _alpha(row) -> float:
-    return float(row["alpha"]) if "alpha" in row and not pd.isna(row["alpha"]) else 0.05
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
