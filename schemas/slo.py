@@ -55,6 +55,16 @@ def epoch_ms(when: datetime.datetime) -> int:
     return (when - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
+def evaluation_row(row: dict, emitted_at: datetime.datetime) -> dict:
+    """An evaluation record's fields as table columns: ``frontier_ms`` and
+    ``watermark_ms`` become the UTC datetimes ``frontier`` and ``watermark``, and
+    ``emitted_at`` is added (``alerts``, ``slo_status``, ``comparisons``)."""
+    row["frontier"] = utc_datetime(row.pop("frontier_ms"))
+    row["watermark"] = utc_datetime(row.pop("watermark_ms"))
+    row["emitted_at"] = emitted_at
+    return row
+
+
 class AlertTransition(NamedTuple):
     """An alert of one (SLO, severity, slice) starting or stopping to fire.
 
@@ -109,10 +119,7 @@ class AlertTransition(NamedTuple):
 
     def as_row(self, emitted_at: datetime.datetime) -> dict:
         """The ``alerts`` row: :data:`ALERT_COLUMNS`, times as UTC datetimes."""
-        row = self._asdict()
-        row["frontier"] = utc_datetime(row.pop("frontier_ms"))
-        row["watermark"] = utc_datetime(row.pop("watermark_ms"))
-        row["emitted_at"] = emitted_at
+        row = evaluation_row(self._asdict(), emitted_at)
         return {name: row[name] for name in ALERT_COLUMNS}
 
 
@@ -161,12 +168,9 @@ class SloStatus(NamedTuple):
 
     def as_row(self, emitted_at: datetime.datetime) -> dict:
         """The ``slo_status`` row: times as UTC datetimes, lists for the lookbacks."""
-        row = self._asdict()
-        row["frontier"] = utc_datetime(row.pop("frontier_ms"))
-        row["watermark"] = utc_datetime(row.pop("watermark_ms"))
+        row = evaluation_row(self._asdict(), emitted_at)
         row["lookbacks_s"] = list(self.lookbacks_s)
         row["burn_rates"] = list(self.burn_rates)
-        row["emitted_at"] = emitted_at
         return row
 
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from msewatch.schemas.slo import FIRING, RESOLVED, AlertTransition, epoch_ms, utc_datetime
+from msewatch.schemas.slo import FIRING, RESOLVED, AlertTransition, epoch_ms, evaluation_row
 from msewatch.transforms.compare import stats
 from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
 from msewatch.transforms.metrics.slices import parse_slice_name
@@ -89,11 +89,7 @@ class Result(NamedTuple):
 
     def as_row(self, emitted_at) -> dict:
         """The ``comparisons`` row: times as UTC datetimes, plus ``emitted_at``."""
-        row = self._asdict()
-        row["frontier"] = utc_datetime(row.pop("frontier_ms"))
-        row["watermark"] = utc_datetime(row.pop("watermark_ms"))
-        row["emitted_at"] = emitted_at
-        return row
+        return evaluation_row(self._asdict(), emitted_at)
 
 
 def window_of(comparison: Comparison, row: dict) -> Window:
