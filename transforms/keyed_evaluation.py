@@ -22,6 +22,7 @@ import apache_beam as beam
 from msewatch.schemas.slo import epoch_ms
 
 PROVEN_TIMINGS = ("ON_TIME", "LATE")
+RESEND = "resend"  # the output of firing alerts to send again (streaming)
 KEY_TYPE = typing.Tuple[typing.Tuple[str, str], typing.Dict[str, typing.Any]]  # noqa: UP006
 
 
@@ -31,6 +32,22 @@ def proven_watermark(row: dict, watermark_ms: int | None) -> int | None:
         return watermark_ms
     end = epoch_ms(row["window_end"])
     return end if watermark_ms is None else max(watermark_ms, end)
+
+
+def advance_watermark(row: dict, state) -> int | None:
+    """The key's proven watermark after ``row``, kept in the ``state`` cell."""
+    watermark = proven_watermark(row, state.read())
+    if watermark is not None:
+        state.write(watermark)
+    return watermark
+
+
+def resends(firing, transitions, now) -> list[dict]:
+    """The ``resend`` rows of a streaming update: every alert still firing that the
+    update did not just fire (Alertmanager forgets an alert it has not heard of for
+    its ``resolve_timeout``), marked ``transition = False``."""
+    fired_now = {t.alert for t in transitions}
+    return [{**t.as_row(now), "transition": False} for t in firing if t.alert not in fired_now]
 
 
 def evaluate_per_key(

@@ -32,10 +32,15 @@ from apache_beam.transforms import userstate
 
 from msewatch.transforms.compare.kernel import ComparisonEvaluator, evaluate_history
 from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
-from msewatch.transforms.keyed_evaluation import evaluate_per_key, proven_watermark
+from msewatch.transforms.keyed_evaluation import (
+    RESEND,
+    advance_watermark,
+    evaluate_per_key,
+    resends,
+)
 from msewatch.transforms.metrics.slices import parse_slice_name, slice_name
 
-COMPARISONS, ALERTS, RESEND = "comparisons", "alerts", "resend"
+COMPARISONS, ALERTS = "comparisons", "alerts"
 
 
 class _Route(beam.DoFn):
@@ -98,17 +103,12 @@ class _EvaluateStreaming(beam.DoFn):
     ):
         (name, rest), row = element
         evaluator = evaluator_state.read() or ComparisonEvaluator(self._comparisons[name], rest)
-        watermark = proven_watermark(row, watermark_state.read())
-        if watermark is not None:
-            watermark_state.write(watermark)
+        watermark = advance_watermark(row, watermark_state)
         results, transitions = evaluator.update([row], watermark_ms=watermark)
         evaluator_state.write(evaluator)
         yield from _emit(results, transitions, self._clock)
-        fired_now = {t.alert for t in transitions}
-        now = self._clock()
-        for t in evaluator.firing():
-            if t.alert not in fired_now:
-                yield TaggedOutput(RESEND, {**t.as_row(now), "transition": False})
+        for row in resends(evaluator.firing(), transitions, self._clock()):
+            yield TaggedOutput(RESEND, row)
 
 
 class CompareVersions(beam.PTransform):

@@ -36,11 +36,16 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.window import GlobalWindow
 
 from msewatch.schemas.slo import epoch_ms
-from msewatch.transforms.keyed_evaluation import evaluate_per_key, proven_watermark
+from msewatch.transforms.keyed_evaluation import (
+    RESEND,
+    advance_watermark,
+    evaluate_per_key,
+    resends,
+)
 from msewatch.transforms.slo.kernel import SloEvaluator, evaluate_history
 from msewatch.transforms.slo.spec import SloFile
 
-ALERTS, STATUS, RESEND = "alerts", "slo_status", "resend"
+ALERTS, STATUS = "alerts", "slo_status"
 
 
 def _entry(entries, key: str, value, field: str) -> float:
@@ -126,17 +131,12 @@ class _EvaluateStreaming(beam.DoFn):
         end.set(GlobalWindow().max_timestamp())
         slo = self._slos[name]
         evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
-        watermark = proven_watermark(row, watermark_state.read())
-        if watermark is not None:
-            watermark_state.write(watermark)
+        watermark = advance_watermark(row, watermark_state)
         transitions, statuses = evaluator.update([window_row(slo, row)], watermark_ms=watermark)
         evaluator_state.write(evaluator)
         yield from _emit(transitions, statuses, self._clock)
-        now = self._clock()
-        fired_now = {t.alert for t in transitions}
-        for t in evaluator.firing():
-            if t.alert not in fired_now:
-                yield TaggedOutput(RESEND, {**t.as_row(now), "transition": False})
+        for row in resends(evaluator.firing(), transitions, self._clock()):
+            yield TaggedOutput(RESEND, row)
 
     @userstate.on_timer(END)
     def end_of_input(self, key=beam.DoFn.KeyParam, evaluator_state=beam.DoFn.StateParam(EVALUATOR)):
