@@ -9,9 +9,7 @@ binary the test skips, saying how to install it, unless ``MSEWATCH_REQUIRE_SERVE
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,22 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port, missing, stop
+
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-REQUIRE_ENV = "MSEWATCH_REQUIRE_SERVERS"
 CONFIG = Path(__file__).parent.parent / "docs" / "examples" / "alertmanager.yml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def missing(what: str, install: str):
-    reason = f"{what} not installed ({install}; .ci/run installs it)"
-    if os.environ.get(REQUIRE_ENV):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @contextlib.contextmanager
@@ -71,9 +57,5 @@ def running_alertmanager(tmp_path: Path):
                 time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()

@@ -17,14 +17,14 @@ import pytest
 
 from msewatch.local.flink import FlinkSettings
 from msewatch.local.kafka import KafkaSettings
-from tests.pubsub_emulator import free_port
+from tests.servers import cannot_start, free_port
 
 
 def unavailable(reason: str) -> None:
-    """Skips (fails in CI) with ``reason``."""
-    if os.environ.get("CI") or os.environ.get("MSEWATCH_REQUIRE_SERVERS"):
+    """:func:`tests.servers.cannot_start`, failing also where ``CI`` is set."""
+    if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI must run this test)")
-    pytest.skip(reason)
+    cannot_start(reason)
 
 
 def local(service: str, action: str, *options: str, timeout_s: float = 600):

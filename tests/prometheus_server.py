@@ -6,15 +6,14 @@ temporary config that scrapes those targets every second and a temporary TSDB, w
 until every target is up and yields its URL; :func:`instant_query` asks its HTTP API.
 Both are stopped after. When Prometheus is not installed or cannot start the test skips
 with the reason, unless ``MSEWATCH_REQUIRE_SERVERS=1`` (``.ci/run`` sets it and installs
-the package), where it fails instead. The helpers of :mod:`tests.alertmanager_server`
-pick the port and decide between skip and fail.
+the package), where it fails instead. The helpers of :mod:`tests.servers`
+pick the port, decide between skip and fail, and stop the processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import select
 import shutil
@@ -27,25 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.alertmanager_server import REQUIRE_ENV, free_port, missing
+from tests.servers import cannot_start, free_port, missing, stop
 
 BINARY = shutil.which("prometheus")
 START_SECONDS = 60
-
-
-def _cannot_start(reason: str):
-    if os.environ.get(REQUIRE_ENV):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextlib.contextmanager
@@ -68,7 +52,7 @@ def running_serve(output: Path, log_path: Path):
                 pytest.fail(f"msewatch serve did not start: {log_path.read_text()[-500:]}")
         yield re.search(rb"http://([^/]+)/metrics", line).group(1).decode()
     finally:
-        _stop(proc)
+        stop(proc)
         proc.stdout.close()
         log.close()
 
@@ -107,11 +91,11 @@ def running_prometheus(tmp_path: Path, targets: list[str]):
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
                 text = log_path.read_text(errors="replace")[-800:]
-                _cannot_start(f"prometheus did not start or scrape (see its log): {text}")
+                cannot_start(f"prometheus did not start or scrape (see its log): {text}")
             time.sleep(0.3)
         yield url
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 

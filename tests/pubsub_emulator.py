@@ -29,18 +29,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 
+from tests.servers import free_port
+
 PROJECT = "msewatch-test"
 STARTED = "PIPELINE STARTED"
 
 
 class EmulatorUnavailable(RuntimeError):
     """The emulator could not be started here; the message says why."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def emulator_env(host: str) -> dict[str, str]:

@@ -17,7 +17,8 @@ from msewatch.transforms.io.alerts import (
     post_alerts,
     with_retries,
 )
-from tests.alertmanager_server import free_port, running_alertmanager
+from tests.alertmanager_server import running_alertmanager
+from tests.servers import free_port
 from tests.slo_examples import RMSE_PAGE
 
 T = datetime.datetime(2026, 11, 2, 9, 0, tzinfo=datetime.UTC)

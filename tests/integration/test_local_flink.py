@@ -23,7 +23,7 @@ from msewatch.local import flink as local_flink
 from msewatch.local import processes
 from msewatch.runners import flink as flink_runner
 from tests.local_servers import flink_options, local, running_flink
-from tests.pubsub_emulator import free_port
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")
