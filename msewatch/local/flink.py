@@ -53,11 +53,7 @@ class FlinkSettings:
     checkpoint_interval_s: int = 10
 
     def __post_init__(self):
-        for name in ("rest_port", "rpc_port"):
-            if not 1 <= getattr(self, name) <= 65535:
-                raise ValueError(f"{name} must be a port, 1 to 65535; got {getattr(self, name)}")
-        if self.rest_port == self.rpc_port:
-            raise ValueError("the REST and RPC ports must differ")
+        processes.check_ports(self, ("rest_port", "rpc_port"), "the REST and RPC ports")
         if self.slots < 1 or self.checkpoint_interval_s < 1:
             raise ValueError("slots and checkpoint_interval_s must be 1 or more")
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())

@@ -44,11 +44,7 @@ class KafkaSettings:
     controller_port: int = 9093
 
     def __post_init__(self):
-        for name in ("port", "controller_port"):
-            if not 1 <= getattr(self, name) <= 65535:
-                raise ValueError(f"{name} must be a port, 1 to 65535; got {getattr(self, name)}")
-        if self.port == self.controller_port:
-            raise ValueError("the client and controller ports must differ")
+        processes.check_ports(self, ("port", "controller_port"), "the client and controller ports")
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
 
     @property

@@ -16,6 +16,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
+def check_ports(settings, names: tuple[str, str], what: str) -> None:
+    """The two port fields ``names`` of ``settings`` are ports (1-65535) that differ.
+
+    Raises:
+        ValueError: naming the field, or ``what`` (e.g. "the REST and RPC ports").
+    """
+    for name in names:
+        if not 1 <= getattr(settings, name) <= 65535:
+            raise ValueError(f"{name} must be a port, 1 to 65535; got {getattr(settings, name)}")
+    if getattr(settings, names[0]) == getattr(settings, names[1]):
+        raise ValueError(f"{what} must differ")
+
+
 def _cmdline(pid: int) -> str | None:
     """The process's command line, or None when it is gone or a zombie."""
     try:
