@@ -47,7 +47,9 @@ from prometheus_client.registry import Collector
 from msewatch import query as q
 from msewatch.schemas import queries
 from msewatch.schemas.slo import FIRING, OFF
+from msewatch.transforms.compare.spec import DECISIONS
 from msewatch.transforms.durations import format_duration
+from msewatch.transforms.slo.spec import SEVERITIES
 from msewatch.trend import DEFAULT_K, slice_trends
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
@@ -59,8 +61,6 @@ TABLE_PATTERNS = (
     "comparisons/*.parquet",
 )
 """The files whose names, sizes and modification times decide when to re-read."""
-DECISIONS = ("FAIL", "PASS", "INCONCLUSIVE")
-SEVERITIES = ("page", "ticket")
 SECONDS_PER_DAY = 86400
 _EPOCH = pd.Timestamp(0, tz="UTC")
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")

@@ -30,6 +30,8 @@ from msewatch.transforms.slo.spec import (
 VERSION_KEY = "model_version"
 METRICS = ("mse", "mae")
 MODES = ("auto", "paired", "unpaired")
+FAIL, PASS, INCONCLUSIVE = "FAIL", "PASS", "INCONCLUSIVE"
+DECISIONS = (FAIL, PASS, INCONCLUSIVE)  # of an evaluation (transforms/compare/stats.py)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

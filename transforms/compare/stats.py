@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-FAIL, PASS, INCONCLUSIVE = "FAIL", "PASS", "INCONCLUSIVE"
+from msewatch.transforms.compare.spec import FAIL, INCONCLUSIVE, PASS
 
 
 class Estimate(NamedTuple):
