@@ -120,3 +120,20 @@ def test_without_pairs_paired_mode_is_inconclusive_and_auto_falls_back_to_welch(
     [result], _ = evaluate_history(_cmp(mode=mode), "region=eu", rows)
     assert result.paired == (mode == "paired")
     assert result.decision == ("INCONCLUSIVE" if mode == "paired" else "FAIL")
+
+
+def test_routing_keeps_escaped_slice_values_and_versions_with_separators():
+    # a version "v,2" and a region "eu,north=1" are written escaped in slice names
+    # (metrics/slices.py); the route unescapes the version and keeps the rest's escaping
+    from msewatch.transforms.compare.transform import _Route
+
+    route = _Route((_cmp(baseline="v1", candidate="v,2", slices=("region=*",)),))
+    rows = {
+        "model_version=v%2C2,region=eu%2Cnorth%3D1": ["c", "region=eu%2Cnorth%3D1"],
+        "model_version=v1,region=eu%2Cnorth%3D1": ["c", "region=eu%2Cnorth%3D1"],
+        "model_version=v3,region=eu": [],  # neither version
+        "region=eu": [],  # no model_version
+        "model_version=v1": [],  # overall is not among the patterns
+    }
+    for name, keys in rows.items():
+        assert [key for key, _ in route.process({"slice": name})] == keys, name
