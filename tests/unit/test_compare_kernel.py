@@ -129,8 +129,8 @@ def test_routing_keeps_escaped_slice_values_and_versions_with_separators():
 
     route = _Route((_cmp(baseline="v1", candidate="v,2", slices=("region=*",)),))
     rows = {
-        "model_version=v%2C2,region=eu%2Cnorth%3D1": ["c", "region=eu%2Cnorth%3D1"],
-        "model_version=v1,region=eu%2Cnorth%3D1": ["c", "region=eu%2Cnorth%3D1"],
+        "model_version=v%2C2,region=eu%2Cnorth%3D1": [("c", "region=eu%2Cnorth%3D1")],
+        "model_version=v1,region=eu%2Cnorth%3D1": [("c", "region=eu%2Cnorth%3D1")],
         "model_version=v3,region=eu": [],  # neither version
         "region=eu": [],  # no model_version
         "model_version=v1": [],  # overall is not among the patterns
