@@ -11,11 +11,11 @@ Then :func:`flink_flags` fills what the user left out:
   localhost): the TaskManager calls back into this process for the Python steps, so
   neither Docker nor a staged sdist is needed. A remote cluster keeps Beam's default
   (DOCKER with ``--sdk_container_image``) or the user's ``EXTERNAL`` worker pool.
-* ``--flink_job_server_jar``: Beam's job server for that Flink version,
-  ``beam-runners-flink-<flink>-job-server-<beam>.jar``, taken from
-  ``$MSEWATCH_CACHE/jars``, then from Beam's jar cache (``~/.apache_beam/cache/jars``),
-  else downloaded from Maven Central into Beam's cache. When it cannot be had, one
-  line says so and how to pass the jar.
+* ``--flink_job_server_jar``: Beam's job server of the installed SDK's release for
+  that Flink version, resolved from Maven Central's published jars into
+  ``$MSEWATCH_CACHE/beam-java`` (:mod:`msewatch.runners.java_services`). When it cannot
+  be had, one line says so and which Beam release to install. A jar the user passes
+  must be of the SDK's Beam release (checked in the jar).
 * ``--job_server_jvm_properties``: the ``--add-opens`` flags the job server needs on
   Java 17 and newer (``java.lang``, ``java.nio``, ``java.util``).
 
@@ -26,25 +26,35 @@ skip the REST check but get the jar and the Java flags.
 from __future__ import annotations
 
 import ipaddress
-import os
+import json
 import re
 import subprocess
-import urllib.error
 import urllib.parse
 import urllib.request
 
 from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions
-from apache_beam.utils.subprocess_server import JavaJarServer
 
-from msewatch.local import downloads
-from msewatch.local.flink import overview
-from msewatch.runners import presets
+from msewatch.runners import java_services, presets
+from msewatch.runners.cache import DownloadError
 
 MAGIC_MASTERS = ("[local]", "[auto]")
 JAVA17_OPENS = tuple(
     f"--add-opens=java.base/{package}=ALL-UNNAMED"
     for package in ("java.lang", "java.nio", "java.util")
 )
+
+
+def overview(rest_url: str, path: str = "/overview", timeout_s: float = 3.0) -> dict:
+    """``GET rest_url + path`` of Flink's REST API, as JSON.
+
+    Raises:
+        OSError: nothing answers, or not with JSON (``urllib.error.URLError`` is one).
+    """
+    with urllib.request.urlopen(rest_url.rstrip("/") + path, timeout=timeout_s) as response:
+        try:
+            return json.load(response)
+        except ValueError as err:
+            raise OSError(f"{rest_url}{path} did not answer with JSON") from err
 
 
 def rest_url(master: str) -> str:
@@ -101,44 +111,6 @@ def java_major() -> int | None:
     return int(match.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
 
 
-def job_server_jar(flink_version: str) -> str:
-    """A local path of Beam's Flink job server jar for ``flink_version``.
-
-    Raises:
-        ValueError: not cached and not downloadable (one line: what to do).
-    """
-    url = JavaJarServer.path_to_beam_jar(f":runners:flink:{flink_version}:job-server:shadowJar")
-    name = os.path.basename(url)
-    for folder in (downloads.cache_dir() / "jars", JavaJarServer.JAR_CACHE):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            return path
-    dest = os.path.join(JavaJarServer.JAR_CACHE, name)
-    try:
-        _download(url, dest)
-    except OSError as err:
-        reason = err if isinstance(err, urllib.error.HTTPError) else getattr(err, "reason", err)
-        raise ValueError(
-            f"Beam's Flink job server {name} could not be downloaded ({reason}); fetch it "
-            f"where Maven Central serves it and pass --flink_job_server_jar PATH, or put it "
-            f"in {downloads.cache_dir() / 'jars'}"
-        ) from None
-    return dest
-
-
-def _download(url: str, dest: str) -> None:
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = f"{dest}.part-{os.getpid()}"
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def flink_flags(beam_args: list[str]) -> list[str]:
     """The FlinkRunner options to add to ``beam_args`` (never one the user gave).
 
@@ -171,8 +143,13 @@ def flink_flags(beam_args: list[str]) -> list[str]:
             flags.append(f"--flink_version={version}")
         if "environment_type" not in given and is_local(master):
             flags.append("--environment_type=LOOPBACK")
-    if "flink_job_server_jar" not in given:
-        flags.append(f"--flink_job_server_jar={job_server_jar(version)}")
+    if "flink_job_server_jar" in given:
+        java_services.check_same_release(options.flink_job_server_jar, "--flink_job_server_jar")
+    else:
+        try:
+            flags.append(f"--flink_job_server_jar={java_services.job_server_jar(version)}")
+        except DownloadError as err:
+            raise ValueError(str(err)) from None
     if "job_server_jvm_properties" not in given and (java_major() or 0) >= 17:
         flags += [f"--job_server_jvm_properties={flag}" for flag in JAVA17_OPENS]
     return flags

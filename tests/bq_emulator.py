@@ -14,7 +14,7 @@ sure the server dies with the test process, even if that is killed).
 Tests use :func:`running_emulator`, which runs the script as a subprocess, waits for
 that line and for the REST API to answer, yields the endpoint and stops the process,
 or :func:`emulator_or_skip` (for a fixture), which skips the test with the reason when
-the emulator cannot start, or fails it if ``MSEWATCH_REQUIRE_BQ_EMULATOR=1`` (CI).
+the emulator cannot start, or fails it under ``MSEWATCH_REQUIRE_SERVERS=1`` (CI).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import urllib.request
 from collections.abc import Iterator
 
 READY_PREFIX = "BQEMULATOR_READY "
-REQUIRE_ENV = "MSEWATCH_REQUIRE_BQ_EMULATOR"
 
 
 class EmulatorUnavailable(RuntimeError):
@@ -167,16 +166,13 @@ def running_emulator(timeout_seconds: float = 60.0) -> Iterator[str]:
 @contextlib.contextmanager
 def emulator_or_skip() -> Iterator[str]:
     """:func:`running_emulator`, skipping (or failing, see above) when it cannot start."""
-    import pytest
+    from tests.servers import cannot_start
 
     with contextlib.ExitStack() as stack:
         try:
             url = stack.enter_context(running_emulator())
         except EmulatorUnavailable as exc:
-            if os.environ.get(REQUIRE_ENV) == "1":
-                pytest.fail(f"BigQuery emulator required ({REQUIRE_ENV}=1) but: {exc}")
-            print(f"skipping BigQuery emulator tests: {exc}")
-            pytest.skip(f"BigQuery emulator unavailable: {exc}")
+            cannot_start(f"BigQuery emulator unavailable: {exc}")
         yield url
 
 

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 from msewatch.local import downloads, flink, kafka
+from msewatch.runners import java_services
+from msewatch.transforms.durations import parse_duration_seconds
 
 EXIT_FAILED = 1
 EXIT_STOPPED = 3  # as an LSB init script's `status`
@@ -23,9 +25,10 @@ ACTIONS = ("start", "stop", "status")
 
 
 def _seconds(text: str) -> int:
-    from msewatch.cli import parse_duration_seconds
-
-    seconds = parse_duration_seconds(text)
+    try:
+        seconds = parse_duration_seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     if seconds < 1 or seconds != int(seconds):
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number of seconds, 1s or more")
     return int(seconds)
@@ -34,7 +37,11 @@ def _seconds(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds ``flink`` and ``kafka``, each with ``start|stop|status`` and its options."""
     sub = parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
-    f = sub.add_parser("flink", help="a standalone Flink 1.20 cluster (JobManager + TaskManager)")
+    f = sub.add_parser(
+        "flink",
+        help="a standalone Flink cluster (JobManager + TaskManager) of the release the "
+        "installed Beam's Flink runner was built for",
+    )
     f.add_argument("action", choices=ACTIONS)
     f.add_argument("--port", type=int, default=8081, help="REST API and web UI port (8081)")
     f.add_argument("--rpc-port", type=int, default=6123, help="JobManager RPC port (6123)")
@@ -46,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint interval of streaming jobs (10s)",
     )
     f.add_argument("--state-dir", type=Path, help="config, pid files, logs, checkpoints")
+    f.add_argument(
+        "--flink-version",
+        choices=sorted(java_services.FLINK_RELEASES.values()),
+        help="the Flink release (default: the one the installed Beam runs on)",
+    )
     k = sub.add_parser("kafka", help="a single-node Kafka broker (KRaft)")
     k.add_argument("action", choices=ACTIONS)
     k.add_argument("--port", type=int, default=9092, help="client port (9092)")
@@ -60,6 +72,7 @@ def flink_settings(args: argparse.Namespace) -> flink.FlinkSettings:
         rpc_port=args.rpc_port,
         slots=args.slots,
         checkpoint_interval_s=args.checkpoint_interval,
+        **({"flink_version": args.flink_version} if args.flink_version else {}),
     )
 
 

@@ -2,29 +2,34 @@
 
 The cache is ``$MSEWATCH_CACHE``, or ``~/.cache/msewatch``:
 
-* ``flink/1.20.3/pyflink``: a Flink distribution (``bin/jobmanager.sh``,
+* ``flink/<version>/pyflink``: a Flink distribution (``bin/jobmanager.sh``,
   ``bin/taskmanager.sh``, ``lib/flink-dist-*.jar`` with RocksDB, ``conf/config.yaml``)
-  from PyPI's ``apache-flink`` and ``apache-flink-libraries``. Both pin an old
-  apache-beam, so they are installed with ``pip install --no-deps --target``, never
+  of the release the installed Beam's Flink runner was built for
+  (:func:`msewatch.runners.java_services.flink_release`), from PyPI's
+  ``apache-flink`` and ``apache-flink-libraries``. Both pin an old apache-beam, so
+  they are installed with ``pip install --no-deps --target``, never
   into msewatch's environment.
 * ``kafka/4.1.1/libs``: ``org.apache.kafka:kafka_2.13`` and its runtime
   dependencies from Maven Central (``mvn dependency:copy-dependencies``).
 * ``prism/<beam version>/prism``: Beam's Prism runner, built by ``go install``.
 
-Each is installed into a temporary folder beside its place and renamed into it when
-complete, so an interrupted download leaves nothing that looks installed.
+Each is installed by :func:`msewatch.runners.cache.install_into` (complete or absent).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-FLINK_VERSION = "1.20.3"
+from msewatch.runners.cache import (  # noqa: F401 (DownloadError, cache_dir: this module's API)
+    DownloadError,
+    cache_dir,
+    install_into,
+    require_tool,
+    run_step,
+)
+
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
 
@@ -45,58 +50,16 @@ _KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 """
 
 
-class DownloadError(RuntimeError):
-    """A download or build failed; the message says what to install or check."""
-
-
-def cache_dir() -> Path:
-    """``$MSEWATCH_CACHE``, or ``~/.cache/msewatch``."""
-    return Path(os.environ.get("MSEWATCH_CACHE") or Path.home() / ".cache" / "msewatch")
-
-
-def require_tool(name: str, what: str) -> str:
-    """The path of ``name`` on PATH.
-
-    Raises:
-        DownloadError: missing; ``what`` says what needs it and how to get it.
-    """
-    path = shutil.which(name)
-    if path is None:
-        raise DownloadError(f"`{name}` is not on PATH: {what}")
-    return path
-
-
-def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict | None = None) -> None:
-    print(f"msewatch: {what} ...", file=sys.stderr)
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-3:]
-        raise DownloadError(f"{what} failed ({' | '.join(last)})")
-
-
-def _install_into(final: Path, fill) -> Path:
-    """Calls ``fill(tmp)`` and renames ``tmp`` to ``final``."""
-    if final.exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        fill(tmp)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def flink_home() -> Path:
-    """The cached Flink distribution (its ``bin``, ``lib``, ``conf``), installed if missing.
+def flink_home(version: str) -> Path:
+    """The cached Flink ``version`` distribution (its ``bin``, ``lib``, ``conf``),
+    installed if missing.
 
     Raises:
         DownloadError: pip failed.
     """
 
     def fill(tmp: Path) -> None:
-        _run(
+        run_step(
             [
                 sys.executable,
                 "-m",
@@ -106,13 +69,13 @@ def flink_home() -> Path:
                 "--no-deps",
                 "--target",
                 str(tmp),
-                f"apache-flink=={FLINK_VERSION}",
-                f"apache-flink-libraries=={FLINK_VERSION}",
+                f"apache-flink=={version}",
+                f"apache-flink-libraries=={version}",
             ],
-            f"downloading Flink {FLINK_VERSION} from PyPI into {tmp.parent}",
+            f"downloading Flink {version} from PyPI into {tmp.parent}",
         )
 
-    home = _install_into(cache_dir() / "flink" / FLINK_VERSION, fill) / "pyflink"
+    home = install_into(cache_dir() / "flink" / version, fill) / "pyflink"
     if not (home / "bin" / "jobmanager.sh").is_file():
         raise DownloadError(f"{home} lacks bin/jobmanager.sh: delete {home.parent} and retry")
     return home
@@ -128,7 +91,7 @@ def kafka_libs() -> Path:
     def fill(tmp: Path) -> None:
         mvn = require_tool("mvn", "Kafka's jars come from Maven Central through Maven")
         (tmp / "pom.xml").write_text(_KAFKA_POM.format(scala=SCALA_VERSION, version=KAFKA_VERSION))
-        _run(
+        run_step(
             [
                 mvn,
                 "-B",
@@ -141,7 +104,7 @@ def kafka_libs() -> Path:
             cwd=tmp,
         )
 
-    return _install_into(cache_dir() / "kafka" / KAFKA_VERSION, fill) / "libs"
+    return install_into(cache_dir() / "kafka" / KAFKA_VERSION, fill) / "libs"
 
 
 def prism_binary(beam_version: str | None = None) -> Path:
@@ -157,10 +120,10 @@ def prism_binary(beam_version: str | None = None) -> Path:
     def fill(tmp: Path) -> None:
         go = require_tool("go", "Prism is built from Beam's Go module with `go install`")
         env = {**os.environ, "GOBIN": str(tmp)}
-        _run(
+        run_step(
             [go, "install", f"github.com/apache/beam/sdks/v2/go/cmd/prism@v{beam_version}"],
             f"building Beam's Prism runner {beam_version} with go install",
             env=env,
         )
 
-    return _install_into(cache_dir() / "prism" / beam_version, fill) / "prism"
+    return install_into(cache_dir() / "prism" / beam_version, fill) / "prism"

@@ -1,5 +1,8 @@
 """A standalone Flink cluster on 127.0.0.1: one JobManager and one TaskManager process.
 
+It runs the Flink release the installed Beam's Flink runner was built for (1.19.3 for
+apache-beam 2.62; ``--flink-version`` to choose another).
+
 ``msewatch local flink start`` writes ``STATE/conf/config.yaml`` from the
 distribution's own (Java 17 ``--add-opens`` flags included) with every address on
 127.0.0.1, the REST port (8081), the JobManager's RPC port (6123), the TaskManager's
@@ -17,14 +20,14 @@ JVMs' pids), and waits until the REST API lists the TaskManager.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import urllib.request
 from pathlib import Path
 
 import yaml
 
 from msewatch.local import downloads, processes
+from msewatch.runners import java_services
+from msewatch.runners.flink import overview  # noqa: F401 (this module's API too)
 
 LOCALHOST = "127.0.0.1"
 ROLES = ("jobmanager", "taskmanager")
@@ -44,6 +47,8 @@ class FlinkSettings:
         rpc_port: the JobManager's RPC port (TaskManagers connect to it).
         slots: task slots of the TaskManager, and the default parallelism.
         checkpoint_interval_s: seconds between checkpoints of streaming jobs.
+        flink_version: the Flink release to run (default: the one the installed Beam's
+            Flink runner was built for, :func:`java_services.flink_release`).
     """
 
     state_dir: Path
@@ -51,6 +56,7 @@ class FlinkSettings:
     rpc_port: int = 6123
     slots: int = 2
     checkpoint_interval_s: int = 10
+    flink_version: str = dataclasses.field(default_factory=java_services.flink_release)
 
     def __post_init__(self):
         processes.check_ports(self, ("rest_port", "rpc_port"), "the REST and RPC ports")
@@ -67,19 +73,6 @@ class FlinkSettings:
 
     def log_file(self, role: str) -> Path:
         return self.state_dir / "log" / f"{role}.out"
-
-
-def overview(rest_url: str, path: str = "/overview", timeout_s: float = 3.0) -> dict:
-    """``GET rest_url + path`` of Flink's REST API, as JSON.
-
-    Raises:
-        OSError: nothing answers, or not with JSON (``urllib.error.URLError`` is one).
-    """
-    with urllib.request.urlopen(rest_url.rstrip("/") + path, timeout=timeout_s) as response:
-        try:
-            return json.load(response)
-        except ValueError as err:
-            raise OSError(f"{rest_url}{path} did not answer with JSON") from err
 
 
 def _set(conf: dict, dotted: str, value) -> None:
@@ -104,6 +97,10 @@ def write_config(settings: FlinkSettings, home: Path) -> Path:
         "taskmanager.host": LOCALHOST,
         "taskmanager.numberOfTaskSlots": settings.slots,
         "taskmanager.memory.process.size": "1728m",
+        # msewatch's Beam graph has many exchanges: with Flink's default fraction
+        # (~150 MiB) --parallelism 2 ran out of buffers; 256 MiB is 8192 of 32 KiB
+        "taskmanager.memory.network.min": "256m",
+        "taskmanager.memory.network.max": "256m",
         "rest.address": LOCALHOST,
         "rest.bind-address": LOCALHOST,
         "rest.port": settings.rest_port,
@@ -126,7 +123,7 @@ def start_role(settings: FlinkSettings, role: str, home: Path | None = None) -> 
     pid = processes.running_pid(settings.pid_file(role))
     if pid is not None:
         return pid
-    home = home or downloads.flink_home()
+    home = home or downloads.flink_home(settings.flink_version)
     downloads.require_tool("java", "Flink runs on Java 11 or 17")
     env = {
         **os.environ,
@@ -152,7 +149,7 @@ def start(settings: FlinkSettings, timeout_s: float = 120.0) -> dict:
         FlinkError: it did not come up in ``timeout_s``; the logs' last lines say why.
         downloads.DownloadError: Flink could not be installed.
     """
-    home = downloads.flink_home()
+    home = downloads.flink_home(settings.flink_version)
     if not any(processes.running_pid(settings.pid_file(r)) for r in ROLES):
         write_config(settings, home)
     for role in ROLES:

@@ -1,7 +1,7 @@
 """BigQuery sink against the bqemulator: tables, the view, pipeline writes, rejected rows.
 
 The tests start ``bqemulator`` (tests/bq_emulator.py) once per module on 127.0.0.1,
-skip with the reason when it cannot start (fail if ``MSEWATCH_REQUIRE_BQ_EMULATOR=1``,
+skip with the reason when it cannot start (fail if ``MSEWATCH_REQUIRE_SERVERS=1``,
 as in CI), and use one dataset per test. bqemulator 1.4 rejects a value it cannot
 convert to the column type (a non-numeric string for INT64) in ``insertErrors`` when
 ``skipInvalidRows`` is set; it does not enforce REQUIRED, ignores unknown fields, and
