@@ -118,12 +118,13 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--predictions",
         required=True,
-        help="glob of prediction files, or pubsub://projects/P/subscriptions/S (streaming)",
+        help="glob of prediction files, or pubsub://projects/P/subscriptions/S or "
+        "kafka://HOST:PORT/TOPIC (streaming)",
     )
     p.add_argument(
         "--labels",
         required=True,
-        help="glob of label files, or pubsub://projects/P/subscriptions/S (streaming)",
+        help="glob of label files, or pubsub://... or kafka://... (streaming)",
     )
     p.add_argument(
         "--output",
@@ -167,6 +168,12 @@ def _add_run(sub) -> None:
         "--pubsub-expansion-service",
         metavar="HOST:PORT",
         help="Java expansion service for reading Pub/Sub on Flink or another portable runner",
+    )
+    p.add_argument(
+        "--kafka-consumer-group",
+        default="msewatch",
+        metavar="GROUP",
+        help="Kafka consumer group of kafka:// inputs; offsets are committed to it (msewatch)",
     )
     p.add_argument(
         "--replay-chunk-rows",

@@ -26,14 +26,20 @@ import sys
 import tempfile
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    PortableOptions,
+    StandardOptions,
+)
 
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import direct_clock, direct_speedups, flink, output, presets
+from msewatch.runners import direct_clock, direct_speedups, flink, java_services, output, presets
+from msewatch.runners.cache import DownloadError
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.io.alerts import DeliveryConfig
 from msewatch.transforms.io.files import FileSource, check_files
+from msewatch.transforms.io.kafka import KafkaSource
 from msewatch.transforms.io.pubsub import PubSubSource
 from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.join.kernel import window_timer_grid_ms
@@ -58,9 +64,12 @@ def config_from_args(args) -> MonitorConfig:
         allowed_lateness_seconds=-(-args.label_ttl // 1000) + 1,
         early_firing_seconds=args.early_firing,
     )
-    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
-    if pubsub and args.streaming_replay:
-        raise ValueError("--streaming-replay replays files; Pub/Sub input is streaming already")
+    unbounded = presets.pubsub_subscriptions(args.predictions, args.labels)
+    unbounded = unbounded or presets.kafka_topics(args.predictions, args.labels)
+    if unbounded and args.streaming_replay:
+        raise ValueError(
+            "--streaming-replay replays files; Pub/Sub and Kafka input is streaming already"
+        )
     grid = args.expiry_grid
     if grid is None:
         grid = window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
@@ -70,7 +79,7 @@ def config_from_args(args) -> MonitorConfig:
         segment_keys=slices.segment_keys,
         shards=args.shards
         if args.shards is not None
-        else default_shards(args.runner, bool(args.streaming_replay or pubsub)),
+        else default_shards(args.runner, bool(args.streaming_replay or unbounded)),
         timer_grid_ms=grid,
     )
     metrics = MetricsConfig(
@@ -85,7 +94,7 @@ def config_from_args(args) -> MonitorConfig:
         join=join,
         metrics=metrics,
         output=args.output,
-        bounded=not (args.streaming_replay or pubsub),
+        bounded=not (args.streaming_replay or unbounded),
         bigquery_api_endpoint=args.bq_api_endpoint,
         slo=slo_file,
         delivery=DeliveryConfig(alertmanager_url=args.alertmanager, topic=args.alerts_topic),
@@ -106,18 +115,64 @@ def _options(args, beam_args, streaming: bool) -> PipelineOptions:
     return presets.pipeline_options(args.runner, beam_args, streaming=streaming)
 
 
-def _run_unbounded(args, result) -> int:
-    """A Pub/Sub job never finishes: wait for Ctrl-C locally, leave a remote job running."""
-    if presets.runner_name(args.runner) != "DirectRunner":
+def _run_unbounded(args, options, result) -> int:
+    """A streaming job never finishes: wait for Ctrl-C while its Python workers run in
+    this process (the DirectRunner, LOOPBACK on Flink), else leave the job running."""
+    environment = options.view_as(PortableOptions).environment_type or ""
+    here = presets.runner_name(args.runner) == "DirectRunner" or environment.upper() == "LOOPBACK"
+    if not here:
         job_id = result.job_id() if hasattr(result, "job_id") else ""
         print(f"submitted streaming job {job_id} ({result.state}); stop it with the runner's tools")
         return 0
-    print("reading Pub/Sub until Ctrl-C", file=sys.stderr)
+    runner = presets.runner_name(args.runner)
+    print(f"msewatch: streaming on the {runner} until Ctrl-C", file=sys.stderr, flush=True)
     try:
-        result.wait_until_finish()
+        _wait(result)
     except KeyboardInterrupt:
         result.cancel()
     return 0
+
+
+def _wait(result) -> None:
+    """``result.wait_until_finish()``; a job that fails on its runner is one line.
+
+    Raises:
+        JobFailed: the runner says the job failed (its message, without the traceback).
+    """
+    try:
+        result.wait_until_finish()
+    except RuntimeError as err:  # PortableRunner: "Pipeline ... failed in state FAILED: ..."
+        text = str(err)
+        if "failed in state" not in text:
+            raise
+        raise JobFailed(f"the job failed on its runner: {text.splitlines()[0][-600:]}") from None
+
+
+class JobFailed(ValueError):
+    """The runner ran the job and it failed (a ValueError: the CLI prints one line)."""
+
+
+def _kafka_expansion_service(options):
+    """Beam's expansion service with KafkaIO, of the SDK's release, for this runner.
+
+    Flink and other job services: started from the resolved Maven jars
+    (:mod:`msewatch.runners.java_services`) with the EMBEDDED Java environment, so the
+    Kafka read runs inside Flink's TaskManager on the jars the job server staged.
+    Dataflow: Beam's own default (its published expansion service jar).
+    """
+    if options.view_as(StandardOptions).runner == "DataflowRunner":
+        return None
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+    from apache_beam.transforms.external import JavaJarExpansionService
+
+    flink = options.view_as(FlinkRunnerOptions).flink_version
+    try:
+        jar = java_services.expansion_service_jar(flink)
+    except DownloadError as err:
+        raise ValueError(str(err)) from None
+    return JavaJarExpansionService(
+        jar, extra_args=["{{PORT}}", "--defaultEnvironmentType=EMBEDDED"]
+    )
 
 
 def run(args, beam_args) -> int:
@@ -130,8 +185,11 @@ def run(args, beam_args) -> int:
     output.check(args.output, force=args.force)
     config = config_from_args(args)
     pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
+    kafka = presets.kafka_topics(args.predictions, args.labels)
     if pubsub:
         presets.check_pubsub_runner(args.runner, args.pubsub_expansion_service)
+    elif kafka:
+        presets.check_kafka_runner(args.runner)
     else:
         for pattern in (args.predictions, args.labels):
             check_files(pattern)
@@ -143,7 +201,8 @@ def run(args, beam_args) -> int:
         if options.view_as(StandardOptions).runner == "BundleBasedDirectRunner"
         else contextlib.nullcontext()
     )
-    plan = output.prepare(args.output, staged=not pubsub)
+    unbounded = pubsub or kafka
+    plan = output.prepare(args.output, staged=not unbounded)
     if plan.previous and not args.quiet:
         print(
             f"msewatch: this run replaces the previous results in {args.output} "
@@ -153,9 +212,9 @@ def run(args, beam_args) -> int:
     try:
         with speedups:  # until the pipeline has finished (local Pub/Sub: Ctrl-C)
             staged = dataclasses.replace(config, output=plan.write_to)
-            result = _run_pipeline(args, options, staged, pubsub)
-            if pubsub:
-                return _run_unbounded(args, result)
+            result = _run_pipeline(args, options, staged, pubsub, kafka)
+            if unbounded:
+                return _run_unbounded(args, options, result)
         if not output.is_local(args.output):
             return _report_remote(args)
         outcomes = summary.outcome_counts(plan.write_to)
@@ -169,10 +228,11 @@ def run(args, beam_args) -> int:
     return summary.check_conservation(outcomes)
 
 
-def _run_pipeline(args, options, config: MonitorConfig, pubsub):
+def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
     """Builds the pipeline for the chosen source and runs it (bounded runs: to the end).
 
-    ``pubsub``: the two subscriptions of a Pub/Sub run, or None for files.
+    ``pubsub``: the two subscriptions of a Pub/Sub run; ``kafka``: the two topics of a
+    Kafka run; both None for files.
     """
     with tempfile.TemporaryDirectory(prefix="msewatch-spool-") as spool:
         if pubsub:
@@ -180,6 +240,13 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub):
                 *pubsub,
                 config.join.segment_keys,
                 expansion_service=args.pubsub_expansion_service,
+            )
+        elif kafka:
+            source = KafkaSource(
+                *kafka,
+                expansion_service=_kafka_expansion_service(options),
+                segment_keys=config.join.segment_keys,
+                group_id=args.kafka_consumer_group,
             )
         elif args.streaming_replay:
             from msewatch.transforms.io.replay_spool import plan_events, prepare_spool
@@ -200,8 +267,8 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub):
         build(p, config, source)
         with direct_clock.early_test_clock():  # replays: see runners/direct_clock.py
             result = p.run()
-        if not pubsub:
-            result.wait_until_finish()
+        if not (pubsub or kafka):
+            _wait(result)
         return result
 
 

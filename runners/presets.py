@@ -63,6 +63,7 @@ from apache_beam.options.pipeline_options import (
     SetupOptions,
 )
 
+from msewatch.transforms.io.kafka import KafkaTopic, is_kafka_url, parse_kafka_url
 from msewatch.transforms.io.pubsub import is_subscription_url, parse_subscription_url
 
 # What Beam's validator accepts; anything else makes it fall back to creating a default
@@ -159,6 +160,8 @@ def check_known_options(beam_args: Sequence[str]) -> None:
         seen.setdefault(str(cls), cls)
     for cls in seen.values():
         cls._add_argparse_args(parser)
+    for name in _FLINK_JAVA_OPTIONS:  # the job server describes them (Java only)
+        parser.add_argument(f"--{name}")
     _, unknown = parser.parse_known_args(normalize_beam_args(beam_args))
     if unknown:
         first = unknown[0]
@@ -243,13 +246,6 @@ def preset_flags(runner: str, beam_args: Sequence[str], *, streaming: bool) -> l
             raise ValueError(f"DataflowRunner needs --temp_location=gs://BUCKET/PATH; got {temp!r}")
         if streaming and "enable_streaming_engine" not in given:
             flags.append("--enable_streaming_engine")
-    if preset.name == "FlinkRunner" and "flink_submit_uber_jar" not in given:
-        dropped = [f"--{name}" for name in _FLINK_JAVA_OPTIONS if name in given]
-        if dropped:
-            raise ValueError(
-                f"{', '.join(dropped)} reach Flink only with --flink_submit_uber_jar; "
-                "or set them in the cluster's Flink configuration"
-            )
     if preset.stages_code:
         flags += _staging_flags(preset.name, options, given)
     return flags
@@ -301,14 +297,51 @@ def pubsub_subscriptions(predictions: str, labels: str) -> tuple[str, str] | Non
         ValueError: one input is Pub/Sub and the other is not, or a URL is malformed
             (:func:`~msewatch.transforms.io.pubsub.parse_subscription_url`).
     """
-    kinds = (is_subscription_url(predictions), is_subscription_url(labels))
-    if kinds == (False, False):
+    if _input_kind(predictions, labels) != "pubsub":
         return None
-    if kinds != (True, True):
-        raise ValueError(
-            "--predictions and --labels must both be pubsub:// subscriptions or both files"
-        )
     return parse_subscription_url(predictions), parse_subscription_url(labels)
+
+
+def kafka_topics(predictions: str, labels: str) -> tuple[KafkaTopic, KafkaTopic] | None:
+    """Both topics when both inputs are ``kafka://`` URLs, None when both are files.
+
+    Raises:
+        ValueError: the inputs are of two kinds, or a URL is malformed
+            (:func:`~msewatch.transforms.io.kafka.parse_kafka_url`).
+    """
+    if _input_kind(predictions, labels) != "kafka":
+        return None
+    return parse_kafka_url(predictions), parse_kafka_url(labels)
+
+
+def _input_kind(predictions: str, labels: str) -> str:
+    """``files``, ``pubsub`` or ``kafka``: what both inputs are (one kind for both)."""
+
+    def kind(text: str) -> str:
+        if is_subscription_url(text):
+            return "pubsub"
+        return "kafka" if is_kafka_url(text) else "files"
+
+    kinds = {kind(predictions), kind(labels)}
+    if len(kinds) > 1:
+        raise ValueError(
+            "--predictions and --labels must be of one kind: both pubsub:// subscriptions, "
+            "both kafka:// topics or both files"
+        )
+    return kinds.pop()
+
+
+def check_kafka_runner(runner: str) -> None:
+    """Refuses a Kafka read on a runner that cannot run Beam's Java KafkaIO.
+
+    Raises:
+        ValueError: the DirectRunner (the Python DirectRunner runs no Java transform).
+    """
+    if runner_name(runner) == "DirectRunner":
+        raise ValueError(
+            "kafka:// inputs are read by Beam's Java KafkaIO, which the DirectRunner cannot "
+            "run: pass --runner FlinkRunner --flink-master HOST:PORT (see the README, Flink)"
+        )
 
 
 # Flex Template parameters (runners/flex_template/metadata.json) -> `msewatch run`

@@ -96,7 +96,10 @@ def write_config(settings: FlinkSettings, home: Path) -> Path:
         "taskmanager.bind-host": LOCALHOST,
         "taskmanager.host": LOCALHOST,
         "taskmanager.numberOfTaskSlots": settings.slots,
-        "taskmanager.memory.process.size": "1728m",
+        "taskmanager.memory.process.size": "2560m",
+        # each Beam job loads its ~190 staged jars in a class loader of its own:
+        # Flink's 256 MiB of metaspace ran out after a few jobs
+        "taskmanager.memory.jvm-metaspace.size": "768m",
         # msewatch's Beam graph has many exchanges: with Flink's default fraction
         # (~150 MiB) --parallelism 2 ran out of buffers; 256 MiB is 8192 of 32 KiB
         "taskmanager.memory.network.min": "256m",

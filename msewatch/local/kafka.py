@@ -2,7 +2,7 @@
 
 ``msewatch local kafka start`` writes ``STATE/server.properties`` (clients on
 127.0.0.1:``port``, 9092; the controller on 127.0.0.1:``controller_port``, 9093;
-one partition per new topic, replication factor 1), formats ``STATE/data`` with
+one partition per new topic, replication factor 1, no time-based retention), formats ``STATE/data`` with
 ``kafka.tools.StorageTool format`` the first time, then runs ``kafka.Kafka``
 detached with the jars of ``org.apache.kafka:kafka_2.13`` from the cache, and waits
 until the broker answers a Kafka ``ApiVersions`` request. Topics are created when first
@@ -86,6 +86,9 @@ def write_config(settings: KafkaSettings) -> Path:
         "transaction.state.log.replication.factor": "1",
         "transaction.state.log.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # keep records whatever their timestamps: time-based retention (7 days by
+        # default) deletes a replay of last month's predictions as soon as it is written
+        "log.retention.ms": "-1",
     }
     settings.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return settings.config_file

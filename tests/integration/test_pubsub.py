@@ -39,6 +39,7 @@ import pandas as pd
 import pytest
 
 from msewatch.runners import presets
+from msewatch.transforms.io import messages as message_batches
 from msewatch.transforms.io import pubsub
 from tests import pubsub_emulator as emu
 
@@ -222,11 +223,11 @@ def test_late_label_makes_a_late_pane_and_bad_message_is_dead_lettered(emulator,
 
 
 def _message(payload, publish_ms, message_id="m", **attributes):
-    return pubsub._Message(payload, message_id, attributes, publish_ms)
+    return message_batches.Message(payload, message_id, attributes, publish_ms)
 
 
 def test_parse_batch_stamps_records_with_their_earliest_time_and_tags_dead_letters():
-    fn = pubsub._ParseBatch("label", "projects/p/subscriptions/labels", ())
+    fn = message_batches.ParseMessageBatch("label", "projects/p/subscriptions/labels", ())
     messages = [
         _message(
             json.dumps({"prediction_id": "a", "y_true": 1.0, "label_time": 5000}).encode(), 9000
@@ -247,7 +248,9 @@ def test_parse_batch_stamps_records_with_their_earliest_time_and_tags_dead_lette
 
 
 def test_parse_batch_keeps_the_configured_segments_of_predictions():
-    fn = pubsub._ParseBatch("prediction", "projects/p/subscriptions/preds", ("region",))
+    fn = message_batches.ParseMessageBatch(
+        "prediction", "projects/p/subscriptions/preds", ("region",)
+    )
     record = {"prediction_id": "a", "event_time": 3000, "y_pred": 1.0, "segments": {"region": "eu"}}
     (records,) = list(fn.process(("001", [_message(json.dumps(record).encode(), 4000)])))
     assert records.value.column("seg.region").to_pylist() == ["eu"]

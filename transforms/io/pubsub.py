@@ -9,7 +9,7 @@ as files.
 Data flow of each side (``ReadPredictions`` / ``ReadLabels``; labels are API):
 
     "Read" ReadFromPubSub(subscription, with_attributes=True)
-    "ToMessages"  -> (shard, _Message): payload, message id, attributes, publish time
+    "ToMessages"  -> (shard, Message): payload, message id, attributes, publish time
     "Batch"       GroupIntoBatches(max_batch, max_buffering_seconds) per shard
     "Parse"       -> records (pa.Table) + dead letters (pa.Table, with message id and
                      attributes as JSON)
@@ -62,25 +62,19 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Mapping
-from typing import NamedTuple
 
 import apache_beam as beam
-import pyarrow as pa
 from apache_beam.io.gcp.pubsub import PubsubMessage
-from apache_beam.metrics import Metrics
-from apache_beam.pvalue import PBegin, TaggedOutput
+from apache_beam.pvalue import PBegin
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION, RecordType
-from msewatch.transforms.parse.pubsub_messages import parse_json_messages
-
-# Ingest position of message i of a batch: (publish ms of the batch's first message
-# << _SEQUENCE_BITS) + i: follows arrival across the batches of a shard, unique within
-# a batch, and fits an int64 until the year 2248.
-_SEQUENCE_BITS = 20
-MAX_BATCH_LIMIT = 1 << _SEQUENCE_BITS
-
+from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
+from msewatch.transforms.io.messages import (
+    Message,
+    ParseMessageBatch,
+    batch_and_parse,
+    check_batching,
+)
 
 SUBSCRIPTION_URL_SCHEME = "pubsub://"
 SUBSCRIPTION_FORM = "projects/PROJECT/subscriptions/NAME"
@@ -152,18 +146,6 @@ def _checked_subscription(path: str, given: str, form: str) -> str:
     return path
 
 
-class _Message(NamedTuple):
-    """One Pub/Sub message, reduced to what parsing needs (Row-coded, not pickled)."""
-
-    payload: bytes
-    message_id: str
-    attributes: Mapping[str, str]
-    publish_time_ms: int
-
-
-beam.coders.registry.register_coder(_Message, beam.coders.RowCoder)
-
-
 def _publish_time_ms(message: PubsubMessage, timestamp: Timestamp) -> int:
     published = message.publish_time
     if published is not None:
@@ -174,7 +156,7 @@ def _publish_time_ms(message: PubsubMessage, timestamp: Timestamp) -> int:
 
 
 class _ToMessages(beam.DoFn):
-    """``PubsubMessage`` -> ``(shard, _Message)``; the shard is a hash of the message id."""
+    """``PubsubMessage`` -> ``(shard, Message)``; the shard is a hash of the message id."""
 
     def __init__(self, shards: int):
         self._shards = shards
@@ -185,54 +167,13 @@ class _ToMessages(beam.DoFn):
         key = zlib.crc32(message_id.encode() if message_id else payload) % self._shards
         yield (
             f"{key:03d}",
-            _Message(
+            Message(
                 payload=payload,
                 message_id=message_id,
                 attributes=dict(message.attributes or {}),
                 publish_time_ms=_publish_time_ms(message, timestamp),
             ),
         )
-
-
-class _ParseBatch(beam.DoFn):
-    """``(shard, [_Message])`` -> one records batch and one dead-letter batch."""
-
-    def __init__(self, record_type: str, source: str, segment_keys: tuple[str, ...]):
-        self._record_type = record_type
-        self._source = source
-        self._segment_keys = segment_keys
-        self._messages = Metrics.counter("msewatch", f"pubsub_{record_type}_messages")
-        self._invalid = Metrics.counter("msewatch", f"pubsub_{record_type}_invalid")
-        self._batch_size = Metrics.distribution("msewatch", f"pubsub_{record_type}_batch")
-
-    def process(self, element):
-        _, messages = element
-        messages = list(messages)
-        if not messages:
-            return
-        publish_ms = [m.publish_time_ms for m in messages]
-        records, dead = parse_json_messages(
-            [m.payload for m in messages],
-            self._record_type,
-            self._source,
-            base_sequence=publish_ms[0] << _SEQUENCE_BITS,
-            segment_keys=self._segment_keys,
-            message_ids=[m.message_id or None for m in messages],
-            attributes=[dict(m.attributes) for m in messages],
-            publish_time_ms=publish_ms,
-        )
-        self._messages.inc(len(messages))
-        self._batch_size.update(len(messages))
-        if records.num_rows:
-            time_column = RecordType.of(self._record_type).time_column
-            yield _stamped(records, records.column(time_column).to_numpy().min())
-        if dead.num_rows:
-            self._invalid.inc(dead.num_rows)
-            yield TaggedOutput(DEAD_LETTER_TAG, _stamped(dead, min(publish_ms)))
-
-
-def _stamped(table: pa.Table, time_ms) -> beam.window.TimestampedValue:
-    return beam.window.TimestampedValue(table, Timestamp(micros=int(time_ms) * 1000))
 
 
 class _ReadSubscription(beam.PTransform):
@@ -259,20 +200,14 @@ class _ReadSubscription(beam.PTransform):
             read = ReadViaJava(**read_args, expansion_service=opt["expansion_service"])
         else:
             read = beam.io.ReadFromPubSub(**read_args)
-        batches = (
+        parse = ParseMessageBatch(self._record_type, self._subscription, self._segment_keys)
+        messages = (
             pbegin
             | "Read" >> read
             | "ToMessages"
-            >> beam.ParDo(_ToMessages(opt["shards"])).with_output_types(tuple[str, _Message])
-            | "Batch"
-            >> beam.GroupIntoBatches(
-                opt["max_batch"], max_buffering_duration_secs=opt["max_buffering_seconds"]
-            )
+            >> beam.ParDo(_ToMessages(opt["shards"])).with_output_types(tuple[str, Message])
         )
-        parsed = batches | "Parse" >> beam.ParDo(
-            _ParseBatch(self._record_type, self._subscription, self._segment_keys)
-        ).with_outputs(DEAD_LETTER_TAG, main="records")
-        return {"records": parsed.records, DEAD_LETTER_TAG: parsed[DEAD_LETTER_TAG]}
+        return batch_and_parse(messages, parse, opt["max_batch"], opt["max_buffering_seconds"])
 
 
 class PubSubSource(beam.PTransform):
@@ -323,10 +258,7 @@ class PubSubSource(beam.PTransform):
                 parse_subscription_path(sub)
             except ValueError as error:
                 raise ValueError(f"{name}: {error}") from None
-        if not 1 <= max_batch <= MAX_BATCH_LIMIT:
-            raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_LIMIT}; got {max_batch}")
-        if not max_buffering_seconds > 0:
-            raise ValueError(f"max_buffering_seconds must be > 0; got {max_buffering_seconds}")
+        check_batching(max_batch, max_buffering_seconds)
         if shards < 1:
             raise ValueError(f"shards must be >= 1; got {shards}")
         self._predictions = predictions_subscription
