@@ -2,8 +2,8 @@
 
 ``msewatch local kafka start`` writes ``STATE/server.properties`` (clients on
 127.0.0.1:``port``, 9092; the controller on 127.0.0.1:``controller_port``, 9093;
-one partition per new topic, replication factor 1, no time-based retention), formats ``STATE/data`` with
-``kafka.tools.StorageTool format`` the first time, then runs ``kafka.Kafka``
+one partition per new topic, replication factor 1, no time-based retention), formats
+``STATE/data`` with ``kafka.tools.StorageTool format`` the first time, then runs ``kafka.Kafka``
 detached with the jars of ``org.apache.kafka:kafka_2.13`` from the cache, and waits
 until the broker answers a Kafka ``ApiVersions`` request. Topics are created when first
 written to. ``STATE`` is ``--state-dir`` (default ``$MSEWATCH_CACHE/local/kafka``).
