@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import urllib.error
+import zipfile
 
 import pytest
 
-from msewatch.runners import flink
+from msewatch.runners import flink, java_services
+from msewatch.runners.cache import DownloadError
 
-JAR = "beam-runners-flink-1.20-job-server-2.77.0.jar"
+JAR = "/cache/beam-java/2.77.0/flink-1.20/flink-job-server.jar"
 OPENS = [
     "--job_server_jvm_properties=--add-opens=java.base/java.lang=ALL-UNNAMED",
     "--job_server_jvm_properties=--add-opens=java.base/java.nio=ALL-UNNAMED",
@@ -19,7 +21,7 @@ OPENS = [
 
 @pytest.fixture
 def cluster(monkeypatch, tmp_path):
-    """A 1.20.3 cluster answers; Java 17; the job server jar sits in $MSEWATCH_CACHE/jars."""
+    """A 1.20.3 cluster answers; Java 17; the job server jars resolve (faked)."""
     asked = []
 
     def overview(url, path="/overview", timeout_s=3.0):
@@ -28,9 +30,7 @@ def cluster(monkeypatch, tmp_path):
 
     monkeypatch.setattr(flink, "overview", overview)
     monkeypatch.setattr(flink, "java_major", lambda: 17)
-    monkeypatch.setenv("MSEWATCH_CACHE", str(tmp_path))
-    (tmp_path / "jars").mkdir()
-    (tmp_path / "jars" / JAR).write_bytes(b"PK")
+    monkeypatch.setattr(java_services, "job_server_jar", lambda version: JAR)
     return asked
 
 
@@ -39,7 +39,7 @@ def test_a_local_cluster_gets_its_version_loopback_the_jar_and_java17_flags(clus
     assert flags == [
         "--flink_version=1.20",
         "--environment_type=LOOPBACK",
-        f"--flink_job_server_jar={tmp_path / 'jars' / JAR}",
+        f"--flink_job_server_jar={JAR}",
         *OPENS,
     ]
     assert cluster == ["http://localhost:8081/overview"]
@@ -51,7 +51,8 @@ def test_a_remote_cluster_keeps_beams_environment(cluster):
     assert "--flink_version=1.20" in flags
 
 
-def test_what_the_user_gave_is_kept(cluster):
+def test_what_the_user_gave_is_kept(cluster, monkeypatch):
+    monkeypatch.setattr(java_services, "jar_beam_version", lambda path: java_services.SDK_VERSION)
     flags = flink.flink_flags(
         [
             "--flink_master=127.0.0.1:8081",
@@ -87,16 +88,77 @@ def test_an_unreachable_cluster_is_one_line_saying_what_to_do(monkeypatch):
     assert "msewatch local flink start" in message and "\n" not in message
 
 
-def test_a_jar_that_cannot_be_downloaded_says_how_to_pass_one(cluster, tmp_path, monkeypatch):
-    (tmp_path / "jars" / JAR).unlink()
-    monkeypatch.setattr(flink.JavaJarServer, "JAR_CACHE", str(tmp_path / "beam-cache"))
+def test_jars_maven_cannot_resolve_name_the_matched_stack(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("MSEWATCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(java_services, "job_server_jar", _REAL_JOB_SERVER_JAR)
+    monkeypatch.setattr(java_services, "require_tool", lambda name, what: "/usr/bin/mvn")
 
-    def not_found(url, dest):
-        raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
+    def fails(cmd, what, **kwargs):
+        assert "-Dflink.minor=1.20" in cmd and f"-Dbeam.version={java_services.SDK_VERSION}" in cmd
+        raise DownloadError(f"{what} failed (Could not resolve beam-runners-java-job-service)")
 
-    monkeypatch.setattr(flink, "_download", not_found)
-    with pytest.raises(ValueError, match=rf"{JAR} could not be downloaded \(HTTP Error 404"):
+    monkeypatch.setattr(java_services, "run_step", fails)
+    with pytest.raises(ValueError) as err:
         flink.flink_flags(["--flink_master=localhost:8081"])
+    message = str(err.value)
+    assert "Could not resolve beam-runners-java-job-service" in message
+    assert "runners/flink-constraints.txt" in message and "\n" not in message
+    # nothing that looks installed is left behind
+    assert list((tmp_path / "beam-java" / java_services.SDK_VERSION).iterdir()) == []
+
+
+_REAL_JOB_SERVER_JAR = java_services.job_server_jar
+
+
+def _jar(path, entries: dict[str, str]) -> str:
+    with zipfile.ZipFile(path, "w") as jar:
+        for name, text in entries.items():
+            jar.writestr(name, text)
+    return str(path)
+
+
+def test_a_job_server_jar_of_another_beam_release_is_refused(cluster, tmp_path):
+    jar = _jar(tmp_path / "js.jar", {"org/apache/beam/sdk/sdk.properties": "version=2.61.0\n"})
+    with pytest.raises(ValueError) as err:
+        flink.flink_flags(["--flink_master=localhost:8081", f"--flink_job_server_jar={jar}"])
+    message = str(err.value)
+    assert (
+        f"is Beam 2.61.0 but the Python SDK is apache-beam {java_services.SDK_VERSION}" in message
+    )
+    assert "one release" in message and "\n" not in message
+
+
+def test_a_manifest_jar_is_read_through_its_class_path(tmp_path):
+    """The version of a manifest-only jar (as java_services writes) is that of the
+    beam-sdks-java-core jar its Class-Path lists."""
+    (tmp_path / "lib").mkdir()
+    _jar(
+        tmp_path / "lib" / "beam-sdks-java-core-2.62.0.jar",
+        {"org/apache/beam/sdk/sdk.properties": "name=Apache Beam SDK for Java\nversion=2.62.0\n"},
+    )
+    _jar(tmp_path / "lib" / "other-1.0.jar", {"a.txt": "x"})
+    jar = java_services.manifest_jar(tmp_path / "lib", java_services.JOB_SERVER_MAIN, "js")
+    manifest = zipfile.ZipFile(jar).read("META-INF/MANIFEST.MF").decode()
+    assert f"Main-Class: {java_services.JOB_SERVER_MAIN}" in manifest
+    assert "lib/beam-sdks-java-core-2.62.0.jar" in manifest.replace("\n  ", "")
+    assert java_services.jar_beam_version(str(jar)) == "2.62.0"
+    assert java_services.jar_beam_version(str(tmp_path / "lib" / "other-1.0.jar")) is None
+
+
+@pytest.mark.parametrize(
+    ("published", "minor", "release"),
+    [
+        (["1.17", "1.18", "1.19"], "1.19", "1.19.3"),
+        (["1.19", "1.20", "2.0", "2.2"], "1.20", "1.20.3"),
+    ],
+)
+def test_the_local_cluster_runs_the_newest_flink_beam_publishes_a_runner_for(
+    published, minor, release
+):
+    # apache-beam 2.62 publishes Flink 1.17-1.19 runners; 2.77 1.19-2.2, of which
+    # PyPI's apache-flink has 1.19 and 1.20 releases msewatch knows
+    assert java_services.flink_minor(published) == minor
+    assert java_services.flink_release(minor) == release
 
 
 def test_no_jvm_flags_before_java_17(cluster, monkeypatch):
