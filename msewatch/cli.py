@@ -160,6 +160,12 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--early-firing", type=_whole_seconds, default=60, help="EARLY pane delay (60s)")
     p.add_argument(
+        "--sink-flush",
+        type=_whole_seconds,
+        default=60,
+        help="streaming runs: processing time between writes of the Parquet tables (60s)",
+    )
+    p.add_argument(
         "--streaming-replay",
         action="store_true",
         help="replay the files in arrival order through the streaming DirectRunner",

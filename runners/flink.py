@@ -16,6 +16,11 @@ Then :func:`flink_flags` fills what the user left out:
   ``$MSEWATCH_CACHE/beam-java`` (:mod:`msewatch.runners.java_services`). When it cannot
   be had, one line says so and which Beam release to install. A jar the user passes
   must be of the SDK's Beam release (checked in the jar).
+* ``--checkpointing_interval`` (streaming runs): the cluster's own
+  ``execution.checkpointing.interval``; Beam's job server builds the job's checkpoint
+  settings itself and would otherwise submit it without checkpoints. The state backend
+  and checkpoint storage are the cluster's (``state.backend.type``,
+  ``state.checkpoints.dir``).
 * ``--job_server_jvm_properties``: the ``--add-opens`` flags the job server needs on
   Java 17 and newer (``java.lang``, ``java.nio``, ``java.util``).
 
@@ -111,7 +116,23 @@ def java_major() -> int | None:
     return int(match.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
 
 
-def flink_flags(beam_args: list[str]) -> list[str]:
+_FLINK_DURATION = re.compile(r"^\s*(\d+)\s*(ms|milli|millis|s|sec|secs|min|m|h)?\s*$")
+_DURATION_MS = {None: 1, "ms": 1, "milli": 1, "millis": 1, "s": 1000, "sec": 1000, "secs": 1000}
+_DURATION_MS.update({"min": 60_000, "m": 60_000, "h": 3_600_000})
+
+
+def checkpoint_interval_ms(master: str) -> int | None:
+    """The cluster's ``execution.checkpointing.interval`` in ms (None: not set or unread)."""
+    try:
+        entries = overview(rest_url(master), "/jobmanager/config")
+    except OSError:
+        return None
+    config = {e.get("key"): e.get("value") for e in entries if isinstance(e, dict)}
+    match = _FLINK_DURATION.match(str(config.get("execution.checkpointing.interval", "")))
+    return int(match.group(1)) * _DURATION_MS[match.group(2)] if match else None
+
+
+def flink_flags(beam_args: list[str], streaming: bool = False) -> list[str]:
     """The FlinkRunner options to add to ``beam_args`` (never one the user gave).
 
     Raises:
@@ -143,6 +164,12 @@ def flink_flags(beam_args: list[str]) -> list[str]:
             flags.append(f"--flink_version={version}")
         if "environment_type" not in given and is_local(master):
             flags.append("--environment_type=LOOPBACK")
+        if streaming and "checkpointing_interval" not in given:
+            # a job submitted through Beam's job server does not take the cluster's
+            # interval by itself; without checkpoints a crash loses the join's state
+            interval = checkpoint_interval_ms(master)
+            if interval:
+                flags.append(f"--checkpointing_interval={interval}")
     if "flink_job_server_jar" in given:
         java_services.check_same_release(options.flink_job_server_jar, "--flink_job_server_jar")
     else:

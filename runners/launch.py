@@ -96,6 +96,7 @@ def config_from_args(args) -> MonitorConfig:
         output=args.output,
         bounded=not (args.streaming_replay or unbounded),
         bigquery_api_endpoint=args.bq_api_endpoint,
+        sink_flush_seconds=args.sink_flush,
         slo=slo_file,
         delivery=DeliveryConfig(alertmanager_url=args.alertmanager, topic=args.alerts_topic),
     )
@@ -201,7 +202,8 @@ def run(args, beam_args) -> int:
         for pattern in (args.predictions, args.labels):
             check_files(pattern)
     if presets.runner_name(args.runner) == "FlinkRunner":
-        beam_args = [*beam_args, *flink.flink_flags(beam_args)]  # asks the cluster first
+        # asks the cluster first
+        beam_args = [*beam_args, *flink.flink_flags(beam_args, streaming=not config.bounded)]
     options = _options(args, beam_args, streaming=not config.bounded)
     speedups = (
         direct_speedups.installed()

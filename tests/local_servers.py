@@ -7,6 +7,8 @@ A cluster that cannot start skips its tests with the reason, except under
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,11 +18,62 @@ from msewatch.local.flink import FlinkSettings
 from msewatch.local.kafka import KafkaSettings
 from tests.servers import cannot_start, free_port
 
+FLINK_PYTHON_ENV = "MSEWATCH_FLINK_PYTHON"
+
+
+def flink_python() -> str:
+    """The Python whose apache-beam matches the Flink stack Maven Central serves (2.62).
+
+    ``make test`` builds it (``.venv-flink``, runners/flink-constraints.txt) and names it
+    in ``$MSEWATCH_FLINK_PYTHON``; the Flink tests run ``msewatch`` with it. Without it
+    they skip (fail under ``MSEWATCH_REQUIRE_SERVERS=1``).
+    """
+    path = os.environ.get(FLINK_PYTHON_ENV) or str(
+        Path(__file__).resolve().parent.parent / ".venv-flink" / "bin" / "python"
+    )
+    if not os.path.isfile(path):
+        cannot_start(
+            f"no Python with the Flink stack's Beam release at {path}: `make flink-env` "
+            f"builds it (or set {FLINK_PYTHON_ENV})"
+        )
+    return path
+
+
+@functools.cache
+def flink_release() -> str:
+    """The Flink release ``msewatch local flink start`` runs under :func:`flink_python`."""
+    done = subprocess.run(
+        [
+            flink_python(),
+            "-c",
+            "from msewatch.runners import java_services as j; print(j.flink_release())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def msewatch(python: str, *args: str, timeout_s: float = 900, **kwargs):
+    """``PYTHON -m msewatch ARGS``, its output captured."""
+    return subprocess.run(
+        [python, "-m", "msewatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        **kwargs,
+    )
+
 
 def local(service: str, action: str, *options: str, timeout_s: float = 600):
-    """``python -m msewatch local SERVICE ACTION OPTIONS``, its output captured."""
+    """``msewatch local SERVICE ACTION OPTIONS`` (Flink: with :func:`flink_python`, so
+    the cluster is the release its Beam runs on), its output captured."""
+    python = flink_python() if service == "flink" else sys.executable
     return subprocess.run(
-        [sys.executable, "-m", "msewatch", "local", service, action, *options],
+        [python, "-m", "msewatch", "local", service, action, *options],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -35,6 +88,7 @@ def flink_options(settings: FlinkSettings) -> list[str]:
         f"--slots={settings.slots}",
         f"--checkpoint-interval={settings.checkpoint_interval_s}s",
         f"--state-dir={settings.state_dir}",
+        f"--flink-version={settings.flink_version}",
     ]
 
 
@@ -49,6 +103,7 @@ def kafka_options(settings: KafkaSettings) -> list[str]:
 @contextlib.contextmanager
 def running_flink(state_dir: Path, **settings) -> Iterator[FlinkSettings]:
     """A local Flink cluster for the block; stopped after it."""
+    settings.setdefault("flink_version", flink_release())
     cluster = FlinkSettings(state_dir, rest_port=free_port(), rpc_port=free_port(), **settings)
     options = flink_options(cluster)
     try:
