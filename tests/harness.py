@@ -131,7 +131,9 @@ def read_metrics(output) -> pd.DataFrame:
 
 
 def latest(df: pd.DataFrame) -> pd.DataFrame:
-    """Latest pane per (window, slice)."""
+    """Latest pane per (window, slice); an empty table (no metrics files) stays empty."""
+    if df.empty:
+        return df
     idx = df.groupby(["window_start", "window_end", "slice"])["pane_index"].idxmax()
     return df.loc[idx].sort_values(["window_start", "slice"]).reset_index(drop=True)
 
