@@ -9,13 +9,13 @@ import os
 import pytest
 from hypothesis import settings
 
+from tests.synthetic_output import run_demo, synthetic_metrics
+
 # Property tests are reproducible in CI: the same examples on every run (`.ci/run` sets
 # CI=1); locally Hypothesis explores new ones.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from tests.synthetic_output import run_demo, synthetic_metrics
 
 
 @pytest.fixture
