@@ -42,10 +42,10 @@ Streaming state: Dataflow keeps the join's state and timers in Streaming Engine
 (Beam adds the ``enable_streaming_engine`` and ``enable_windmill_service``
 experiments and Runner v2 by itself; no other experiment is needed). Flink keeps
 them in its configured state backend; checkpointing and the backend are cluster
-settings (``execution.checkpointing.interval``, ``state.backend.type: rocksdb``):
-the Python FlinkRunner forwards Java-only options such as ``--checkpointing_interval``
-only with ``--flink_submit_uber_jar`` and drops them silently otherwise, so the
-preset rejects them without it.
+settings (``execution.checkpointing.interval``, ``state.backend.type: rocksdb``);
+``runners/flink.py`` passes the cluster's interval to a streaming job. Java-only Flink
+options (``--checkpointing_interval``, ``--state_backend``, ...) are accepted and reach
+the job server, which describes them to the Python FlinkRunner.
 """
 
 from __future__ import annotations

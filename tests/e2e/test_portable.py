@@ -188,16 +188,23 @@ def test_flink_preset_accepts_dashes_and_adds_streaming():
     ]
 
 
-def test_flink_preset_refuses_options_the_python_flink_runner_drops():
-    args = ["--flink_master=localhost:8081", "--checkpointing_interval=60000"]
-    with pytest.raises(ValueError, match="--flink_submit_uber_jar"):
-        presets.pipeline_flags("FlinkRunner", args, streaming=True)
-    flags = presets.preset_flags(
-        "FlinkRunner",
-        [*args, "--flink_submit_uber_jar", "--environment_type=LOOPBACK"],
-        streaming=True,
-    )
-    assert flags == ["--streaming"]
+def test_flinks_java_options_are_known_and_reach_the_job_server_untouched():
+    """Beam's Python FlinkRunner asks the job server which options it knows
+    (DescribePipelineOptions) and sends them on: a job submitted with
+    --checkpointing_interval=5000 had a 5,000 ms interval in Flink's REST API
+    (/jobs/ID/checkpoints/config). msewatch accepts them and adds nothing in their place."""
+    args = [
+        "--flink_master=localhost:8081",
+        "--checkpointing_interval=60000",
+        "--state_backend=rocksdb",
+        "--environment_type=LOOPBACK",
+    ]
+    presets.check_known_options(args)  # not "unknown option"
+    flags = presets.pipeline_flags("FlinkRunner", args, streaming=True)
+    assert flags[0] == "--runner=FlinkRunner" and "--streaming" in flags
+    assert {"--checkpointing_interval=60000", "--state_backend=rocksdb"} <= set(flags)
+    with pytest.raises(ValueError, match="unknown option '--checkpointing_intervall=1'"):
+        presets.check_known_options(["--checkpointing_intervall=1"])
 
 
 @pytest.mark.parametrize(
