@@ -179,7 +179,8 @@ def _add_run(sub) -> None:
         "--kafka-consumer-group",
         default="msewatch",
         metavar="GROUP",
-        help="Kafka consumer group of kafka:// inputs; offsets are committed to it (msewatch)",
+        help="Kafka consumer group of kafka:// inputs (msewatch); offsets live in Flink's "
+        "checkpoints, not in the group",
     )
     p.add_argument(
         "--replay-chunk-rows",

@@ -5,9 +5,11 @@
   are passed through with every unknown ``--option`` as a Beam pipeline option.
 * ``--streaming-replay``: the files are spooled in arrival order and replayed through
   a TestStream on the ``BundleBasedDirectRunner`` with ``--streaming``.
-* ``pubsub://projects/P/subscriptions/S`` inputs (both): unbounded, ``--streaming``.
-  A local run reads until Ctrl-C; a job submitted to Flink or Dataflow is left
-  running (stop it with the runner's own tools) and no summary is printed.
+* ``pubsub://projects/P/subscriptions/S`` or ``kafka://HOST:PORT/TOPIC`` inputs (both
+  of one kind): unbounded, ``--streaming``. A run whose Python workers are this process
+  (the DirectRunner; LOOPBACK on a local Flink) reads until Ctrl-C; a job submitted to
+  a remote Flink or Dataflow is left running (stop it with the runner's own tools). No
+  summary is printed. Kafka needs a runner that runs Java (``presets.check_kafka_runner``).
 
 Runner options come from ``runners/presets.py`` (required options, staging, flags);
 FlinkRunner's cluster check and defaults from ``runners/flink.py``.
@@ -119,13 +121,12 @@ def _options(args, beam_args, streaming: bool) -> PipelineOptions:
 def _run_unbounded(args, options, result) -> int:
     """A streaming job never finishes: wait for Ctrl-C while its Python workers run in
     this process (the DirectRunner, LOOPBACK on Flink), else leave the job running."""
+    runner = presets.runner_name(args.runner)
     environment = options.view_as(PortableOptions).environment_type or ""
-    here = presets.runner_name(args.runner) == "DirectRunner" or environment.upper() == "LOOPBACK"
-    if not here:
+    if runner != "DirectRunner" and environment.upper() != "LOOPBACK":
         job_id = result.job_id() if hasattr(result, "job_id") else ""
         print(f"submitted streaming job {job_id} ({result.state}); stop it with the runner's tools")
         return 0
-    runner = presets.runner_name(args.runner)
     print(f"msewatch: streaming on the {runner} until Ctrl-C", file=sys.stderr, flush=True)
     try:
         _wait(result)

@@ -56,18 +56,6 @@ def flink_release() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def msewatch(python: str, *args: str, timeout_s: float = 900, **kwargs):
-    """``PYTHON -m msewatch ARGS``, its output captured."""
-    return subprocess.run(
-        [python, "-m", "msewatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-        **kwargs,
-    )
-
-
 def local(service: str, action: str, *options: str, timeout_s: float = 600):
     """``msewatch local SERVICE ACTION OPTIONS`` (Flink: with :func:`flink_python`, so
     the cluster is the release its Beam runs on), its output captured."""

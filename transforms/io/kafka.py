@@ -44,7 +44,6 @@ URLs: ``kafka://HOST:PORT[,HOST:PORT...]/TOPIC`` (:func:`parse_kafka_url`).
 from __future__ import annotations
 
 import re
-import zlib
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -57,6 +56,7 @@ from msewatch.transforms.io.messages import (
     ParseMessageBatch,
     batch_and_parse,
     check_batching,
+    shard_of,
 )
 
 KAFKA_URL_SCHEME = "kafka://"
@@ -114,9 +114,8 @@ class _ToMessages(beam.DoFn):
     def process(self, row):
         topic, partition, offset = row.topic, int(row.partition), int(row.offset)
         message_id = f"{topic}/{partition}/{offset}"
-        key = zlib.crc32(message_id.encode()) % self._shards
         yield (
-            f"{key:03d}",
+            shard_of(message_id.encode(), self._shards),
             Message(
                 payload=bytes(row.value or b""),
                 message_id=message_id,

@@ -22,6 +22,7 @@ within a batch, and fits an int64 until the year 2248.
 
 # No ``from __future__ import annotations``: Beam infers Message's Row schema from its
 # annotations, and as strings they become "any" fields that Java's runners cannot decode.
+import zlib
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -56,6 +57,11 @@ class Message(NamedTuple):
 
 
 beam.coders.registry.register_coder(Message, beam.coders.RowCoder)
+
+
+def shard_of(identity: bytes, shards: int) -> str:
+    """The batching key of a message: a stable hash of its identity, ``000`` to ``shards-1``."""
+    return f"{zlib.crc32(identity) % shards:03d}"
 
 
 def stamped(table: pa.Table, time_ms) -> beam.window.TimestampedValue:
@@ -129,8 +135,9 @@ def batch_and_parse(
 
     Applies the steps ``Batch`` (GroupIntoBatches per shard) and ``Parse`` in the
     caller's composite, so their labels stay the source's own (labels are API).
+    The sources check ``max_batch`` and ``max_buffering_seconds`` when constructed
+    (:func:`check_batching`).
     """
-    check_batching(max_batch, max_buffering_seconds)
     batches = messages | "Batch" >> beam.GroupIntoBatches(
         max_batch, max_buffering_duration_secs=max_buffering_seconds
     )

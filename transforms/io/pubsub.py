@@ -61,7 +61,6 @@ redeliveries by a publisher-set attribute.
 from __future__ import annotations
 
 import re
-import zlib
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -74,6 +73,7 @@ from msewatch.transforms.io.messages import (
     ParseMessageBatch,
     batch_and_parse,
     check_batching,
+    shard_of,
 )
 
 SUBSCRIPTION_URL_SCHEME = "pubsub://"
@@ -164,9 +164,8 @@ class _ToMessages(beam.DoFn):
     def process(self, message: PubsubMessage, timestamp=beam.DoFn.TimestampParam):
         message_id = message.message_id or ""
         payload = message.data or b""
-        key = zlib.crc32(message_id.encode() if message_id else payload) % self._shards
         yield (
-            f"{key:03d}",
+            shard_of(message_id.encode() if message_id else payload, self._shards),
             Message(
                 payload=payload,
                 message_id=message_id,
