@@ -96,7 +96,7 @@ def parse_kafka_url(url: str) -> KafkaTopic:
         raise ValueError(f"{url!r}: name the brokers as HOST:PORT[,HOST:PORT]; use {KAFKA_FORM}")
     for host in hosts:
         if not 1 <= int(host.rsplit(":", 1)[1]) <= 65535:
-            raise ValueError(f"{url!r}: {host} has no port between 1 and 65535")
+            raise ValueError(f"{url!r}: {host} has no port between 1 and 65535; use {KAFKA_FORM}")
     if not _TOPIC.match(topic) or topic in (".", ".."):
         raise ValueError(
             f"{url!r}: the topic must be 1 to 249 letters, digits, '.', '_' or '-'; "
