@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
-from msewatch.schemas import queries, records
+from msewatch import __version__, terminal
+from msewatch.schemas import layout, queries, records
 from msewatch.schemas.slo import ALERTS_FIELDS, COMPARISONS_FIELDS, SLO_STATUS_FIELDS
 
 if TYPE_CHECKING:
@@ -113,42 +114,95 @@ def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
     """
     out = Path(output_dir)
     if not out.is_dir():
-        raise NoMetricsError(
-            f"output folder {out} does not exist; pass the --output of `msewatch run`"
-        )
-    metrics = _existing(out, METRICS_PATTERNS)
+        what = "is a file, not a folder" if out.exists() else "does not exist"
+        raise NoMetricsError(f"output folder {out} {what}; pass the --output of `msewatch run`")
+    tables = layout.resolve(out)  # one commit's tables, read whole
+    metrics = _existing(tables, METRICS_PATTERNS)
     if not metrics:
         raise NoMetricsError(
             f"no metrics table in {out}: no files match metrics/window_date=*/*.parquet; "
             "pass the --output folder of a finished `msewatch run`"
         )
-    dead = _existing(out, DEAD_LETTER_PATTERNS)
-    dead_source = (
-        _parquet_source(dead, records.DEAD_LETTER_FIELDS)
-        if dead
-        else _empty_source(records.DEAD_LETTER_FIELDS)
-    )
+    sources = {
+        "metrics": (metrics, records.METRICS_FIELDS),
+        "dead_letter": (_existing(tables, DEAD_LETTER_PATTERNS), records.DEAD_LETTER_FIELDS),
+        **{
+            table: (_existing(tables, (f"{table}/*.parquet",)), fields)
+            for table, fields in (
+                ("alerts", ALERTS_FIELDS),
+                ("slo_status", SLO_STATUS_FIELDS),
+                ("comparisons", COMPARISONS_FIELDS),
+            )
+        },
+    }
     import duckdb  # here, not at import: `msewatch run` loads this module for its options
 
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"CREATE VIEW metrics AS {_parquet_source(metrics, records.METRICS_FIELDS)}")
-        con.execute(f"CREATE VIEW dead_letter AS {dead_source}")
-        for table, fields in (
-            ("alerts", ALERTS_FIELDS),
-            ("slo_status", SLO_STATUS_FIELDS),
-            ("comparisons", COMPARISONS_FIELDS),
-        ):
-            files = _existing(out, (f"{table}/*.parquet",))
+        _check_columns(con, out, tables, sources)
+        for table, (files, fields) in sources.items():
             source = _parquet_source(files, fields) if files else _empty_source(fields)
             con.execute(f"CREATE VIEW {table} AS {source}")
         for view in queries.VIEW_NAMES:
             con.execute(f"CREATE VIEW {view} AS {queries.load_query('duckdb', view)}")
-    except duckdb.Error as error:  # a damaged file or a column missing from the files
+        _lock_down(con, [f for files, _ in sources.values() for f in files])
+    except duckdb.Error as error:  # a damaged file
         con.close()
         raise QueryError(f"cannot read the tables in {out}: {_one_line(error)}") from None
+    except QueryError:
+        con.close()
+        raise
     return con
+
+
+def _lock_down(con, files: list[Path]) -> None:
+    """From here on the connection reads the tables' files and nothing else.
+
+    DuckDB's own safeguards: no file system access except the table files (read
+    through the views), no extensions, and the configuration locked so SQL cannot undo
+    it. (A table file could still be overwritten by ``COPY``: :func:`query` runs
+    read-only statements only.)
+    """
+    con.execute("SET allowed_paths = ?", [[str(f) for f in files]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _check_columns(con, out: Path, tables: Path, sources) -> None:
+    """Refuses a file that lacks columns of its table (a foreign file, or an older msewatch's).
+
+    Raises:
+        QueryError: naming the file, the missing columns and what to do.
+    """
+    for table, (files, fields) in sources.items():
+        if not files:
+            continue
+        rows = con.execute(
+            "SELECT file_name, list(name) FROM parquet_schema(?) GROUP BY file_name",
+            [[str(f) for f in files]],
+        ).fetchall()
+        wanted = [f.name for f in fields]
+        for file_name, names in sorted(rows):
+            missing = [n for n in wanted if n not in set(names)]
+            if missing:
+                foreign = len(missing) > len(wanted) // 2  # an older msewatch lacks a few
+                raise QueryError(_missing_columns(out, tables, table, file_name, missing, foreign))
+
+
+def _missing_columns(out: Path, tables: Path, table: str, file_name: str, missing, foreign) -> str:
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    where = f"{file_name} lacks the {table} columns {shown}"
+    written_by = layout.manifest(tables).get("msewatch_version")
+    if foreign or written_by == __version__:  # not a file any msewatch wrote
+        return f"{where}: it is not a file msewatch wrote; move it out of {out}"
+    return (
+        f"{where}: {out} was written by msewatch {written_by or 'older than this one'}, "
+        f"this is msewatch {__version__}; rerun `msewatch run` into it to rewrite the "
+        "tables, or read them with the msewatch that wrote them"
+    )
 
 
 def _one_line(error: Exception) -> str:
@@ -202,6 +256,7 @@ def query(
     used = queries.query_params("duckdb", sql)
     con = connect(output_dir)
     try:
+        _check_read_only(con, sql)
         relation = con.sql(sql, params={k: values[k] for k in used if k in values} or None)
         if relation is None:
             return pd.DataFrame()
@@ -214,12 +269,35 @@ def query(
         con.close()
 
 
+_READ_ONLY = ("SELECT", "EXPLAIN")
+
+
+def _check_read_only(con, sql: str) -> None:
+    """Refuses statements other than queries (COPY, ATTACH, INSERT, SET, PRAGMA, ...).
+
+    Raises:
+        QueryError: naming the refused statement.
+    """
+    for statement in con.extract_statements(sql):
+        kind = statement.type.name
+        if kind not in _READ_ONLY:
+            raise QueryError(
+                f"--sql runs queries only (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE, EXPLAIN); "
+                f"the {kind} statement is refused"
+            )
+
+
 def format_frame(frame: pd.DataFrame, fmt: str) -> str:
-    """Renders a result as an aligned text table, CSV, or a JSON array of objects."""
+    """Renders a result as an aligned text table, CSV, or a JSON array of objects.
+
+    The table is for a terminal: control characters in values are escaped
+    (:func:`msewatch.terminal.escape`); CSV and JSON carry the values as they are.
+    """
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
         return frame.to_json(orient="records", date_format="iso", date_unit="s", indent=1) + "\n"
+    frame = frame.rename(columns=terminal.escape).map(terminal.escape)
     if frame.empty:
         return ("  ".join(map(str, frame.columns)) + "\n(0 rows)\n") if len(frame.columns) else ""
     return frame.to_string(index=False) + f"\n({len(frame)} rows)\n"
@@ -251,4 +329,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"msewatch query: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(format_frame(frame, args.format))
+    if args.format == "table" and frame.empty and _no_windows(args.output):
+        print(NO_WINDOWS)
     return 0
+
+
+NO_WINDOWS = "no windows yet: the metrics table has no rows (no valid prediction; see dead_letter)"
+
+
+def _no_windows(output_dir) -> bool:
+    """True when the run finished without any metrics row (every prediction invalid)."""
+    return int(query(output_dir, sql="SELECT count(*) AS n FROM metrics")["n"].iloc[0]) == 0

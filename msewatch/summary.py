@@ -16,7 +16,7 @@ import sys
 
 import duckdb
 
-from msewatch import query
+from msewatch import query, terminal
 from msewatch.schemas.records import RECORD_OUTCOMES
 
 
@@ -159,7 +159,7 @@ def render(output_dir: str, outcomes) -> str:
     lines.append(f"Worst slices: msewatch query {output_dir} worst")
     if "comparisons" in present:
         lines.append(f"Comparisons: msewatch compare {output_dir}")
-    return "\n".join(lines)
+    return "\n".join(terminal.escape(line) for line in lines)  # values are data, not escapes
 
 
 FIRING_SQL = """

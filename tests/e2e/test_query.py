@@ -14,6 +14,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from msewatch import query as query_cli
@@ -349,3 +351,73 @@ def test_an_empty_source_has_the_types_of_the_files(output):
     finally:
         con.close()
     assert [str(t) for t in empty] == [str(t) for t in files]
+
+
+# --- files that are not the table's, the SQL sandbox, terminal escapes -----------------
+
+
+def _one_line_error(capsys) -> str:
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("folder", ["metrics/window_date=2024-03-01", "dead_letter"])
+def test_a_foreign_parquet_file_in_a_table_is_refused_by_name(output, capsys, folder):
+    # before: read as rows of NULLs (union_by_name), the query answered as if it were data
+    foreign = output / folder / "notes.parquet"
+    pq.write_table(pa.table({"note": ["mine"], "amount": [1.5]}), foreign)
+    assert _run([str(output), "latest"]) == 2
+    err = _one_line_error(capsys)
+    assert str(foreign) in err and "not a file msewatch wrote" in err
+
+
+def test_tables_of_an_older_msewatch_say_so_and_what_to_do(output, capsys):
+    # a metrics file without the columns added later (rmsle, ...): before, "Referenced
+    # column rmsle not found"
+    path = sorted((output / "metrics").rglob("*.parquet"))[0]
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["rmsle", "rmsle_excluded"]), path)
+    assert _run([str(output), "latest"]) == 2
+    err = _one_line_error(capsys)
+    assert f"{path} lacks the metrics columns rmsle, rmsle_excluded" in err
+    assert "written by msewatch older than this one" in err and "rerun `msewatch run`" in err
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("SELECT * FROM read_csv('/etc/passwd')", "/etc/passwd"),
+        ("SELECT * FROM read_text('{outside}')", "file system operations are disabled"),
+        ("COPY (SELECT 1 AS a) TO '{target}'", "the COPY statement is refused"),
+        ("COPY (SELECT 1 AS a) TO '{table_file}' (FORMAT parquet, USE_TMP_FILE false)", "COPY"),
+        ("ATTACH '{target}' AS other", "the ATTACH statement is refused"),
+        ("SET enable_external_access = true", "the SET statement is refused"),
+        ("INSTALL httpfs", "statement is refused"),
+        ("SELECT 1; COPY (SELECT 2) TO '{target}'", "the COPY statement is refused"),
+    ],
+)
+def test_sql_reads_the_tables_and_nothing_else(output, metrics, tmp_path, capsys, sql, refused):
+    (tmp_path / "outside.txt").write_text("a secret")
+    table_file = sorted((output / "metrics").rglob("*.parquet"))[0]
+    before = table_file.read_bytes()
+    names = {"outside": tmp_path / "outside.txt", "target": tmp_path / "x.csv"}
+    assert _run([str(output), "--sql", sql.format(table_file=table_file, **names)]) == 2
+    err = _one_line_error(capsys)
+    assert refused in err and "a secret" not in err
+    assert not (tmp_path / "x.csv").exists() and table_file.read_bytes() == before
+    assert _run([str(output), "--sql", "SELECT count(*) AS n FROM metrics", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", str(len(metrics))]  # still reads
+
+
+def test_control_characters_in_values_are_shown_escaped(tmp_path, metrics, capsys):
+    hostile = "eu\x1b[2J\x1b]8;;http://x\x07\u202e"  # clear screen, a hyperlink, RTL override
+    metrics = metrics.assign(slice=metrics["slice"].replace({"region=eu": f"region={hostile}"}))
+    out = write_output(tmp_path / "out", metrics, None)
+    assert _run([str(out), "--sql", "SELECT DISTINCT slice FROM metrics ORDER BY slice"]) == 0
+    text = capsys.readouterr().out
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "region=eu\\x1b[2J\\x1b]8;;http://x\\x07\\u202e" in text
+    assert _run([str(out), "--sql", "SELECT DISTINCT slice FROM metrics", "--format", "json"]) == 0
+    slices = [row["slice"] for row in json.loads(capsys.readouterr().out)]
+    assert f"region={hostile}" in slices  # JSON carries the value as it is
