@@ -33,8 +33,10 @@ sliding windows are not counted twice. The charts are drawn by
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -60,10 +62,12 @@ from msewatch.report_svg import (
     table,
     utc,
 )
+from msewatch.schemas import layout
 from msewatch.summary import outcomes_total
 from msewatch.trend import DEFAULT_K, direction, slice_trends
 
 MAX_SLICE_CHARTS = 12
+NO_WINDOWS = "none: no windows yet (no valid prediction; the dead letters below say why)"
 LAG_TICKS = ((1, "1s"), (10, "10s"), (60, "1m"), (600, "10m"), (3600, "1h"), (21600, "6h"),
              (86400, "1d"), (604800, "7d"), (2592000, "30d"), (31536000, "1y"))  # fmt: skip
 COUNTED = (("NaN/inf predictions (y_pred)", "nan_predictions"), ("NaN/inf labels (y_true)",
@@ -267,9 +271,10 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
     worst = q.query(out, "worst")
     dead = q.query(out, sql=DEAD_LETTER_COUNTS)
     summary = None
-    if (out / "summary.json").is_file():
+    summary_path = layout.resolve(out) / "summary.json"
+    if summary_path.is_file():
         try:
-            summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise q.QueryError(f"{out / 'summary.json'} is not valid JSON: {error}") from None
     overall = latest[latest["slice"] == "overall"]
@@ -284,7 +289,7 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
         legend=LEGEND,
         name=html.escape(out.name),
         path=html.escape(str(out)),
-        span=f"{utc(start.min())} to {utc(end.max())} UTC" if len(latest) else "(none)",
+        span=f"{utc(start.min())} to {utc(end.max())} UTC" if len(latest) else NO_WINDOWS,
         slices=latest["slice"].nunique(),
         rows=len(latest),
         provisional=int((~latest["complete"]).sum()),
@@ -299,9 +304,26 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
         quality=_quality_chart(overall, dead, (summary or {}).get("outcomes", {})),
         outcomes=_outcome_table(summary),
     )
-    path = Path(out_path)
+    return _write_whole(Path(out_path), page)
+
+
+def _write_whole(path: Path, text: str) -> Path:
+    """Writes ``text`` to a temporary file beside ``path`` and renames it into place:
+    a failed write (a full disk) leaves the previous file, never a partial one.
+
+    Raises:
+        OSError: naming ``path`` (the CLI prints it as one line).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from None
     return path
 
 

@@ -8,15 +8,19 @@ tests read (``tests/synthetic_output.py``). The page opened in a real browser
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import json
+import pathlib
 import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from msewatch import report
+from msewatch import cli, report
 from msewatch.report_svg import LEFT, RIGHT, WIDTH
 from tests.synthetic_output import (
     DRIFTED,
@@ -379,3 +383,39 @@ def test_slo_slices_are_capped(tmp_path, metrics):
 def test_no_nan_reaches_the_slo_charts(slo_page):
     numbers = re.findall(r'\b(?:d|cx|cy|x|y|x1|x2|y1|y2|width)="([^"]*)"', slo_page)
     assert numbers and not any(re.search(r"nan|inf", n, flags=re.I) for n in numbers)
+
+
+# --- files that are not the table's, a write that fails --------------------------------
+
+
+def test_a_foreign_parquet_file_is_one_line_naming_it(tmp_path, metrics, capsys):
+    # before: a TypeError traceback (the foreign file's rows read as NULLs)
+    out = write_output(tmp_path / "out", metrics, synthetic_dead_letter())
+    foreign = out / "metrics" / "window_date=2024-03-01" / "notes.parquet"
+    pq.write_table(pa.table({"note": ["mine"]}), foreign)
+    assert _run([str(out), "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(foreign) in err and not (tmp_path / "r.html").exists()
+
+
+def test_a_full_disk_keeps_the_previous_report_and_names_the_path(
+    tmp_path, metrics, capsys, monkeypatch
+):
+    # before: a 0-byte report.html and an error without the path
+    out = write_output(tmp_path / "out", metrics, synthetic_dead_letter())
+    target = tmp_path / "r.html"
+    target.write_text("the previous report")
+    written = pathlib.Path.write_text
+
+    def half_then_full(self, text, *args, **kwargs):
+        written(self, text[:100], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", half_then_full)
+    assert cli.main(["report", str(out), "--out", str(target)]) == 2
+    monkeypatch.undo()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"msewatch: error: {target}: no space left on device; check the path"]
+    assert target.read_text() == "the previous report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "r.html"]  # no temporary file
