@@ -212,7 +212,16 @@ def run(args, beam_args) -> int:
         else contextlib.nullcontext()
     )
     unbounded = pubsub or kafka
-    plan = output.prepare(args.output, staged=not unbounded)
+    plan = output.prepare(args.output, staged=not unbounded)  # holds the folder's lock
+    try:
+        return _run_and_commit(args, options, config, plan, speedups, pubsub, kafka)
+    finally:
+        output.release(plan)
+
+
+def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int:
+    """Runs the pipeline into ``plan`` and commits a finished run whose outcomes balance."""
+    unbounded = pubsub or kafka
     if plan.previous and not args.quiet:
         print(
             f"msewatch: this run replaces the previous results in {args.output} "
@@ -229,10 +238,22 @@ def run(args, beam_args) -> int:
             return _report_remote(args)
         outcomes = summary.outcome_counts(plan.write_to)
         summary.write(config, outcomes, os.path.join(plan.write_to, "summary.json"))
-    except BaseException:
+        if not summary.balanced(outcomes):  # never commit a broken run
+            output.abandon(plan)
+            code = summary.check_conservation(outcomes)
+            print(f"msewatch: error: not committed; {args.output} keeps the previous results",
+                  file=sys.stderr)  # fmt: skip
+            return code
+        output.commit(plan)
+    except BaseException as error:
         output.abandon(plan)
+        full = output.disk_full(error)
+        if full is not None:  # one line, not the runner's traceback
+            raise ValueError(
+                f"{full.filename or plan.write_to}: {full.strerror.lower()}; the previous "
+                f"results in {args.output} are kept: free space and run again"
+            ) from None
         raise
-    output.commit(plan)
     if not args.quiet:
         print(summary.render(args.output, outcomes))
     return summary.check_conservation(outcomes)

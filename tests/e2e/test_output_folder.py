@@ -6,13 +6,23 @@ traceback; reruns replace, never add; nothing msewatch did not write is touched.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from msewatch import cli
+import msewatch
+from msewatch import cli, summary
 from msewatch import generate as sample
+from msewatch.schemas import records
 from tests.cli_cases import error_lines
 
 
@@ -64,7 +74,13 @@ def test_two_identical_runs_leave_the_rows_of_one(inputs, tmp_path, capsys):
     assert len(again) == len(first) > 0
     pd.testing.assert_frame_equal(again.reset_index(drop=True), first.reset_index(drop=True))
     assert len(sorted(p.name for p in (out / "metrics").rglob("*.parquet"))) == len(files)
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no staging left
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".msewatch"]
+    # one snapshot left (the second run's), beside the lock and the link to it
+    assert sorted(p.name for p in (out / ".msewatch").iterdir()) == [
+        "current",
+        "lock",
+        "snapshot-2",
+    ]
     capsys.readouterr()
 
 
@@ -132,3 +148,195 @@ def test_file_mistakes_of_other_commands_are_one_line(inputs, tmp_path, capsys, 
     names = {"file": tmp_path / "afile.txt", "out": out, "dir": tmp_path}
     capsys.readouterr()
     _one_error(capsys, cli.main([a.format(**names) for a in argv]), expected)
+
+
+# --- the commit: one whole result at any instant, one run at a time --------------------
+
+
+@pytest.fixture(scope="module")
+def other_inputs(tmp_path_factory):
+    """A second input, unlike ``inputs``: fewer predictions and one malformed line."""
+    base = tmp_path_factory.mktemp("other")
+    sample.generate(str(base), predictions=100, seed=5, days=1.0)
+    with open(base / "predictions.jsonl", "a", encoding="utf-8") as f:
+        f.write("not json\n")
+    return base
+
+
+def _seen(output) -> tuple:
+    """What a reader sees: the metrics and dead_letter tables and summary.json of one run."""
+    from msewatch import query
+    from msewatch.schemas import layout
+
+    metrics = query.query(output, sql="SELECT count(*) AS n, sum(predictions) AS p FROM metrics")
+    dead = query.query(output, sql="SELECT count(*) AS n FROM dead_letter")
+    outcomes = json.loads((layout.resolve(output) / "summary.json").read_text())["outcomes"]
+    return int(metrics.n[0]), int(metrics.p[0]), int(dead.n[0]), outcomes
+
+
+@pytest.fixture(scope="module")
+def clean(inputs, other_inputs, tmp_path_factory):
+    """What a reader sees after a whole run of each input, each in a folder of its own."""
+    base = tmp_path_factory.mktemp("clean")
+    assert cli.main(_run(inputs, base / "old")) == 0
+    assert cli.main(_run(other_inputs, base / "new")) == 0
+    old, new = _seen(base / "old"), _seen(base / "new")
+    assert old != new and old[2] == 0 and new[2] == 1  # the malformed line
+    return {"old": old, "new": new, "old_folder": base / "old"}
+
+
+def _paused(inputs, output, step: str) -> subprocess.Popen:
+    """``msewatch run`` in a subprocess, stopped at ``step`` of its commit (it holds the
+    folder's lock there) until the test kills it."""
+    env = {**os.environ, "MSEWATCH_TEST_COMMIT_PAUSE": step}
+    argv = [sys.executable, "-m", "msewatch", *_run(inputs, output)]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if f"paused at commit step {step}" in line:
+            return proc
+        assert time.monotonic() < deadline, "the run did not reach the commit"
+    proc.wait()
+    raise AssertionError(f"the run ended (exit {proc.returncode}) without pausing at {step}")
+
+
+def _legacy_copy(source, output):
+    """``output`` as an msewatch before snapshots left it: real folders and files."""
+    output.mkdir()
+    for name in ("metrics", "dead_letter", "outcomes"):
+        shutil.copytree(source / name, output / name)
+    shutil.copy(source / "summary.json", output / "summary.json")
+
+
+@pytest.mark.parametrize("layout_before", ["snapshot", "legacy"])
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [("snapshot-written", "old"), ("pointer-moved", "new"), ("linked", "new")],
+)
+def test_a_kill_during_the_commit_leaves_one_whole_result(
+    inputs, other_inputs, clean, tmp_path, layout_before, step, expected
+):
+    # before: a kill while the tables were replaced left metrics/ empty and no summary
+    out = tmp_path / "out"
+    if layout_before == "legacy":
+        _legacy_copy(clean["old_folder"], out)
+    else:
+        assert cli.main(_run(inputs, out)) == 0
+    assert _seen(out) == clean["old"]
+    proc = _paused(other_inputs, out, step)
+    assert _seen(out) == clean[expected]  # a reader meanwhile
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _seen(out) == clean[expected]  # and after the kill
+    assert cli.main(_run(other_inputs, out)) == 0  # the next run cleans up and commits
+    assert _seen(out) == clean["new"]
+    pd.testing.assert_frame_equal(
+        _rows(out).reset_index(drop=True),
+        _rows(clean["old_folder"].parent / "new").reset_index(drop=True),
+    )
+    assert len([p for p in (out / ".msewatch").iterdir() if "snapshot" in p.name]) == 1
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(inputs, tmp_path, capsys):
+    # before: both ran, the second deleted the first's staging folder
+    out = tmp_path / "out"
+    proc = _paused(inputs, out, "snapshot-written")
+    try:
+        _one_error(
+            capsys,
+            cli.main(_run(inputs, out)),
+            f"--output {out}: another msewatch run (pid {proc.pid}) is writing into this folder",
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert cli.main(_run(inputs, out)) == 0  # a killed holder leaves no lock behind
+
+
+def test_a_run_whose_outcomes_do_not_balance_is_not_committed(
+    inputs, other_inputs, clean, tmp_path, capsys, monkeypatch
+):
+    # before: the tables were committed first, then the check failed (exit 1)
+    out = tmp_path / "out"
+    assert cli.main(_run(inputs, out)) == 0
+    counted = summary.outcome_counts
+
+    def counted_twice(folder):
+        table = counted(folder)
+        table["label"]["joined"] += 452  # as when two runs wrote into one folder
+        return table
+
+    monkeypatch.setattr(summary, "outcome_counts", counted_twice)
+    capsys.readouterr()
+    assert cli.main(_run(other_inputs, out)) == 1
+    err = error_lines(capsys.readouterr().err)
+    assert "452 counted twice" in err[0]
+    assert err[-1] == f"msewatch: error: not committed; {out} keeps the previous results"
+    assert _seen(out) == clean["old"]
+    assert sorted(p.name for p in (out / ".msewatch").iterdir()) == [
+        "current",
+        "lock",
+        "snapshot-1",
+    ]
+
+
+def test_a_full_disk_is_one_line_and_the_previous_results_stay(
+    inputs, other_inputs, clean, tmp_path, capsys, monkeypatch
+):
+    # before: a 113-line traceback (exit 1)
+    out = tmp_path / "out"
+    assert cli.main(_run(inputs, out)) == 0
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", disk_full)
+    capsys.readouterr()
+    assert cli.main(_run(other_inputs, out)) == 2
+    mine = [line for line in capsys.readouterr().err.splitlines() if "msewatch" in line]
+    assert len(mine) == 1 and mine[0].startswith("msewatch: error: "), mine
+    assert mine[0].endswith(
+        f"no space left on device; the previous results in {out} are kept: free space and run again"
+    )
+    assert f"{out}/.msewatch/snapshot-2" in mine[0]  # where it was writing
+    monkeypatch.undo()
+    assert _seen(out) == clean["old"]
+    assert not (out / ".msewatch" / "snapshot-2").exists()
+
+
+def test_a_run_without_a_valid_prediction_has_empty_tables_and_no_windows(inputs, tmp_path, capsys):
+    # before: no metrics table; query and report said "not a finished msewatch run"
+    utf16 = tmp_path / "predictions.jsonl"
+    utf16.write_text((inputs / "predictions.jsonl").read_text(), encoding="utf-16")
+    lines = len((inputs / "predictions.jsonl").read_text().splitlines())
+    out = tmp_path / "out"
+    argv = _run(inputs, out)
+    argv[2] = str(utf16)
+    assert cli.main(argv) == 0
+    files = sorted((out / "metrics").glob("*/*.parquet"))  # the documented layout
+    assert [pq.read_metadata(f).num_rows for f in files] == [0]
+    assert pq.read_schema(files[0]).names == [f.name for f in records.METRICS_FIELDS]
+    capsys.readouterr()
+    assert cli.main(["query", str(out), "latest"]) == 0
+    assert "no windows yet" in capsys.readouterr().out
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0
+    assert "no windows yet" in (tmp_path / "r.html").read_text()
+    dead = json.loads((out / "summary.json").read_text())["outcomes"]["prediction"]
+    assert dead["invalid"] == dead["input"] >= lines  # every line, and the BOM's
+
+
+def test_the_manifest_names_the_version_that_wrote_the_tables(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(_run(inputs, out)) == 0
+    manifest = out / ".msewatch" / "current" / "manifest.json"
+    assert json.loads(manifest.read_text())["msewatch_version"] == msewatch.__version__
+    # as an msewatch 0.0.9 would have left it: its own version, no rmsle column yet
+    manifest.write_text(json.dumps({"msewatch_version": "0.0.9"}))
+    path = sorted((out / "metrics").glob("*/*.parquet"))[0]
+    pq.write_table(pq.read_table(path).drop_columns(["rmsle", "rmsle_excluded"]), path)
+    capsys.readouterr()
+    assert cli.main(["query", str(out), "latest"]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith("msewatch query: error: "), lines
+    assert f"{path.name} lacks the metrics columns rmsle, rmsle_excluded" in lines[0]
+    assert f"written by msewatch 0.0.9, this is msewatch {msewatch.__version__}; rerun" in lines[0]
