@@ -25,11 +25,12 @@ import json
 import math
 import os
 import time
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from msewatch import cli
@@ -155,12 +156,35 @@ def _run(tmp, mode: str) -> tuple[pd.DataFrame, dict, float]:
     return latest(read_metrics(out)), outcomes, elapsed
 
 
+def _prediction(pid: str, t: int, y_pred=1.0) -> dict:
+    return {"prediction_id": pid, "event_time": t, "y_pred": y_pred, "model_version": "v1",
+            "segments": {"region": "eu"}}  # fmt: skip
+
+
+# Cases the search found, kept as explicit examples (run first, every time, in CI too):
+NO_PREDICTION_IN_THE_CLOCK = (  # every prediction invalid: empty tables, no windows
+    [_prediction("x0", OUT_OF_RANGE[0]), _prediction("x1", OUT_OF_RANGE[1])],
+    [{"prediction_id": "x0", "label_time": T0, "y_true": 1.0}],
+    [],
+)
+ONLY_MALFORMED_AND_OUT_OF_RANGE = ([_prediction("x0", OUT_OF_RANGE[1])], [], MALFORMED)
+
+# Each example runs two pipelines (seconds each): the search is bounded in time by few
+# examples, a deadline per example that only a hang reaches, and no shrinking in CI
+# (shrinking a failure once took more than five minutes; a failure found is printed as
+# it is: add it above as an explicit example).
+SHRINK = () if os.environ.get("CI") else (Phase.shrink,)
+
+
 @pytest.mark.slow
 @settings(
     max_examples=EXAMPLES,
-    deadline=None,
+    deadline=timedelta(seconds=300),
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, *SHRINK),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@example(NO_PREDICTION_IN_THE_CLOCK)
+@example(ONLY_MALFORMED_AND_OUT_OF_RANGE)
 @given(records())
 def test_hostile_records_never_break_a_run(tmp_path_factory, case):
     preds, labels, malformed = case
@@ -177,8 +201,8 @@ def test_hostile_records_never_break_a_run(tmp_path_factory, case):
     assert max(t_bounded, t_replay) < 120  # a span of 8,000 years costs no more than a day
     expected = reference(preds, labels)
     for frame in (bounded, replay):
-        if expected.empty:  # no prediction inside the accepted clock: no metrics rows
-            assert frame.empty
+        if expected.empty:  # no prediction inside the accepted clock: no metrics rows,
+            assert frame.empty and "rmse" in frame.columns  # but the table, with its schema
             continue
         got = frame.assign(window_start_ms=frame.window_start.astype("int64") // 1000)
         got = got.set_index(["window_start_ms", "slice"])
