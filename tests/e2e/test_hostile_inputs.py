@@ -212,3 +212,18 @@ def test_hostile_records_never_break_a_run(tmp_path_factory, case):
             g = got.loc[idx]
             assert (g.predictions, g.labeled, g.scored) == (w.predictions, w.labeled, w.scored)
             assert (math.isnan(g.mse) and math.isnan(w.mse)) or np.isclose(g.mse, w.mse, 1e-9)
+
+
+def test_control_characters_in_values_are_escaped_in_the_run_summary(tmp_path, capsys):
+    # before: the summary printed the slice value raw: the terminal cleared its screen
+    hostile = "eu\x1b[2J\x1b[31m"
+    preds = [_prediction(f"p{i}", T0 + i) | {"segments": {"region": hostile}} for i in range(3)]
+    labels = [{"prediction_id": f"p{i}", "label_time": T0 + H, "y_true": 2.0} for i in range(3)]
+    _write(tmp_path / "p.jsonl", preds, [])
+    _write(tmp_path / "l.jsonl", labels, [])
+    argv = ["run", "--predictions", str(tmp_path / "p.jsonl"), "--labels"]
+    argv += [str(tmp_path / "l.jsonl"), "--output", str(tmp_path / "out"), "--slice", "region"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed
+    assert "region=eu\\x1b[2J\\x1b[31m" in printed  # the latest window of that slice

@@ -421,3 +421,15 @@ def test_control_characters_in_values_are_shown_escaped(tmp_path, metrics, capsy
     assert _run([str(out), "--sql", "SELECT DISTINCT slice FROM metrics", "--format", "json"]) == 0
     slices = [row["slice"] for row in json.loads(capsys.readouterr().out)]
     assert f"region={hostile}" in slices  # JSON carries the value as it is
+
+
+def test_compare_lines_show_control_characters_escaped():
+    from msewatch import compare
+
+    row = dict(comparison="v2\x1b[2J", slice="region=eu\x1b[31m", metric="mse", baseline="v1",
+               candidate="v2", paired=True, frontier=T0,
+               n_baseline=10, n_candidate=10, change=0.1, ci_low=0.05, ci_high=0.2,
+               margin=0.05, alpha=0.05, p_value=0.01, decision="FAIL")  # fmt: skip
+    lines = compare.render(pd.DataFrame([row]))
+    assert not any("\x1b" in line for line in lines)
+    assert lines[0].startswith("v2\\x1b[2J: v2 vs v1 in mse") and "region=eu\\x1b[31m" in lines[1]
