@@ -14,6 +14,12 @@ Registers the views ``metrics``, ``dead_letter`` (exactly the columns of
 window and slice), then runs a named query from :mod:`msewatch.schemas.queries` or
 the user's SQL. The session time zone is UTC, so timestamps print in UTC.
 
+The tables are read from the committed snapshot (:func:`msewatch.schemas.layout.resolve`),
+once per connection. A file that lacks its table's columns is refused, naming it (and
+the msewatch version that wrote the folder, from its manifest). After the views are
+made the connection reads the table files and nothing else (external access off but
+for them, configuration locked), and ``--sql`` runs queries only.
+
 User mistakes (missing folder, unknown query name, bad SQL) raise :class:`QueryError`
 from :func:`query`; :func:`run` prints them as one line on stderr and returns 2.
 """
@@ -310,7 +316,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", nargs="?", help=f"a named query ({names})")
     parser.add_argument(
         "--sql",
-        help="DuckDB SQL over the views metrics, metrics_latest and dead_letter, instead of NAME",
+        help="a DuckDB query (SELECT/WITH/DESCRIBE; it reads the tables and nothing else) over "
+        "the views metrics, metrics_latest and dead_letter, instead of NAME",
     )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument(
