@@ -91,6 +91,27 @@ PREDICTION_REJECTS = [
     ({"prediction_id": 12, "event_time": 1, "y_pred": 1}, "bad_type", "got 12"),
     ({"prediction_id": "", "event_time": 1, "y_pred": 1}, "empty_id", ""),
     ({"prediction_id": "  ", "event_time": 1, "y_pred": 1}, "empty_id", ""),
+    # ids and names are at most 1 KiB of UTF-8 (README): the detail gives the length only
+    (
+        {"prediction_id": "x" * 1025, "event_time": 1, "y_pred": 1},
+        "too_long",
+        "prediction_id of 1025 bytes, over 1024",
+    ),
+    (
+        {"prediction_id": "é" * 513, "event_time": 1, "y_pred": 1},
+        "too_long",
+        "prediction_id of 1026 bytes",
+    ),  # 513 characters, 2 bytes each
+    (
+        {"prediction_id": "a", "event_time": 1, "y_pred": 1, "model_version": "v" * 2000},
+        "too_long",
+        "model_version of 2000 bytes, over 1024",
+    ),
+    (
+        {"prediction_id": "a", "event_time": 1, "y_pred": 1, "segments": {"region": "r" * 1025}},
+        "too_long",
+        "segments.region of 1025 bytes, over 1024",
+    ),
     (
         {"prediction_id": "a", "event_time": "2024-01-01T00:00:00", "y_pred": 1},
         "bad_timestamp",
@@ -333,3 +354,37 @@ def _same_with_nan(a: pa.Table, b: pa.Table) -> bool:
         elif x != y:
             return False
     return True
+
+
+def test_an_id_of_exactly_1_kib_is_accepted():
+    ok = {"prediction_id": "é" * 512, "event_time": 1, "y_pred": 1, "model_version": "v" * 1024}
+    rec, dead = preds(block(OK, ok), keys=("region",))
+    assert (rec.num_rows, dead.num_rows) == (2, 0)
+
+
+def test_a_line_over_1_mib_is_unparseable_without_being_parsed(monkeypatch):
+    # before: a 100 MB line was parsed (about 15 times its size in memory) and accepted
+    big = {"prediction_id": "big", "event_time": 1, "y_pred": 1, "pad": "x" * (1 << 20)}
+    lines = [OK, big, OK]
+    pieces = []  # the sizes of what the JSON parsers were given
+    read_json, json_row = _jsonl.pjson.read_json, _jsonl._json_row
+
+    def fast(source, **options):
+        pieces.append(len(source.getvalue()))
+        return read_json(source, **options)
+
+    def one_line(text, spec):
+        pieces.append(len(text))
+        return json_row(text, spec)
+
+    monkeypatch.setattr(_jsonl.pjson, "read_json", fast)
+    monkeypatch.setattr(_jsonl, "_json_row", one_line)
+    rec, dead = preds(block(*lines))
+    assert rec["prediction_id"].to_pylist() == ["ok", "ok"]
+    size = len(line(big).encode()) + 1  # with its newline
+    row = dead.to_pylist()[0]
+    assert (row["reason"], row["detail"]) == ("unparseable", f"line of {size} bytes, over 1048576")
+    assert row["ingest_position"] == offsets(*lines)[1]
+    assert len(row["raw_payload"].encode()) < 70_000  # the first 64 KiB, and its length
+    assert row["raw_payload"].endswith(f"[cut: the line has {size - 1} bytes]")
+    assert pieces and all(n < 1 << 20 for n in pieces)  # no parser saw it

@@ -20,6 +20,9 @@ import numpy as np
 import pyarrow as pa
 
 SUB_BLOCK_BYTES = 1 << 20
+MAX_LINE_BYTES = 1 << 20
+"""A longer line is unparseable without being parsed (a record is a few hundred bytes;
+pyarrow's JSON reader holds a line at about 15 times its size)."""
 _LEAF_LINES = 16
 _SOLID = np.ones(256, bool)
 _SOLID[[9, 10, 13, 32]] = False  # JSON whitespace: \t \n \r space
@@ -130,7 +133,9 @@ def decode_text(block: bytes, base_offset: int, prepare, fast, leaf, schema) -> 
         if prepare is not None and len(starts):
             work, work_starts = prepare(buf, starts)
         work_ends = np.append(work_starts[1:], len(work))
-        _parse_lines(work, work_starts, work_ends, count, fast, leaf, out)
+        for i in np.flatnonzero(ends - starts > MAX_LINE_BYTES).tolist():  # the over-long only
+            out.leaf(count + i, f"line of {ends[i] - starts[i]} bytes, over {MAX_LINE_BYTES}")
+        _parse_lines(work, work_starts, work_ends, count, fast, leaf, out, ends - starts)
         pieces.append((count, buf, starts, ends, orig + pos + base_offset))
         count += len(starts)
         pos = cut
@@ -149,11 +154,15 @@ def decode_text(block: bytes, base_offset: int, prepare, fast, leaf, schema) -> 
     return TextBlock(table, rows, bad, out.bad_details, offsets, lines)
 
 
-def _parse_lines(buf, starts, ends, first, fast, leaf, out: _Out) -> None:
+def _parse_lines(buf, starts, ends, first, fast, leaf, out: _Out, sizes) -> None:
     """Parses lines ``[0, len(starts))`` of ``buf``: whole ranges with ``fast`` where it
     accepts them; a line it names as the failure, or every line of a small range it
-    rejects without naming one, with ``leaf``; other rejected ranges are halved."""
-    stack = [(0, len(starts))]
+    rejects without naming one, with ``leaf``; other rejected ranges are halved. Lines
+    whose original ``sizes`` exceed :data:`MAX_LINE_BYTES` are left out (the caller
+    rejected them)."""
+    cuts = np.flatnonzero(sizes > MAX_LINE_BYTES).tolist()
+    bounds = [-1, *cuts, len(starts)]
+    stack = [(a + 1, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)][::-1]
     while stack:
         lo, hi = stack.pop()
         if lo >= hi:
@@ -208,6 +217,15 @@ def line_array(piece: bytes, starts: np.ndarray) -> pa.Array:
     )
 
 
+RAW_PAYLOAD_BYTES = 1 << 16
+"""``raw_payload`` keeps at most this much of a line, then says how long it was."""
+
+
 def text_of(line: bytes) -> str:
-    """A line as text for ``raw_payload``, without its line break."""
-    return line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    """A line as text for ``raw_payload``, without its line break (cut after
+    :data:`RAW_PAYLOAD_BYTES`, with its length said)."""
+    line = line.rstrip(b"\r\n")
+    if len(line) <= RAW_PAYLOAD_BYTES:
+        return line.decode("utf-8", errors="replace")
+    head = line[:RAW_PAYLOAD_BYTES].decode("utf-8", errors="ignore")
+    return f"{head}... [cut: the line has {len(line)} bytes]"

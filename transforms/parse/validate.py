@@ -13,7 +13,8 @@ Rules. A rejected record gets the ``reason`` of the first check it fails:
 2. ``missing_field``: prediction_id, the time (event_time / label_time) or the y
    value (y_pred / y_true) is absent. A null y is NaN; other null fields are absent.
 3. ``bad_type``: prediction_id is not a string.
-4. ``empty_id``: prediction_id is empty or whitespace only.
+4. ``empty_id``: prediction_id is empty or whitespace only; ``too_long``: it is longer
+   than :data:`MAX_ID_BYTES` (1 KiB of UTF-8).
 5. ``bad_timestamp``: the time is neither RFC 3339 with an offset nor epoch
    milliseconds (see :mod:`.timestamps`), or lies outside the accepted range
    1000-01-01T00:00:00Z <= t < 9000-01-01T00:00:00Z (``schemas/time_range.py``; also
@@ -23,7 +24,11 @@ Rules. A rejected record gets the ``reason`` of the first check it fails:
    they are counted downstream as non-finite, never averaged.
 7. ``negative_weight``: weight < 0.
 8. ``bad_type``: model_version is not a string, or segments is not an object whose
-   values are strings, numbers or booleans.
+   values are strings, numbers or booleans; ``too_long``: model_version or a segment
+   value is longer than :data:`MAX_ID_BYTES`.
+
+(A line longer than 1 MiB is ``unparseable`` before any of these:
+``text_blocks.MAX_LINE_BYTES``.)
 
 Times are UTC epoch milliseconds. model_version and segment values that are absent,
 null or empty become ``"unknown"``; weight absent or null becomes 1.0.
@@ -64,6 +69,22 @@ class Reason:
     BAD_TIMESTAMP = "bad_timestamp"
     BAD_NUMBER = "bad_number"
     NEGATIVE_WEIGHT = "negative_weight"
+    TOO_LONG = "too_long"
+
+
+MAX_ID_BYTES = 1024
+"""prediction_id, model_version and each segment value: at most this many UTF-8 bytes."""
+
+
+def _reject_too_long(checks: _Checks, arr: pa.Array, field: str) -> None:
+    """Rejects the rows whose ``arr`` value has more than :data:`MAX_ID_BYTES` bytes; the
+    detail gives the length, never the value."""
+    size = pc.binary_length(arr)
+    over = pc.greater(size, MAX_ID_BYTES).fill_null(False).to_numpy(zero_copy_only=False)
+    if over.any():
+        suffix = f" bytes, over {MAX_ID_BYTES}"
+        shown = pc.binary_join_element_wise(size.cast(pa.string()), suffix, "")
+        checks.reject(over, Reason.TOO_LONG, shown, f"{field} of ")
 
 
 def assemble(
@@ -199,6 +220,7 @@ def _check_common(checks: _Checks, spec: Spec, default_ms: pa.Array | None) -> d
     blank_id = pc.equal(pc.utf8_trim_whitespace(ident), "").fill_null(False)
     blank_id = blank_id.to_numpy(zero_copy_only=False)
     checks.reject(blank_id, Reason.EMPTY_ID, ident, "empty prediction_id: ", True)
+    _reject_too_long(checks, ident, "prediction_id")
     bad_time = f"{spec.time} must be RFC 3339 with an offset or epoch milliseconds, got "
     checks.reject(_has(text_err), Reason.BAD_TIMESTAMP, text_err, bad_time)
     checks.reject(_has(text) & ~has_pre & ~text_ok, Reason.BAD_TIMESTAMP, text, bad_time, True)
@@ -223,6 +245,9 @@ def _check_prediction(checks: _Checks, spec: Spec) -> dict:
     checks.reject(_has(mv_err), Reason.BAD_TYPE, mv_err, "model_version must be a string, got ")
     bad_seg = "segments must be an object of strings, numbers or booleans, got "
     checks.reject(_has(col("seg!")), Reason.BAD_TYPE, col("seg!"), bad_seg)
+    _reject_too_long(checks, col("mv"), "model_version")
+    for k in spec.segment_keys:
+        _reject_too_long(checks, col("seg." + k), f"segments.{k}")
     out = {"weight": w.fill_null(1.0), "model_version": _or_unknown(col("mv"))}
     for k in spec.segment_keys:
         out[segment_column(k)] = _or_unknown(col("seg." + k))
