@@ -433,3 +433,15 @@ def test_compare_lines_show_control_characters_escaped():
     lines = compare.render(pd.DataFrame([row]))
     assert not any("\x1b" in line for line in lines)
     assert lines[0].startswith("v2\\x1b[2J: v2 vs v1 in mse") and "region=eu\\x1b[31m" in lines[1]
+
+
+def test_compare_refuses_a_foreign_file_in_the_comparisons_table(output, capsys):
+    # before: read as rows of NULLs ("no comparison has been evaluated yet")
+    from msewatch import cli
+
+    (output / "comparisons").mkdir()
+    foreign = output / "comparisons" / "part-0.parquet"
+    pq.write_table(pa.table({"decision": ["PASS"]}), foreign)
+    assert cli.main(["compare", str(output)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith("msewatch compare: error: ") and str(foreign) in err
