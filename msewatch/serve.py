@@ -45,7 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from msewatch import query as q
-from msewatch.schemas import queries
+from msewatch.schemas import layout, queries
 from msewatch.schemas.slo import FIRING, OFF
 from msewatch.transforms.compare.spec import DECISIONS
 from msewatch.transforms.durations import format_duration
@@ -123,9 +123,10 @@ def _files(output_dir: str | Path, patterns: tuple[str, ...]) -> list[str]:
 
 
 def table_signature(output_dir: str | Path) -> tuple[tuple[str, int, int], ...]:
-    """``(path, mtime_ns, size)`` of every file of :data:`TABLE_PATTERNS`, sorted."""
+    """``(path, mtime_ns, size)`` of every file of :data:`TABLE_PATTERNS` in the committed
+    snapshot (:func:`msewatch.schemas.layout.resolve`: a rerun's commit changes it), sorted."""
     rows = []
-    for path in map(Path, _files(output_dir, TABLE_PATTERNS)):
+    for path in map(Path, _files(layout.resolve(output_dir), TABLE_PATTERNS)):
         try:
             st = path.stat()
         except FileNotFoundError:  # replaced between the listing and the stat

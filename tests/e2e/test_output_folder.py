@@ -340,3 +340,15 @@ def test_the_manifest_names_the_version_that_wrote_the_tables(inputs, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith("msewatch query: error: "), lines
     assert f"{path.name} lacks the metrics columns rmsle, rmsle_excluded" in lines[0]
     assert f"written by msewatch 0.0.9, this is msewatch {msewatch.__version__}; rerun" in lines[0]
+
+
+def test_serve_watches_the_committed_snapshot(inputs, tmp_path):
+    from msewatch.serve import table_signature
+
+    out = tmp_path / "out"
+    assert cli.main(_run(inputs, out)) == 0
+    first = table_signature(out)
+    assert cli.main(_run(inputs, out)) == 0  # the same rows, committed again
+    again = table_signature(out)
+    assert len(again) == len(first) > 0
+    assert all(path.startswith(f"{out}/.msewatch/snapshot-2/") for path, _, _ in again)
