@@ -14,10 +14,13 @@ touching only msewatch's entries), and a local folder another run is writing int
 Reruns (local folders; the layout is :mod:`msewatch.schemas.layout`). A bounded run or
 a replay writes a new snapshot folder beside the current one; when it has finished
 (and its outcomes balance: ``runners/launch.py``), :func:`commit` writes the empty
-tables that got no rows, the manifest, then moves the ``current`` link to the new
-snapshot in one ``os.replace``: readers see the whole previous run or the whole new
-one, at any instant and after a kill at any instant. Then the links
-``OUTPUT/metrics`` ... are made and the older snapshots removed. Two runs of the same
+tables that got no rows, the manifest, removes a ``report.html`` of the previous
+results, then moves the ``current`` link to the new snapshot in one ``os.replace``:
+readers see the whole previous run or the whole new one, at any instant and after a
+kill at any instant. Then the links ``OUTPUT/metrics`` ... are made and the older
+snapshots removed. Tables that are real folders (written by an older msewatch, or by a
+stream into a folder without snapshots) are first made a committed snapshot of their
+own, hard-linked, before the run starts, so they too are replaced by one rename. Two runs of the same
 input leave the rows of one run; a killed run leaves a snapshot that ``current`` does
 not name, which the next run removes. A Pub/Sub or Kafka run writes into the committed
 snapshot (or the folder itself) and appends: a restarted stream adds panes whose
@@ -25,7 +28,8 @@ snapshot (or the folder itself) and appends: a restarted stream adds panes whose
 ``gs://`` every run adds files: use a new folder per bounded run.
 
 ``MSEWATCH_TEST_COMMIT_PAUSE=STEP`` makes a run stop at a step of the commit
-(``snapshot-written``, ``pointer-moved``, ``linked``) until it is killed: the tests
+(``adopted``: an older layout's tables made a snapshot; ``snapshot-written``,
+``pointer-moved``, ``linked``) until it is killed: the tests
 kill it there (``tests/e2e/test_output_folder.py``).
 """
 
@@ -178,14 +182,60 @@ def prepare(url: str, *, staged: bool) -> OutputPlan:
             return OutputPlan(url, str(resolve(url)), lock_fd=fd)
         _remove_stale(url)
         previous = tuple(n for n in (*TABLES, *OWN_FILES) if os.path.lexists(os.path.join(url, n)))
-        state = os.path.join(url, STATE)
-        numbers = [int(n[len(SNAPSHOT_PREFIX) :]) for n in os.listdir(state) if _snapshot(n)]
-        snapshot = os.path.join(state, f"{SNAPSHOT_PREFIX}{max(numbers, default=0) + 1}")
+        _adopt_real_entries(url)
+        snapshot = _next_snapshot(url)
         os.makedirs(snapshot)
         return OutputPlan(url, snapshot, previous, staged=True, lock_fd=fd)
     except BaseException:
         os.close(fd)
         raise
+
+
+def _next_snapshot(url: str) -> str:
+    """The path of the next ``OUTPUT/.msewatch/snapshot-N`` (N one above the highest)."""
+    state = os.path.join(url, STATE)
+    numbers = [int(n[len(SNAPSHOT_PREFIX) :]) for n in os.listdir(state) if _snapshot(n)]
+    return os.path.join(state, f"{SNAPSHOT_PREFIX}{max(numbers, default=0) + 1}")
+
+
+def _adopt_real_entries(url: str) -> None:
+    """Turns tables that are real folders (an older msewatch's, a stream's) into a
+    committed snapshot, so the run's own commit is one link away for every reader.
+
+    Without ``current``: the entries are hard-linked (copied where links fail) into a
+    new snapshot, which is committed; until then readers read them in place, after it
+    through the snapshot, the same rows. With ``current`` (a kill between its move and
+    the links): the real entries are older than it and are replaced by links.
+    """
+    state = os.path.join(url, STATE)
+    real = [n for n in ENTRIES if _is_real(os.path.join(url, n))]
+    if not real:
+        return
+    if not os.path.islink(os.path.join(state, CURRENT)):
+        snapshot = os.path.join(state, f"{_TRASH}adopting")  # removed as stale if killed
+        os.makedirs(snapshot)
+        for name in real:
+            source, target = os.path.join(url, name), os.path.join(snapshot, name)
+            if os.path.isdir(source):
+                shutil.copytree(source, target, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(source, target)
+        adopted = _next_snapshot(url)
+        os.rename(snapshot, adopted)
+        _replace_link(os.path.basename(adopted), os.path.join(state, CURRENT), state)
+        _pause("adopted")
+    _link_entries(url, str(resolve(url)))
+
+
+def _is_real(path: str) -> bool:
+    return os.path.lexists(path) and not os.path.islink(path)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)
 
 
 def _snapshot(name: str) -> bool:
@@ -254,8 +304,7 @@ def _link_entries(url: str, snapshot: str) -> None:
     """``OUTPUT/<entry>`` -> ``.msewatch/current/<entry>`` for each entry of the snapshot.
 
     An entry of an older layout (a real folder or file) is moved to the trash first,
-    in one rename; a link to an entry the snapshot lacks is removed, and so is a
-    ``report.html`` of the previous results.
+    in one rename; a link to an entry the snapshot lacks is removed.
     """
     state = os.path.join(url, STATE)
     for name in ENTRIES:
@@ -269,6 +318,9 @@ def _link_entries(url: str, snapshot: str) -> None:
             _replace_link(target, top, state)
         elif os.path.lexists(top):
             os.remove(top)
+
+
+def _remove_report(url: str) -> None:
     report = os.path.join(url, "report.html")
     if os.path.lexists(report) and not os.path.isdir(report):
         os.remove(report)
@@ -287,6 +339,7 @@ def commit(plan: OutputPlan) -> None:
     _write_empty_tables(plan.write_to)
     _write_manifest(plan.write_to)
     _pause("snapshot-written")
+    _remove_report(plan.final)  # of the previous results: never beside the new ones
     state = os.path.dirname(plan.write_to)
     _replace_link(os.path.basename(plan.write_to), os.path.join(state, CURRENT), state)  # commit
     _fsync(state)

@@ -174,6 +174,14 @@ def _seen(output) -> tuple:
     return int(metrics.n[0]), int(metrics.p[0]), int(dead.n[0]), outcomes
 
 
+def _seen_in_place(output) -> tuple:
+    """The same, read as the README shows: OUTPUT/metrics/*/*.parquet, OUTPUT/summary.json."""
+    metrics = pd.concat(pd.read_parquet(f) for f in (output / "metrics").glob("*/*.parquet"))
+    dead = pd.concat(pd.read_parquet(f) for f in (output / "dead_letter").glob("*.parquet"))
+    outcomes = json.loads((output / "summary.json").read_text())["outcomes"]
+    return len(metrics), int(metrics.predictions.sum()), len(dead), outcomes
+
+
 @pytest.fixture(scope="module")
 def clean(inputs, other_inputs, tmp_path_factory):
     """What a reader sees after a whole run of each input, each in a folder of its own."""
@@ -208,10 +216,20 @@ def _legacy_copy(source, output):
     shutil.copy(source / "summary.json", output / "summary.json")
 
 
-@pytest.mark.parametrize("layout_before", ["snapshot", "legacy"])
 @pytest.mark.parametrize(
-    ("step", "expected"),
-    [("snapshot-written", "old"), ("pointer-moved", "new"), ("linked", "new")],
+    ("layout_before", "step", "expected"),
+    [
+        *[
+            (layout_before, step, expected)
+            for layout_before in ("snapshot", "legacy")
+            for step, expected in (
+                ("snapshot-written", "old"),
+                ("pointer-moved", "new"),
+                ("linked", "new"),
+            )
+        ],
+        ("legacy", "adopted", "old"),  # the older layout's tables made a snapshot first
+    ],
 )
 def test_a_kill_during_the_commit_leaves_one_whole_result(
     inputs, other_inputs, clean, tmp_path, layout_before, step, expected
@@ -220,14 +238,17 @@ def test_a_kill_during_the_commit_leaves_one_whole_result(
     out = tmp_path / "out"
     if layout_before == "legacy":
         _legacy_copy(clean["old_folder"], out)
+        (out / "report.html").write_text("the report of the old results")
     else:
         assert cli.main(_run(inputs, out)) == 0
     assert _seen(out) == clean["old"]
     proc = _paused(other_inputs, out, step)
-    assert _seen(out) == clean[expected]  # a reader meanwhile
+    assert _seen(out) == _seen_in_place(out) == clean[expected]  # a reader meanwhile
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _seen(out) == clean[expected]  # and after the kill
+    assert _seen(out) == _seen_in_place(out) == clean[expected]  # and after the kill
+    if layout_before == "legacy":  # a report of the old results goes with them
+        assert (out / "report.html").exists() == (expected == "old")
     assert cli.main(_run(other_inputs, out)) == 0  # the next run cleans up and commits
     assert _seen(out) == clean["new"]
     pd.testing.assert_frame_equal(
