@@ -14,23 +14,24 @@ touching only msewatch's entries), and a local folder another run is writing int
 Reruns (local folders; the layout is :mod:`msewatch.schemas.layout`). A bounded run or
 a replay writes a new snapshot folder beside the current one; when it has finished
 (and its outcomes balance: ``runners/launch.py``), :func:`commit` writes the empty
-tables that got no rows, the manifest, removes a ``report.html`` of the previous
-results, then moves the ``current`` link to the new snapshot in one ``os.replace``:
-readers see the whole previous run or the whole new one, at any instant and after a
-kill at any instant. Then the links ``OUTPUT/metrics`` ... are made and the older
-snapshots removed. Tables that are real folders (written by an older msewatch, or by a
-stream into a folder without snapshots) are first made a committed snapshot of their
-own, hard-linked, before the run starts, so they too are replaced by one rename. Two runs of the same
+tables that got no rows and the manifest, removes a ``report.html`` of the previous
+results, adds the links the new snapshot needs (dangling until the commit), then moves
+the ``current`` link to the new snapshot in one ``os.replace``: readers see the whole
+previous run or the whole new one, at any instant and after a kill at any instant.
+Then links to entries the new run lacks and the older snapshots are removed. Tables
+that are real folders (written by an older msewatch, or by a stream into a folder
+without snapshots) are first made a committed snapshot of their own, hard-linked,
+before the run starts, so they too are replaced by one rename. Two runs of the same
 input leave the rows of one run; a killed run leaves a snapshot that ``current`` does
-not name, which the next run removes. A Pub/Sub or Kafka run writes into the committed
-snapshot (or the folder itself) and appends: a restarted stream adds panes whose
-``emitted_at`` is newer, and readers take the latest pane (``metrics_latest``). On
-``gs://`` every run adds files: use a new folder per bounded run.
+not name, which the next run removes. A Pub/Sub or Kafka run writes into the
+committed snapshot (or the folder itself) and appends: a restarted stream adds panes
+whose ``emitted_at`` is newer, and readers take the latest pane (``metrics_latest``).
+On ``gs://`` every run adds files: use a new folder per bounded run.
 
 ``MSEWATCH_TEST_COMMIT_PAUSE=STEP`` makes a run stop at a step of the commit
 (``adopted``: an older layout's tables made a snapshot; ``snapshot-written``,
-``pointer-moved``, ``linked``) until it is killed: the tests
-kill it there (``tests/e2e/test_output_folder.py``).
+``pointer-moved``, ``linked``) until it is killed: the tests kill it there
+(``tests/e2e/test_output_folder.py``).
 """
 
 from __future__ import annotations
@@ -341,6 +342,10 @@ def commit(plan: OutputPlan) -> None:
     _pause("snapshot-written")
     _remove_report(plan.final)  # of the previous results: never beside the new ones
     state = os.path.dirname(plan.write_to)
+    for name in ENTRIES:  # links the new run needs, dangling (absent) until the commit
+        top = os.path.join(plan.final, name)
+        if not os.path.lexists(top) and os.path.lexists(os.path.join(plan.write_to, name)):
+            os.symlink(os.path.join(STATE, CURRENT, name), top)
     _replace_link(os.path.basename(plan.write_to), os.path.join(state, CURRENT), state)  # commit
     _fsync(state)
     _pause("pointer-moved")

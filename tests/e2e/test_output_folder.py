@@ -193,11 +193,11 @@ def clean(inputs, other_inputs, tmp_path_factory):
     return {"old": old, "new": new, "old_folder": base / "old"}
 
 
-def _paused(inputs, output, step: str) -> subprocess.Popen:
+def _paused(inputs, output, step: str, *extra) -> subprocess.Popen:
     """``msewatch run`` in a subprocess, stopped at ``step`` of its commit (it holds the
     folder's lock there) until the test kills it."""
     env = {**os.environ, "MSEWATCH_TEST_COMMIT_PAUSE": step}
-    argv = [sys.executable, "-m", "msewatch", *_run(inputs, output)]
+    argv = [sys.executable, "-m", "msewatch", *_run(inputs, output, *extra)]
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     for line in proc.stderr:
@@ -373,3 +373,25 @@ def test_serve_watches_the_committed_snapshot(inputs, tmp_path):
     again = table_signature(out)
     assert len(again) == len(first) > 0
     assert all(path.startswith(f"{out}/.msewatch/snapshot-2/") for path, _, _ in again)
+
+
+SLO_EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "examples", "slo.yaml")
+
+
+@pytest.mark.parametrize(
+    ("step", "with_slo_tables"), [("snapshot-written", False), ("pointer-moved", True)]
+)
+def test_tables_only_the_new_run_has_appear_with_its_commit(
+    inputs, tmp_path, step, with_slo_tables
+):
+    # the previous run had no SLO file; the new one adds alerts/, slo_status/, comparisons/
+    out = tmp_path / "out"
+    assert cli.main(_run(inputs, out)) == 0
+    proc = _paused(inputs, out, step, "--slo", SLO_EXAMPLE)
+    try:
+        tables = ("alerts", "slo_status", "comparisons")
+        assert [(out / t).is_dir() for t in tables] == [with_slo_tables] * 3
+        assert ("Firing alerts" in summary.render(str(out), {})) == with_slo_tables
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
