@@ -229,7 +229,7 @@ def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int
             file=sys.stderr,
         )
     try:
-        with speedups:  # until the pipeline has finished (local Pub/Sub: Ctrl-C)
+        with speedups, output.disk_full_said_once():  # until the end (Pub/Sub: Ctrl-C)
             staged = dataclasses.replace(config, output=plan.write_to)
             result = _run_pipeline(args, options, staged, pubsub, kafka)
             if unbounded:

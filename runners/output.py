@@ -36,10 +36,12 @@ On ``gs://`` every run adds files: use a new folder per bounded run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -366,6 +368,28 @@ def abandon(plan: OutputPlan) -> None:
     """Removes the snapshot of a run that failed, unless it was committed already."""
     if plan.staged and os.path.abspath(resolve(plan.final)) != os.path.abspath(plan.write_to):
         shutil.rmtree(plan.write_to, ignore_errors=True)
+
+
+class _HideDiskFull(logging.Filter):
+    """Drops Beam's log record (a traceback) of a DoFn that failed on a full disk."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or disk_full(error) is None
+
+
+@contextlib.contextmanager
+def disk_full_said_once():
+    """While a pipeline runs: a full disk is left to the one-line error of the launcher
+    (``runners/launch.py``), not logged with its traceback by Beam's DoFn runner too
+    (``apache_beam.runners.common`` logs every DoFn error before raising it)."""
+    beam_logger = logging.getLogger("apache_beam.runners.common")
+    hide = _HideDiskFull()
+    beam_logger.addFilter(hide)
+    try:
+        yield
+    finally:
+        beam_logger.removeFilter(hide)
 
 
 def disk_full(error: BaseException) -> OSError | None:

@@ -302,7 +302,7 @@ def test_a_run_whose_outcomes_do_not_balance_is_not_committed(
 
 
 def test_a_full_disk_is_one_line_and_the_previous_results_stay(
-    inputs, other_inputs, clean, tmp_path, capsys, monkeypatch
+    inputs, other_inputs, clean, tmp_path, capfd, monkeypatch
 ):
     # before: a 113-line traceback (exit 1)
     out = tmp_path / "out"
@@ -312,9 +312,9 @@ def test_a_full_disk_is_one_line_and_the_previous_results_stay(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", disk_full)
-    capsys.readouterr()
+    capfd.readouterr()
     assert cli.main(_run(other_inputs, out)) == 2
-    mine = [line for line in capsys.readouterr().err.splitlines() if "msewatch" in line]
+    mine = error_lines(capfd.readouterr().err)  # Beam's log too (file descriptor 2)
     assert len(mine) == 1 and mine[0].startswith("msewatch: error: "), mine
     assert mine[0].endswith(
         f"no space left on device; the previous results in {out} are kept: free space and run again"
