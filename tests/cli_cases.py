@@ -6,7 +6,10 @@ Shared by ``tests/unit/test_cli.py`` (``cli.main`` called in-process) and
 
 from __future__ import annotations
 
+import pathlib
+
 _RUN = ["run", "--predictions", "p", "--labels", "l", "--output", "o"]
+HOSTILE_SLO = pathlib.Path(__file__).parent / "hostile_slo"  # SLO files a user got wrong
 
 USER_ERRORS = [
     (["run", "--labels", "x", "--output", "o"], "--predictions"),
@@ -30,6 +33,32 @@ USER_ERRORS = [
     ([*_RUN[:-1], "ftp://host/x"], "use a local folder"),
 ]
 """``(argv, message)``: each must exit 2 with one ``msewatch: error: ...`` line."""
+
+# An SLO file with a number no float holds, or a name a line break ends, read by each
+# command that reads one (before: an OverflowError traceback, exit 1; "cannot convert
+# float NaN to integer" naming neither file nor key; "abc\n" accepted as a name).
+_NUMBERS = {
+    "period-inf.yaml": "fc: period: must be a duration such as 90s, 5m, 1h, 30d; got inf",
+    "period-nan.yaml": "fc: period: must be a duration such as 90s, 5m, 1h, 30d; got nan",
+    "threshold-400-digits.yaml": "fc: threshold: must be a finite number; got an integer of 401",
+    "objective-400-digits.yaml": "fc: objective: must be a finite number; got an integer of 401",
+    "min-coverage-400-digits.yaml": "fc: min_coverage: must be a finite number; got an integer",
+    "burn-rate-400-digits.yaml": "fc: alerting.page[0].burn_rate: must be a finite number",
+    "suppress-to-1e40.yaml": "fc: suppress[0].to: must be a time in 1000-01-01T00:00:00Z <= t",
+    "margin-400-digits.yaml": "r: margin: must be a finite number; got an integer of 401 digits",
+}
+_OTHERS = {
+    "name-final-newline.yaml": "abc\\n: name: must be 1-100 letters, digits",
+    "name-inner-newline.yaml": "ab\\ncd: name: must be 1-100 letters, digits",
+    "utf-16.yaml": "byte 0: not UTF-8 text (this file is UTF-16): save it as UTF-8 YAML",
+    "binary.yaml": "byte 0: not UTF-8 text: save it as UTF-8 YAML",
+}
+for _name, _what in {**_NUMBERS, **_OTHERS}.items():
+    _path = str(HOSTILE_SLO / _name)
+    USER_ERRORS.append((["slo", "check", _path], f"{_path}: {_what}"))
+    USER_ERRORS.append(([*_RUN, "--slo", _path], f"{_path}: {_what}"))
+    if _name in _NUMBERS:
+        USER_ERRORS.append((["gameday", "--slo", _path], f"{_path}: {_what}"))
 
 IDS = [message for _, message in USER_ERRORS]
 

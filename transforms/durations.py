@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from msewatch.transforms.shown import shown
+
 MAX_DURATION_SECONDS = 3650 * 86400
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -24,10 +26,10 @@ def parse_duration_seconds(text: str) -> float:
     """
     m = _DURATION.match(text or "")
     if not m:
-        raise ValueError(f"bad duration {text!r}: use a number and a unit, e.g. 30m, 1h, 7d")
+        raise ValueError(f"bad duration {shown(text)}: use a number and a unit, e.g. 30m, 1h, 7d")
     seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
     if seconds > MAX_DURATION_SECONDS:
-        raise ValueError(f"duration {text!r} is longer than 3650d (ten years)")
+        raise ValueError(f"duration {shown(text)} is longer than 3650d (ten years)")
     return seconds
 
 

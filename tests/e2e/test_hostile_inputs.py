@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -35,6 +37,7 @@ from hypothesis import strategies as st
 
 from msewatch import cli
 from msewatch.schemas import time_range
+from tests.cli_cases import HOSTILE_SLO, error_lines
 from tests.harness import latest, read_metrics
 
 H = 3_600_000
@@ -227,3 +230,29 @@ def test_control_characters_in_values_are_escaped_in_the_run_summary(tmp_path, c
     printed = capsys.readouterr().out
     assert "\x1b" not in printed
     assert "region=eu\\x1b[2J\\x1b[31m" in printed  # the latest window of that slice
+
+
+BOMB = HOSTILE_SLO / "threshold-alias-bomb.yaml"  # 9^10 strings if written out
+_RUN_ARGS = ["run", "--predictions", "p", "--labels", "l", "--output", "o"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["slo", "check", str(BOMB)],
+        [*_RUN_ARGS, "--slo", str(BOMB)],
+        ["gameday", "--slo", str(BOMB)],
+    ],
+    ids=["slo check", "run", "gameday"],
+)
+def test_an_alias_bomb_in_an_slo_file_is_one_line_at_once(argv, tmp_path):
+    # before: the message wrote the value out (9^10 strings): killed at 30 s and 1.4 GB
+    env = {k: v for k, v in os.environ.items() if k != "MSEWATCH_DEBUG"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "msewatch", *argv],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert line.startswith(f"msewatch: error: {BOMB}: fc: threshold: must be a finite number")
+    assert line.endswith("(a list of 10 items)") and len(line) < 400 + len(str(BOMB))

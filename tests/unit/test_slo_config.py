@@ -123,6 +123,11 @@ def test_durations_may_be_seconds():
     assert (slo.keep_firing_for_s, slo.period_s) == (0, 7 * 86400)
 
 
+BIG = "1" + "0" * 400  # 10^400, beyond the largest float (about 1.8 x 10^308)
+COMPARISON = (
+    "version: 1\nslos: []\ncomparisons:\n  - {{name: r, baseline: v1, candidate: v2, {}}}\n"
+)
+
 ERRORS = [
     # (what the file says, the message after "slo.yaml: ")
     ("version: 1\ncolour: red\n", "colour: unknown key; allowed: version, slos, comparisons"),
@@ -231,6 +236,69 @@ ERRORS = [
     (
         MINIMAL + "  - {name: fc, sli: nan_rate, threshold: 0.1, objective: 0.9}\n",
         "fc: name: is used by an earlier SLO",
+    ),
+    # numbers no float or duration holds: one line naming the key (before: OverflowError,
+    # or "cannot convert float NaN to integer" without file or key)
+    (one_slo("period: .inf"), "fc: period: must be a duration such as 90s, 5m, 1h, 30d; got inf"),
+    (one_slo("period: -.inf"), "fc: period: must be a duration such as 90s, 5m, 1h, 30d; got -inf"),
+    (one_slo("period: .nan"), "fc: period: must be a duration such as 90s, 5m, 1h, 30d; got nan"),
+    (one_slo("keep_firing_for: .inf"), "fc: keep_firing_for: must be a duration such as 90s"),
+    (
+        one_slo("within: .inf", sli="label_freshness", threshold="0.9"),
+        "fc: within: must be a duration such as 90s",
+    ),
+    (
+        one_slo("alerting: {page: [{long: .inf, short: 5m, burn_rate: 2}]}"),
+        "fc: alerting.page[0].long: must be a duration such as 90s",
+    ),
+    (one_slo(f"period: {BIG}.0"), "fc: period: must be a duration such as 90s"),  # inf as float
+    (one_slo(f"period: {BIG}"), "fc: period: must be at most 3650d; got an integer of 401 digits"),
+    (
+        one_slo(threshold=BIG),
+        "fc: threshold: must be a finite number; got an integer of 401 digits",
+    ),
+    (
+        one_slo(objective=BIG),
+        "fc: objective: must be a finite number; got an integer of 401 digits",
+    ),
+    (one_slo(f"min_coverage: {BIG}"), "fc: min_coverage: must be a finite number; got an integer"),
+    (
+        one_slo(f"alerting: {{page: [{{long: 1h, short: 5m, burn_rate: {BIG}}}]}}"),
+        "fc: alerting.page[0].burn_rate: must be a finite number; got an integer of 401 digits",
+    ),
+    (one_slo(f"min_scored: {BIG}"), "fc: min_scored: must be at most 2^53 (9007199254740992)"),
+    (
+        one_slo('suppress: [{from: "2026-11-02T00:00:00Z", to: 1e40}]'),
+        "fc: suppress[0].to: must be a time in 1000-01-01T00:00:00Z <= t < 9000-01-01T00:00:00Z; "
+        "got '1e40'",
+    ),
+    (
+        one_slo('suppress: [{from: "0999-12-31T23:59:59Z", to: "2026-11-02T00:00:00Z"}]'),
+        "fc: suppress[0].from: must be a time in 1000-01-01T00:00:00Z <= t",
+    ),
+    (
+        one_slo("threshold: " + "1" * 5000).replace("    threshold: 40\n", ""),
+        "line 6: not valid YAML: a number too long to read",  # version, slos, name, sli, objective
+    ),
+    ("version: " + "[" * 5000 + "]" * 5000 + "\n", "not valid YAML: nested too deeply"),
+    (
+        COMPARISON.format(f"margin: {BIG}"),
+        "r: margin: must be a finite number; got an integer of 401 digits",
+    ),
+    (COMPARISON.format("lookback: .inf"), "r: lookback: must be a duration such as 90s"),
+    (COMPARISON.format(f"min_scored: {BIG}"), "r: min_scored: must be at most 2^53"),
+    # a name ends at its last character: "abc\n" is not "abc" (before: accepted, and the
+    # alert "abc\n/page/overall" reached Alertmanager); a line break is shown escaped
+    (MINIMAL.replace("name: fc", 'name: "abc\\n"'), "abc\\n: name: must be 1-100 letters"),
+    (MINIMAL.replace("name: fc", 'name: "ab\\ncd"'), "ab\\ncd: name: must be 1-100 letters"),
+    (
+        MINIMAL.replace("name: fc", 'name: "a\\x1b[2Jb"'),
+        "a\\x1b[2Jb: name: must be 1-100 letters, digits, '-', '_' or '.' starting with a "
+        "letter or digit (it names alerts); got 'a\\x1b[2Jb'",
+    ),
+    (
+        'version: 1\nslos: []\ncomparisons:\n  - {name: "r\\n", baseline: v1, candidate: v2}\n',
+        "r\\n: name: must be 1-100 letters",
     ),
 ]
 
@@ -358,3 +426,62 @@ def test_slo_check_of_a_bad_file_prints_one_line_and_exits_2(tmp_path, capsys):
 def test_slo_check_of_a_missing_file_exits_2(tmp_path, capsys):
     assert _check(str(tmp_path / "nope.yaml")) == 2
     assert capsys.readouterr().err.startswith("msewatch: error: ")
+
+
+def _alias_bomb(levels: int) -> str:
+    """A YAML list of ``levels`` nested lists of 9 aliases each: 9^levels strings when
+    written out, a few hundred bytes as YAML (SafeLoader shares the aliased lists)."""
+    nested = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    nested += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return f"[{', '.join(nested)}]"
+
+
+BOMB_KEYS = [  # (where the bomb goes, the start of the message after "slo.yaml: ")
+    ("name", "slos[0]: name: must be 1-100 letters"),
+    ("sli", "fc: sli: must be one of"),
+    ("threshold", "fc: threshold: must be a finite number; got [["),
+    ("objective", "fc: objective: must be a finite number; got [["),
+    ("period", "fc: period: must be a duration such as 90s, 5m, 1h, 30d; got [["),
+    ("runbook", "fc: runbook: must be a string (a URL); got [["),
+    ("min_scored", "fc: min_scored: must be a whole number; got [["),
+    ("slices", "fc: slices[0]: a slice pattern is a non-empty string"),
+    ("suppress", "fc: suppress[0]: must be a mapping"),
+    ("version", "version: must be 1; got [["),
+    ("reason", "fc: suppress[0].reason: must be a string; got [["),
+    ("baseline", "c: baseline: must be {model_version: <version>}; got [["),
+    ("margin", "c: margin: must be a finite number; got [["),
+]
+
+
+def _bomb_file(key: str, bomb: str) -> str:
+    if key == "version":
+        return f"version: {bomb}\nslos: []\n"
+    if key in ("baseline", "margin"):
+        entry = {"name": "c", "baseline": "v1", "candidate": "v2", key: bomb}
+        return (
+            "version: 1\nslos: []\ncomparisons:\n  - {"
+            + ", ".join(f"{k}: {v}" for k, v in entry.items())
+            + "}\n"
+        )
+    if key == "reason":
+        return one_slo(f"suppress: [{{from: 1, to: 2, reason: {bomb}}}]")
+    if key == "slices":
+        return one_slo(f"slices: [{bomb}]")
+    if key == "suppress":
+        return one_slo(f"suppress: [{bomb}]")
+    if key == "name":
+        return MINIMAL.replace("name: fc", f"name: {bomb}")
+    if key in ("sli", "threshold", "objective"):
+        return one_slo(**{key: bomb})
+    return one_slo(f"{key}: {bomb}")
+
+
+@pytest.mark.parametrize("key, message", BOMB_KEYS, ids=[k for k, _ in BOMB_KEYS])
+def test_an_alias_bomb_is_shown_bounded(key, message):
+    # 9^6 = 531,441 strings if written out (about 5 MB; before: the whole of it was in
+    # the message, and 9^10 in `msewatch slo check` never finished)
+    with pytest.raises(SloFileError) as caught:
+        parse_slo_file(_bomb_file(key, _alias_bomb(6)), "slo.yaml")
+    text = str(caught.value)
+    assert text.startswith(f"slo.yaml: {message}") and "\n" not in text
+    assert len(text) < 400, len(text)

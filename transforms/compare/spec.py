@@ -17,14 +17,16 @@ import dataclasses
 
 from msewatch.transforms.durations import format_duration
 from msewatch.transforms.metrics.slices import parse_slice_name
+from msewatch.transforms.shown import shown
 from msewatch.transforms.slo.patterns import matches
 from msewatch.transforms.slo.spec import (
-    NAME,
     SEVERITIES,
     InvalidValue,
+    check_count,
     check_number,
     check_seconds,
     check_slices,
+    is_name,
 )
 
 VERSION_KEY = "model_version"
@@ -87,16 +89,18 @@ class Comparison:
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check(self) -> None:
-        if not isinstance(self.name, str) or not NAME.match(self.name):
+        if not is_name(self.name):
             raise InvalidValue(
-                "name", f"must be 1-100 letters, digits, '-', '_' or '.'; got {self.name!r}"
+                "name", f"must be 1-100 letters, digits, '-', '_' or '.'; got {shown(self.name)}"
             )
         for key in ("baseline", "candidate"):
             value = getattr(self, key)
             if not isinstance(value, str) or not value:
                 raise InvalidValue(key, "must be a model version, e.g. {model_version: v1}")
         if self.baseline == self.candidate:
-            raise InvalidValue("candidate", f"must differ from the baseline ({self.baseline!r})")
+            raise InvalidValue(
+                "candidate", f"must differ from the baseline ({shown(self.baseline)})"
+            )
         _one_of(self.metric, "metric", METRICS)
         _one_of(self.mode, "mode", MODES)
         _one_of(self.severity, "severity", SEVERITIES)
@@ -105,18 +109,16 @@ class Comparison:
             if VERSION_KEY in dict(parse_slice_name(pattern)):
                 raise InvalidValue(
                     f"slices[{i}]",
-                    f"leave out {VERSION_KEY} (baseline and candidate choose it); got {pattern!r}",
+                    f"leave out {VERSION_KEY} (baseline and candidate choose it); "
+                    f"got {shown(pattern)}",
                 )
         check_seconds(self.lookback_s, "lookback")
         _share(self.margin, "margin", "a relative difference >= 0, e.g. 0.05", lambda v: v >= 0)
         _share(self.alpha, "alpha", "in (0, 0.5), e.g. 0.05", lambda v: 0 < v < 0.5)
         _share(self.min_coverage, "min_coverage", "in [0, 1]", lambda v: 0 <= v <= 1)
-        if isinstance(self.min_scored, bool) or not isinstance(self.min_scored, int):
-            raise InvalidValue("min_scored", f"must be a whole number; got {self.min_scored!r}")
-        if self.min_scored < 2:
-            raise InvalidValue("min_scored", f"must be >= 2; got {self.min_scored}")
+        check_count(self.min_scored, "min_scored", 2)
         if not isinstance(self.runbook, str):
-            raise InvalidValue("runbook", f"must be a string (a URL); got {self.runbook!r}")
+            raise InvalidValue("runbook", f"must be a string (a URL); got {shown(self.runbook)}")
 
     def covers(self, rest: str) -> bool:
         """Whether the slice ``rest`` (a slice name without model_version) is compared."""
@@ -133,10 +135,10 @@ class Comparison:
 
 def _one_of(value, key: str, allowed) -> None:
     if value not in allowed:
-        raise InvalidValue(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+        raise InvalidValue(key, f"must be one of {', '.join(allowed)}; got {shown(value)}")
 
 
 def _share(value, key: str, what: str, ok) -> None:
     check_number(value, key)
     if not ok(value):
-        raise InvalidValue(key, f"must be {what}; got {value!r}")
+        raise InvalidValue(key, f"must be {what}; got {shown(value)}")

@@ -32,6 +32,7 @@ what is allowed: ``slo.yaml: forecast-rmse: objective: must be between 0 and 1 .
 from __future__ import annotations
 
 import datetime
+import math
 
 import pyarrow as pa
 import yaml
@@ -40,6 +41,7 @@ from msewatch.schemas.slo import epoch_ms
 from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
 from msewatch.transforms.durations import parse_duration_seconds
 from msewatch.transforms.parse.timestamps import time_from_text
+from msewatch.transforms.shown import shown
 from msewatch.transforms.slo.patterns import matches
 from msewatch.transforms.slo.spec import (
     LABEL_GATED,
@@ -51,6 +53,8 @@ from msewatch.transforms.slo.spec import (
     Slo,
     SloFile,
     Suppression,
+    check_time_ms,
+    one_line,
     unreachable_conditions,
 )
 
@@ -77,7 +81,7 @@ class SloFileError(ValueError):
 
     def __init__(self, path: str, slo: str | None, key: str | None, what: str):
         self.path, self.slo, self.key, self.what = path, slo, key, what
-        super().__init__(": ".join(str(p) for p in (path, slo, key, what) if p))
+        super().__init__(one_line(str(path), slo, key, what))
 
 
 def parse_slo_file(text: str, path: str = "<slo file>") -> SloFile:
@@ -88,6 +92,8 @@ def parse_slo_file(text: str, path: str = "<slo file>") -> SloFile:
     """
     try:
         doc = yaml.load(text, Loader=_Loader)  # a SafeLoader that refuses repeated keys
+    except RecursionError:
+        raise SloFileError(path, None, None, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -106,12 +112,34 @@ def load_slo_file(path: str) -> SloFile:
         SloFileError: a mistake in the file.
         OSError: the file cannot be read.
     """
-    with open(path, encoding="utf-8") as f:
-        return parse_slo_file(f.read(), path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise SloFileError(
+            path,
+            None,
+            None,
+            f"byte {e.start}: not UTF-8 text"
+            + (" (this file is UTF-16)" if utf16 else "")
+            + ": save it as UTF-8 YAML",
+        ) from None
+    return parse_slo_file(text, path)
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key written twice in one mapping."""
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping, and an
+    integer Python will not read (more than 4,300 digits) with its line."""
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a number too long to read", node.start_mark
+            ) from None
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -120,12 +148,15 @@ class _Loader(yaml.SafeLoader):
             try:
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} is written twice", key_node.start_mark
+                        None, None, f"key {shown(key)} is written twice", key_node.start_mark
                     )
                 seen.add(key)
             except TypeError:  # an unhashable key: SafeLoader says so
                 break
         return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 _TOP_KEYS = ("version", "slos", "comparisons")
@@ -161,7 +192,7 @@ def _mapping(value, key: str | None, allowed, slo: str | None = None) -> dict:
 
 def _list(value, key: str) -> list:
     if not isinstance(value, list):
-        raise InvalidValue(key, f"must be a list; got {value!r}")
+        raise InvalidValue(key, f"must be a list; got {shown(value)}")
     return value
 
 
@@ -197,7 +228,7 @@ def _slo(raw) -> Slo:
             raise InvalidValue(key, "is required")
     sli = raw["sli"]
     if sli not in SLIS:
-        raise InvalidValue("sli", f"must be one of {', '.join(SLIS)}; got {sli!r}")
+        raise InvalidValue("sli", f"must be one of {', '.join(SLIS)}; got {shown(sli)}")
     if sli not in LABEL_GATED:
         for key in ("min_coverage", "min_scored"):
             if key in raw:
@@ -259,12 +290,12 @@ def _version(raw, key: str) -> str:
     """``{model_version: v1}`` or ``v1`` -> ``v1`` (a number is its text)."""
     if isinstance(raw, dict):
         if set(raw) != {VERSION_KEY}:
-            raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {raw!r}")
+            raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {shown(raw)}")
         raw = raw[VERSION_KEY]
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str) or not raw:
-        raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {raw!r}")
+        raise InvalidValue(key, f"must be {{{VERSION_KEY}: <version>}}; got {shown(raw)}")
     return raw
 
 
@@ -315,10 +346,14 @@ def _seconds(value, key: str) -> int:
             value = parse_duration_seconds(value)
         except ValueError as e:
             raise InvalidValue(key, str(e)) from None
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidValue(key, f"must be a duration such as 90s, 5m, 1h, 30d; got {value!r}")
+    elif (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise InvalidValue(key, f"must be a duration such as 90s, 5m, 1h, 30d; got {shown(value)}")
     if value != int(value):
-        raise InvalidValue(key, f"must be a whole number of seconds; got {value!r}s")
+        raise InvalidValue(key, f"must be a whole number of seconds; got {shown(value)}s")
     return int(value)
 
 
@@ -330,8 +365,9 @@ def _timestamp_ms(value, key: str) -> int:
             raise InvalidValue(key, f"{what} (this one has no Z or offset)")
         return epoch_ms(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidValue(key, f"{what}; got {value!r}")
+        raise InvalidValue(key, f"{what}; got {shown(value)}")
     ms, ok = time_from_text(pa.array([str(value)]))
     if not ok[0]:
-        raise InvalidValue(key, f"{what}, or epoch milliseconds; got {value!r}")
+        raise InvalidValue(key, f"{what}, or epoch milliseconds; got {shown(value)}")
+    check_time_ms(int(ms[0]), key, value)
     return int(ms[0])

@@ -23,6 +23,7 @@ pairs and at the first ``=`` of a pair, which the escaping keeps unambiguous;
 from __future__ import annotations
 
 from msewatch.transforms.metrics.slices import OVERALL, parse_slice_name
+from msewatch.transforms.shown import shown
 
 WILDCARD = "*"
 ALLOWED = (
@@ -51,18 +52,18 @@ def check_pattern(pattern: object) -> str:
         ValueError: not a string, not a slice name, a key twice, or ``*`` inside a value.
     """
     if not isinstance(pattern, str) or not pattern:
-        raise ValueError(f"a slice pattern is a non-empty string ({ALLOWED}); got {pattern!r}")
+        raise ValueError(f"a slice pattern is a non-empty string ({ALLOWED}); got {shown(pattern)}")
     try:
         parse_slice_name(pattern)
     except ValueError:
-        raise ValueError(f"bad slice pattern {pattern!r}: use {ALLOWED}") from None
+        raise ValueError(f"bad slice pattern {shown(pattern)}: use {ALLOWED}") from None
     pairs = _pairs(pattern)
     if pairs is None:
-        raise ValueError(f"bad slice pattern {pattern!r}: a key appears twice")
+        raise ValueError(f"bad slice pattern {shown(pattern)}: a key appears twice")
     for key, value in pairs.items():
         if WILDCARD in value and value != WILDCARD:
             raise ValueError(
-                f"bad slice pattern {pattern!r}: {key}={value} is not supported; "
+                f"bad slice pattern {shown(pattern)}: {key}={value} is not supported; "
                 f"'*' stands alone for every value ({key}=*)"
             )
     return pattern

@@ -16,9 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 
+from msewatch.schemas.time_range import EARLIEST_MS, END_MS, RANGE_TEXT
 from msewatch.transforms.durations import MAX_DURATION_SECONDS, format_duration
 from msewatch.transforms.metrics.slices import parse_slice_name
+from msewatch.transforms.shown import escape, shown
 from msewatch.transforms.slo.patterns import check_pattern, matches
 
 SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend")
@@ -28,7 +31,9 @@ SEVERITIES = ("page", "ticket")
 # rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
 # cost of a fit grows with the square of it)
 DEFAULT_TREND_WINDOWS, MIN_TREND_WINDOWS, MAX_TREND_WINDOWS = 24, 3, 200
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# a name, whole (fullmatch: ``$`` would also match before a final newline)
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_COUNT = 2**53  # min_scored: the largest count a float (a table's column) holds exactly
 # sli -> (is the threshold allowed, what a threshold means and which values are allowed)
 _THRESHOLD_RULES = {
     "rmse": (lambda t: t >= 0, "an RMSE >= 0: a window is bad when its RMSE is above it"),
@@ -57,16 +62,46 @@ class InvalidValue(ValueError):
 
     def __init__(self, key: str | None, what: str, slo: str | None = None):
         self.key, self.what, self.slo = key, what, slo
-        super().__init__(": ".join(p for p in (slo, key, what) if p))
+        super().__init__(one_line(slo, key, what))
+
+
+def one_line(*parts) -> str:
+    """``parts`` joined by ``: `` on one line: control characters escaped, an SLO name
+    (the first part that is not a key) cut to 100 characters."""
+    return ": ".join(escape(p, 100 if i == 0 else None) for i, p in enumerate(parts) if p)
+
+
+def is_name(value) -> bool:
+    """Whether ``value`` is a valid SLO or comparison name (it names alerts)."""
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
 
 
 def check_seconds(value, key: str, minimum: int = 1) -> None:
     """A duration in whole seconds, at least ``minimum`` and at most 3650 days."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         least = "0s" if minimum == 0 else "1s"
-        raise InvalidValue(key, f"must be a whole number of seconds >= {least}; got {value!r}")
+        raise InvalidValue(key, f"must be a whole number of seconds >= {least}; got {shown(value)}")
     if value > MAX_DURATION_SECONDS:
-        raise InvalidValue(key, f"must be at most 3650d; got {format_duration(value)}")
+        got = format_duration(value) if value < 10**15 else shown(value)
+        raise InvalidValue(key, f"must be at most 3650d; got {got}")
+
+
+def check_time_ms(ms: int, key: str, written=None) -> None:
+    """A time (UTC epoch ms) in the accepted range of record times (``schemas/time_range.py``;
+    ``END_MS`` itself may end a period); ``written`` is the value as the file wrote it."""
+    if not EARLIEST_MS <= ms <= END_MS:
+        got = shown(written) if written is not None else f"{shown(ms)} ms"
+        raise InvalidValue(key, f"must be a time in {RANGE_TEXT}; got {got}")
+
+
+def check_count(value, key: str, minimum: int) -> None:
+    """A whole number from ``minimum`` to :data:`MAX_COUNT`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(key, f"must be a whole number; got {shown(value)}")
+    if value < minimum:
+        raise InvalidValue(key, f"must be >= {minimum}; got {shown(value)}")
+    if value > MAX_COUNT:
+        raise InvalidValue(key, f"must be at most 2^53 ({MAX_COUNT}); got {shown(value)}")
 
 
 def check_slices(slices: tuple) -> None:
@@ -79,13 +114,20 @@ def check_slices(slices: tuple) -> None:
         except ValueError as e:
             raise InvalidValue(f"slices[{i}]", str(e)) from None
         if pattern in slices[:i]:
-            raise InvalidValue(f"slices[{i}]", f"{pattern!r} is listed twice")
+            raise InvalidValue(f"slices[{i}]", f"{shown(pattern)} is listed twice")
 
 
 def check_number(value, key: str) -> None:
-    """A finite int or float (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidValue(key, f"must be a finite number; got {value!r}")
+    """A finite int or float (not a bool), within the range of a float (an int of 400
+    digits is refused here, not by an OverflowError where it is used)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise InvalidValue(key, f"must be a finite number; got {shown(value)}")
+
+
+def _finite(value: int | float) -> bool:
+    if isinstance(value, int):  # compared exactly, without converting to float
+        return -sys.float_info.max <= value <= sys.float_info.max
+    return math.isfinite(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +150,7 @@ class BurnWindow:
             )
         check_number(self.burn_rate, "burn_rate")
         if self.burn_rate <= 0:
-            raise InvalidValue("burn_rate", f"must be > 0 (e.g. 14.4); got {self.burn_rate!r}")
+            raise InvalidValue("burn_rate", f"must be > 0 (e.g. 14.4); got {shown(self.burn_rate)}")
         object.__setattr__(self, "burn_rate", float(self.burn_rate))
 
 
@@ -160,11 +202,12 @@ class Suppression:
     def __post_init__(self):
         for key, value in (("from", self.from_ms), ("to", self.to_ms)):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidValue(key, f"must be epoch milliseconds (int); got {value!r}")
+                raise InvalidValue(key, f"must be epoch milliseconds (int); got {shown(value)}")
+            check_time_ms(value, key)
         if self.from_ms >= self.to_ms:
             raise InvalidValue("to", "must be later than from")
         if not isinstance(self.reason, str):
-            raise InvalidValue("reason", f"must be a string; got {self.reason!r}")
+            raise InvalidValue("reason", f"must be a string; got {shown(self.reason)}")
 
     def overlaps(self, start_ms, end_ms):
         """Whether the window ``[start_ms, end_ms)`` overlaps the suppressed period
@@ -199,21 +242,21 @@ class Slo:
         try:
             self._check()
         except InvalidValue as e:
-            if e.slo is None and isinstance(self.name, str):
+            if e.slo is None and isinstance(self.name, str) and self.name:
                 raise InvalidValue(e.key, e.what, self.name) from None
             raise
         for name in ("threshold", "objective", "min_coverage"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check(self) -> None:
-        if not isinstance(self.name, str) or not NAME.match(self.name):
+        if not is_name(self.name):
             raise InvalidValue(
                 "name",
                 "must be 1-100 letters, digits, '-', '_' or '.' starting with a letter "
-                f"or digit (it names alerts); got {self.name!r}",
+                f"or digit (it names alerts); got {shown(self.name)}",
             )
         if self.sli not in SLIS:
-            raise InvalidValue("sli", f"must be one of {', '.join(SLIS)}; got {self.sli!r}")
+            raise InvalidValue("sli", f"must be one of {', '.join(SLIS)}; got {shown(self.sli)}")
         self._check_threshold()
         if self.sli == "label_freshness":
             if self.within_s is None:
@@ -225,21 +268,19 @@ class Slo:
         check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
-                "objective", f"must be between 0 and 1 (exclusive), e.g. 0.99; got {self.objective}"
+                "objective",
+                f"must be between 0 and 1 (exclusive), e.g. 0.99; got {shown(self.objective)}",
             )
         check_seconds(self.period_s, "period")
         self._check_slices()
         check_number(self.min_coverage, "min_coverage")
         if not 0 <= self.min_coverage <= 1:
-            raise InvalidValue("min_coverage", f"must be in [0, 1]; got {self.min_coverage}")
-        if isinstance(self.min_scored, bool) or not isinstance(self.min_scored, int):
-            raise InvalidValue("min_scored", f"must be a whole number; got {self.min_scored!r}")
-        if self.min_scored < 1:
-            raise InvalidValue("min_scored", f"must be >= 1; got {self.min_scored}")
+            raise InvalidValue("min_coverage", f"must be in [0, 1]; got {shown(self.min_coverage)}")
+        check_count(self.min_scored, "min_scored", 1)
         self._check_alerting()
         check_seconds(self.keep_firing_for_s, "keep_firing_for", minimum=0)
         if not isinstance(self.runbook, str):
-            raise InvalidValue("runbook", f"must be a string (a URL); got {self.runbook!r}")
+            raise InvalidValue("runbook", f"must be a string (a URL); got {shown(self.runbook)}")
         if not all(isinstance(s, Suppression) for s in self.suppress):
             raise InvalidValue("suppress", "must be a list of Suppression")
 
@@ -247,7 +288,9 @@ class Slo:
         check_number(self.threshold, "threshold")
         allowed, meaning = _THRESHOLD_RULES[self.sli]
         if not allowed(self.threshold):
-            raise InvalidValue("threshold", f"for {self.sli} is {meaning}; got {self.threshold}")
+            raise InvalidValue(
+                "threshold", f"for {self.sli} is {meaning}; got {shown(self.threshold)}"
+            )
 
     def _check_trend_windows(self) -> None:
         if self.sli != "rmse_trend":
@@ -258,12 +301,14 @@ class Slo:
             object.__setattr__(self, "trend_windows", DEFAULT_TREND_WINDOWS)
         k = self.trend_windows
         if isinstance(k, bool) or not isinstance(k, int):
-            raise InvalidValue("trend_windows", f"must be a whole number of windows; got {k!r}")
+            raise InvalidValue(
+                "trend_windows", f"must be a whole number of windows; got {shown(k)}"
+            )
         if not MIN_TREND_WINDOWS <= k <= MAX_TREND_WINDOWS:
             raise InvalidValue(
                 "trend_windows",
                 f"must be between {MIN_TREND_WINDOWS} and {MAX_TREND_WINDOWS} "
-                f"(default {DEFAULT_TREND_WINDOWS}); got {k}",
+                f"(default {DEFAULT_TREND_WINDOWS}); got {shown(k)}",
             )
 
     def _check_slices(self) -> None:
@@ -300,7 +345,7 @@ class SloFile:
         object.__setattr__(self, "slos", tuple(self.slos))
         object.__setattr__(self, "comparisons", tuple(self.comparisons))
         if self.version != 1 or isinstance(self.version, bool):
-            raise InvalidValue("version", f"must be 1; got {self.version!r}")
+            raise InvalidValue("version", f"must be 1; got {shown(self.version)}")
         seen = set()
         for slo in self.slos:
             if not isinstance(slo, Slo):
