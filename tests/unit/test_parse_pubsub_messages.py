@@ -44,3 +44,13 @@ def test_pubsub_messages_carry_ids_attributes_and_sequence():
 def test_unknown_record_type_raises():
     with pytest.raises(ValueError, match="prediction, label"):
         parse_json_messages([], "metric", "s", 0)
+
+
+def test_a_message_over_1_mib_is_unparseable_and_its_raw_payload_cut():
+    # before: parsed and accepted whole; its dead letter would have carried all of it
+    big = json.dumps({"prediction_id": "p" * (1 << 20), "y_true": 1.0}).encode()
+    rec, dead = parse_json_messages([big], "label", "subs/x", 0, publish_time_ms=[1])
+    assert rec.num_rows == 0
+    assert dead["detail"].to_pylist() == [f"line of {len(big)} bytes, over 1048576"]
+    raw = dead["raw_payload"][0].as_py()
+    assert len(raw) < 70_000 and raw.endswith(f"[cut: the line has {len(big)} bytes]")

@@ -20,6 +20,7 @@ import pyarrow as pa
 from msewatch.schemas.records import LABEL, RecordType
 from msewatch.transforms.parse.jsonl import decode_jsonl
 from msewatch.transforms.parse.normalized import Decoded, Spec
+from msewatch.transforms.parse.text_blocks import payload_text
 from msewatch.transforms.parse.validate import assemble
 
 _WHITESPACE = np.array([9, 10, 13, 32], np.uint8)  # JSON whitespace: \t \n \r space
@@ -95,5 +96,5 @@ def _decode_messages(payloads: Sequence[bytes], spec: Spec, base_sequence: int) 
         bad_rows=np.concatenate((bad, good[part.bad_rows])),
         bad_details=["message contains a newline" if split[i] else "empty message" for i in bad]
         + part.bad_details,
-        raw=lambda idx: [payloads[i].decode("utf-8", errors="replace") for i in idx.tolist()],
+        raw=lambda idx: [payload_text(payloads[i]) for i in idx.tolist()],
     )

@@ -222,10 +222,14 @@ RAW_PAYLOAD_BYTES = 1 << 16
 
 
 def text_of(line: bytes) -> str:
-    """A line as text for ``raw_payload``, without its line break (cut after
-    :data:`RAW_PAYLOAD_BYTES`, with its length said)."""
-    line = line.rstrip(b"\r\n")
-    if len(line) <= RAW_PAYLOAD_BYTES:
-        return line.decode("utf-8", errors="replace")
-    head = line[:RAW_PAYLOAD_BYTES].decode("utf-8", errors="ignore")
-    return f"{head}... [cut: the line has {len(line)} bytes]"
+    """A line as text for ``raw_payload``, without its line break (:func:`payload_text`)."""
+    return payload_text(line.rstrip(b"\r\n"))
+
+
+def payload_text(data: bytes) -> str:
+    """A record's bytes as text for ``raw_payload``: cut after :data:`RAW_PAYLOAD_BYTES`,
+    with its length said."""
+    if len(data) <= RAW_PAYLOAD_BYTES:
+        return data.decode("utf-8", errors="replace")
+    head = data[:RAW_PAYLOAD_BYTES].decode("utf-8", errors="ignore")
+    return f"{head}... [cut: the line has {len(data)} bytes]"
