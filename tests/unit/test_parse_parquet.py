@@ -78,3 +78,18 @@ def test_parquet_struct_segments_through_a_file(tmp_path):
     rec, _ = preds(pq.read_table(path), keys=("region", "n"), fmt="parquet")
     assert rec.to_pylist()[0]["event_time_ms"] == utc_ms("2024-01-01T00:00:00+01:00")
     assert (rec["seg.region"][0].as_py(), rec["seg.n"][0].as_py()) == ("eu", "4")
+
+
+def test_a_huge_prediction_id_is_too_long_and_its_raw_payload_cut():
+    # before: a 100 MB prediction_id was accepted (here 200 KB: the same rule)
+    table = pa.table(
+        {"prediction_id": ["ok", "é" * 100_000], "event_time": [0, 0], "y_pred": [1, 2]}
+    )
+    rec, dead = preds(table, fmt="parquet")
+    assert rec["prediction_id"].to_pylist() == ["ok"]
+    row = dead.to_pylist()[0]
+    assert (row["reason"], row["detail"]) == (
+        "too_long",
+        "prediction_id of 200000 bytes, over 1024",
+    )
+    assert len(row["raw_payload"].encode()) < 70_000 and row["raw_payload"].endswith(" bytes]")

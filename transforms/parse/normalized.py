@@ -83,5 +83,22 @@ def matches(arr: pa.Array, pattern: str, regex: bool = True) -> np.ndarray:
 
 
 def json_text(row: dict) -> str:
-    """A row (dict) as a JSON object, for ``raw_payload``."""
-    return json.dumps(row, ensure_ascii=False, default=str)
+    """A row (dict) as a JSON object, for ``raw_payload`` (:func:`payload_text`)."""
+    return payload_text(json.dumps(row, ensure_ascii=False, default=str))
+
+
+RAW_PAYLOAD_BYTES = 1 << 16
+"""``raw_payload`` keeps at most this much of a record, then says how long it was."""
+
+
+def payload_text(data: bytes | str) -> str:
+    """A record as text for ``raw_payload``: its first :data:`RAW_PAYLOAD_BYTES` bytes
+    of UTF-8, and its length when it is longer."""
+    if isinstance(data, str):
+        if len(data) <= RAW_PAYLOAD_BYTES // 4:  # short enough in any encoding
+            return data
+        data = data.encode("utf-8", errors="surrogatepass")
+    if len(data) <= RAW_PAYLOAD_BYTES:
+        return data.decode("utf-8", errors="replace")
+    head = data[:RAW_PAYLOAD_BYTES].decode("utf-8", errors="ignore")
+    return f"{head}... [cut: the line has {len(data)} bytes]"

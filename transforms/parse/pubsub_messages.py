@@ -19,8 +19,7 @@ import pyarrow as pa
 
 from msewatch.schemas.records import LABEL, RecordType
 from msewatch.transforms.parse.jsonl import decode_jsonl
-from msewatch.transforms.parse.normalized import Decoded, Spec
-from msewatch.transforms.parse.text_blocks import payload_text
+from msewatch.transforms.parse.normalized import Decoded, Spec, payload_text
 from msewatch.transforms.parse.validate import assemble
 
 _WHITESPACE = np.array([9, 10, 13, 32], np.uint8)  # JSON whitespace: \t \n \r space

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from msewatch.transforms.parse.normalized import payload_text
+
 SUB_BLOCK_BYTES = 1 << 20
 MAX_LINE_BYTES = 1 << 20
 """A longer line is unparseable without being parsed (a record is a few hundred bytes;
@@ -217,19 +219,6 @@ def line_array(piece: bytes, starts: np.ndarray) -> pa.Array:
     )
 
 
-RAW_PAYLOAD_BYTES = 1 << 16
-"""``raw_payload`` keeps at most this much of a line, then says how long it was."""
-
-
 def text_of(line: bytes) -> str:
-    """A line as text for ``raw_payload``, without its line break (:func:`payload_text`)."""
+    """A line as text for ``raw_payload``, without its line break (``payload_text``)."""
     return payload_text(line.rstrip(b"\r\n"))
-
-
-def payload_text(data: bytes) -> str:
-    """A record's bytes as text for ``raw_payload``: cut after :data:`RAW_PAYLOAD_BYTES`,
-    with its length said."""
-    if len(data) <= RAW_PAYLOAD_BYTES:
-        return data.decode("utf-8", errors="replace")
-    head = data[:RAW_PAYLOAD_BYTES].decode("utf-8", errors="ignore")
-    return f"{head}... [cut: the line has {len(data)} bytes]"
