@@ -16,7 +16,8 @@ FlinkRunner's cluster check and defaults from ``runners/flink.py``.
 
 At the end the outcome counts (the conservation table) are read back from the
 ``outcomes`` table, written to ``OUTPUT/summary.json`` and printed with the latest
-complete RMSE per slice.
+complete RMSE per slice. A local run holds its folder's lock throughout and is
+committed only when its outcomes balance (``runners/output.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from msewatch.transforms.join.kernel import window_timer_grid_ms
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig
+from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
 from msewatch.transforms.slo.config import load_slo_file
 
 
@@ -61,9 +62,11 @@ def config_from_args(args) -> MonitorConfig:
     window = WindowConfig(
         window_seconds=args.window,
         every_seconds=args.every,
-        # one second beyond the TTL: a prediction made in the last millisecond of a
-        # window expires at window end + label_ttl, which must still be accepted.
-        allowed_lateness_seconds=-(-args.label_ttl // 1000) + 1,
+        # past the TTL: a prediction made in the last millisecond of a window expires
+        # at window end + label_ttl, which must still be accepted (windowing.py)
+        allowed_lateness_seconds=allowed_lateness_for(
+            args.label_ttl, cluster=presets.runner_name(args.runner) != "DirectRunner"
+        ),
         early_firing_seconds=args.early_firing,
     )
     unbounded = presets.pubsub_subscriptions(args.predictions, args.labels)
@@ -241,8 +244,8 @@ def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int
         if not summary.balanced(outcomes):  # never commit a broken run
             output.abandon(plan)
             code = summary.check_conservation(outcomes)
-            print(f"msewatch: error: not committed; {args.output} keeps the previous results",
-                  file=sys.stderr)  # fmt: skip
+            kept = f"msewatch: error: not committed; {args.output} keeps the previous results"
+            print(kept, file=sys.stderr)
             return code
         output.commit(plan)
     except BaseException as error:
