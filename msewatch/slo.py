@@ -14,6 +14,7 @@ import sys
 
 from msewatch.schemas.slo import utc_datetime
 from msewatch.transforms.durations import format_duration as _d
+from msewatch.transforms.shown import escape
 from msewatch.transforms.slo.config import (
     LABEL_GATED,
     Slo,
@@ -27,6 +28,7 @@ from msewatch.transforms.slo.trend import MIN_POINTS
 from msewatch.trend import DEFAULT_K, render_trends, slice_trends
 
 EXIT_USAGE = 2
+MAX_SUPPORTED_SLOS = 1000  # README, "SLOs and alerts": Size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +72,15 @@ def describe_file(path: str, slo_file: SloFile) -> str:
     """The text ``slo check`` prints."""
     n, m = len(slo_file.slos), len(slo_file.comparisons)
     lines = [
-        f"{path}: OK, {n} SLO{'' if n == 1 else 's'}"
+        f"{escape(path)}: OK, {n} SLO{'' if n == 1 else 's'}"
         + (f", {m} comparison{'' if m == 1 else 's'}" if m else "")
     ]
+    if n + m > MAX_SUPPORTED_SLOS:
+        lines.append(
+            f"warning: {n + m} SLOs and comparisons are more than the {MAX_SUPPORTED_SLOS:,} "
+            "an SLO file is supported with (README: SLOs and alerts, Size); a run's time "
+            "and memory grow with each, and so does its slo_status table"
+        )
     for slo in slo_file.slos:
         lines += ["", *describe_slo(slo)]
     for c in slo_file.comparisons:

@@ -485,3 +485,21 @@ def test_an_alias_bomb_is_shown_bounded(key, message):
     text = str(caught.value)
     assert text.startswith(f"slo.yaml: {message}") and "\n" not in text
     assert len(text) < 400, len(text)
+
+
+def _many(n: int) -> str:
+    return "version: 1\nslos:\n" + "".join(
+        f"  - {{name: s{i}, sli: rmse, threshold: 1, objective: 0.99}}\n" for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("n, warned", [(1000, False), (1001, True)])
+def test_slo_check_warns_beyond_the_supported_number_of_slos(n, warned, tmp_path, capsys):
+    # README, "SLOs and alerts": an SLO file of up to 1,000 SLOs is supported
+    path = tmp_path / "slo.yaml"
+    path.write_text(_many(n))
+    assert _check(str(path)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: OK, {n} SLOs")
+    warning = f"warning: {n} SLOs and comparisons are more than the 1,000 an SLO file is supported"
+    assert (warning in out) is warned

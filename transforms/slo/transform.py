@@ -1,15 +1,17 @@
 """SLO evaluation in the pipeline: :class:`EvaluateSlos`, metrics rows -> alerts, slo_status.
 
 Time: the input rows are ``metrics`` panes, whose windows are event-time windows of
-the predictions (UTC). Each row is routed to every SLO covering its slice and keyed by
-``(slo, slice)``; the evaluation itself (settling, frontier, burn rates, budget,
+the predictions (UTC); the evaluation itself (settling, frontier, burn rates, budget,
 alert states) is :mod:`msewatch.transforms.slo.kernel`, in the global window.
 
-* Bounded input: the latest pane of each window is known at the end; one
-  ``GroupByKey`` hands each (SLO, slice) its windows and
-  :func:`~msewatch.transforms.slo.kernel.evaluate_history` evaluates them in
-  event-time order. ``watermark`` is null.
-* Unbounded input: a stateful DoFn keeps one
+* Bounded input: the latest pane of each window is known at the end. Each row is
+  keyed by its slice, once, whatever the number of SLOs (rows covered by no SLO are
+  dropped); one ``GroupByKey`` hands each slice its panes, which are read into
+  columns once (:func:`evaluate_slice`), and every SLO covering the slice evaluates
+  them in event-time order (:func:`~msewatch.transforms.slo.kernel.evaluate_history`).
+  Memory follows rows + SLOs, not rows x SLOs. ``watermark`` is null.
+* Unbounded input: each pane is routed to every SLO covering its slice and keyed by
+  ``(slo, slice)``; a stateful DoFn keeps one
   :class:`~msewatch.transforms.slo.kernel.SloEvaluator` per key and updates it at
   every pane, so an alert fires at the pane that settles (or spoils) its window.
   Beam does not show a DoFn its input watermark; the ``watermark`` recorded is the
@@ -27,25 +29,29 @@ forgets an alert it has not heard of for its ``resolve_timeout``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator, Sequence
 
 import apache_beam as beam
+import numpy as np
 from apache_beam import coders
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import userstate
 from apache_beam.transforms.window import GlobalWindow
 
-from msewatch.schemas.slo import epoch_ms
+from msewatch.schemas.slo import AlertTransition, SloStatus, epoch_ms
 from msewatch.transforms.keyed_evaluation import (
     RESEND,
     advance_watermark,
     evaluate_per_key,
     resends,
 )
-from msewatch.transforms.slo.kernel import SloEvaluator, evaluate_history
-from msewatch.transforms.slo.spec import SloFile
+from msewatch.transforms.slo.kernel import SloEvaluator, as_columns, evaluate_history
+from msewatch.transforms.slo.sli import WINDOW_KEY, required_columns
+from msewatch.transforms.slo.spec import Slo, SloFile
 
 ALERTS, STATUS = "alerts", "slo_status"
+_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh"}  # columns of the SLO's own
 
 
 def _entry(entries, key: str, value, field: str) -> float:
@@ -68,9 +74,47 @@ def window_row(slo, row: dict) -> dict:
     return out
 
 
+def _per_slo_column(slo: Slo, rows: Sequence[dict]) -> np.ndarray:
+    """The column of ``slo``'s threshold (error_rate: ``bad_w``) or ``within``
+    (label_freshness: ``fresh``), as :func:`window_row` reads it."""
+    if slo.sli == "error_rate":
+        return np.array(
+            [_entry(r.get("error_exceedance"), "threshold", slo.threshold, "sum_w") for r in rows]
+        )
+    return np.array(
+        [_entry(r.get("labeled_within"), "within_s", slo.within_s, "labeled") for r in rows]
+    )
+
+
+def evaluate_slice(
+    slos: Sequence[Slo], slice_name: str, rows: Sequence[dict]
+) -> Iterator[tuple[Slo, list[AlertTransition], list[SloStatus]]]:
+    """Every SLO of ``slos`` evaluated over one slice's metrics rows (in pane order), as
+    :func:`~msewatch.transforms.slo.kernel.evaluate_history` of each SLO alone would.
+
+    The rows are read into numpy columns once; each SLO then reads the shared columns
+    (and its own exact-count column, shared by SLOs of one threshold), so memory
+    follows rows + SLOs, never rows x SLOs. Yields ``(slo, transitions, statuses)``,
+    one SLO at a time.
+    """
+    plain = {n for s in slos for n in required_columns(s.sli) if n not in _PER_SLO.values()}
+    shared = as_columns(rows, tuple(n for n in sorted(plain) if n not in WINDOW_KEY))
+    for n, field in zip(WINDOW_KEY, ("window_start", "window_end"), strict=True):
+        shared[n] = np.array([epoch_ms(r[field]) for r in rows], np.int64)
+    own: dict[tuple, np.ndarray] = {}
+    for slo in slos:
+        columns = {n: shared[n] for n in required_columns(slo.sli) if n in shared}
+        if slo.sli in _PER_SLO:
+            key = (slo.sli, slo.threshold, slo.within_s)
+            if key not in own:
+                own[key] = _per_slo_column(slo, rows)
+            columns[_PER_SLO[slo.sli]] = own[key]
+        yield (slo, *evaluate_history(slo, slice_name, columns))
+
+
 class _Route(beam.DoFn):
-    """Metrics row -> ``((slo, slice), row)`` for every SLO covering the slice; the key
-    is a pair of str, so its coder is deterministic (state is keyed by it)."""
+    """Unbounded: metrics row -> ``((slo, slice), row)`` for every SLO covering the
+    slice; the key is a pair of str, so its coder is deterministic (state is keyed by it)."""
 
     def __init__(self, slo_file: SloFile):
         self._slos = slo_file.slos
@@ -79,6 +123,21 @@ class _Route(beam.DoFn):
         for slo in self._slos:
             if slo.covers(row["slice"]):
                 yield (slo.name, row["slice"]), row
+
+
+class _RouteBySlice(beam.DoFn):
+    """Bounded: metrics row -> ``(slice, row)`` once, when an SLO covers the slice."""
+
+    def __init__(self, slo_file: SloFile):
+        self._slos = slo_file.slos
+        self._covered: dict[str, bool] = {}  # slice -> covered by an SLO (few slices)
+
+    def process(self, row: dict):
+        name = row["slice"]
+        if name not in self._covered:
+            self._covered[name] = any(slo.covers(name) for slo in self._slos)
+        if self._covered[name]:
+            yield name, row
 
 
 def _emit(transitions, statuses, clock):
@@ -90,19 +149,20 @@ def _emit(transitions, statuses, clock):
 
 
 class _EvaluateHistory(beam.DoFn):
-    """Bounded: all windows of one (SLO, slice) -> its history, in event-time order."""
+    """Bounded: all panes of one slice -> the history of every SLO covering it, in
+    event-time order (:func:`evaluate_slice`)."""
 
     def __init__(self, slo_file: SloFile, clock):
-        self._slos = {s.name: s for s in slo_file.slos}
+        self._slos = slo_file.slos
         self._clock = clock
 
     def process(self, element):
-        (name, slice_name), rows = element
-        slo = self._slos[name]
+        slice_name, rows = element
+        slos = [slo for slo in self._slos if slo.covers(slice_name)]
         # in pane order: the kernel keeps the last row it is given for each window
         panes = sorted(rows, key=lambda row: row["pane_index"])
-        windows = [window_row(slo, row) for row in panes]
-        yield from _emit(*evaluate_history(slo, slice_name, windows), self._clock)
+        for _, transitions, statuses in evaluate_slice(slos, slice_name, panes):
+            yield from _emit(transitions, statuses, self._clock)
 
 
 class _EvaluatorCoder(coders.PickleCoder):
@@ -166,12 +226,26 @@ class EvaluateSlos(beam.PTransform):
         self._clock = clock
 
     def expand(self, metrics):
-        return evaluate_per_key(
-            metrics,
-            _Route(self._slo_file),
-            _EvaluateHistory(self._slo_file, self._clock),
-            _EvaluateStreaming(self._slo_file, self._clock),
-            (ALERTS, STATUS, RESEND),
-            self._bounded,
-            "GroupBySloSlice",
+        tags = (ALERTS, STATUS, RESEND)
+        if not self._bounded:  # keyed by (slo, slice): one small state cell per key
+            return evaluate_per_key(
+                metrics,
+                _Route(self._slo_file),
+                None,  # no history: the streaming DoFn evaluates at every pane
+                _EvaluateStreaming(self._slo_file, self._clock),
+                tags,
+                False,
+                "GroupBySloSlice",
+            )
+        evaluated = (
+            metrics
+            | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
+            | "RouteBySlice"
+            >> beam.ParDo(_RouteBySlice(self._slo_file)).with_output_types(
+                typing.Tuple[str, typing.Dict[str, typing.Any]]  # noqa: UP006
+            )
+            | "GroupBySlice" >> beam.GroupByKey()
+            | "History"
+            >> beam.ParDo(_EvaluateHistory(self._slo_file, self._clock)).with_outputs(*tags)
         )
+        return {tag: evaluated[tag] for tag in tags}
