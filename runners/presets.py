@@ -68,7 +68,7 @@ from msewatch.transforms.io.pubsub import is_subscription_url, parse_subscriptio
 
 # What Beam's validator accepts; anything else makes it fall back to creating a default
 # bucket (a network call) instead of failing.
-_GCS_PATH = re.compile(r"^gs://[a-z0-9][-_a-z0-9.]+[a-z0-9]/.+$")
+_GCS_PATH = re.compile(r"gs://[a-z0-9][-_a-z0-9.]+[a-z0-9]/.+")  # fullmatch: no final "\n"
 # Flink options that only the Java side knows (FlinkPipelineOptions).
 _FLINK_JAVA_OPTIONS = (
     "checkpointing_interval",
@@ -242,7 +242,7 @@ def preset_flags(runner: str, beam_args: Sequence[str], *, streaming: bool) -> l
         flags.append("--streaming")
     if preset.name == "DataflowRunner":
         temp = options.view_as(GoogleCloudOptions).temp_location or ""
-        if not _GCS_PATH.match(temp):
+        if not _GCS_PATH.fullmatch(temp):
             raise ValueError(f"DataflowRunner needs --temp_location=gs://BUCKET/PATH; got {temp!r}")
         if streaming and "enable_streaming_engine" not in given:
             flags.append("--enable_streaming_engine")

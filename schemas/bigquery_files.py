@@ -60,8 +60,9 @@ VIEW_FILE = VIEW_NAME + ".sql"
 SCHEMA_DIR = pathlib.Path(__file__).resolve().parent / "bigquery"
 """Where the committed files live (inside the package)."""
 
-_PROJECT_RE = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+# matched whole (fullmatch: with "$", "ds\n" would pass as "ds")
+_PROJECT_RE = re.compile(r"(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_DATASET_RE = re.compile(r"[A-Za-z0-9_]{1,1024}")
 
 
 def schema_file_name(table: str) -> str:
@@ -110,12 +111,12 @@ def check_names(project: str, dataset: str) -> None:
     Raises:
         ValueError: either is malformed; the message gives the allowed form.
     """
-    if not _PROJECT_RE.match(project or ""):
+    if not _PROJECT_RE.fullmatch(project or ""):
         raise ValueError(
             f"bad BigQuery project id {project!r}: 6-30 lowercase letters, digits and "
             "hyphens, starting with a letter (optionally 'domain:' first)"
         )
-    if not _DATASET_RE.match(dataset or ""):
+    if not _DATASET_RE.fullmatch(dataset or ""):
         raise ValueError(
             f"bad BigQuery dataset id {dataset!r}: letters, digits and underscores only"
         )

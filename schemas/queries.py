@@ -64,7 +64,7 @@ QUERY_DESCRIPTIONS: dict[str, str] = {
 }
 
 DATASET_PLACEHOLDER = "{dataset}"
-_DATASET_RE = re.compile(r"^([A-Za-z0-9_.:-]+\.)?[A-Za-z0-9_]+$")
+_DATASET_RE = re.compile(r"([A-Za-z0-9_.:-]+\.)?[A-Za-z0-9_]+")  # fullmatch: "ds\n" is not "ds"
 
 
 def query_file_name(name: str) -> str:
@@ -101,7 +101,7 @@ def load_query(dialect: str, name: str, *, dataset: str | None = None) -> str:
     if dataset is not None:
         if dialect != "bigquery":
             raise ValueError("dataset applies to BigQuery SQL only")
-        if not _DATASET_RE.match(dataset):
+        if not _DATASET_RE.fullmatch(dataset):
             raise ValueError(
                 f"bad BigQuery dataset {dataset!r}; expected project.dataset or dataset"
             )

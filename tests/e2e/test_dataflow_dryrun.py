@@ -197,8 +197,10 @@ def test_dataflow_preset_names_a_missing_required_option(missing):
         presets.pipeline_flags("DataflowRunner", args, streaming=True)
 
 
-def test_dataflow_preset_wants_a_gcs_temp_location():
-    args = [*DATAFLOW_ARGS[:2], "--temp_location=/tmp/x", DATAFLOW_ARGS[3]]
+@pytest.mark.parametrize("temp", ["/tmp/x", "gs://msewatch-prod-tmp/dataflow\n"])
+def test_dataflow_preset_wants_a_gcs_temp_location(temp):
+    # a final newline: "$" matched before it
+    args = [*DATAFLOW_ARGS[:2], f"--temp_location={temp}", DATAFLOW_ARGS[3]]
     with pytest.raises(ValueError, match="gs://"):
         presets.pipeline_flags("DataflowRunner", args, streaming=False)
 

@@ -41,8 +41,9 @@ def test_check_reports_a_stale_schema_file(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("project", "dataset"),
-    [("msewatch-test", "ds`; DROP TABLE x"), ("Bad_Project", "ds"), ("", "ds"), ("proj-1", "")],
-)
+    [("msewatch-test", "ds`; DROP TABLE x"), ("Bad_Project", "ds"), ("", "ds"), ("proj-1", ""),
+     ("msewatch-test", "ds\n")],  # a final newline: "$" matched before it
+)  # fmt: skip
 def test_bad_names_are_refused(project, dataset):
     with pytest.raises(ValueError, match="bad BigQuery"):
         bigquery_files.parse_output_url(f"bq://{project}.{dataset}")
@@ -237,3 +238,11 @@ def test_requests_are_split_by_size():
     list(fn.process(_items(10)))
     assert len(client.calls) > 1
     assert sum(len(rows) for _, rows, _, _ in client.calls) == 10
+
+
+def test_a_dataset_with_a_final_newline_is_refused_in_the_named_queries():
+    from msewatch.schemas import queries
+
+    assert "proj.ds." in queries.load_query("bigquery", queries.QUERY_NAMES[0], dataset="proj.ds")
+    with pytest.raises(ValueError, match="bad BigQuery dataset"):
+        queries.load_query("bigquery", queries.QUERY_NAMES[0], dataset="proj.ds\n")
