@@ -49,7 +49,7 @@ from msewatch.transforms.join.kernel import window_timer_grid_ms
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig
+from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
 from msewatch.transforms.slo.config import load_slo_file
 
 
@@ -62,9 +62,11 @@ def config_from_args(args) -> MonitorConfig:
     window = WindowConfig(
         window_seconds=args.window,
         every_seconds=args.every,
-        # one second beyond the TTL: a prediction made in the last millisecond of a
-        # window expires at window end + label_ttl, which must still be accepted.
-        allowed_lateness_seconds=-(-args.label_ttl // 1000) + 1,
+        # past the TTL: a prediction made in the last millisecond of a window expires
+        # at window end + label_ttl, which must still be accepted (windowing.py)
+        allowed_lateness_seconds=allowed_lateness_for(
+            args.label_ttl, cluster=presets.runner_name(args.runner) != "DirectRunner"
+        ),
         early_firing_seconds=args.early_firing,
     )
     unbounded = presets.pubsub_subscriptions(args.predictions, args.labels)

@@ -56,7 +56,6 @@ from msewatch.transforms.io.messages import (
     ParseMessageBatch,
     batch_and_parse,
     check_batching,
-    shard_of,
 )
 
 KAFKA_URL_SCHEME = "kafka://"
@@ -106,7 +105,10 @@ def parse_kafka_url(url: str) -> KafkaTopic:
 
 
 class _ToMessages(beam.DoFn):
-    """A KafkaIO metadata row -> ``(shard, Message)``; the shard a hash of the offset."""
+    """A KafkaIO metadata row -> ``(shard, Message)``; the shard is the partition
+    (modulo ``shards``), so the records of one partition are batched, parsed and reach
+    the join in the partition's order: "first to arrive" among duplicates is the first
+    in the topic (a shard per offset hash let two batches of one partition race)."""
 
     def __init__(self, shards: int):
         self._shards = shards
@@ -115,7 +117,7 @@ class _ToMessages(beam.DoFn):
         topic, partition, offset = row.topic, int(row.partition), int(row.offset)
         message_id = f"{topic}/{partition}/{offset}"
         yield (
-            shard_of(message_id.encode(), self._shards),
+            f"{partition % self._shards:03d}",
             Message(
                 payload=bytes(row.value or b""),
                 message_id=message_id,
