@@ -7,10 +7,11 @@ days (label lags of hours to days, 1 % of labels past the 7-day TTL, duplicates,
 orphans, malformed lines), with every time scaled down :data:`SCALE` times around the
 moment the stream starts: the label TTL becomes 21 s, an hour 0.125 s; the windows are
 1 s (their allowed lateness on a cluster: TTL + 60 s). A producer thread
-(tests/kafka_publish.py) writes each topic in time order, each record stamped with its own event (or label) time and sent :data:`LEAD_MS` before it,
-as a live service would: windows fire their ON_TIME pane when the wall clock passes
-their end, labels that come after it reach LATE panes, predictions expire when the
-wall clock passes their TTL, malformed lines are dead-lettered with topic/partition/offset.
+(tests/kafka_publish.py) writes each topic in time order, each record stamped with
+its own event (or label) time and sent :data:`LEAD_MS` before it, as a live service
+would: windows fire their ON_TIME pane when the wall clock passes their end, labels
+that come after it reach LATE panes, predictions expire when the wall clock passes
+their TTL, malformed lines are dead-lettered with topic/partition/offset.
 
 The job runs as a user starts it, ``msewatch run --predictions kafka://... --runner
 FlinkRunner --flink-master ... --parallelism 2`` with the Python of the matched Flink

@@ -2,14 +2,17 @@
 
 Time: the input rows are ``metrics`` panes, whose windows are event-time windows of
 the predictions (UTC). A row of a baseline's or candidate's slice
-(``model_version=v2,region=eu``) is routed to every comparison of that pair covering
-the rest of its slice (``region=eu``) and keyed by ``(comparison, slice)``; the
-evaluation (label gate, frontier, statistics, decisions, alert state) is
-:mod:`msewatch.transforms.compare.kernel`, in the global window.
+(``model_version=v2,region=eu``) feeds every comparison of that pair covering the rest
+of its slice (``region=eu``); the evaluation (label gate, frontier, statistics,
+decisions, alert state) is :mod:`msewatch.transforms.compare.kernel`, in the global
+window.
 
-* Bounded input: one ``GroupByKey`` hands each key its panes, evaluated at every
-  counted window end in event-time order; ``watermark`` is null.
-* Unbounded input: a stateful DoFn keeps one
+* Bounded input: each row is keyed by the rest of its slice, once, whatever the
+  number of comparisons; one ``GroupByKey`` hands each such slice its panes, and
+  every comparison covering it reads those of its two versions, in event-time order
+  (memory follows rows + comparisons, not rows x comparisons); ``watermark`` is null.
+* Unbounded input: the row is routed to each of those comparisons and keyed by
+  ``(comparison, slice)``; a stateful DoFn keeps one
   :class:`~msewatch.transforms.compare.kernel.ComparisonEvaluator` per key and
   updates it at every pane, so a FAIL fires at the pane that makes it; ``watermark``
   is the largest window end of an ON_TIME or LATE pane the key has seen (the lower
@@ -23,6 +26,7 @@ Alertmanager).
 from __future__ import annotations
 
 import datetime
+import typing
 from collections.abc import Callable
 
 import apache_beam as beam
@@ -43,21 +47,46 @@ from msewatch.transforms.metrics.slices import parse_slice_name, slice_name
 COMPARISONS, ALERTS = "comparisons", "alerts"
 
 
+def _version_and_rest(name: str) -> tuple[str | None, str]:
+    """A slice name -> its model_version (None without one) and the rest of the slice."""
+    pairs = parse_slice_name(name)
+    return dict(pairs).get(VERSION_KEY), slice_name(tuple(p for p in pairs if p[0] != VERSION_KEY))
+
+
+def _fed(comparisons, version: str | None, rest: str) -> list[Comparison]:
+    """The comparisons a row of ``version`` and slice ``rest`` feeds."""
+    if version is None:
+        return []
+    return [c for c in comparisons if version in (c.baseline, c.candidate) and c.covers(rest)]
+
+
 class _Route(beam.DoFn):
-    """Metrics row -> ``((comparison, slice), row)`` for every comparison it feeds."""
+    """Unbounded: metrics row -> ``((comparison, slice), row)`` for every comparison it feeds."""
 
     def __init__(self, comparisons: tuple[Comparison, ...]):
         self._comparisons = comparisons
 
     def process(self, row: dict):
-        pairs = parse_slice_name(row["slice"])
-        version = dict(pairs).get(VERSION_KEY)
-        if version is None:
-            return
-        rest = slice_name(tuple(p for p in pairs if p[0] != VERSION_KEY))
-        for c in self._comparisons:
-            if version in (c.baseline, c.candidate) and c.covers(rest):
-                yield (c.name, rest), row
+        version, rest = _version_and_rest(row["slice"])
+        for c in _fed(self._comparisons, version, rest):
+            yield (c.name, rest), row
+
+
+class _RouteBySlice(beam.DoFn):
+    """Bounded: metrics row -> ``(rest of its slice, row)`` once, when it feeds a comparison."""
+
+    def __init__(self, comparisons: tuple[Comparison, ...]):
+        self._comparisons = comparisons
+        self._feeds: dict[str, tuple[str, bool]] = {}  # slice -> (rest, feeds one)
+
+    def process(self, row: dict):
+        name = row["slice"]
+        if name not in self._feeds:
+            version, rest = _version_and_rest(name)
+            self._feeds[name] = (rest, bool(_fed(self._comparisons, version, rest)))
+        rest, feeds = self._feeds[name]
+        if feeds:
+            yield rest, row
 
 
 def _emit(results, transitions, clock):
@@ -69,16 +98,22 @@ def _emit(results, transitions, clock):
 
 
 class _EvaluateHistory(beam.DoFn):
-    """Bounded: all panes of one (comparison, slice), evaluated in event-time order."""
+    """Bounded: all panes of one slice (without model_version) -> every comparison
+    covering it, each reading the panes of its two versions in event-time order."""
 
     def __init__(self, comparisons, clock):
-        self._comparisons = {c.name: c for c in comparisons}
+        self._comparisons = tuple(comparisons)
         self._clock = clock
 
     def process(self, element):
-        (name, rest), rows = element
-        panes = sorted(rows, key=lambda row: row["pane_index"])
-        yield from _emit(*evaluate_history(self._comparisons[name], rest, panes), self._clock)
+        rest, rows = element
+        by_version: dict[str, list[dict]] = {}
+        for row in sorted(rows, key=lambda row: row["pane_index"]):  # the last pane wins
+            by_version.setdefault(_version_and_rest(row["slice"])[0], []).append(row)
+        for c in self._comparisons:
+            if c.covers(rest) and (c.baseline in by_version or c.candidate in by_version):
+                panes = by_version.get(c.baseline, []) + by_version.get(c.candidate, [])
+                yield from _emit(*evaluate_history(c, rest, panes), self._clock)
 
 
 class _EvaluatorCoder(coders.PickleCoder):
@@ -132,12 +167,26 @@ class CompareVersions(beam.PTransform):
         self._clock = clock
 
     def expand(self, metrics):
-        return evaluate_per_key(
-            metrics,
-            _Route(self._comparisons),
-            _EvaluateHistory(self._comparisons, self._clock),
-            _EvaluateStreaming(self._comparisons, self._clock),
-            (COMPARISONS, ALERTS, RESEND),
-            self._bounded,
-            "GroupByComparisonSlice",
+        tags = (COMPARISONS, ALERTS, RESEND)
+        if not self._bounded:  # keyed by (comparison, slice): one small state cell per key
+            return evaluate_per_key(
+                metrics,
+                _Route(self._comparisons),
+                None,  # no history: the streaming DoFn evaluates at every pane
+                _EvaluateStreaming(self._comparisons, self._clock),
+                tags,
+                False,
+                "GroupByComparisonSlice",
+            )
+        history = _EvaluateHistory(self._comparisons, self._clock)
+        evaluated = (
+            metrics
+            | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
+            | "RouteBySlice"
+            >> beam.ParDo(_RouteBySlice(self._comparisons)).with_output_types(
+                typing.Tuple[str, typing.Dict[str, typing.Any]]  # noqa: UP006
+            )
+            | "GroupBySlice" >> beam.GroupByKey()
+            | "History" >> beam.ParDo(history).with_outputs(*tags)
         )
+        return {tag: evaluated[tag] for tag in tags}
