@@ -19,6 +19,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
+from apache_beam.testing.util import assert_that, equal_to
 
 from msewatch.transforms.slo.kernel import evaluate_history
 from msewatch.transforms.slo.spec import Slo, SloFile
@@ -95,8 +96,33 @@ def _comparable(record) -> tuple:
     return (type(record).__name__, *values)
 
 
-def _alone(slos, rows) -> set[tuple]:
-    """The reference: each SLO evaluated alone on each slice it covers (per-SLO rows)."""
+def _normal(row: dict) -> tuple:
+    """A table row, hashable, NaN made equal to NaN."""
+    return tuple(
+        (
+            k,
+            None
+            if isinstance(v, float) and math.isnan(v)
+            else tuple(v)
+            if isinstance(v, list)
+            else v,
+        )
+        for k, v in sorted(row.items())
+    )
+
+
+def _rows_alone(records) -> dict[str, list[tuple]]:
+    """The table rows the pipeline writes for reference records, per output."""
+    out = {"alerts": [], "slo_status": [], "comparisons": []}
+    for r in records:
+        tag = {"AlertTransition": "alerts", "SloStatus": "slo_status"}.get(type(r).__name__)
+        out[tag or "comparisons"].append(_normal(r.as_row(NOW)))
+    return out
+
+
+def _alone(slos, rows, records=None) -> set[tuple]:
+    """The reference: each SLO evaluated alone on each slice it covers (per-SLO rows);
+    the records are appended to ``records`` when given."""
     out = set()
     for slo in slos:
         for name in SLICES:
@@ -108,6 +134,8 @@ def _alone(slos, rows) -> set[tuple]:
                     slo, name, [window_row(slo, r) for r in panes]
                 )
                 out |= {_comparable(t) for t in transitions} | {_comparable(s) for s in statuses}
+                if records is not None:
+                    records += [*transitions, *statuses]
     return out
 
 
@@ -144,12 +172,16 @@ class _Grouping(PipelineVisitor):
             self.inputs.append(node.inputs[0])
 
 
-def _run(slos, rows):
+def _run(slos, rows, expected: dict[str, list[tuple]]):
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     out = p | beam.Create(rows, reshuffle=False) | EvaluateSlos(SloFile(1, slos), True, lambda: NOW)
-    visitor = _Grouping()
+    visitor = _Grouping()  # before assert_that adds its own GroupByKey
     p.visit(visitor)
     [grouped] = visitor.inputs
+    for tag in ("alerts", "slo_status"):
+        assert_that(
+            out[tag] | f"Normal {tag}" >> beam.Map(_normal), equal_to(expected[tag]), f"Equal {tag}"
+        )
     grouped | "CountGrouped" >> beam.Map(_counter("grouped"))
     out["slo_status"] | "CountStatuses" >> beam.Map(_counter("statuses"))
     out["alerts"] | "CountAlerts" >> beam.Map(_counter("alerts"))
@@ -167,9 +199,118 @@ def test_the_grouping_step_receives_each_row_once_whatever_the_number_of_slos(n)
     # 2,880)
     slos = _slos()[:n]
     rows = _rows()
-    counts = _run(slos, rows)
+    records = []
+    _alone(slos, rows, records)
+    expected = _rows_alone(records)  # the outputs of each SLO alone, row for row
+    counts = _run(slos, rows, expected)
     assert counts["grouped"] == len(SLICES) * HOURS * 2 == len(rows)
-    # and the outputs are those of each SLO alone (one status per settled window end)
-    expected = _alone(slos, rows)
-    assert counts["statuses"] == sum(1 for r in expected if r[0] == "SloStatus")
-    assert counts.get("alerts", 0) == sum(1 for r in expected if r[0] == "AlertTransition")
+    assert counts["statuses"] == len(expected["slo_status"]) > 0
+
+
+# --- comparisons: the same shape (rows keyed by the rest of their slice, once) ---------
+
+VERSIONS = ("v1", "v2", "v3")
+REGIONS = ("eu", "us")
+
+
+def _comparison_rows() -> list[dict]:
+    """Hourly windows of model_version=V and model_version=V,region=R, a partial pane
+    then the final one; v3's MSE is 4x v1's (its errors have twice the spread)."""
+    rng = np.random.default_rng(21)
+    rows = []
+    for version in VERSIONS:
+        names = [f"model_version={version}"] + [
+            f"model_version={version},region={r}" for r in REGIONS
+        ]
+        for name in names:
+            for h in range(12):
+                start = T0 + datetime.timedelta(hours=h)
+                n = 300
+                se = rng.normal(0, 2.0 if version == "v3" else 1.0, n) ** 2
+                for pane, coverage in enumerate((0.5, 1.0)):
+                    k = int(n * coverage)
+                    rows.append(
+                        {
+                            "window_start": start,
+                            "window_end": start + datetime.timedelta(hours=1),
+                            "slice": name,
+                            "pane_index": pane,
+                            "label_coverage": coverage,
+                            "complete": pane == 1,
+                            "scored": k,
+                            "sum_w": float(k),
+                            "sum_w2": float(k),
+                            "sum_se": float(se[:k].sum()),
+                            "sum_se2": float((se[:k] ** 2).sum()),
+                            "sum_ae": float(np.sqrt(se[:k]).sum()),
+                        }
+                    )
+    return rows
+
+
+def _comparisons():
+    from msewatch.transforms.compare.spec import Comparison
+
+    pairs = [("v1", "v2"), ("v1", "v3"), ("v2", "v3")]
+    return tuple(
+        Comparison(
+            name=f"c{i}",
+            baseline=pairs[i % 3][0],
+            candidate=pairs[i % 3][1],
+            slices=(("overall",), ("region=*",), ("overall", "region=*"))[i // 3 % 3],
+            metric=("mse", "mae")[i % 2],
+            lookback_s=6 * 3600,
+            min_scored=100,
+        )
+        for i in range(9)
+    )
+
+
+def _comparisons_alone(comparisons, rows) -> list[tuple]:
+    """The reference: each comparison alone on each slice it covers, fed the rows of its
+    two versions (the per-comparison route of the previous main)."""
+    from msewatch.transforms.compare.kernel import evaluate_history as compare_history
+
+    out = []  # the records
+    for c in comparisons:
+        for rest in ("overall", *(f"region={r}" for r in REGIONS)):
+            if not c.covers(rest):
+                continue
+            mine = [
+                f"model_version={v}" + ("" if rest == "overall" else f",{rest}")
+                for v in (c.baseline, c.candidate)
+            ]
+            panes = sorted((r for r in rows if r["slice"] in mine), key=lambda r: r["pane_index"])
+            results, transitions = compare_history(c, rest, panes)
+            out += [*results, *transitions]
+    return out
+
+
+def test_the_comparisons_group_each_row_once_and_equal_each_comparison_alone():
+    from msewatch.transforms.compare.transform import CompareVersions
+
+    comparisons, rows = _comparisons(), _comparison_rows()
+    p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    out = p | beam.Create(rows, reshuffle=False) | CompareVersions(comparisons, True, lambda: NOW)
+    visitor = _Grouping()  # before assert_that adds its own GroupByKey
+    p.visit(visitor)
+    [grouped] = visitor.inputs
+    expected = _rows_alone(_comparisons_alone(comparisons, rows))
+    for tag in ("alerts", "comparisons"):
+        assert_that(
+            out[tag] | f"Normal {tag}" >> beam.Map(_normal), equal_to(expected[tag]), f"Equal {tag}"
+        )
+    grouped | "CountGrouped" >> beam.Map(_counter("grouped"))
+    out["comparisons"] | "CountResults" >> beam.Map(_counter("results"))
+    out["alerts"] | "CountAlerts" >> beam.Map(_counter("alerts"))
+    result = p.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace("test"))["counters"]
+    counts = {c.key.metric.name: c.committed for c in counters}
+    # every slice feeds a comparison: 3 versions x 3 slices x 12 windows x 2 panes = 216
+    # rows, each grouped once (previous main: once per comparison it feeds: a version is
+    # in 2 of the 3 pairs, each pair has 2 comparisons covering overall and 2 region=*,
+    # so 4 per row, 864)
+    assert counts["grouped"] == len(rows) == 216
+    assert counts["results"] == len(expected["comparisons"]) > 0
+    assert len(expected["alerts"]) > 0  # v3 FAILs: not only PASS compared

@@ -51,7 +51,8 @@ from msewatch.transforms.slo.sli import WINDOW_KEY, required_columns
 from msewatch.transforms.slo.spec import Slo, SloFile
 
 ALERTS, STATUS = "alerts", "slo_status"
-_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh"}  # columns of the SLO's own
+# sli -> the column read from the SLO's own threshold (error_rate) or within (label_freshness)
+_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh"}
 
 
 def _entry(entries, key: str, value, field: str) -> float:
