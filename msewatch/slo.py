@@ -72,7 +72,7 @@ def describe_file(path: str, slo_file: SloFile) -> str:
     """The text ``slo check`` prints."""
     n, m = len(slo_file.slos), len(slo_file.comparisons)
     lines = [
-        f"{escape(path)}: OK, {n} SLO{'' if n == 1 else 's'}"
+        f"{path}: OK, {n} SLO{'' if n == 1 else 's'}"
         + (f", {m} comparison{'' if m == 1 else 's'}" if m else "")
     ]
     if n + m > MAX_SUPPORTED_SLOS:
@@ -85,7 +85,7 @@ def describe_file(path: str, slo_file: SloFile) -> str:
         lines += ["", *describe_slo(slo)]
     for c in slo_file.comparisons:
         lines += ["", *describe_comparison(c)]
-    return "\n".join(lines) + "\n"
+    return "".join(f"{escape(line)}\n" for line in lines)  # a runbook, a reason: shown as text
 
 
 def describe_comparison(c) -> list[str]:
@@ -202,4 +202,4 @@ def render_status(frame) -> str:
             f"{r.objective:>9.4g} {r.budget_remaining:>11.1%}  {burns:28} "
             f"{r.frontier:%Y-%m-%d %H:%M} {lag:>8}"
         )
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)  # slice values from the tables

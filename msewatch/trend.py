@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from msewatch import query as q
+from msewatch.terminal import escape
 from msewatch.transforms.slo.spec import DEFAULT_TREND_WINDOWS, Slo
 from msewatch.transforms.slo.trend import MIN_POINTS, theil_sen
 
@@ -164,4 +165,4 @@ def render_trends(frame: pd.DataFrame, k: int = DEFAULT_K) -> str:
             f"{r.slice:32} {slope:>10}  {interval:24} {r.windows:>7}  {end:16}  "
             f"{direction(r.low, r.high)}"
         )
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)  # slice values from the tables

@@ -503,3 +503,42 @@ def test_slo_check_warns_beyond_the_supported_number_of_slos(n, warned, tmp_path
     assert out.startswith(f"{path}: OK, {n} SLOs")
     warning = f"warning: {n} SLOs and comparisons are more than the 1,000 an SLO file is supported"
     assert (warning in out) is warned
+
+
+def test_slo_check_shows_control_characters_in_a_runbook_as_text(tmp_path, capsys):
+    # before: the runbook and a suppression's reason were printed raw (ESC[2J clears
+    # the screen)
+    path = tmp_path / "slo.yaml"
+    text = 'runbook: "https://wiki\\x1b[2J"\n'
+    text += 'suppress: [{from: 1, to: 2, reason: "b\\x1b]8;;x\\x07"}]'
+    path.write_text(one_slo(text))
+    assert _check(str(path)) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "runbook    https://wiki\\x1b[2J" in out
+    assert "(b\\x1b]8;;x\\x07)" in out
+
+
+def test_slo_status_shows_control_characters_in_a_slice_as_text():
+    import pandas as pd
+
+    from msewatch.trend import render_trends
+
+    frame = pd.DataFrame(
+        {
+            "slo": ["fc"], "slice": ["region=eu\x1b[31m"], "page_state": ["ok"],
+            "ticket_state": ["ok"], "value": [1.0], "objective": [0.99],
+            "budget_remaining": [0.5], "lookbacks_s": [[3600]], "burn_rates": [[1.0]],
+            "frontier": [pd.Timestamp("2026-11-02", tz="UTC")], "label_lag_p90_s": [60.0],
+        }
+    )  # fmt: skip
+    text = slo_command.render_status(frame)
+    assert "\x1b" not in text and "region=eu\\x1b[31m" in text
+    trends = pd.DataFrame(
+        {
+            "slice": ["region=eu\x1b[31m"], "slope_per_day": [0.1], "low": [0.0], "high": [0.2],
+            "windows": [24], "last_window_end": [pd.Timestamp("2026-11-02", tz="UTC")],
+        }
+    )  # fmt: skip
+    text = render_trends(trends)
+    assert "\x1b" not in text and "region=eu\\x1b[31m" in text
