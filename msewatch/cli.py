@@ -205,6 +205,19 @@ def _add_run(sub) -> None:
         help="Pub/Sub topic for SLO alert transitions (one JSON message each)",
     )
     p.add_argument(
+        "--alert-deadline",
+        type=parse_duration_seconds,
+        default=30.0,
+        metavar="DURATION",
+        help="deliveries of alerts end within it; what is not delivered by then goes to "
+        "dead_letter (30s)",
+    )
+    p.add_argument(
+        "--fail-on-undelivered",
+        action="store_true",
+        help="exit 1 when an alert could not be delivered (the tables are written all the same)",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="write into an --output folder that holds other files (only msewatch's "

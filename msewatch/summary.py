@@ -123,6 +123,32 @@ def check_conservation(outcomes) -> int:
     return 1 if problems else 0
 
 
+UNDELIVERED_SQL = "SELECT count(*) FROM dead_letter WHERE reason = 'alert_delivery_failed'"
+
+
+def undelivered_alerts(output_dir: str) -> int:
+    """Alerts not delivered (to Alertmanager, or as Pub/Sub messages): the ``dead_letter``
+    rows with reason ``alert_delivery_failed``; 0 without tables."""
+    try:
+        con = query.connect(output_dir)
+    except query.NoMetricsError:
+        return 0
+    with con:
+        return con.execute(UNDELIVERED_SQL).fetchone()[0]
+
+
+def check_delivered(output_dir: str) -> int:
+    """Exit status for ``--fail-on-undelivered``: 0, or 1 with one line on stderr."""
+    n = undelivered_alerts(output_dir)
+    if n:
+        print(
+            f"msewatch: error: {n} alert deliveries failed (--fail-on-undelivered); the "
+            f"reasons: msewatch query {output_dir} dead_letter",
+            file=sys.stderr,
+        )
+    return 1 if n else 0
+
+
 def render(output_dir: str, outcomes) -> str:
     """The text printed at the end of ``msewatch run``."""
     lines = ["", "Outcomes (every input record ends in exactly one):"]
@@ -149,6 +175,10 @@ def render(output_dir: str, outcomes) -> str:
                 f"{_fmt(cov, '8.1%')}  {lag:>10}  {n:>6}"
             )
     lines.extend(_firing(output_dir))
+    undelivered = undelivered_alerts(output_dir)
+    if undelivered:
+        lines += ["", f"Alerts not delivered: {undelivered} (to Alertmanager or Pub/Sub; the "
+                  f"reasons: msewatch query {output_dir} dead_letter)"]  # fmt: skip
     lines.extend(_comparisons(output_dir))
     lines.append("")
     tables = ["metrics", "dead_letter", "outcomes", "alerts", "slo_status", "comparisons"]

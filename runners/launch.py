@@ -103,7 +103,11 @@ def config_from_args(args) -> MonitorConfig:
         bigquery_api_endpoint=args.bq_api_endpoint,
         sink_flush_seconds=args.sink_flush,
         slo=slo_file,
-        delivery=DeliveryConfig(alertmanager_url=args.alertmanager, topic=args.alerts_topic),
+        delivery=DeliveryConfig(
+            alertmanager_url=args.alertmanager,
+            topic=args.alerts_topic,
+            deadline_seconds=args.alert_deadline,
+        ),
     )
 
 
@@ -259,7 +263,10 @@ def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int
         raise
     if not args.quiet:
         print(summary.render(args.output, outcomes))
-    return summary.check_conservation(outcomes)
+    code = summary.check_conservation(outcomes)
+    if args.fail_on_undelivered and not code:
+        code = summary.check_delivered(args.output)
+    return code
 
 
 def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):

@@ -10,6 +10,7 @@ import pathlib
 
 _RUN = ["run", "--predictions", "p", "--labels", "l", "--output", "o"]
 HOSTILE_SLO = pathlib.Path(__file__).parent / "hostile_slo"  # SLO files a user got wrong
+_SLO = str(pathlib.Path(__file__).parent.parent / "docs" / "examples" / "slo.yaml")
 
 USER_ERRORS = [
     (["run", "--labels", "x", "--output", "o"], "--predictions"),
@@ -31,6 +32,12 @@ USER_ERRORS = [
     ([*_RUN[:-1], "gs://"], "use gs://BUCKET or gs://BUCKET/PATH"),
     ([*_RUN[:-1], "/"], "file-system root"),
     ([*_RUN[:-1], "ftp://host/x"], "use a local folder"),
+    # accepted before, then every alert was dead-lettered (issue 20)
+    ([*_RUN, "--slo", _SLO, "--alertmanager", "http://"], "URL with a host, e.g. http://127.0."),
+    ([*_RUN, "--slo", _SLO, "--alertmanager", "http://:9093"], "got 'http://:9093'"),
+    ([*_RUN, "--slo", _SLO, "--alertmanager", "http://am:99999"], "got 'http://am:99999'"),
+    ([*_RUN, "--slo", _SLO, "--alertmanager", "am:9093"], "got 'am:9093'"),
+    ([*_RUN, "--slo", _SLO, "--alert-deadline", "0s"], "--alert-deadline must be more than 0s"),
 ]
 """``(argv, message)``: each must exit 2 with one ``msewatch: error: ...`` line."""
 

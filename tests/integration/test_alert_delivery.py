@@ -15,8 +15,8 @@ from msewatch.transforms.io.alerts import (
     DeliveryConfig,
     alertmanager_alert,
     post_alerts,
-    with_retries,
 )
+from msewatch.transforms.io.delivery import Deadline, with_retries
 from tests.alertmanager_server import running_alertmanager
 from tests.servers import free_port
 from tests.slo_examples import RMSE_PAGE
@@ -118,8 +118,15 @@ def test_an_unreachable_alertmanager_becomes_a_dead_letter_not_a_failure():
     config = DeliveryConfig(
         alertmanager_url=f"http://127.0.0.1:{free_port()}", attempts=3, backoff_seconds=0.01
     )
-    error = with_retries(lambda: post_alerts(config.alertmanager_url, [], 1), config, sleeps.append)
-    assert error and "Connection refused" in error
+    error, permanent = with_retries(
+        lambda timeout: post_alerts(config.alertmanager_url, [], timeout),
+        config.attempts,
+        config.backoff_seconds,
+        1,
+        Deadline(10),
+        sleeps.append,
+    )
+    assert error and "Connection refused" in error and not permanent
     assert sleeps == [0.01, 0.02]  # backoff doubles between the three attempts
     with beam.Pipeline() as p:
         dead = p | beam.Create([_row("firing", T)]) | DeliverAlerts(config)

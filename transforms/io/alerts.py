@@ -17,10 +17,18 @@ Input: rows of the ``alerts`` table (one per state transition, see
   timestamps in RFC 3339), with attributes ``alert``, ``severity`` and ``state``, for
   automation (retrain, rollback).
 
-Delivery never fails the job: a request that still fails after the retries (with
-exponential backoff) becomes a ``dead_letter`` row with reason
-``alert_delivery_failed``, the destination in ``source`` and the payload in
-``raw_payload``.
+Delivery never fails the job and never holds it for long. The rows of a bundle (a
+bounded run on the DirectRunner: usually all of its alerts; a streaming run: those of an
+evaluation) are sent together under one deadline, ``--alert-deadline`` (30 s), that
+starts with the bundle's first delivery: Alertmanager gets lists of up to 100 alerts,
+4 lists at a time, each try waiting at most 10 s, failed tries retried with exponential
+backoff (0.5 s, 1 s, 2 s) while the deadline allows, permanent refusals (HTTP 4xx but
+408 and 429) never (:mod:`msewatch.transforms.io.delivery`); Pub/Sub messages are
+published at once (the client batches them) and awaited until the deadline. Each
+alert or message not delivered becomes a ``dead_letter`` row with reason
+``alert_delivery_failed``, the reason in ``detail``, the destination in ``source`` and
+the payload in ``raw_payload``; so does every message when the Pub/Sub client cannot
+start (no credentials, no emulator).
 
 Time: ``startsAt``/``endsAt`` are the row's ``emitted_at`` (when msewatch saw the
 transition, UTC); the event time of the breach is the ``frontier`` annotation.
@@ -28,20 +36,21 @@ transition, UTC); the event time of the breach is the ``frontier`` annotation.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import json
 import math
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.windowed_value import WindowedValue
 
 from msewatch.schemas.records import DEAD_LETTER_TAG
+from msewatch.transforms.io.delivery import Deadline, check_http_url, deliver, describe
 from msewatch.transforms.metrics.slices import parse_slice_name
 
 _LABEL_KEYS = ("alertname", "slo", "sli", "severity", "slice")
@@ -56,7 +65,10 @@ class DeliveryConfig:
         topic: ``projects/P/topics/T``, or None.
         attempts: tries per request (>= 1).
         backoff_seconds: wait before the second try; doubles after each failure.
-        timeout_seconds: per request.
+        timeout_seconds: per request (at most the time left before the deadline).
+        deadline_seconds: all deliveries of a bundle end within it (``--alert-deadline``).
+        batch_size: alerts per Alertmanager request.
+        concurrency: Alertmanager requests at a time.
     """
 
     alertmanager_url: str | None = None
@@ -64,18 +76,24 @@ class DeliveryConfig:
     attempts: int = 4
     backoff_seconds: float = 0.5
     timeout_seconds: float = 10.0
+    deadline_seconds: float = 30.0
+    batch_size: int = 100
+    concurrency: int = 4
 
     def __post_init__(self):
-        if self.alertmanager_url is not None and not self.alertmanager_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(
-                f"--alertmanager must be an http(s):// URL, got {self.alertmanager_url!r}"
-            )
+        if self.alertmanager_url is not None:
+            check_http_url(self.alertmanager_url, "--alertmanager")
         if self.topic is not None and not _is_topic(self.topic):
             raise ValueError(f"--alerts-topic must be projects/P/topics/T, got {self.topic!r}")
         if self.attempts < 1 or self.backoff_seconds < 0 or self.timeout_seconds <= 0:
             raise ValueError("delivery attempts must be >= 1, backoff >= 0 and timeout > 0")
+        if not 0 < self.deadline_seconds <= 3600:
+            raise ValueError(
+                f"--alert-deadline must be more than 0s and at most 1h, got "
+                f"{self.deadline_seconds:g}s"
+            )
+        if self.batch_size < 1 or self.concurrency < 1:
+            raise ValueError("delivery batch_size and concurrency must be >= 1")
 
     @property
     def enabled(self) -> bool:
@@ -139,22 +157,6 @@ def pubsub_message(row: dict) -> tuple[bytes, dict[str, str]]:
     return json.dumps(data, sort_keys=True, allow_nan=False, default=str).encode(), attributes
 
 
-def with_retries(send: Callable[[], None], config: DeliveryConfig, sleep=time.sleep) -> str | None:
-    """Calls ``send`` up to ``config.attempts`` times; returns the last error, or None."""
-    wait = config.backoff_seconds
-    error = None
-    for attempt in range(config.attempts):
-        try:
-            send()
-            return None
-        except Exception as e:  # noqa: BLE001 (any failure is retried, then dead-lettered)
-            error = f"{type(e).__name__}: {e}"
-        if attempt + 1 < config.attempts:
-            sleep(wait)
-            wait *= 2
-    return error
-
-
 def post_alerts(url: str, alerts: list[dict], timeout_seconds: float) -> None:
     """POSTs alerts to ``url/api/v2/alerts``; raises on a non-2xx answer."""
     request = urllib.request.Request(
@@ -169,62 +171,126 @@ def post_alerts(url: str, alerts: list[dict], timeout_seconds: float) -> None:
 
 
 class _Deliver(beam.DoFn):
-    """Sends each row; yields nothing, or dead-letter rows for failed deliveries."""
+    """Collects a bundle's rows and delivers them together under one deadline; yields
+    dead-letter rows for what was not delivered (in the rows' windows)."""
+
+    FLUSH_ROWS = 5000  # rows held before delivering in the middle of a bundle
 
     def __init__(self, config: DeliveryConfig):
         self._config = config
         self._failed = Metrics.counter("msewatch", "alert_delivery_failed")
         self._publisher = None
+        self._publisher_error: str | None = None
 
     def setup(self):
         if self._config.topic:
-            from google.cloud import pubsub_v1
+            try:
+                from google.cloud import pubsub_v1
 
-            self._publisher = pubsub_v1.PublisherClient()
+                self._publisher = pubsub_v1.PublisherClient()
+            except Exception as e:  # noqa: BLE001 (no credentials, no emulator: dead letters)
+                self._publisher_error = f"the Pub/Sub client cannot start: {describe(e)}"
 
-    def process(self, row: dict):
+    def start_bundle(self):
+        self._rows: list[tuple[dict, WindowedValue]] = []
+        self._deadline: Deadline | None = None
+
+    def process(self, row: dict, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        self._rows.append((row, WindowedValue(None, timestamp, [window])))
+        if len(self._rows) >= self.FLUSH_ROWS:
+            yield from (TaggedOutput(DEAD_LETTER_TAG, d) for d in self._flush())
+
+    def finish_bundle(self):
+        yield from (TaggedOutput(DEAD_LETTER_TAG, d) for d in self._flush())
+
+    def _flush(self) -> list[WindowedValue]:
+        """Delivers the rows held; the dead letters, each in its row's window."""
+        rows, self._rows = self._rows, []
+        if not rows:
+            return []
+        if self._deadline is None:  # one deadline for the whole bundle
+            self._deadline = Deadline(self._config.deadline_seconds)
+        dead = []
+        if self._config.alertmanager_url:
+            dead += self._to_alertmanager(rows)
+        if self._config.topic:
+            dead += self._to_pubsub([(r, w) for r, w in rows if r.get("transition", True)])
+        return [w.with_value(self._dead(*d)) for w, d in dead]
+
+    def _to_alertmanager(self, rows):
         config = self._config
-        if config.alertmanager_url:
-            alert = alertmanager_alert(row)
-            error = with_retries(
-                lambda: post_alerts(config.alertmanager_url, [alert], config.timeout_seconds),
-                config,
-            )
-            if error:
-                yield self._dead(config.alertmanager_url, json.dumps(alert), error)
-        if config.topic and row.get("transition", True):
-            data, attributes = pubsub_message(row)
-            error = with_retries(
-                lambda: self._publisher.publish(config.topic, data, **attributes).result(
-                    timeout=config.timeout_seconds
-                ),
-                config,
-            )
-            if error:
-                yield self._dead(config.topic, data.decode(), error)
-
-    def _dead(self, destination: str, payload: str, error: str) -> TaggedOutput:
-        self._failed.inc()
-        return TaggedOutput(
-            DEAD_LETTER_TAG,
-            {
-                "source": destination,
-                "record_type": "alert",
-                "reason": "alert_delivery_failed",
-                "detail": error[:1000],
-                "raw_payload": payload,
-                "ingest_position": None,
-                "message_id": None,
-                "attributes": None,
-            },
+        alerts = [alertmanager_alert(row) for row, _ in rows]
+        failed = deliver(
+            lambda batch, timeout: post_alerts(config.alertmanager_url, batch, timeout),
+            alerts,
+            batch_size=config.batch_size,
+            concurrency=config.concurrency,
+            attempts=config.attempts,
+            backoff_seconds=config.backoff_seconds,
+            timeout_seconds=config.timeout_seconds,
+            deadline=self._deadline,
         )
+        url = config.alertmanager_url
+        return [(rows[i][1], (url, json.dumps(alerts[i]), error)) for i, error in failed]
+
+    def _to_pubsub(self, rows):
+        """Publishes every message at once (the client batches them), then awaits each
+        until the deadline."""
+        topic, deadline = self._config.topic, self._deadline
+        messages = [pubsub_message(row) for row, _ in rows]
+        if self._publisher is None:
+            error = self._publisher_error or "the Pub/Sub client did not start"
+            return [
+                (w, (topic, data.decode(), error))
+                for (_, w), (data, _) in zip(rows, messages, strict=True)
+            ]
+        futures = []
+        for data, attributes in messages:
+            try:
+                timeout = max(deadline.remaining(), 0.001)
+                futures.append(self._publisher.publish(topic, data, timeout=timeout, **attributes))
+            except Exception as e:  # noqa: BLE001 (a refused message is a dead letter)
+                futures.append(describe(e))
+        dead = []
+        for (_, window), (data, _), future in zip(rows, messages, futures, strict=True):
+            error = future if isinstance(future, str) else _awaited(future, deadline)
+            if error:
+                dead.append((window, (topic, data.decode(), error)))
+        return dead
+
+    def _dead(self, destination: str, payload: str, error: str) -> dict:
+        self._failed.inc()
+        return {
+            "source": destination,
+            "record_type": "alert",
+            "reason": "alert_delivery_failed",
+            "detail": error[:1000],
+            "raw_payload": payload,
+            "ingest_position": None,
+            "message_id": None,
+            "attributes": None,
+        }
+
+
+def _awaited(future, deadline: Deadline) -> str | None:
+    """None once ``future`` has succeeded, else why it did not before ``deadline``."""
+    try:
+        future.result(timeout=deadline.remaining())
+        return None
+    except concurrent.futures.TimeoutError:
+        return f"no answer before the {deadline.seconds:g}s delivery deadline"
+    except Exception as e:  # noqa: BLE001 (any failure to publish is a dead letter)
+        return describe(e)
 
 
 class DeliverAlerts(beam.PTransform):
     """Delivers ``alerts`` rows (transitions, and re-sends of firing alerts).
 
     A row with ``transition = False`` is a re-send of a firing alert: it goes to
-    Alertmanager only. Returns the dead-letter rows of failed deliveries.
+    Alertmanager only. A bundle's rows are delivered together, within
+    ``config.deadline_seconds`` (see the module docstring). Returns the dead-letter rows
+    of failed deliveries, in the windows of their rows (the alerts' timestamps are
+    kept; no windowing, trigger or lateness of its own).
     """
 
     def __init__(self, config: DeliveryConfig):
