@@ -15,7 +15,10 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
   left, the burn rate of every lookback, each severity's alert state, the label frontier;
 * per comparison and slice, the latest evaluation (the ``comparisons`` named query):
   decision, the relative difference and its always-valid bounds, margin, p-value, scored
-  predictions. Read by column name; nothing without a ``comparisons`` table.
+  predictions. Read by column name; nothing without a ``comparisons`` table;
+* per slice shown, ``msewatch_slice_info`` (1) with one label per slice key, named by
+  :func:`msewatch.transforms.labels.label_names` (the rule the alerts follow:
+  ``sku-category`` -> ``sku_category``), to join on ``slice`` in PromQL.
 
 The README's Prometheus section lists every metric. A NaN number (nothing eligible,
 too few windows) is left out rather than exposed. Times are UTC epoch seconds.
@@ -49,6 +52,8 @@ from msewatch.schemas import layout, queries
 from msewatch.schemas.slo import FIRING, OFF
 from msewatch.transforms.compare.spec import DECISIONS
 from msewatch.transforms.durations import format_duration
+from msewatch.transforms.labels import label_names
+from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.slo.spec import SEVERITIES
 from msewatch.trend import DEFAULT_K, slice_trends
 
@@ -63,6 +68,10 @@ TABLE_PATTERNS = (
 """The files whose names, sizes and modification times decide when to re-read."""
 SECONDS_PER_DAY = 86400
 _EPOCH = pd.Timestamp(0, tz="UTC")
+SERVE_LABELS = ("slice", "slo", "comparison", "lookback", "severity", "decision", "role",
+                "result", "job", "instance")  # fmt: skip
+"""The label names of serve's own (and Prometheus's target labels): a slice key of one of
+these names gets another (:func:`msewatch.transforms.labels.label_names`)."""
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
 
 SLICE_GAUGES = (  # (metric, column of the latest settled window, help)
@@ -256,6 +265,34 @@ def comparison_families(comparisons: pd.DataFrame) -> Iterator[Metric]:
         yield from _gauges(n, (*labels, "role"), spec)
 
 
+def slice_info_family(slices: Iterable[str]) -> Iterator[Metric]:
+    """``msewatch_slice_info`` (1) per slice, labelled ``slice`` and one label per slice
+    key; the key labels are named over every key of ``slices`` at once, so a key has the
+    same label name on every sample."""
+    pairs = {}
+    for name in sorted(set(slices)):
+        try:
+            pairs[name] = parse_slice_name(name)
+        except ValueError:  # not a slice name msewatch writes: no key labels for it
+            pairs[name] = ()
+    if not pairs:
+        return
+    names = label_names({k for p in pairs.values() for k, _ in p}, reserved=SERVE_LABELS)
+    family = GaugeMetricFamily(
+        "msewatch_slice_info",
+        "1 per slice, with one label per slice key (sku-category: sku_category), to join on slice.",
+        labels=[],
+    )
+    for name, p in pairs.items():
+        family.add_sample("msewatch_slice_info", {"slice": name, **{names[k]: v for k, v in p}}, 1)
+    yield family
+
+
+def _slices(frames: dict[str, pd.DataFrame]) -> list[str]:
+    """Every slice name in ``frames``."""
+    return [s for f in frames.values() if "slice" in f.columns for s in f["slice"].astype(str)]
+
+
 class TablesCollector(Collector):
     """A ``prometheus_client`` collector over the tables of one output folder.
 
@@ -301,14 +338,14 @@ class TablesCollector(Collector):
                     *slice_families(frames["settled"], frames["trends"]),
                     *slo_families(frames["slo"]),
                     *comparison_families(frames["comparisons"]),
+                    *slice_info_family(_slices(frames)),
                 ]
             except (q.QueryError, OSError, ValueError, pa.ArrowException, duckdb.Error) as e:
                 self._reads["error"] += 1
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                self._log(
-                    f"msewatch serve: cannot read the tables in {self.output_dir}: {first}; "
-                    "serving the last good read"
-                )
+                if not isinstance(e, q.QueryError):  # a QueryError names the folder itself
+                    first = f"cannot read the tables in {self.output_dir}: {first}"
+                self._log(f"msewatch serve: {first}; serving the last good read")
                 return
             self._families = families
             self._reads["ok"] += 1
@@ -354,9 +391,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     host, port = args.listen
     if not out.is_dir():
+        what = "is a file, not a folder" if out.exists() else "does not exist"
         print(
-            f"msewatch: error: output folder {out} does not exist; pass the --output of "
-            "`msewatch run`",
+            f"msewatch: error: output folder {out} {what}; pass the --output of `msewatch run`",
             file=sys.stderr,
         )
         return EXIT_USAGE

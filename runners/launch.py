@@ -107,6 +107,7 @@ def config_from_args(args) -> MonitorConfig:
             alertmanager_url=args.alertmanager,
             topic=args.alerts_topic,
             deadline_seconds=args.alert_deadline,
+            slice_keys=tuple(sorted({k for spec in slices.all_specs for k in spec})),
         ),
     )
 

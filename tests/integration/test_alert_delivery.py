@@ -70,6 +70,33 @@ def test_the_payload_carries_the_slice_keys_as_labels():
     assert alert["annotations"]["burn_rate_long"] == "20"
 
 
+def test_a_slice_key_that_is_not_a_label_name_is_renamed_and_kept_in_an_annotation():
+    """Alertmanager answers 400 to a label named ``sku-category``; a segment named
+    ``severity`` must not replace (or, as before, silently lose) the alert's own."""
+    row = _row("firing", T) | {"slice": "severity=low,sku-category=books"}
+    alert = alertmanager_alert(row, ("severity", "sku-category"))
+    labels = {k: v for k, v in alert["labels"].items() if k not in ("alertname", "slo", "sli")}
+    assert labels == {
+        "severity": "page",
+        "slice": "severity=low,sku-category=books",
+        "slice_severity": "low",
+        "sku_category": "books",
+    }
+    renamed = {k: v for k, v in alert["annotations"].items() if k.startswith("slice_key_")}
+    assert renamed == {
+        "slice_key_slice_severity": "severity",
+        "slice_key_sku_category": "sku-category",
+    }
+
+
+def test_a_key_keeps_its_label_name_whatever_the_slice():
+    """With sku_category and sku-category both slice keys of the run, sku-category is
+    sku_category_2 in every alert, also in a slice without sku_category."""
+    row = _row("firing", T) | {"slice": "sku-category=books"}
+    alert = alertmanager_alert(row, ("sku-category", "sku_category"))
+    assert alert["labels"]["sku_category_2"] == "books" and "sku_category" not in alert["labels"]
+
+
 def test_a_comparison_alert_carries_its_difference_and_margin_not_burn_rates():
     row = _row("firing", T) | {
         "alert": "v2-rollout/page/region=eu",
@@ -135,8 +162,9 @@ def test_an_unreachable_alertmanager_becomes_a_dead_letter_not_a_failure():
         assert_that(reasons, equal_to(expected))
 
 
-def _write_inputs(folder, bad_hours: set[int], hours: int):
-    """40 labeled predictions an hour in region eu; error 10 in ``bad_hours``, else 1."""
+def _write_inputs(folder, bad_hours: set[int], hours: int, key: str = "region"):
+    """40 labeled predictions an hour in ``key`` eu; error 10 in ``bad_hours``, else 1;
+    the SLO file pages on every slice of ``key``."""
     folder.mkdir()
     with open(folder / "p.jsonl", "w") as p, open(folder / "l.jsonl", "w") as lab:
         for hour in range(hours):
@@ -145,22 +173,39 @@ def _write_inputs(folder, bad_hours: set[int], hours: int):
                 pid = f"{hour}-{i}"
                 y = 10.0 if hour in bad_hours else 1.0
                 rec = {"prediction_id": pid, "event_time": t, "y_pred": y}
-                p.write(json.dumps({**rec, "segments": {"region": "eu"}}) + "\n")
+                p.write(json.dumps({**rec, "segments": {key: "eu"}}) + "\n")
                 lab.write(
                     json.dumps({"prediction_id": pid, "label_time": t + 600_000, "y_true": 0})
                 )
                 lab.write("\n")
-    (folder / "slo.yaml").write_text(RMSE_PAGE)
+    (folder / "slo.yaml").write_text(RMSE_PAGE.replace('"region=*"', f'"{key}=*"'))
     return folder
 
 
-def _run(folder, url) -> int:
+def _run(folder, url, key: str = "region") -> int:
     from msewatch import cli
 
     argv = ["run", "--predictions", str(folder / "p.jsonl"), "--labels", str(folder / "l.jsonl")]
-    argv += ["--output", str(folder / "out"), "--slice", "region", "--quiet"]
+    argv += ["--output", str(folder / "out"), "--slice", key, "--quiet"]
     argv += ["--slo", str(folder / "slo.yaml"), "--alertmanager", url]
     return cli.main(argv)
+
+
+def test_a_slice_key_with_a_dash_reaches_alertmanager_as_a_valid_label(tmp_path):
+    """``--slice sku-category``: before, Alertmanager answered 400 to every alert."""
+    with running_alertmanager(tmp_path) as url:
+        folder = _write_inputs(tmp_path / "in", {3, 4, 5}, 6, key="sku-category")
+        assert _run(folder, url, key="sku-category") == 0
+        (shown,) = _alerts(url)
+    assert shown["labels"] == {
+        "alertname": "rmse/page/sku-category=eu",
+        "slo": "rmse",
+        "sli": "rmse",
+        "severity": "page",
+        "slice": "sku-category=eu",
+        "sku_category": "eu",
+    }
+    assert shown["annotations"]["slice_key_sku_category"] == "sku-category"
 
 
 def test_a_run_pages_alertmanager_and_a_later_run_resolves_it(tmp_path):

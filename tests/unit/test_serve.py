@@ -308,6 +308,48 @@ def test_a_failed_read_keeps_the_last_answer(output):
     assert errors == 1 and len(log) == 1 and "serving the last good read" in log[0]
 
 
+def test_a_failed_read_names_the_folder_once(output):
+    """Before: "cannot read the tables in OUT: cannot read the tables in OUT: ..."."""
+    out, _ = output
+    (out / "metrics" / "window_date=2024-03-02" / "broken.parquet").write_bytes(b"not parquet")
+    registry, log = scrape(out)
+    list(registry.collect())  # the first read
+    (line,) = log
+    assert line.startswith(f"msewatch serve: cannot read the tables in {out}: ")
+    assert line.count("cannot read the tables") == 1, line
+
+
+def test_slice_info_carries_each_slice_key_as_a_valid_label(output):
+    """Slice keys that are not label names (``sku-category``), or that are serve's own
+    label (a segment named ``slice``), are renamed as the alerts rename them; the
+    original stays in the ``slice`` label. Keys here: model_version, region,
+    sku-category, slice -> model_version, region, sku_category, slice_slice. Slices: the
+    fixture's metrics, the SLO tables' model_version=v2,region=eu
+    (tests/synthetic_output.py), and the two written here."""
+    out, metrics = output
+    eu = metrics[metrics["slice"] == "region=eu"]
+    write_metrics(out, eu.assign(slice="region=eu,sku-category=books"), name="sku")
+    write_metrics(out, eu.assign(slice="slice=a"), name="slice")
+    registry, log = scrape(out)
+    info = {
+        tuple(sorted(s.labels.items()))
+        for m in registry.collect()
+        if m.name == "msewatch_slice_info"
+        for s in m.samples
+        if s.value == 1
+    }
+    assert info == {
+        (("slice", "overall"),),
+        (("model_version", "v2"), ("slice", "model_version=v2")),
+        (("model_version", "v2"), ("region", "eu"), ("slice", "model_version=v2,region=eu")),
+        (("region", "eu"), ("slice", "region=eu")),
+        (("region", "us"), ("slice", "region=us")),
+        (("region", "eu"), ("sku_category", "books"), ("slice", "region=eu,sku-category=books")),
+        (("slice", "slice=a"), ("slice_slice", "a")),
+    }
+    assert log == []
+
+
 def test_an_output_without_tables_yet_serves_only_the_read_counter(tmp_path):
     registry, log = scrape(tmp_path)
     assert [m.name for m in registry.collect()][:1] == ["msewatch_serve_table_reads"]
@@ -347,6 +389,13 @@ def test_missing_output_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MSEWATCH_DEBUG", raising=False)
     line = _cli_error(["serve", str(tmp_path / "nope")], capsys)
     assert "does not exist; pass the --output" in line
+
+
+def test_an_output_that_is_a_file_is_one_line_saying_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MSEWATCH_DEBUG", raising=False)
+    (tmp_path / "out").write_text("not a folder")
+    line = _cli_error(["serve", str(tmp_path / "out")], capsys)
+    assert "is a file, not a folder; pass the --output" in line  # before: "does not exist"
 
 
 def test_port_in_use_is_one_line(tmp_path, capsys, monkeypatch):

@@ -5,11 +5,13 @@ Input: rows of the ``alerts`` table (one per state transition, see
 
 * POSTed to Alertmanager's ``/api/v2/alerts`` as one alert: labels ``alertname``,
   ``slo`` (an SLO's or a comparison's name), ``sli`` (``comparison`` for a
-  comparison), ``severity``, ``slice`` and one label per slice key (``region="eu"``);
-  annotations ``summary``, ``runbook_url``, the burn rates (a comparison: ``value``,
-  the relative difference, and ``threshold``, the margin) and the label frontier;
-  ``startsAt`` when it fires and ``endsAt`` when it resolves. Grouping, inhibition,
-  silences and routing are Alertmanager's (``docs/examples/alertmanager.yml``).
+  comparison), ``severity``, ``slice`` and one label per slice key (``region="eu"``;
+  a key that is not a valid label name is renamed by :mod:`msewatch.transforms.labels`,
+  ``sku-category`` -> ``sku_category``, and the original kept in the annotation
+  ``slice_key_<label>``); annotations ``summary``, ``runbook_url``, the burn rates (a
+  comparison: ``value``, the relative difference, and ``threshold``, the margin) and the
+  label frontier; ``startsAt`` when it fires and ``endsAt`` when it resolves. Grouping,
+  inhibition, silences and routing are Alertmanager's (``docs/examples/alertmanager.yml``).
   Alertmanager resolves an alert it has not heard of for ``resolve_timeout``
   (5 min by default), so a streaming job re-sends every firing alert at each
   evaluation (:class:`DeliverAlerts` gets those rows as ``state = firing`` too);
@@ -51,9 +53,13 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from msewatch.schemas.records import DEAD_LETTER_TAG
 from msewatch.transforms.io.delivery import Deadline, check_http_url, deliver, describe
+from msewatch.transforms.labels import label_names
 from msewatch.transforms.metrics.slices import parse_slice_name
 
-_LABEL_KEYS = ("alertname", "slo", "sli", "severity", "slice")
+LABEL_KEYS = ("alertname", "slo", "sli", "severity", "slice")
+"""The labels every alert has; a slice key of the same name is renamed."""
+KEY_ANNOTATION = "slice_key_"
+"""Prefix of the annotation that keeps a renamed slice key (``slice_key_sku_category``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +75,8 @@ class DeliveryConfig:
         deadline_seconds: all deliveries of a bundle end within it (``--alert-deadline``).
         batch_size: alerts per Alertmanager request.
         concurrency: Alertmanager requests at a time.
+        slice_keys: every slice key of the run, so that a key gets the same label
+            name in every alert (:func:`msewatch.transforms.labels.label_names`).
     """
 
     alertmanager_url: str | None = None
@@ -79,6 +87,7 @@ class DeliveryConfig:
     deadline_seconds: float = 30.0
     batch_size: int = 100
     concurrency: int = 4
+    slice_keys: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.alertmanager_url is not None:
@@ -113,8 +122,13 @@ def _rfc3339(value) -> str | None:
     return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def alertmanager_alert(row: dict) -> dict:
-    """One ``alerts`` row as an Alertmanager API v2 alert (``postableAlert``)."""
+def alertmanager_alert(row: dict, slice_keys: tuple[str, ...] = ()) -> dict:
+    """One ``alerts`` row as an Alertmanager API v2 alert (``postableAlert``).
+
+    Each slice key is a label named by :func:`msewatch.transforms.labels.label_names`
+    over ``slice_keys`` and the row's own keys; a renamed key is kept in the annotation
+    ``slice_key_<label>``.
+    """
     labels = {
         "alertname": row["alert"],
         "slo": row["slo"],
@@ -126,13 +140,17 @@ def alertmanager_alert(row: dict) -> dict:
         pairs = parse_slice_name(row["slice"])
     except ValueError:
         pairs = ()
+    names = label_names([*slice_keys, *(k for k, _ in pairs)], reserved=LABEL_KEYS)
+    renamed = {}
     for key, value in pairs:
-        if key not in _LABEL_KEYS:
-            labels[key] = value
+        labels[names[key]] = value
+        if names[key] != key:
+            renamed[KEY_ANNOTATION + names[key]] = key
     annotations = {
         "summary": row.get("summary") or "",
         "runbook_url": row.get("runbook") or "",
         "frontier": _rfc3339(row.get("frontier")) or "",
+        **renamed,
     }
     numbers = ("burn_rate_long", "burn_rate_short", "burn_rate_threshold", "budget_remaining")
     if row.get("sli") == "comparison":  # the relative difference C / B - 1 and the margin
@@ -219,7 +237,7 @@ class _Deliver(beam.DoFn):
 
     def _to_alertmanager(self, rows):
         config = self._config
-        alerts = [alertmanager_alert(row) for row, _ in rows]
+        alerts = [alertmanager_alert(row, config.slice_keys) for row, _ in rows]
         failed = deliver(
             lambda batch, timeout: post_alerts(config.alertmanager_url, batch, timeout),
             alerts,
