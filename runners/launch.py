@@ -41,6 +41,7 @@ from msewatch.runners import direct_clock, direct_speedups, flink, java_services
 from msewatch.runners.cache import DownloadError
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.io.alerts import DeliveryConfig
+from msewatch.transforms.io.delivery import check_http_url
 from msewatch.transforms.io.files import FileSource, check_files
 from msewatch.transforms.io.kafka import KafkaSource
 from msewatch.transforms.io.pubsub import PubSubSource
@@ -93,6 +94,8 @@ def config_from_args(args) -> MonitorConfig:
         huber_delta=args.huber_delta,
         **(slo_file.metrics_needs() if slo_file else {}),
     )
+    if args.bq_api_endpoint is not None:
+        check_http_url(args.bq_api_endpoint, "--bq-api-endpoint")
     if (args.alertmanager or args.alerts_topic) and slo_file is None:
         raise ValueError("--alertmanager and --alerts-topic send SLO alerts: pass --slo FILE too")
     return MonitorConfig(

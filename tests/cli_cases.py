@@ -38,6 +38,7 @@ USER_ERRORS = [
     ([*_RUN, "--slo", _SLO, "--alertmanager", "http://am:99999"], "got 'http://am:99999'"),
     ([*_RUN, "--slo", _SLO, "--alertmanager", "am:9093"], "got 'am:9093'"),
     ([*_RUN, "--slo", _SLO, "--alert-deadline", "0s"], "--alert-deadline must be more than 0s"),
+    ([*_RUN, "--bq-api-endpoint", "http://"], "--bq-api-endpoint must be an http:// or https://"),
 ]
 """``(argv, message)``: each must exit 2 with one ``msewatch: error: ...`` line."""
 
