@@ -87,3 +87,24 @@ def test_prometheus_sees_a_new_pane(scraped):
     while _value(url, promql) != 123.25:
         assert time.monotonic() < deadline, f"{promql} is still {_value(url, promql)}"
         time.sleep(0.5)
+
+
+def test_a_slice_key_that_is_not_a_label_name_reaches_prometheus_renamed(scraped):
+    """A slice ``sku-category=books`` (RMSE 77.5): Prometheus would refuse the whole scrape
+    for a label named ``sku-category``; it stores ``sku_category`` on msewatch_slice_info,
+    and a PromQL join on ``slice`` gives the slice's RMSE by that label."""
+    out, url = scraped
+    row = newest_settled(out).iloc[-1]  # a settled window: its copy settles too
+    pane = later_pane(out, row, 77.5)
+    i = pane.schema.get_field_index("slice")
+    pane = pane.set_column(i, pane.schema.field(i), pa.array(["sku-category=books"]))
+    folder = out / "metrics" / f"window_date={row['window_start']:%Y-%m-%d}"
+    pq.write_table(pane, folder / "sku-category.parquet")
+    promql = (
+        "msewatch_rmse * on (slice) group_left (sku_category) "
+        'msewatch_slice_info{sku_category="books"}'
+    )
+    deadline = time.monotonic() + 30
+    while _value(url, promql) != 77.5:
+        assert time.monotonic() < deadline, f"{promql} is still {_value(url, promql)}"
+        time.sleep(0.5)
