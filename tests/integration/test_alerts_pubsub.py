@@ -36,3 +36,20 @@ def test_each_transition_is_one_json_message_with_routing_attributes(emulator):
     assert attributes["alert"] == "forecast-rmse:page" and attributes["severity"] == "page"
     assert data["slice"] == "model_version=v2,region=eu%2Cnorth"
     assert data["frontier"] == "2026-11-02T09:00:00Z" and data["watermark"] is None
+
+
+def test_a_hanging_alertmanager_does_not_take_the_deadline_from_pubsub(emulator):
+    """Both destinations share one deadline (1.5 s): messages are published before the
+    alerts are sent, so the silent Alertmanager's wait does not leave Pub/Sub without
+    time. The alert is dead-lettered; the message arrives."""
+    from tests.integration.test_alert_delivery_failures import silent_server
+
+    subscription = emulator.create_subscription("shared-deadline")
+    topic = emulator.publisher.topic_path(emu.PROJECT, "shared-deadline")
+    with silent_server() as (url, _):
+        config = DeliveryConfig(alertmanager_url=url, topic=topic, deadline_seconds=1.5)
+        with beam.Pipeline() as p:
+            dead = p | beam.Create([_row("firing", T)]) | DeliverAlerts(config)
+            assert_that(dead | beam.Map(lambda r: r["source"]), equal_to([url]))
+    pulled = emulator.subscriber.pull(subscription=subscription, max_messages=10, timeout=30)
+    assert [dict(m.message.attributes)["state"] for m in pulled.received_messages] == ["firing"]

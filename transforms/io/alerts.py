@@ -228,11 +228,11 @@ class _Deliver(beam.DoFn):
             return []
         if self._deadline is None:  # one deadline for the whole bundle
             self._deadline = Deadline(self._config.deadline_seconds)
-        dead = []
-        if self._config.alertmanager_url:
-            dead += self._to_alertmanager(rows)
+        published = []  # first, so that Pub/Sub and Alertmanager share the deadline
         if self._config.topic:
-            dead += self._to_pubsub([(r, w) for r, w in rows if r.get("transition", True)])
+            published = self._publish([(r, w) for r, w in rows if r.get("transition", True)])
+        dead = self._to_alertmanager(rows) if self._config.alertmanager_url else []
+        dead += self._published(published)
         return [w.with_value(self._dead(*d)) for w, d in dead]
 
     def _to_alertmanager(self, rows):
@@ -251,29 +251,31 @@ class _Deliver(beam.DoFn):
         url = config.alertmanager_url
         return [(rows[i][1], (url, json.dumps(alerts[i]), error)) for i, error in failed]
 
-    def _to_pubsub(self, rows):
-        """Publishes every message at once (the client batches them), then awaits each
-        until the deadline."""
-        topic, deadline = self._config.topic, self._deadline
-        messages = [pubsub_message(row) for row, _ in rows]
-        if self._publisher is None:
-            error = self._publisher_error or "the Pub/Sub client did not start"
-            return [
-                (w, (topic, data.decode(), error))
-                for (_, w), (data, _) in zip(rows, messages, strict=True)
-            ]
-        futures = []
-        for data, attributes in messages:
-            try:
-                timeout = max(deadline.remaining(), 0.001)
-                futures.append(self._publisher.publish(topic, data, timeout=timeout, **attributes))
-            except Exception as e:  # noqa: BLE001 (a refused message is a dead letter)
-                futures.append(describe(e))
+    def _publish(self, rows) -> list[tuple[WindowedValue, str, object]]:
+        """Publishes every message at once (the client batches them): ``(window, data,
+        a future or the error)`` per message."""
+        topic = self._config.topic
+        published = []
+        for row, window in rows:
+            data, attributes = pubsub_message(row)
+            if self._publisher is None:
+                pending = self._publisher_error or "the Pub/Sub client did not start"
+            else:
+                try:
+                    timeout = max(self._deadline.remaining(), 0.001)
+                    pending = self._publisher.publish(topic, data, timeout=timeout, **attributes)
+                except Exception as e:  # noqa: BLE001 (a refused message is a dead letter)
+                    pending = describe(e)
+            published.append((window, data.decode(), pending))
+        return published
+
+    def _published(self, published):
+        """The dead letters of the messages not published before the deadline."""
         dead = []
-        for (_, window), (data, _), future in zip(rows, messages, futures, strict=True):
-            error = future if isinstance(future, str) else _awaited(future, deadline)
+        for window, data, pending in published:
+            error = pending if isinstance(pending, str) else _awaited(pending, self._deadline)
             if error:
-                dead.append((window, (topic, data.decode(), error)))
+                dead.append((window, (self._config.topic, data, error)))
         return dead
 
     def _dead(self, destination: str, payload: str, error: str) -> dict:
