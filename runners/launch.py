@@ -96,6 +96,11 @@ def config_from_args(args) -> MonitorConfig:
     )
     if args.bq_api_endpoint is not None:
         check_http_url(args.bq_api_endpoint, "--bq-api-endpoint")
+    if args.fail_on_undelivered and (unbounded or not output.is_local(args.output)):
+        raise ValueError(
+            "--fail-on-undelivered reads the dead_letter table at the end of the run: it "
+            "needs files as input (or --streaming-replay) and a local --output folder"
+        )
     if (args.alertmanager or args.alerts_topic) and slo_file is None:
         raise ValueError("--alertmanager and --alerts-topic send SLO alerts: pass --slo FILE too")
     return MonitorConfig(

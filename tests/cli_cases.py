@@ -10,6 +10,9 @@ import pathlib
 
 _RUN = ["run", "--predictions", "p", "--labels", "l", "--output", "o"]
 HOSTILE_SLO = pathlib.Path(__file__).parent / "hostile_slo"  # SLO files a user got wrong
+_SUBSCRIPTION = "pubsub://projects/my-project/subscriptions/"
+_PUBSUB_RUN = ["run", "--output", "o", "--predictions", _SUBSCRIPTION + "preds"]
+_PUBSUB_RUN += ["--labels", _SUBSCRIPTION + "labels"]
 _SLO = str(pathlib.Path(__file__).parent.parent / "docs" / "examples" / "slo.yaml")
 
 USER_ERRORS = [
@@ -39,6 +42,8 @@ USER_ERRORS = [
     ([*_RUN, "--slo", _SLO, "--alertmanager", "am:9093"], "got 'am:9093'"),
     ([*_RUN, "--slo", _SLO, "--alert-deadline", "0s"], "--alert-deadline must be more than 0s"),
     ([*_RUN, "--bq-api-endpoint", "http://"], "--bq-api-endpoint must be an http:// or https://"),
+    ([*_RUN[:-1], "bq://p.d", "--fail-on-undelivered"], "--fail-on-undelivered reads the"),
+    ([*_PUBSUB_RUN, "--fail-on-undelivered"], "needs files as input (or --streaming-replay)"),
 ]
 """``(argv, message)``: each must exit 2 with one ``msewatch: error: ...`` line."""
 
