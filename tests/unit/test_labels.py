@@ -6,6 +6,8 @@ import itertools
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msewatch.transforms.labels import label_names
 
@@ -64,3 +66,18 @@ def test_every_name_is_valid_and_distinct():
     assert len(set(names.values())) == len(names)
     for name in names.values():
         assert VALID.fullmatch(name) and not name.startswith("__") and name != "slice"
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)  # deterministic in CI
+@given(
+    keys=st.lists(st.text(alphabet="ab_-.1é ", max_size=4), max_size=8),
+    reserved=st.lists(st.sampled_from(["slice", "slo", "a", "a_2", "slice_", "_"]), max_size=3),
+)
+def test_any_keys_get_valid_distinct_names_whatever_their_order(keys, reserved):
+    names = label_names(keys, reserved)
+    assert set(names) == set(keys)
+    assert len(set(names.values())) == len(names)
+    assert not set(names.values()) & set(reserved)
+    for key, name in names.items():
+        assert VALID.fullmatch(name) and not name.startswith("__"), (key, name)
+    assert label_names(list(reversed(keys)), reserved) == names
