@@ -34,6 +34,7 @@ import ipaddress
 import json
 import re
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 
@@ -130,6 +131,39 @@ def checkpoint_interval_ms(master: str) -> int | None:
     config = {e.get("key"): e.get("value") for e in entries if isinstance(e, dict)}
     match = _FLINK_DURATION.match(str(config.get("execution.checkpointing.interval", "")))
     return int(match.group(1)) * _DURATION_MS[match.group(2)] if match else None
+
+
+def cancel_job(master: str, beam_job_id: str, timeout_s: float = 60) -> str | None:
+    """Cancels, through Flink's REST API, the running job that Beam submitted as
+    ``beam_job_id``; returns its last state (None: no such job is running).
+
+    Beam 2.62's Flink job server "cancels" a job by interrupting the thread that
+    submitted it: the job goes on running on a remote or standalone cluster (its
+    LOOPBACK workers gone with msewatch). Flink names the job after Beam's job id
+    without its ``_<uuid>`` tail.
+    """
+    base = rest_url(master)
+    name = beam_job_id.split("_", 1)[0]
+    running = [
+        job["jid"]
+        for job in overview(base, "/jobs/overview").get("jobs", [])
+        if job.get("name") == name and job.get("state") not in _FLINK_TERMINAL
+    ]
+    if not running:
+        return None
+    for jid in running:
+        request = urllib.request.Request(f"{base}/jobs/{jid}?mode=cancel", method="PATCH")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {overview(base, f"/jobs/{jid}")["state"] for jid in running}
+        if states <= _FLINK_TERMINAL or time.monotonic() > deadline:
+            return ", ".join(sorted(states))
+        time.sleep(0.5)
+
+
+_FLINK_TERMINAL = {"CANCELED", "FAILED", "FINISHED"}
 
 
 def flink_flags(beam_args: list[str], streaming: bool = False) -> list[str]:

@@ -25,11 +25,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import tempfile
+import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
+    FlinkRunnerOptions,
     PipelineOptions,
     PortableOptions,
     StandardOptions,
@@ -140,15 +143,48 @@ def _run_unbounded(args, options, result) -> int:
     runner = presets.runner_name(args.runner)
     environment = options.view_as(PortableOptions).environment_type or ""
     if runner != "DirectRunner" and environment.upper() != "LOOPBACK":
-        job_id = result.job_id() if hasattr(result, "job_id") else ""
-        print(f"submitted streaming job {job_id} ({result.state}); stop it with the runner's tools")
+        print(
+            f"submitted streaming job {_job_id(result)} ({result.state}); "
+            "stop it with the runner's tools"
+        )
         return 0
     print(f"msewatch: streaming on the {runner} until Ctrl-C", file=sys.stderr, flush=True)
+    # Beam's job server for Flink installs a SIGINT handler that takes no arguments
+    # (Ctrl-C raised a TypeError there and left the job running without its workers):
+    # Ctrl-C is Python's KeyboardInterrupt again while msewatch waits, and cancels the job.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _wait(result)
     except KeyboardInterrupt:
-        result.cancel()
+        print("msewatch: Ctrl-C: cancelling the job", file=sys.stderr, flush=True)
+        _cancel(result)
+        if runner == "FlinkRunner":
+            master = options.view_as(FlinkRunnerOptions).flink_master
+            state = flink.cancel_job(master, _job_id(result))
+            if state is not None:
+                print(f"msewatch: the Flink job is {state}", file=sys.stderr, flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return 0
+
+
+def _job_id(result) -> str:
+    """The runner's id of the job (Beam 2.62's portable result keeps it private)."""
+    if hasattr(result, "job_id"):
+        return result.job_id()
+    return getattr(result, "_job_id", "") or ""
+
+
+def _cancel(result, timeout_s: float = 60) -> None:
+    """Cancels a running job and waits (at most ``timeout_s``) until its runner says it
+    has stopped."""
+    from apache_beam.runners.runner import PipelineState
+
+    result.cancel()
+    deadline = time.monotonic() + timeout_s
+    while not PipelineState.is_terminal(result.state) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    print(f"msewatch: the job is {result.state}", file=sys.stderr, flush=True)
 
 
 def _wait(result) -> None:
@@ -180,7 +216,6 @@ def _kafka_expansion_service(options):
     """
     if options.view_as(StandardOptions).runner == "DataflowRunner":
         return None
-    from apache_beam.options.pipeline_options import FlinkRunnerOptions
     from apache_beam.transforms.external import JavaJarExpansionService
 
     flink = options.view_as(FlinkRunnerOptions).flink_version
