@@ -22,16 +22,20 @@ Time (all UTC):
   timestamp is the record's timestamp (set by the producer, so a producer should set
   it to the record's event time, or label time for labels) and the watermark of a
   partition is the newest timestamp read from it; the source's watermark is the
-  oldest over its partitions. When a partition is caught up (no backlog) its
-  watermark moves to the wall clock, so a stream that stops flushes its windows and
-  expires its predictions. A record written with a timestamp behind the watermark is
-  late data, handled as in every source: the join runs in the global window, late
-  labels yield LATE panes within ``label_ttl``.
+  oldest over its partitions, never past the wall clock (KafkaIO caps it at "now").
+  When a partition is caught up (no backlog) its watermark moves to the wall clock,
+  so a stream that stops flushes its windows and expires its predictions in real
+  time. A record written with a timestamp behind the watermark is late data, handled
+  as in every source: the join runs in the global window, late labels yield LATE
+  panes within ``label_ttl``.
 * **Delivery.** On Flink the read's offsets are part of each checkpoint: a restored
   job (a TaskManager lost, the job restarted by Flink, or a new job started from a
   retained checkpoint or savepoint with ``flink run -s``) re-reads from the
-  checkpointed offsets with the join's state restored beside them, so nothing is lost
-  or counted twice. Offsets are not committed to the consumer group: KafkaIO's
+  checkpointed offsets with the join's state restored beside them, so no record is
+  lost or joined twice (tests/integration/test_flink_kafka.py kills the TaskManager).
+  The Parquet sink is not transactional with checkpoints: files written after the last
+  checkpoint and before a crash stay beside the restored job's (README, "Not yet").
+  Offsets are not committed to the consumer group: KafkaIO's
   ``commit_offset_in_finalize`` makes Beam 2.62's Flink runner buffer its input until
   each checkpoint (``@RequiresStableInput``), and that buffering fails the fused read
   stage ("State backend must be locked when retrieving the current key"). A new job
@@ -177,7 +181,8 @@ class KafkaSource(beam.PTransform):
         expansion_service: a Beam expansion service with KafkaIO, of the SDK's release
             (``HOST:PORT`` or an ``apache_beam.transforms.external`` service object).
         segment_keys: segment attributes of predictions to keep for slicing.
-        group_id: the Kafka consumer group (offsets are committed to it).
+        group_id: the Kafka consumer group id the reader joins (offsets are kept in
+            Flink's checkpoints, not committed to it: see the module docstring).
         max_batch: most messages per parsed batch (1 to 2**20).
         max_buffering_seconds: longest processing-time wait for a batch to fill (> 0).
         shards: batching keys per side.
