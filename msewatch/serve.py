@@ -116,7 +116,7 @@ ORDER BY m.slice
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6; port 0 = any free port) -> ``(host, port)``."""
-    m = _LISTEN.match(text or "")
+    m = _LISTEN.fullmatch(text or "")
     if not m or int(m.group("port")) > 65535:
         raise argparse.ArgumentTypeError(
             f"bad address {text!r}: use HOST:PORT with a port 0-65535, e.g. {DEFAULT_LISTEN}"

@@ -113,7 +113,7 @@ def check(url: str, *, force: bool = False) -> None:
     if url.startswith("bq://"):
         return  # parsed by schemas.bigquery_files.parse_output_url
     if url.startswith("gs://"):
-        if not _GCS.match(url):
+        if not _GCS.fullmatch(url):
             raise ValueError(f"--output {url!r}: use gs://BUCKET or gs://BUCKET/PATH")
         return
     if not is_local(url):

@@ -33,6 +33,7 @@ USER_ERRORS = [
     ([*_RUN, "--expiry-grid", "0"], "at least 1ms"),
     ([*_RUN, "--window", "99999999999999999999"], "longer than 3650d"),
     ([*_RUN[:-1], "gs://"], "use gs://BUCKET or gs://BUCKET/PATH"),
+    ([*_RUN[:-1], "gs://bucket/out\n"], "use gs://BUCKET or gs://BUCKET/PATH"),  # not '$'
     ([*_RUN[:-1], "/"], "file-system root"),
     ([*_RUN[:-1], "ftp://host/x"], "use a local folder"),
     # accepted before, then every alert was dead-lettered (issue 20)

@@ -44,6 +44,8 @@ def test_a_kafka_url_names_the_brokers_and_the_topic(url, bootstrap, topic):
         ("kafka://h:9092/<script>", "the topic must be"),
         ("kafka://h:9092/" + "t" * 250, "the topic must be"),  # Kafka's limit is 249
         ("kafka://h:9092/new\nline", "the topic must be"),
+        ("kafka://h:9092/topic\n", "the topic must be"),  # '$' would match before it
+        ("kafka://h:9092\n/topic", "HOST:PORT"),
         ("pubsub://projects/p/subscriptions/s", "is not a Kafka URL"),
     ],
 )

@@ -365,7 +365,9 @@ def test_listen_addresses(text, address):
     assert serve.parse_listen(text) == address
 
 
-@pytest.mark.parametrize("text", ["9464", "127.0.0.1", "127.0.0.1:65536", ":9464", "::1:80", "a:b"])
+@pytest.mark.parametrize(
+    "text", ["9464", "127.0.0.1", "127.0.0.1:65536", ":9464", "::1:80", "a:b", "127.0.0.1:9464\n"]
+)
 def test_bad_listen_addresses(text):
     with pytest.raises(Exception, match="use HOST:PORT"):
         serve.parse_listen(text)

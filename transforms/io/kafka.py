@@ -95,12 +95,12 @@ def parse_kafka_url(url: str) -> KafkaTopic:
     rest = url[len(KAFKA_URL_SCHEME) :]
     brokers, slash, topic = rest.partition("/")
     hosts = brokers.split(",") if brokers else []
-    if not slash or not hosts or not all(_HOST_PORT.match(h) for h in hosts):
+    if not slash or not hosts or not all(_HOST_PORT.fullmatch(h) for h in hosts):
         raise ValueError(f"{url!r}: name the brokers as HOST:PORT[,HOST:PORT]; use {KAFKA_FORM}")
     for host in hosts:
         if not 1 <= int(host.rsplit(":", 1)[1]) <= 65535:
             raise ValueError(f"{url!r}: {host} has no port between 1 and 65535; use {KAFKA_FORM}")
-    if not _TOPIC.match(topic) or topic in (".", ".."):
+    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
         raise ValueError(
             f"{url!r}: the topic must be 1 to 249 letters, digits, '.', '_' or '-'; "
             f"use {KAFKA_FORM}"
