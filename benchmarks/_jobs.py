@@ -32,6 +32,12 @@ PEERS = (
     "msewatch_replay",
     "textbook",
     "pandas",
+    "msewatch_flink_p1",
+    "msewatch_flink_p2",
+)
+# apache-beam 2.62's Python for the Flink peers (``make flink-env``; runners/flink-constraints.txt)
+FLINK_PYTHON = os.environ.get("MSEWATCH_FLINK_PYTHON") or os.path.join(
+    os.path.dirname(HERE), ".venv-flink", "bin", "python"
 )
 SLO_FILE = os.path.join(os.path.dirname(HERE), "docs", "examples", "slo.yaml")
 
@@ -54,6 +60,8 @@ class Job:
     replay_chunk_rows: int | None = None  # None: msewatch's default
     shards: int | None = None  # None: msewatch's default
     slo: str | None = None  # an SLO file: the run also evaluates SLOs (alerts tables)
+    flink_master: str | None = None  # FlinkRunner on this cluster (bounded)
+    parallelism: int = 1  # with flink_master: the job's --parallelism
 
     def command(self, out_dir: str) -> list[str]:
         """The child's argv, writing its output under ``out_dir``."""
@@ -73,6 +81,10 @@ class Job:
             if self.probe:
                 probe = os.path.join(HERE, "_probe.py")
                 return [sys.executable, probe, os.path.join(out_dir, "beam_metrics.json"), *cmd]
+            if self.flink_master:
+                cmd += ["--runner", "FlinkRunner", "--flink-master", self.flink_master]
+                cmd += ["--parallelism", str(self.parallelism)]
+                return [FLINK_PYTHON, "-m", "msewatch", *cmd]
             return [sys.executable, "-m", "msewatch", *cmd]
         script = os.path.join(HERE, f"{'textbook' if self.tool == 'textbook' else 'pandas_ref'}.py")
         target = out_dir if self.tool == "textbook" else os.path.join(out_dir, "metrics.parquet")

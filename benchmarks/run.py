@@ -17,6 +17,11 @@ round so that no peer always runs first or last:
 * ``textbook``: ``benchmarks/textbook.py``, the per-record Beam pipeline, on the first
   ``--textbook-predictions`` predictions and their labels (it is slow);
 * ``pandas``: ``benchmarks/pandas_ref.py``, the pandas reference, on the JSON Lines.
+* ``msewatch_flink_p1`` / ``msewatch_flink_p2`` (only when asked for, with
+  ``--flink-master``): the JSON Lines run on that Flink cluster with ``--parallelism``
+  1 / 2, through the Python of the matched Flink stack (``$MSEWATCH_FLINK_PYTHON``,
+  else ``.venv-flink``). Their peak RSS is the client's only (the work runs in the
+  cluster's JVMs and, with LOOPBACK, in the client's Python workers).
 
 After each round every peer's metrics (``predictions``, ``labeled``, ``scored``,
 ``mse``, ``mae``, ``rmse`` per window for the ``overall`` and ``region=*`` slices;
@@ -84,6 +89,9 @@ def main_peers(bench: Bench, args, workload, head) -> None:
         "textbook": Job("textbook", "textbook", head),
         "pandas": pandas,
     }
+    for n in (1, 2):  # the bounded JSON Lines run on a Flink cluster
+        name = f"msewatch_flink_p{n}"
+        jobs[name] = Job(name, "msewatch", workload, flink_master=args.flink_master, parallelism=n)
     chosen = [jobs[name] for name in args.peers]
     refs = {name: (pandas, "pandas") for name in jobs if name.startswith("msewatch")}
     if any(job.tool == "textbook" for job in chosen):
@@ -218,7 +226,16 @@ def parse_args(argv=None):
     p.add_argument("--out", default="bench-out", help="output directory (bench-out)")
     p.add_argument("--cache", help="workload cache (OUT/workload)")
     p.add_argument("--quick", action="store_true", help="tiny workload, one round (for tests)")
-    p.add_argument("--peers", type=_peer_list, default=list(PEERS), help="subset, comma-separated")
+    p.add_argument(
+        "--peers",
+        type=_peer_list,
+        default=[n for n in PEERS if not n.startswith("msewatch_flink")],
+        help="subset, comma-separated (the msewatch_flink_p1/p2 peers need --flink-master)",
+    )
+    p.add_argument(
+        "--flink-master",
+        help="a Flink cluster's REST address (msewatch local flink start: localhost:8081)",
+    )
     p.add_argument("--replay-format", choices=("jsonl", "parquet"), default="jsonl")
     p.add_argument("--scaling", action="store_true", help="replay at two sizes")
     p.add_argument("--scaling-events", type=_events_pair, default=(200_000, 2_000_000))
@@ -234,6 +251,9 @@ def parse_args(argv=None):
     if args.predictions < 1 or args.repeats < 1 or args.textbook_predictions < 1:
         p.error("--predictions, --repeats and --textbook-predictions must be >= 1")
     args.cache = args.cache or os.path.join(args.out, "workload")
+    flink = [name for name in args.peers if name.startswith("msewatch_flink")]
+    if flink and not args.flink_master:
+        p.error(f"{', '.join(flink)} need --flink-master HOST:PORT (a running cluster)")
     return args
 
 
