@@ -366,9 +366,15 @@ def _check_cancelled(job: StreamingJob, cluster) -> None:
     assert [j["state"] for j in local_flink.jobs(cluster) if j["jid"] == job.jid] == ["CANCELED"]
 
 
-def _pane_timings(job: StreamingJob) -> dict[str, int]:
+def _check_finished(job: StreamingJob, stream: Stream, cluster, tmp_path: Path) -> dict:
+    """The stopped job's tables against the reference, its dead letters and its end;
+    returns its metric rows counted by pane timing."""
     timings = _table(job.output, "metrics").groupby("pane_timing").size().to_dict()
     print(f"metrics rows by pane timing: {timings}")
+    reference = _reference(stream, str(tmp_path / "direct"))
+    _check_against_reference(job, stream, reference)
+    _check_dead_letters(job, stream, reference)
+    _check_cancelled(job, cluster)
     return timings
 
 
@@ -384,13 +390,9 @@ def test_a_live_kafka_stream_on_flink_gives_late_panes_and_the_direct_runners_ro
         print(f"Flink REST /jobs/{job.jid}: {job_record['name']} {job_record['state']}")
     finally:
         job.stop()
-    timings = _pane_timings(job)
+    timings = _check_finished(job, stream, cluster, tmp_path)
     # windows fired when the wall clock passed them; labels after that came in LATE panes
     assert timings.get("ON_TIME", 0) > 20 and timings.get("LATE", 0) > 20, timings
-    reference = _reference(stream, str(tmp_path / "direct"))
-    _check_against_reference(job, stream, reference)
-    _check_dead_letters(job, stream, reference)
-    _check_cancelled(job, cluster)
 
 
 def test_a_taskmanager_killed_mid_stream_is_replaced_and_the_job_restores_its_checkpoint(
@@ -427,8 +429,4 @@ def test_a_taskmanager_killed_mid_stream_is_replaced_and_the_job_restores_its_ch
         job.wait_finished(stream)
     finally:
         job.stop()
-    _pane_timings(job)
-    reference = _reference(stream, str(tmp_path / "direct"))
-    _check_against_reference(job, stream, reference)
-    _check_dead_letters(job, stream, reference)
-    _check_cancelled(job, cluster)
+    _check_finished(job, stream, cluster, tmp_path)
