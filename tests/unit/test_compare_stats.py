@@ -124,3 +124,16 @@ def test_decisions_follow_the_bounds_and_the_margin():
     enough = np.array([True, True, True, False, True])
     got = stats.decide(low, high, 0.05, enough)
     assert got.tolist() == ["FAIL", "PASS", "INCONCLUSIVE", "INCONCLUSIVE", "INCONCLUSIVE"]
+
+
+def test_a_run_without_comparisons_does_not_import_scipy():
+    """scipy.stats costs ~0.7 s at start-up; only a run that compares versions pays it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, msewatch.cli, msewatch.runners.launch, msewatch.pipelines.monitor; "
+        "print('scipy.stats' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

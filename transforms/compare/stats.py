@@ -32,7 +32,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
 
 from msewatch.transforms.compare.spec import FAIL, INCONCLUSIVE, PASS
 
@@ -78,6 +77,9 @@ def group_moments(sum_w, sum_w2, sum_loss, sum_loss2):
 
 
 def _p_greater(t, df):
+    # imported here: scipy.stats costs ~0.7 s, paid only by runs that compare versions
+    from scipy import stats
+
     with np.errstate(all="ignore"):
         p = stats.t.sf(t, df)
     return np.where(np.isfinite(t) & (df > 0), p, np.nan)
