@@ -24,7 +24,7 @@ from msewatch.transforms.io.pubsub import PubSubSource
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig
+from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
 
 PROJECT = "msewatch-prod"
 PREDICTIONS_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/predictions"
@@ -48,7 +48,7 @@ def _config(window_s: int, every_s: int | None, early_s: int) -> MonitorConfig:
             window=WindowConfig(
                 window_seconds=window_s,
                 every_seconds=every_s,
-                allowed_lateness_seconds=LABEL_TTL_S + 1,
+                allowed_lateness_seconds=allowed_lateness_for(LABEL_TTL_S * 1000, cluster=True),
                 early_firing_seconds=early_s,
             ),
             slices=slices,
@@ -164,7 +164,8 @@ def test_metrics_windows_are_fixed_with_early_on_time_and_late_panes(fixed_job):
     }
     # Panes fire DISCARDING; AccumulatePanes keeps each window's running total in state.
     assert strategy.accumulation_mode == beam_runner_api_pb2.AccumulationMode.DISCARDING
-    assert strategy.allowed_lateness == (LABEL_TTL_S + 1) * 1000
+    # a cluster runner: label_ttl + 60 s (README, "Time, lateness and panes")
+    assert strategy.allowed_lateness == (LABEL_TTL_S + 60) * 1000
     step = _transform(pipeline, "Metrics/AccumulatePanes")
     assert step.spec.urn == common_urns.primitives.PAR_DO.urn
     payload = beam_runner_api_pb2.ParDoPayload.FromString(step.spec.payload)
