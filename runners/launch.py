@@ -199,7 +199,19 @@ def _wait(result) -> None:
         text = str(err)
         if "failed in state" not in text:
             raise
-        raise JobFailed(f"the job failed on its runner: {text.splitlines()[0][-600:]}") from None
+        line = text.splitlines()[0][-600:]
+        hint = next((h for cause, h in _FAILURE_HINTS if cause in line), "")
+        raise JobFailed(f"the job failed on its runner: {line}{hint}") from None
+
+
+# what to do about failures a user can cause, by a phrase of the runner's message
+_FAILURE_HINTS = (
+    (
+        "Could not find any partitions",  # KafkaIO lists a topic's partitions at start
+        "; the Kafka topics must exist before the job starts: create them (kafka-topics.sh "
+        "--create) or let their producer write first",
+    ),
+)
 
 
 class JobFailed(ValueError):

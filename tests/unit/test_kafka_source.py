@@ -109,3 +109,24 @@ def test_source_settings_are_checked_when_built():
     ):
         with pytest.raises(ValueError, match=message):
             kafka.KafkaSource(*topics, expansion_service="localhost:1", **kwargs)
+
+
+def test_a_job_started_before_its_topics_exist_fails_in_one_line_saying_what_to_do():
+    from msewatch.runners import launch
+
+    class _Result:  # what Beam 2.62's PortableRunner raised on Flink (measured)
+        def wait_until_finish(self):
+            raise RuntimeError(
+                "Pipeline BeamApp-root-1207114408-80223c0_dcb0 failed in state FAILED: "
+                "java.lang.IllegalStateException: Could not find any partitions. Please "
+                "check Kafka configuration and topic names\nTraceback (most recent call last):"
+            )
+
+    with pytest.raises(launch.JobFailed) as err:
+        launch._wait(_Result())
+    text = str(err.value)
+    assert "\n" not in text and "Could not find any partitions" in text
+    assert text.endswith(
+        "the Kafka topics must exist before the job starts: create them "
+        "(kafka-topics.sh --create) or let their producer write first"
+    )
