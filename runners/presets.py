@@ -80,6 +80,19 @@ _FLINK_JAVA_OPTIONS = (
 _STAGING_OPTIONS = ("setup_file", "extra_packages", "requirements_file")
 
 
+class FlinkJavaOptions(PipelineOptions):
+    """The Java-only FlinkPipelineOptions msewatch sets or passes through, declared so
+    that Beam's Python parser knows them: without this every Flink streaming run warned
+    "Unknown pipeline options received: --checkpointing_interval=..." (twice) for the
+    option msewatch adds itself. Values stay strings, as Beam passed them before, for
+    the job server to parse."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        for name in _FLINK_JAVA_OPTIONS:
+            parser.add_argument(f"--{name}", help="FlinkRunner (Java side): passed through")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunnerPreset:
     """What one runner needs.
@@ -160,8 +173,6 @@ def check_known_options(beam_args: Sequence[str]) -> None:
         seen.setdefault(str(cls), cls)
     for cls in seen.values():
         cls._add_argparse_args(parser)
-    for name in _FLINK_JAVA_OPTIONS:  # the job server describes them (Java only)
-        parser.add_argument(f"--{name}")
     _, unknown = parser.parse_known_args(normalize_beam_args(beam_args))
     if unknown:
         first = unknown[0]
