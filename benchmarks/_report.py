@@ -61,8 +61,9 @@ def ratios(peers: dict) -> dict:
     * ``msewatch_parquet_over_pandas_wall``: the same with Parquet input.
     * ``slo_over_bounded_wall``: bounded JSONL with ``--slo docs/examples/slo.yaml`` /
       without (the SLO evaluation's cost; target <= 1.1).
-    * ``flink_p1_over_direct_wall`` / ``flink_p2_over_direct_wall``: the bounded JSONL
-      run on a Flink cluster (parallelism 1 / 2) / on the DirectRunner.
+    * ``flink_p1_over_direct_wall`` / ``flink_p2_over_direct_wall`` (when those peers
+      ran): the bounded JSONL run on a Flink cluster (parallelism 1 / 2) / on the
+      DirectRunner.
     * ``textbook_over_msewatch_per_event``: textbook seconds per event / msewatch
       bounded JSONL seconds per event (how many times faster msewatch is per event),
       both end to end.
@@ -85,8 +86,10 @@ def ratios(peers: dict) -> dict:
         "textbook_in_pipeline_over_msewatch_per_event": _div(
             rate("msewatch_jsonl"), rate("textbook", "events_per_s_in_pipeline")
         ),
-        "flink_p1_over_direct_wall": _div(wall("msewatch_flink_p1"), wall("msewatch_jsonl")),
-        "flink_p2_over_direct_wall": _div(wall("msewatch_flink_p2"), wall("msewatch_jsonl")),
+    } | {  # only when the Flink peers ran (they need --flink-master)
+        f"flink_p{n}_over_direct_wall": _div(wall(f"msewatch_flink_p{n}"), wall("msewatch_jsonl"))
+        for n in (1, 2)
+        if f"msewatch_flink_p{n}" in peers
     }
 
 
