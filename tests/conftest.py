@@ -28,3 +28,13 @@ def metrics():
 def demo(tmp_path_factory):
     """``(OUTPUT, generator stats)`` of the demo sample, run once per session."""
     return run_demo(tmp_path_factory.getbasetemp() / "demo")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The ``evidence`` section: see ``tests/evidence.py``."""
+    from tests import evidence
+
+    if evidence.lines():
+        terminalreporter.section("evidence")
+        for line in evidence.lines():
+            terminalreporter.write_line(line)

@@ -45,6 +45,7 @@ from msewatch.generate import generate
 from msewatch.local import flink as local_flink
 from msewatch.local import processes
 from msewatch.transforms.metrics.windowing import CLUSTER_CLOSE_SLACK_SECONDS
+from tests.evidence import say
 from tests.harness import latest
 from tests.kafka_publish import KafkaRecord, Publisher, create_topics, records
 from tests.local_servers import flink_python, running_flink, running_kafka
@@ -310,7 +311,7 @@ class StreamingJob:
         time.sleep(6)  # three more flushes: nothing else may arrive
         self.producer.join(10)
         behind = self.producer.behind_ms
-        print(f"the producer sent each record at most {behind / 1000:.1f} s after it was due")
+        say(f"the producer sent each record at most {behind / 1000:.1f} s after it was due")
         assert behind < LEAD_MS - 1_000, "the producer fell behind the watermark: rerun"
 
     def checkpoints(self) -> dict:
@@ -366,14 +367,16 @@ def _check_cancelled(job: StreamingJob, cluster) -> None:
     assert "msewatch: the Flink job is CANCELED" in log, job.log_tail()
     # the options msewatch adds (--checkpointing_interval) are known to Beam's parser
     assert "Unknown pipeline options" not in log, job.log_tail()
-    assert [j["state"] for j in local_flink.jobs(cluster) if j["jid"] == job.jid] == ["CANCELED"]
+    states = [j["state"] for j in local_flink.jobs(cluster) if j["jid"] == job.jid]
+    say(f"Flink REST /jobs/{job.jid} after Ctrl-C: {states}")
+    assert states == ["CANCELED"]
 
 
 def _check_finished(job: StreamingJob, stream: Stream, cluster, tmp_path: Path) -> dict:
     """The stopped job's tables against the reference, its dead letters and its end;
     returns its metric rows counted by pane timing."""
     timings = _table(job.output, "metrics").groupby("pane_timing").size().to_dict()
-    print(f"metrics rows by pane timing: {timings}")
+    say(f"metrics rows by pane timing: {timings}")
     reference = _reference(stream, str(tmp_path / "direct"))
     _check_against_reference(job, stream, reference)
     _check_dead_letters(job, stream, reference)
@@ -390,7 +393,7 @@ def test_a_live_kafka_stream_on_flink_gives_late_panes_and_the_direct_runners_ro
         stream = job.stream(sample)
         job.wait_finished(stream)
         job_record = local_flink.overview(cluster.rest_url, f"/jobs/{job.jid}")
-        print(f"Flink REST /jobs/{job.jid}: {job_record['name']} {job_record['state']}")
+        say(f"Flink REST /jobs/{job.jid}: {job_record['name']} {job_record['state']}")
     finally:
         job.stop()
     timings = _check_finished(job, stream, cluster, tmp_path)
@@ -413,7 +416,7 @@ def test_a_taskmanager_killed_mid_stream_is_replaced_and_the_job_restores_its_ch
         last_completed = job.checkpoints()["latest"]["completed"]["id"]
         killed = processes.kill(cluster.pid_file("taskmanager"))
         assert killed is not None and processes.wait_for(lambda: not processes.alive(killed), 10)
-        print(f"SIGKILL TaskManager pid {killed} after checkpoint {last_completed} completed")
+        say(f"SIGKILL TaskManager pid {killed} after checkpoint {last_completed} completed")
         local_flink.start_role(cluster, "taskmanager")
 
         def restored():
@@ -422,7 +425,7 @@ def test_a_taskmanager_killed_mid_stream_is_replaced_and_the_job_restores_its_ch
 
         job.wait_for("the job to restore a checkpoint", restored, 180)
         restored_record = job.checkpoints()["latest"]["restored"]
-        print(
+        say(
             f"Flink REST /jobs/{job.jid}/checkpoints latest.restored: id "
             f"{restored_record['id']}, {restored_record['external_path']}"
         )

@@ -22,6 +22,7 @@ import pytest
 from msewatch.generate import generate
 from msewatch.local import flink as local_flink
 from msewatch.local import processes
+from tests.evidence import say
 from tests.local_servers import flink_options, flink_python, local, running_flink
 from tests.servers import free_port
 
@@ -158,7 +159,7 @@ def test_a_bounded_run_with_parallelism_2_equals_the_direct_runner(cluster, samp
     jobs = local_flink.jobs(cluster)
     assert [job["state"] for job in jobs] == ["FINISHED"], jobs
     job = local_flink.overview(cluster.rest_url, f"/jobs/{jobs[0]['jid']}")
-    print(f"Flink REST /jobs/{job['jid']}: {job['name']} {job['state']}, {job['duration']} ms")
+    say(f"Flink REST /jobs/{job['jid']}: {job['name']} {job['state']}, {job['duration']} ms")
     assert {v["parallelism"] for v in job["vertices"]} >= {2}
     metrics = _metrics(direct)
     assert len(metrics) > 20 and {"overall", "region=eu"} <= set(metrics["slice"])
