@@ -1,6 +1,6 @@
 """The jobs a benchmark runs and the bench that measures, checks and records them.
 
-A :class:`Job` is one tool (``msewatch``, ``textbook`` or ``pandas``) on one workload
+A :class:`Job` is one tool (``msewatch``, ``textbook``, ``pandas`` or ``duckdb``) on one workload
 with its settings; it knows its command line and how to read its output as
 canonical rows (``_agree.py``). :class:`Bench` runs jobs as child processes
 (``_measure.py``), each into a fresh ``OUT/runs/<tag>/`` with its log in
@@ -32,6 +32,7 @@ PEERS = (
     "msewatch_replay",
     "textbook",
     "pandas",
+    "duckdb",
     "msewatch_flink_p1",
     "msewatch_flink_p2",
 )
@@ -39,6 +40,7 @@ PEERS = (
 FLINK_PYTHON = os.environ.get("MSEWATCH_FLINK_PYTHON") or os.path.join(
     os.path.dirname(HERE), ".venv-flink", "bin", "python"
 )
+_SCRIPTS = {"textbook": "textbook.py", "pandas": "pandas_ref.py", "duckdb": "duckdb_ref.py"}
 SLO_FILE = os.path.join(os.path.dirname(HERE), "docs", "examples", "slo.yaml")
 
 
@@ -51,7 +53,7 @@ class Job:
     """One thing to run: a tool on a workload with its settings."""
 
     name: str
-    tool: str  # msewatch | textbook | pandas
+    tool: str  # msewatch | textbook | pandas | duckdb
     workload: _workload.Workload
     fmt: str = "jsonl"
     replay: bool = False
@@ -86,7 +88,7 @@ class Job:
                 cmd += ["--parallelism", str(self.parallelism)]
                 return [FLINK_PYTHON, "-m", "msewatch", *cmd]
             return [sys.executable, "-m", "msewatch", *cmd]
-        script = os.path.join(HERE, f"{'textbook' if self.tool == 'textbook' else 'pandas_ref'}.py")
+        script = os.path.join(HERE, _SCRIPTS[self.tool])
         target = out_dir if self.tool == "textbook" else os.path.join(out_dir, "metrics.parquet")
         return [
             sys.executable, script, "--predictions", preds, "--labels", labels,

@@ -50,8 +50,12 @@ def summarize(runs: list[dict], events: int) -> dict:
     return out
 
 
-def _div(a, b):
+def ratio_of(a, b):
+    """``a / b``, None when either is missing (a run timed out) or ``b`` is 0."""
     return a / b if a is not None and b else None
+
+
+_div = ratio_of
 
 
 def ratios(peers: dict) -> dict:
@@ -59,6 +63,8 @@ def ratios(peers: dict) -> dict:
 
     * ``msewatch_over_pandas_wall``: msewatch bounded JSONL wall / pandas wall (same data).
     * ``msewatch_parquet_over_pandas_wall``: the same with Parquet input.
+    * ``msewatch_over_duckdb_wall``: msewatch bounded JSONL wall / DuckDB's SQL over the
+      same JSON Lines (``duckdb_ref.py``): the single-machine limit.
     * ``slo_over_bounded_wall``: bounded JSONL with ``--slo docs/examples/slo.yaml`` /
       without (the SLO evaluation's cost; target <= 1.1).
     * ``flink_p1_over_direct_wall`` / ``flink_p2_over_direct_wall`` (when those peers
@@ -81,6 +87,7 @@ def ratios(peers: dict) -> dict:
     return {
         "msewatch_over_pandas_wall": _div(wall("msewatch_jsonl"), wall("pandas")),
         "msewatch_parquet_over_pandas_wall": _div(wall("msewatch_parquet"), wall("pandas")),
+        "msewatch_over_duckdb_wall": _div(wall("msewatch_jsonl"), wall("duckdb")),
         "slo_over_bounded_wall": _div(wall("msewatch_slo"), wall("msewatch_jsonl")),
         "textbook_over_msewatch_per_event": _div(rate("msewatch_jsonl"), rate("textbook")),
         "textbook_in_pipeline_over_msewatch_per_event": _div(
@@ -93,7 +100,9 @@ def ratios(peers: dict) -> dict:
     }
 
 
-def targets(peers: dict, ratio: dict, scaling: dict | None) -> dict:
+def targets(
+    peers: dict, ratio: dict, replay_scaling: dict | None, scaling: dict | None = None
+) -> dict:
     """Each performance target of the README: ``{"target", "measured", "met"}``.
 
     ``met`` is None when unmeasured.
@@ -107,6 +116,7 @@ def targets(peers: dict, ratio: dict, scaling: dict | None) -> dict:
     rss = [r for r in rss if r is not None]
     out = {
         "bounded_jsonl_wall_over_pandas": check(ratio["msewatch_over_pandas_wall"], "<=", 1.5),
+        "bounded_jsonl_wall_over_duckdb": check(ratio["msewatch_over_duckdb_wall"], "<=", 2.0),
         "textbook_over_msewatch_per_event": check(
             ratio["textbook_over_msewatch_per_event"], ">=", 10
         ),
@@ -119,8 +129,18 @@ def targets(peers: dict, ratio: dict, scaling: dict | None) -> dict:
         "bounded_peak_rss_gib": check(max(rss) * MIB / GIB if rss else None, "<=", 1.5),
         "slo_evaluation_overhead": check(ratio["slo_over_bounded_wall"], "<=", 1.1),
     }
-    if scaling:
-        out["replay_scaling_large_over_small"] = check(scaling.get("large_over_small"), ">=", 0.7)
+    if replay_scaling:
+        out["replay_scaling_large_over_small"] = check(
+            replay_scaling.get("large_over_small"), ">=", 0.7
+        )
+    if scaling and scaling["sizes"]:
+        largest = scaling["sizes"][max(scaling["sizes"], key=int)]
+        ours = largest.get(f"msewatch_jsonl_{largest['predictions']}", {})
+        rss = ours.get("peak_rss_mib")
+        out["largest_size_wall_over_duckdb"] = check(
+            largest["msewatch_over_duckdb_wall"], "<=", 2.0
+        )
+        out["largest_size_peak_rss_gib"] = check(rss and rss * MIB / GIB, "<=", 2.0)
     return out
 
 
@@ -144,7 +164,8 @@ def render(results: dict) -> str:
     lines.append("")
     for name, value in results["ratios"].items():
         lines.append(f"{name:46} {_fmt(value, '.2f'):>8}")
-    scaling = results.get("scaling")
+    lines += _scaling_lines(results.get("scaling"))
+    scaling = results.get("replay_scaling")
     if scaling:
         for s in scaling["sizes"].values():
             rate = _fmt(s["events_per_s"], ",.0f")
@@ -182,6 +203,29 @@ def render(results: dict) -> str:
     note = f", {skipped} skipped because a run timed out" if skipped else ""
     lines.append(f"agreement: {verdict} ({done} checks{note})")
     return "\n".join(lines)
+
+
+def _scaling_lines(scaling: dict | None) -> list[str]:
+    """The ``--scaling`` table: per size, msewatch and DuckDB wall, events/s, peak RSS."""
+    if not scaling or not scaling["sizes"]:
+        return []
+    lines = ["", "scaling (bounded JSON Lines; medians):"]
+    lines.append(
+        f"  {'predictions':>12} {'events':>12} {'tool':10} {'wall':>9} {'events/s':>11} "
+        f"{'peak RSS':>10} {'/DuckDB':>8}"
+    )
+    for size in scaling["sizes"].values():
+        n = size["predictions"]
+        for tool, tag in (("msewatch", f"msewatch_jsonl_{n}"), ("duckdb", f"duckdb_{n}")):
+            s = size.get(tag, {})
+            ratio = _fmt(size["msewatch_over_duckdb_wall"], ".2f") if tool == "msewatch" else ""
+            lines.append(
+                f"  {n:>12,} {size['events']:>12,} {tool:10} "
+                f"{_fmt(s.get('wall_median_s'), '.1f', ' s'):>9} "
+                f"{_fmt(s.get('events_per_s'), ',.0f'):>11} "
+                f"{_fmt(s.get('peak_rss_mib'), ',.0f', ' MiB'):>10} {ratio:>8}"
+            )
+    return lines
 
 
 def markdown(results: dict) -> str:

@@ -39,6 +39,7 @@ scored, sum_w, sum_se, sum_ae, mse, mae, rmse``.
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pandas as pd
@@ -64,10 +65,30 @@ def first_wins(frame: pd.DataFrame, time_column: str, key=("prediction_id",)) ->
     return ordered.drop_duplicates(list(key), keep="first")
 
 
+def read_json_lines(path: str) -> pd.DataFrame:
+    """The JSON objects of a JSON Lines file. ``pandas.read_json`` fails on the whole file
+    at one malformed line (the default sample has some, which msewatch dead-letters):
+    then the file is read again line by line, keeping the lines that are JSON objects."""
+    try:
+        return pd.read_json(path, lines=True, dtype=False)
+    except ValueError:
+        pass
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                rows.append(value)
+    return pd.DataFrame.from_records(rows)
+
+
 def read_predictions(path: str, slice_keys: list[str]) -> pd.DataFrame:
     """Predictions with ``event_ms``, ``y_pred``, ``model_version``, ``weight`` and one
     column per slice key."""
-    raw = pd.read_json(path, lines=True, dtype=False)
+    raw = read_json_lines(path)
     version = raw["model_version"] if "model_version" in raw else pd.Series(None, raw.index)
     frame = pd.DataFrame(
         {
@@ -87,7 +108,7 @@ def read_predictions(path: str, slice_keys: list[str]) -> pd.DataFrame:
 
 def read_labels(path: str) -> pd.DataFrame:
     """Labels with ``label_ms`` and ``y_true``."""
-    raw = pd.read_json(path, lines=True, dtype=False)
+    raw = read_json_lines(path)
     return pd.DataFrame(
         {
             "prediction_id": raw["prediction_id"].astype(str),

@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/run.py [--predictions 1000000] [--repeats 3]
         [--textbook-predictions 50000] [--out bench-out] [--quick]
-        [--scaling] [--state] [--peers NAME,...] [--timeout SECONDS]
+        [--scaling [--scaling-sizes 1000000,3000000,10000000]] [--replay-scaling]
+        [--state] [--peers NAME,...] [--timeout SECONDS]
 
 Generates the workload once (``msewatch.generate.generate`` without malformed
 lines, JSON Lines and Parquet; cached by parameters under ``OUT/workload``), then runs
@@ -17,6 +18,8 @@ round so that no peer always runs first or last:
 * ``textbook``: ``benchmarks/textbook.py``, the per-record Beam pipeline, on the first
   ``--textbook-predictions`` predictions and their labels (it is slow);
 * ``pandas``: ``benchmarks/pandas_ref.py``, the pandas reference, on the JSON Lines.
+* ``duckdb``: ``benchmarks/duckdb_ref.py``, the same result as one DuckDB SQL query over
+  the JSON Lines (all cores): the single-machine limit msewatch is judged against.
 * ``msewatch_flink_p1`` / ``msewatch_flink_p2`` (only when asked for, with
   ``--flink-master``): the JSON Lines run on that Flink cluster with ``--parallelism``
   1 / 2, through the Python of the matched Flink stack (``$MSEWATCH_FLINK_PYTHON``,
@@ -29,16 +32,20 @@ msewatch's latest pane) are compared with the pandas reference on the same recor
 (the textbook with a pandas run on its slice): counts equal, floats within 1e-9
 relative. A mismatch prints the differences and exits with status 1.
 
-``--scaling`` adds the replay at about 200,000 and 2,000,000 events
-(``--scaling-events``), alternated and repeated. ``--state`` runs a bounded and a
-replay run with ``--label-ttl`` set to ``--state-ttl`` (1h) and to the default (7d), on
-a workload of ``--state-predictions``, replayed in steps of ``--state-chunk-rows``
-records (a step's records all enter the join before the watermark moves, so the step
-bounds the state from below), through ``_probe.py``, which records the join's
-``join_state_rows`` distribution (rows held by a join shard after each batch or timer)
-in-process, because the streaming DirectRunner drops Beam metric updates. Only the
-streaming join reports it; the bounded join buffers its whole input by design, so
-bounded runs report peak RSS only. Each of these runs is checked against pandas too.
+``--scaling`` adds msewatch's bounded JSON Lines run and DuckDB at each of
+``--scaling-sizes`` predictions (1 M, 3 M, 10 M), alternated and repeated, msewatch checked
+against DuckDB at each size (pandas would not fit at 10 M); it prints wall, events/s, peak RSS
+and msewatch/DuckDB per size. ``--replay-scaling`` adds the replay at about 200,000 and
+2,000,000 events (``--scaling-events``), alternated and repeated.
+``--state`` runs a bounded and a replay run with ``--label-ttl`` set to ``--state-ttl``
+(1h) and to the default (7d), on a workload of ``--state-predictions``, replayed in
+steps of ``--state-chunk-rows`` records (a step's records all enter the join before the
+watermark moves, so the step bounds the state from below), through ``_probe.py``, which
+records the join's ``join_state_rows`` distribution (rows held by a join shard after
+each batch or timer) in-process, because the streaming DirectRunner drops Beam metric
+updates. Only the streaming join reports it; the bounded join buffers its whole input by
+design, so bounded runs report peak RSS only. Each of these runs is checked against
+pandas too.
 
 Measured: wall time and peak RSS per child process (``_measure.py``: ``os.wait4``'s
 ``ru_maxrss`` taken by the small ``_spawn.py`` launcher; no psutil). Events are
@@ -88,23 +95,45 @@ def main_peers(bench: Bench, args, workload, head) -> None:
         ),
         "textbook": Job("textbook", "textbook", head),
         "pandas": pandas,
+        "duckdb": Job("duckdb", "duckdb", workload),
     }
     for n in (1, 2):  # the bounded JSON Lines run on a Flink cluster
         name = f"msewatch_flink_p{n}"
         jobs[name] = Job(name, "msewatch", workload, flink_master=args.flink_master, parallelism=n)
     chosen = [jobs[name] for name in args.peers]
     refs = {name: (pandas, "pandas") for name in jobs if name.startswith("msewatch")}
+    refs["duckdb"] = (pandas, "pandas")
     if any(job.tool == "textbook" for job in chosen):
         head_ref = Job("pandas_textbook_slice", "pandas", head)
         print("reference on the textbook slice", flush=True)
         bench.measure(head_ref, head_ref.name)
         refs["textbook"] = (head_ref, head_ref.name)
-    if any(job.tool == "msewatch" for job in chosen) and pandas not in chosen:
+    if any(job.tool in ("msewatch", "duckdb") for job in chosen) and pandas not in chosen:
         chosen.append(pandas)  # the reference of every msewatch peer
     rounds(bench, chosen, refs, args.repeats, into=bench.results["peers"])
 
 
 def scaling(bench: Bench, args) -> dict:
+    """msewatch's bounded JSON Lines run and DuckDB at each ``--scaling-sizes``, alternated
+    and repeated; msewatch checked against DuckDB (pandas would not fit at 10 M)."""
+    out = bench.results["scaling"] = {"sizes": {}}
+    for predictions in args.scaling_sizes:
+        workload = _workload.ensure(args.cache, predictions, args.seed, args.days)
+        duck = Job(f"duckdb_{predictions}", "duckdb", workload)
+        ours = Job(f"msewatch_jsonl_{predictions}", "msewatch", workload)
+        measured: dict = {}
+        print(f"scaling: {predictions:,} predictions ({workload.events:,} events)", flush=True)
+        rounds(bench, [ours, duck], {ours.name: (duck, duck.name)}, args.repeats, into=measured)
+        size = {"predictions": predictions, "events": workload.events, **measured}
+        size["msewatch_over_duckdb_wall"] = _report.ratio_of(
+            measured[ours.name]["wall_median_s"], measured[duck.name]["wall_median_s"]
+        )
+        out["sizes"][str(predictions)] = size
+        bench.save()
+    return out
+
+
+def replay_scaling(bench: Bench, args) -> dict:
     """The replay at two sizes, alternated and repeated; each checked against pandas."""
     jobs, refs = [], {}
     for label, events in zip(("small", "large"), args.scaling_events, strict=True):
@@ -117,7 +146,7 @@ def scaling(bench: Bench, args) -> dict:
         job = Job(f"replay_{label}", "msewatch", workload, fmt=args.replay_format, replay=True)
         jobs.append(job)
         refs[job.name] = (ref, ref.name)
-    out = bench.results["scaling"] = {"sizes": {}, "large_over_small": None}
+    out = bench.results["replay_scaling"] = {"sizes": {}, "large_over_small": None}
     rounds(bench, jobs, refs, args.repeats, into=out["sizes"])
     small = out["sizes"]["replay_small"]["events_per_s"]
     large = out["sizes"]["replay_large"]["events_per_s"]
@@ -207,6 +236,16 @@ def _events_pair(text: str) -> tuple[int, int]:
     return values
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("give prediction counts, e.g. 1000000,3000000")
+    return values
+
+
 def _peer_list(text: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     unknown = sorted(set(names) - set(PEERS))
@@ -237,7 +276,14 @@ def parse_args(argv=None):
         help="a Flink cluster's REST address (msewatch local flink start: localhost:8081)",
     )
     p.add_argument("--replay-format", choices=("jsonl", "parquet"), default="jsonl")
-    p.add_argument("--scaling", action="store_true", help="replay at two sizes")
+    p.add_argument("--scaling", action="store_true", help="msewatch and DuckDB at --scaling-sizes")
+    p.add_argument(
+        "--scaling-sizes",
+        type=_sizes,
+        default=(1_000_000, 3_000_000, 10_000_000),
+        help="predictions per size, comma-separated (1000000,3000000,10000000)",
+    )
+    p.add_argument("--replay-scaling", action="store_true", help="replay at two sizes")
     p.add_argument("--scaling-events", type=_events_pair, default=(200_000, 2_000_000))
     p.add_argument("--state", action="store_true", help="short vs default label TTL")
     p.add_argument("--state-predictions", type=int, default=200_000, help="(200000)")
@@ -301,8 +347,10 @@ def main(argv=None) -> int:
     try:
         main_peers(bench, args, workload, head)
         if args.scaling:
-            print("scaling: streaming replay at two sizes", flush=True)
             results["scaling"] = scaling(bench, args)
+        if args.replay_scaling:
+            print("replay scaling: streaming replay at two sizes", flush=True)
+            results["replay_scaling"] = replay_scaling(bench, args)
         if args.state:
             print("state: short vs default label TTL", flush=True)
             results["state"] = state(bench, args)
@@ -314,7 +362,7 @@ def main(argv=None) -> int:
         status = 1
     results["ratios"] = _report.ratios(results["peers"])
     results["targets"] = _report.targets(
-        results["peers"], results["ratios"], results.get("scaling")
+        results["peers"], results["ratios"], results.get("replay_scaling"), results.get("scaling")
     )
     results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     bench.save()

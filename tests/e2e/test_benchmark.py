@@ -24,6 +24,7 @@ PEERS = {
     "msewatch_replay",
     "textbook",
     "pandas",
+    "duckdb",
 }
 
 sys.path.insert(0, str(BENCHMARKS))
@@ -149,3 +150,77 @@ def test_a_failing_run_raises_with_its_log(tmp_path):
     failing = [sys.executable, "-c", "import sys; sys.exit('no such file: x.jsonl')"]
     with pytest.raises(RuntimeError, match="no such file: x.jsonl"):
         _measure.run(failing, str(tmp_path / "log"))
+
+
+EU = {"region": "eu"}
+
+
+def _write_lines(path: pathlib.Path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+@pytest.mark.parametrize("script", ["duckdb_ref.py", "pandas_ref.py"])
+def test_reference_peers_follow_the_join_rules(tmp_path, script):
+    # a: first of two predictions (by event time) wins; its label lags 0.5 s: e = 3 - 1 = 2.
+    # b: RFC 3339 times with offsets; the earlier of its two labels wins: e = 5 - 2 = 3.
+    # c: its label lags 10.001 s > the 10 s TTL: expired (predicted, not labeled).
+    preds = _write_lines(
+        tmp_path / "p.jsonl",
+        [
+            {"prediction_id": "a", "event_time": 1000, "y_pred": 3.0, "segments": EU},
+            {"prediction_id": "a", "event_time": 1200, "y_pred": 99.0, "segments": EU},
+            {
+                "prediction_id": "b",
+                "event_time": "1970-01-01T00:00:02+00:00",
+                "y_pred": 5.0,
+                "segments": {"region": "na"},
+            },
+            {"prediction_id": "c", "event_time": 3000, "y_pred": 1.0, "segments": EU},
+        ],
+    )
+    labels = _write_lines(
+        tmp_path / "l.jsonl",
+        [
+            {"prediction_id": "a", "y_true": 1.0, "label_time": 1500},
+            {"prediction_id": "b", "y_true": 100.0, "label_time": 9000},
+            {"prediction_id": "b", "y_true": 2.0, "label_time": "1970-01-01T01:00:03+01:00"},
+            {"prediction_id": "c", "y_true": 1.0, "label_time": 13001},
+        ],
+    )
+    out = tmp_path / "m.parquet"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--predictions", preds, "--labels", labels,
+         "--output", str(out), "--label-ttl-ms", "10000", "--slice", "region"],
+        check=True, timeout=120,
+    )  # fmt: skip
+    rows = pd.read_parquet(out).set_index("slice")
+    # overall: se 4 and 9 -> mse 6.5, mae (2 + 3) / 2; eu: a only; na: b only.
+    expected = {
+        "overall": (3, 2, 2, 6.5, 2.5),
+        "region=eu": (2, 1, 1, 4.0, 2.0),
+        "region=na": (1, 1, 1, 9.0, 3.0),
+    }
+    assert set(rows.index) == set(expected) and (rows["window_start_ms"] == 0).all()
+    for name, (n, labeled, scored, mse, mae) in expected.items():
+        row = rows.loc[name]
+        assert (row["predictions"], row["labeled"], row["scored"]) == (n, labeled, scored)
+        assert row["mse"] == pytest.approx(mse) and row["mae"] == pytest.approx(mae)
+        assert row["rmse"] == pytest.approx(math.sqrt(mse))
+
+
+def test_pandas_reference_reads_the_default_sample(tmp_path):
+    from msewatch.generate import generate
+
+    stats = generate(str(tmp_path / "s"), predictions=1500, seed=3)  # malformed lines included
+    lines = (tmp_path / "s" / "predictions.jsonl").read_text().splitlines()
+    out = tmp_path / "m.parquet"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "pandas_ref.py"),
+         "--predictions", str(tmp_path / "s" / "predictions.jsonl"),
+         "--labels", str(tmp_path / "s" / "labels.jsonl"), "--output", str(out)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    total = pd.read_parquet(out).query("slice == 'overall'")["predictions"].sum()
+    # every valid distinct prediction is counted; lines that are not JSON objects are not
+    assert stats.predictions + stats.shadow_predictions <= total < len(lines)
