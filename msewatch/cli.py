@@ -223,7 +223,9 @@ def _add_run(sub) -> None:
         help="write into an --output folder that holds other files (only msewatch's "
         "tables are touched)",
     )
-    p.add_argument("--quiet", action="store_true", help="do not print the summary")
+    p.add_argument(
+        "--quiet", action="store_true", help="print neither the summary nor the progress bar"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

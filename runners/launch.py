@@ -32,6 +32,7 @@ import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
+    DirectOptions,
     FlinkRunnerOptions,
     PipelineOptions,
     PortableOptions,
@@ -40,7 +41,15 @@ from apache_beam.options.pipeline_options import (
 
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
-from msewatch.runners import direct_clock, direct_speedups, flink, java_services, output, presets
+from msewatch.runners import (
+    direct_clock,
+    direct_speedups,
+    flink,
+    java_services,
+    output,
+    presets,
+    progress,
+)
 from msewatch.runners.cache import DownloadError
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.io.alerts import DeliveryConfig
@@ -331,7 +340,8 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
     ``pubsub``: the two subscriptions of a Pub/Sub run; ``kafka``: the two topics of a
     Kafka run; both None for files.
     """
-    with tempfile.TemporaryDirectory(prefix="msewatch-spool-") as spool:
+    with contextlib.ExitStack() as stack:
+        spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="msewatch-spool-"))
         if pubsub:
             source = PubSubSource(
                 *pubsub,
@@ -354,7 +364,15 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
             )
             source = ReplaySpool(spool, events, config.metrics.window.early_firing_seconds)
         else:
-            source = FileSource(args.predictions, args.labels, config.join.segment_keys)
+            shown = progress.wanted(
+                args.quiet,
+                presets.runner_name(args.runner),
+                options.view_as(DirectOptions).direct_running_mode,
+            )
+            token = stack.enter_context(progress.progress_bar(args.predictions, args.labels, shown))
+            source = FileSource(
+                args.predictions, args.labels, config.join.segment_keys, progress_token=token
+            )
         bigquery = parse_output_url(args.output)
         if bigquery is not None:
             from msewatch.transforms.io.bigquery import ensure_tables

@@ -35,6 +35,7 @@ from msewatch.schemas.records import (
     PREDICTION,
     RecordType,
 )
+from msewatch.transforms.io import read_progress
 from msewatch.transforms.parse.csv import parse_csv_header
 from msewatch.transforms.parse.records import parse_labels, parse_predictions
 
@@ -203,12 +204,33 @@ def _check_config(record_type: str, segment_keys, chunk_bytes: int) -> tuple[str
     return keys if kind.has_segments else ()
 
 
-class _ParseChunkFn(beam.DoFn):
-    """Reads one chunk; counts records read and invalid, once per batch."""
+def chunk_shares(pattern: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> dict:
+    """``{(path, start): bytes}``: the input bytes each chunk of ``pattern`` stands for
+    (text: its byte range; Parquet: the file's size shared by rows among its row
+    groups), for a progress bar (:mod:`.read_progress`). They sum to the files' sizes."""
+    shares = {}
+    for file in match_files(pattern):
+        chunks = split_file(file, chunk_bytes)
+        size = file[3]
+        if file[2] != "parquet":
+            shares.update({(c.path, c.start): c.end - c.start for c in chunks})
+            continue
+        with _open(file[0]) as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+        firsts = [c.end for c in chunks] + [rows]
+        for c, lo, hi in zip(chunks, firsts, firsts[1:], strict=False):
+            shares[(c.path, c.start)] = size * (hi - lo) // rows if rows else size
+    return shares
 
-    def __init__(self, record_type: str, segment_keys: tuple[str, ...]):
+
+class _ParseChunkFn(beam.DoFn):
+    """Reads one chunk; counts records read and invalid, once per batch; reports its
+    bytes and records to the launcher's progress bar (:mod:`.read_progress`)."""
+
+    def __init__(self, record_type: str, segment_keys: tuple[str, ...], progress_token: str | None):
         self._record_type = record_type
         self._segment_keys = segment_keys
+        self._progress_token = progress_token
         self._read = Metrics.counter("msewatch", f"{record_type}_records_read")
         self._invalid = Metrics.counter("msewatch", f"{record_type}_invalid")
 
@@ -216,6 +238,9 @@ class _ParseChunkFn(beam.DoFn):
         records, dead = read_chunk(chunk, self._record_type, self._segment_keys)
         self._read.inc(records.num_rows + dead.num_rows)
         self._invalid.inc(dead.num_rows)
+        read_progress.report(
+            self._progress_token, (chunk.path, chunk.start), records.num_rows + dead.num_rows
+        )
         if records.num_rows:
             yield records
         if dead.num_rows:
@@ -238,6 +263,7 @@ class ReadRecords(beam.PTransform):
         record_type: ``"prediction"`` or ``"label"``.
         segment_keys: segment attributes to keep (ignored for labels).
         chunk_bytes: approximate bytes per parallel chunk of a text file.
+        progress_token: the run's token for :mod:`.read_progress` (None: no reports).
 
     Raises:
         ValueError: a bad argument, no matching file, or an unknown extension.
@@ -252,9 +278,11 @@ class ReadRecords(beam.PTransform):
         record_type: str,
         segment_keys: tuple[str, ...] = (),
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        progress_token: str | None = None,
     ):
         super().__init__()
         self._segment_keys = _check_config(record_type, segment_keys, chunk_bytes)
+        self._progress_token = progress_token
         self._pattern = pattern
         self._record_type = record_type
         self._chunk_bytes = chunk_bytes
@@ -267,9 +295,9 @@ class ReadRecords(beam.PTransform):
             | "SplitFiles" >> beam.FlatMap(split_file, self._chunk_bytes)
             | "Reshuffle" >> beam.Reshuffle()
             | "ParseChunks"
-            >> beam.ParDo(_ParseChunkFn(self._record_type, self._segment_keys)).with_outputs(
-                self.DEAD_LETTER_TAG, main=self.RECORDS_TAG
-            )
+            >> beam.ParDo(
+                _ParseChunkFn(self._record_type, self._segment_keys, self._progress_token)
+            ).with_outputs(self.DEAD_LETTER_TAG, main=self.RECORDS_TAG)
         )
 
 
@@ -320,19 +348,29 @@ class FileSource(beam.PTransform):
         predictions: glob of prediction files.
         labels: glob of label files.
         segment_keys: segment attributes to keep for slicing.
+        progress_token: the run's token for :mod:`.read_progress` (None: no reports).
     """
 
-    def __init__(self, predictions: str, labels: str, segment_keys: tuple[str, ...]):
+    def __init__(
+        self,
+        predictions: str,
+        labels: str,
+        segment_keys: tuple[str, ...],
+        progress_token: str | None = None,
+    ):
         super().__init__()
         self._predictions = predictions
         self._labels = labels
         self._segment_keys = segment_keys
+        self._token = progress_token
 
     def expand(self, pbegin):
         preds = pbegin | "ReadPredictions" >> ReadRecords(
-            self._predictions, PREDICTION.name, self._segment_keys
+            self._predictions, PREDICTION.name, self._segment_keys, progress_token=self._token
         )
-        labels = pbegin | "ReadLabels" >> ReadRecords(self._labels, LABEL.name)
+        labels = pbegin | "ReadLabels" >> ReadRecords(
+            self._labels, LABEL.name, progress_token=self._token
+        )
         records, dead_letter = ReadRecords.RECORDS_TAG, ReadRecords.DEAD_LETTER_TAG
         dead = (preds[dead_letter], labels[dead_letter]) | "FlattenDeadLetter" >> beam.Flatten()
         return {
