@@ -218,6 +218,25 @@ def _add_run(sub) -> None:
         help="exit 1 when an alert could not be delivered (the tables are written all the same)",
     )
     p.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the run's latest metrics (those of msewatch serve) to this Prometheus "
+        "Pushgateway at the end, e.g. http://127.0.0.1:9091",
+    )
+    p.add_argument(
+        "--pushgateway-job",
+        default="msewatch",
+        metavar="JOB",
+        help="the Pushgateway job to push under (msewatch)",
+    )
+    p.add_argument(
+        "--pushgateway-group",
+        action="append",
+        type=_pushgateway_group,
+        metavar="KEY=VALUE",
+        help="grouping key of the push (repeatable; default output=<absolute output path>)",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="write into an --output folder that holds other files (only msewatch's "
@@ -300,10 +319,39 @@ def _generate_scenario(args) -> int:
     return 0
 
 
-def _run(args, beam_args) -> int:
-    from msewatch.runners import launch
+def _pushgateway_group(text: str) -> tuple[str, str]:
+    from msewatch.pushgateway import parse_group
 
-    return launch.run(args, beam_args)
+    try:
+        return parse_group(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _run(args, beam_args) -> int:
+    from msewatch import pushgateway
+    from msewatch.runners import launch, presets
+
+    unbounded = any(
+        find(args.predictions, args.labels)
+        for find in (presets.pubsub_subscriptions, presets.kafka_topics)
+    )
+    group = pushgateway.check(
+        args.pushgateway, args.pushgateway_job, args.pushgateway_group, args.output, not unbounded
+    )
+    code = launch.run(args, beam_args)
+    if not args.pushgateway or code:
+        return code
+    try:
+        samples = pushgateway.push(args.pushgateway, args.pushgateway_job, group, args.output)
+    except OSError as e:
+        print(f"msewatch: error: {e}; the tables in {args.output} are written", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        keys = ", ".join(f"{k}={v}" for k, v in group.items())
+        job = args.pushgateway_job
+        print(f"Pushed {samples} samples to {args.pushgateway} (job={job}, {keys})")
+    return 0
 
 
 def main(argv=None) -> int:

@@ -38,6 +38,25 @@ USER_ERRORS = [
     ([*_RUN[:-1], "ftp://host/x"], "use a local folder"),
     # accepted before, then every alert was dead-lettered (issue 20)
     ([*_RUN, "--slo", _SLO, "--alertmanager", "http://"], "URL with a host, e.g. http://127.0."),
+    ([*_RUN, "--pushgateway", "pgw:9091"], "--pushgateway must be an http:// or https:// URL"),
+    ([*_RUN, "--pushgateway-group", "job=x"], "KEY a label name other than job"),
+    ([*_RUN, "--pushgateway-group", "model"], "must be KEY=VALUE"),
+    ([*_RUN, "--pushgateway-group", "my-model=x"], "must be KEY=VALUE"),
+    (
+        [
+            *_RUN,
+            "--pushgateway",
+            "http://h:9091",
+            "--pushgateway-group",
+            "m=a",
+            "--pushgateway-group",
+            "m=b",
+        ],
+        "--pushgateway-group m is given twice",
+    ),  # fmt: skip
+    ([*_RUN, "--pushgateway", "http://h:9091", "--pushgateway-job", "a b"], "--pushgateway-job"),
+    ([*_PUBSUB_RUN, "--pushgateway", "http://h:9091"], "let Prometheus scrape `msewatch serve"),
+    ([*_RUN[:-1], "bq://p.d", "--pushgateway", "http://h:9091"], "local --output folder"),
     ([*_RUN, "--slo", _SLO, "--alertmanager", "http://:9093"], "got 'http://:9093'"),
     ([*_RUN, "--slo", _SLO, "--alertmanager", "http://am:99999"], "got 'http://am:99999'"),
     ([*_RUN, "--slo", _SLO, "--alertmanager", "am:9093"], "got 'am:9093'"),

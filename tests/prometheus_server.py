@@ -58,9 +58,10 @@ def running_serve(output: Path, log_path: Path):
 
 
 @contextlib.contextmanager
-def running_prometheus(tmp_path: Path, targets: list[str]):
+def running_prometheus(tmp_path: Path, targets: list[str], honor_labels: bool = False):
     """Prometheus on a free port of 127.0.0.1 scraping ``targets`` (job ``msewatch``)
-    every second; yields its URL once every target is up."""
+    every second; yields its URL once every target is up. ``honor_labels``: keep the
+    scraped ``job`` and ``instance`` labels (how a Pushgateway is scraped)."""
     if BINARY is None:
         missing("prometheus", "apt-get install prometheus")
     port = free_port()
@@ -69,6 +70,7 @@ def running_prometheus(tmp_path: Path, targets: list[str]):
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: msewatch\n"
+        f"    honor_labels: {str(honor_labels).lower()}\n"
         f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
     )
     storage = tmp_path / "prometheus-data"
