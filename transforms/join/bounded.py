@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from msewatch.schemas.records import ExampleKind
-from msewatch.transforms.join import matching
+from msewatch.transforms.join import conflicts, matching
 from msewatch.transforms.join.kernel import (
     JoinConfig,
     concat_tables,
@@ -91,5 +91,6 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
         label_late=(label_met & ~label_joined).sum(),
         label_orphan=(~label_met).sum(),
         label_duplicate=labels.num_rows - first_labels.num_rows,
+        label_duplicate_conflicting=conflicts.bounded(labels, first_labels),
     )
     return examples, counts
