@@ -35,8 +35,8 @@ def _reference(label_recs) -> int:
 
 
 def test_each_place_the_winner_is_kept():
-    # a: the winner (1.0) waits for its prediction; the repeats 1.0 (same) and 2.0 come
-    #    in the next batch -> 1 conflicting.
+    # a: the winner (1.0) waits for its prediction; the repeats 2.0 and 2.0 come in the
+    #    next batch -> 2 conflicting (against the waiting label, not the batch's first).
     # b: the winner (5.0) joined b's prediction (kept in its tombstone); repeats 5.0 and
     #    NaN -> 1 conflicting.
     # c: no prediction; the winner NaN and its repeat NaN in one batch -> the same value.
@@ -58,14 +58,14 @@ def test_each_place_the_winner_is_kept():
     assert (counts["label_duplicate"], counts[CONFLICTING]) == (3, 1)  # c's and d's; d's 4.0
     repeats = labels(
         [
-            {"id": "a", "t": 20, "y": 1.0},
+            {"id": "a", "t": 20, "y": 2.0},
             {"id": "a", "t": 21, "y": 2.0},
             {"id": "b", "t": 20, "y": 5.0},
             {"id": "b", "t": 21, "y": NAN},
         ]
     )
     state, _, counts = jk.step(state, predictions([]), repeats, CFG)
-    assert (counts["label_duplicate"], counts[CONFLICTING]) == (4, 2)  # a's 2.0, b's NaN
+    assert (counts["label_duplicate"], counts[CONFLICTING]) == (4, 3)  # a's 2.0s, b's NaN
 
 
 def test_a_repeat_of_an_orphaned_label_meets_its_tombstone():
