@@ -9,7 +9,7 @@ counted under :data:`JOIN_DETAILS` (the join's counter ``label_duplicate_conflic
 which ``transforms/outcomes.py`` writes as the ``outcomes`` row ``(label, duplicate,
 detail=conflicting)`` beside ``(label, duplicate, detail=NULL)`` for the rest.
 
-Where the winner's ``y_true`` is, vectorized over a batch (Arrow lookups, no loop):
+Where the winner's ``y_true`` is (one encoding of the ids and numpy per batch, no loop):
 
 * streaming (:func:`streaming`): the label of the id waiting for its prediction;
   else the label a tombstone of the id keeps (a joined prediction's tombstone keeps its
@@ -67,21 +67,30 @@ def streaming(labels: pa.Table, duplicate: np.ndarray, waiting: pa.Table, tombs:
     """
     if not duplicate.any():
         return 0
-    ids = labels.column("prediction_id")
+    # one encoding of every id; rows in priority order (waiting, kept, the batch's), so
+    # that the first row of each id holds its winner (a waiting label is never kept too)
+    parts = (waiting, tombs.filter(tombs.column("label_seen")), labels)
+    ids = [t.column("prediction_id") for t in parts]
+    code = matching.codes(pa.concat_arrays([_array(i).cast(pa.string()) for i in ids]))
+    y = np.concatenate([_values(t) for t in parts])
+    _, first = np.unique(code, return_index=True)
+    winner = np.empty(len(first))
+    winner[code[first]] = y[first]  # codes are dense: 0 .. distinct ids - 1
+    batch = slice(len(code) - labels.num_rows, None)
+    return int(np.count_nonzero(duplicate & differs(y[batch], winner[code[batch]])))
+
+
+def _array(values):
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def bounded(labels: pa.Table) -> tuple[np.ndarray, int]:
+    """``(first, conflicting)`` of a bounded shard's labels, in priority order: the mask
+    of each id's first label (the winner, as ``matching.first_mask``) and the number of
+    the others whose ``y_true`` differs from it, from one encoding of the ids."""
+    code = matching.codes(labels.column("prediction_id"))
+    _, first_row, inverse = np.unique(code, return_index=True, return_inverse=True)
+    first = np.zeros(len(code), dtype=bool)
+    first[first_row] = True
     y = _values(labels)
-    first = matching.first_mask(ids)
-    _, row = matching.lookup(ids, labels.filter(first).column("prediction_id"))
-    winner = y[first][row]
-    kept = tombs.filter(tombs.column("label_seen"))
-    for held in (kept, waiting):  # a waiting label is never also in a tombstone
-        found, row = matching.lookup(ids, held.column("prediction_id"))
-        if found.any():
-            winner = np.where(found, _values(held)[row], winner)
-    return int(np.count_nonzero(duplicate & differs(y, winner)))
-
-
-def bounded(labels: pa.Table, first_labels: pa.Table) -> int:
-    """The conflicting duplicates of a bounded shard: ``labels`` (all of them) against
-    ``first_labels`` (the winner of each id); a winner does not differ from itself."""
-    _, row = matching.lookup(labels.column("prediction_id"), first_labels.column("prediction_id"))
-    return int(np.count_nonzero(differs(_values(labels), _values(first_labels)[row])))
+    return first, int(np.count_nonzero(differs(y, y[first_row][inverse.reshape(-1)])))
