@@ -8,10 +8,11 @@ Reads the layout ``msewatch run --output OUTPUT`` writes:
   per (window, slice, pane). Required.
 * ``OUTPUT/dead_letter/*.parquet`` (or one Hive partition level below): the ``dead_letter``
   table. May be absent: the view is then empty, with the same columns.
+* ``OUTPUT/outcomes/*.parquet``: the ``outcomes`` table (may be absent, as dead_letter).
 
-Registers the views ``metrics``, ``dead_letter`` (exactly the columns of
-``METRICS_FIELDS`` / ``DEAD_LETTER_FIELDS``) and ``metrics_latest`` (latest pane per
-window and slice), then runs a named query from :mod:`msewatch.schemas.queries` or
+Registers the views ``metrics``, ``dead_letter``, ``outcomes`` (exactly the columns of
+``METRICS_FIELDS`` / ``DEAD_LETTER_FIELDS`` / ``OUTCOMES_FIELDS``) and ``metrics_latest``
+(latest pane per window and slice), then runs a named query from :mod:`msewatch.schemas.queries` or
 the user's SQL. The session time zone is UTC, so timestamps print in UTC.
 
 The tables are read from the committed snapshot (:func:`msewatch.schemas.layout.resolve`),
@@ -112,7 +113,8 @@ def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
         output_dir: the ``--output`` folder of ``msewatch run``.
 
     Returns:
-        A connection with views ``metrics``, ``metrics_latest`` and ``dead_letter``.
+        A connection with views ``metrics``, ``metrics_latest``, ``dead_letter`` and
+        ``outcomes`` (and the SLO tables).
 
     Raises:
         NoMetricsError: the folder does not exist or holds no metrics Parquet files.
@@ -132,6 +134,7 @@ def connect(output_dir: str | Path) -> duckdb.DuckDBPyConnection:
     sources = {
         "metrics": (metrics, records.METRICS_FIELDS),
         "dead_letter": (_existing(tables, DEAD_LETTER_PATTERNS), records.DEAD_LETTER_FIELDS),
+        "outcomes": (_existing(tables, ("outcomes/*.parquet",)), records.OUTCOMES_FIELDS),
         **{
             table: (_existing(tables, (f"{table}/*.parquet",)), fields)
             for table, fields in (

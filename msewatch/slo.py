@@ -115,6 +115,12 @@ _BAD = {
         f"a window is bad when the RMSE rises faster than {s.threshold:g} per day with 95% "
         f"confidence (Theil-Sen slope over the {s.trend_windows} newest settled windows)"
     ),
+    "label_anomaly": lambda s: (
+        f"a window is bad when over {s.threshold:.2%} of its labels are outside "
+        f"[{s.valid_range[0]:g}, {s.valid_range[1]:g}] or NaN/inf, when its labels are "
+        f"constant, or when mean |y_pred| / mean |y_true| is beyond {s.scale_factor:g}x "
+        f"(or below 1/{s.scale_factor:g})"
+    ),
 }
 _SETTLES = {
     "label_freshness": lambda s: f"when the watermark passes window end + {_d(s.within_s)}",
@@ -126,9 +132,9 @@ def describe_slo(slo: Slo) -> list[str]:
     """Lines for one SLO (the first line names it)."""
     units = "weighted scored predictions" if slo.sli == "error_rate" else "windows"
     if slo.sli in LABEL_GATED:
-        settles = (
-            f"label_coverage >= {slo.min_coverage:g} (or complete) and scored >= {slo.min_scored}"
-        )
+        counted = "labeled" if slo.sli == "label_anomaly" else "scored"
+        settles = f"label_coverage >= {slo.min_coverage:g} (or complete) and {counted} >= "
+        settles += str(slo.min_scored)
         if slo.sli == "rmse_trend":
             settles += f", once {slo.trend_windows} such windows end within {_d(slo.period_s)}"
     else:

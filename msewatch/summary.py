@@ -17,6 +17,7 @@ import sys
 import duckdb
 
 from msewatch import query, terminal
+from msewatch.schemas import layout
 from msewatch.schemas.records import RECORD_OUTCOMES
 
 
@@ -41,6 +42,25 @@ def outcome_counts(output_dir: str) -> dict[str, dict[str, int]]:
     }
 
 
+DETAILS_SQL = """
+SELECT record_type, outcome, detail, SUM(count) FROM read_parquet(?, union_by_name = true)
+WHERE detail IS NOT NULL GROUP BY ALL ORDER BY ALL
+"""
+
+
+def outcome_details(output_dir: str) -> dict[str, dict[str, dict[str, int]]]:
+    """The parts of outcomes the ``detail`` column names: ``{record_type: {outcome:
+    {detail: n}}}``, e.g. ``{"label": {"duplicate": {"conflicting": 3}}}`` (a part of the
+    outcome's count, not an outcome); empty when there are none."""
+    files = _parquet(str(layout.resolve(output_dir)), "outcomes")  # a run's committed tables
+    with duckdb.connect() as con:
+        rows = con.execute(DETAILS_SQL, [files]).fetchall() if files else []
+    out: dict = {}
+    for record_type, outcome, detail, n in rows:
+        out.setdefault(record_type, {}).setdefault(outcome, {})[detail] = int(n)
+    return out
+
+
 def outcomes_total(row: dict[str, int]) -> int:
     """The sum of one record type's outcomes (everything but its ``input``)."""
     return sum(v for k, v in row.items() if k != "input")
@@ -61,11 +81,13 @@ def _jsonable(value):
     return value
 
 
-def write(config, outcomes, path: str) -> None:
-    """Writes ``summary.json`` (outcomes and the config used) next to the tables."""
+def write(config, outcomes, path: str, details=None) -> None:
+    """Writes ``summary.json`` (outcomes, their details (:func:`outcome_details`) and the
+    config used) next to the tables."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    doc = {"outcomes": outcomes, "outcome_details": details or {}, "config": _jsonable(config)}
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"outcomes": outcomes, "config": _jsonable(config)}, f, indent=2)
+        json.dump(doc, f, indent=2)
 
 
 LATEST_COMPLETE_SQL = """
@@ -157,6 +179,12 @@ def render(output_dir: str, outcomes) -> str:
         total = outcomes_total(row)
         check = "ok" if total == row["input"] else f"MISMATCH: outcomes sum to {total}"
         lines.append(f"  {record_type + 's':12} input={row['input']:<9} {parts}  [{check}]")
+    conflicting = outcome_details(output_dir).get("label", {}).get("duplicate", {})
+    if conflicting.get("conflicting"):
+        lines.append(
+            f"  of the duplicate labels, {conflicting['conflicting']} conflicting (a y_true "
+            f"different from the label that won): msewatch query {output_dir} label_anomalies"
+        )
     rows = latest_complete(output_dir)
     lines.append("")
     lines.append("Latest complete window per slice:")

@@ -104,7 +104,7 @@ def config_from_args(args) -> MonitorConfig:
         window=window,
         slices=slices,
         huber_delta=args.huber_delta,
-        **(slo_file.metrics_needs() if slo_file else {}),
+        **metrics_needs(slo_file),
     )
     if args.bq_api_endpoint is not None:
         check_http_url(args.bq_api_endpoint, "--bq-api-endpoint")
@@ -130,6 +130,16 @@ def config_from_args(args) -> MonitorConfig:
             slice_keys=tuple(sorted({k for spec in slices.all_specs for k in spec})),
         ),
     )
+
+
+def metrics_needs(slo_file) -> dict:
+    """The exact counts ``slo_file`` needs (:meth:`SloFile.metrics_needs`), as the
+    ``MetricsConfig`` arguments it takes: a need whose field is not in this release's
+    ``MetricsConfig`` (``valid_ranges``, the ``label_range`` column) is left out."""
+    if slo_file is None:
+        return {}
+    known = {f.name for f in dataclasses.fields(MetricsConfig)}
+    return {k: v for k, v in slo_file.metrics_needs().items() if k in known}
 
 
 def default_shards(runner: str, streaming: bool) -> int:
@@ -309,7 +319,8 @@ def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int
         if not output.is_local(args.output):
             return _report_remote(args)
         outcomes = summary.outcome_counts(plan.write_to)
-        summary.write(config, outcomes, os.path.join(plan.write_to, "summary.json"))
+        details = summary.outcome_details(plan.write_to)
+        summary.write(config, outcomes, os.path.join(plan.write_to, "summary.json"), details)
         if not summary.balanced(outcomes):  # never commit a broken run
             output.abandon(plan)
             code = summary.check_conservation(outcomes)

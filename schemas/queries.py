@@ -6,8 +6,9 @@ answers from the same text, and so that the files can be pasted into a console.
 
 Tables and views the queries read:
 
-* ``metrics`` and ``dead_letter``: the output tables, columns exactly
-  ``METRICS_FIELDS`` and ``DEAD_LETTER_FIELDS`` (see :mod:`msewatch.schemas.records`).
+* ``metrics``, ``dead_letter`` and ``outcomes``: the output tables, columns exactly
+  ``METRICS_FIELDS``, ``DEAD_LETTER_FIELDS`` and ``OUTCOMES_FIELDS`` (see
+  :mod:`msewatch.schemas.records`).
 * ``alerts``, ``slo_status`` and ``comparisons``: the SLO tables of a run with
   ``--slo``, columns ``ALERTS_FIELDS``, ``SLO_STATUS_FIELDS`` and ``COMPARISONS_FIELDS``
   (:mod:`msewatch.schemas.slo`); empty without an SLO file.
@@ -43,6 +44,7 @@ QUERY_NAMES: tuple[str, ...] = (
     "alerts",
     "slo-status",
     "comparisons",
+    "label_anomalies",
 )
 """Named queries a user runs (``msewatch query OUTPUT NAME``)."""
 
@@ -61,6 +63,8 @@ QUERY_DESCRIPTIONS: dict[str, str] = {
     "alerts": "SLO alert transitions in event-time order (runs with --slo)",
     "comparisons": "latest decision per comparison and slice (runs with --slo and comparisons)",
     "slo-status": "latest state, budget and burn rates per SLO and slice (runs with --slo)",
+    "label_anomalies": "windows and slices whose labels are out of range, NaN/inf, constant or "
+    "off in scale, and the run's conflicting duplicate labels",
 }
 
 DATASET_PLACEHOLDER = "{dataset}"

@@ -278,6 +278,13 @@ OUTCOMES_FIELDS: tuple[Field, ...] = (
     Field("record_type", pa.string(), "STRING", "prediction or label.", False),
     Field("outcome", pa.string(), "STRING", "input, joined, expired, duplicate, ...", False),
     Field("count", pa.int64(), "INT64", "Records (a delta: sum rows for totals).", False),
+    Field(
+        "detail",
+        pa.string(),
+        "STRING",
+        "Null, or a part of the outcome's records (label duplicate: conflicting, a y_true "
+        "different from the winning label's); an outcome's rows add up to it.",
+    ),
 )
 
 RECORD_OUTCOMES: dict[str, tuple[str, ...]] = {

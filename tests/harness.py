@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import direct_clock, direct_speedups
+from msewatch.runners.launch import metrics_needs
 from msewatch.schemas.records import DEAD_LETTER, DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.io.replay_spool import plan_events, write_spool
@@ -144,7 +145,7 @@ def with_slo(config: MonitorConfig, slo_file) -> MonitorConfig:
     if slo_file is None:
         return config
     slices = config.metrics.slices.with_specs(slo_file.slice_specs())
-    metrics = dataclasses.replace(config.metrics, slices=slices, **slo_file.metrics_needs())
+    metrics = dataclasses.replace(config.metrics, slices=slices, **metrics_needs(slo_file))
     return dataclasses.replace(config, slo=slo_file, metrics=metrics)
 
 

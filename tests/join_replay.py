@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from msewatch.schemas.records import ExampleKind
 from msewatch.transforms.join import kernel as jk
+from msewatch.transforms.join.conflicts import JOIN_DETAILS
 
 
 def labeled_rows(examples: pa.Table) -> list[tuple]:
@@ -35,7 +36,7 @@ def run_streaming(preds: pa.Table, labs: pa.Table, batch: int, cfg: jk.JoinConfi
     pt, lt = preds.column("event_time_ms").to_numpy(), labs.column("label_time_ms").to_numpy()
     times = np.sort(np.concatenate([pt, lt]))
     state = jk.ShardState.empty(cfg)
-    total = dict.fromkeys(jk.JOIN_COUNTERS, 0)
+    total = dict.fromkeys((*jk.JOIN_COUNTERS, *JOIN_DETAILS), 0)
     out: list[pa.Table] = []
     cuts = list(times[::batch]) + [times[-1] + 1 if len(times) else 0]
 

@@ -10,9 +10,13 @@ The join's counts arrive under its counter names and are mapped by
 :data:`msewatch.transforms.join.kernel.JOIN_COUNTERS`; ``invalid`` comes from the
 dead-letter batches.
 
-The ``outcomes`` table holds rows ``(record_type, outcome, count)``; ``input`` rows
-count the records read (valid records that entered the join plus invalid ones).
+The ``outcomes`` table holds rows ``(record_type, outcome, count, detail)``; ``input``
+rows count the records read (valid records that entered the join plus invalid ones).
 Rows are *deltas*: the totals are ``SUM(count) GROUP BY record_type, outcome``. A
+``detail`` splits an outcome's count without adding to it: the join's
+:data:`~msewatch.transforms.join.conflicts.JOIN_DETAILS` (``label``, ``duplicate``,
+``conflicting``: a duplicate label whose ``y_true`` differs from the winner's) are
+moved out of their outcome's ``detail = NULL`` row into their own. A
 bounded run writes one row per outcome; a streaming run writes a row per outcome each
 time the global-window trigger fires (every ``flush_seconds`` of processing time).
 """
@@ -24,6 +28,7 @@ import collections
 import apache_beam as beam
 import pyarrow.compute as pc
 
+from msewatch.transforms.join.conflicts import JOIN_DETAILS
 from msewatch.transforms.join.kernel import JOIN_COUNTERS
 from msewatch.transforms.metrics.windowing import flush_in_global_window
 
@@ -41,12 +46,17 @@ def _dead_letter_counts(table):
 
 
 def _join_counts(counts: dict[str, int]) -> dict:
+    """Join counts -> ``{(record_type, outcome): n, (record_type, outcome, detail): n}``."""
     out = {}
     for name, n in counts.items():
         if name.endswith("_valid"):
             out[(name.removesuffix("_valid"), "input")] = n
-        else:
-            out[JOIN_COUNTERS[name]] = n
+        elif name not in JOIN_DETAILS:
+            out[JOIN_COUNTERS[name]] = out.get(JOIN_COUNTERS[name], 0) + n
+    for name, key in JOIN_DETAILS.items():
+        if counts.get(name):  # a subset of its outcome's count, moved to its own row
+            out[key] = counts[name]
+            out[key[:2]] = out.get(key[:2], 0) - counts[name]
     return out
 
 
@@ -70,8 +80,10 @@ class _SumCounts(beam.CombineFn):
 
 
 def _rows(counts: dict):
-    for (record_type, outcome), n in sorted(counts.items()):
-        yield {"record_type": record_type, "outcome": outcome, "count": int(n)}
+    for (record_type, outcome, *detail), n in sorted(counts.items()):
+        if n:  # an outcome whose records all moved to a detail has no NULL-detail row
+            row = {"record_type": record_type, "outcome": outcome, "count": int(n)}
+            yield {**row, "detail": detail[0] if detail else None}
 
 
 class CountOutcomes(beam.PTransform):

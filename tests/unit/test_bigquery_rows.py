@@ -7,6 +7,7 @@ The same sink against the bqemulator is in ``tests/integration/test_bigquery.py`
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 
@@ -139,6 +140,13 @@ def test_row_ids_are_the_natural_keys():
     outcome = {"record_type": "label", "outcome": "joined", "count": 3}
     assert bq.row_id("outcomes", outcome, 0) == bq.row_id("outcomes", dict(outcome), 0)
     assert bq.row_id("outcomes", outcome, 0) != bq.row_id("outcomes", outcome, 1)
+    # a duplicate row and its conflicting part of one firing may have equal counts
+    plain = {"record_type": "label", "outcome": "duplicate", "count": 2, "detail": None}
+    part = dict(plain, detail="conflicting")
+    assert bq.row_id("outcomes", plain, 0) != bq.row_id("outcomes", part, 0)
+    # a row without a detail keeps the id it had before the column existed
+    key = json.dumps(["outcomes", ["label", "duplicate", 2, 0]], separators=(",", ":"))
+    assert bq.row_id("outcomes", plain, 0) == hashlib.sha256(key.encode()).hexdigest()
 
 
 # --- the insert DoFn against a fake client -------------------------------------------

@@ -57,6 +57,7 @@ def test_bounded_outcomes_cover_every_case():
         "label_late": 1,
         "label_orphan": 1,
         "label_duplicate": 1,
+        "label_duplicate_conflicting": 1,  # dup's labels: 9.0 won, 1.0 differs
     }
     lab = ex.filter(pa.compute.equal(ex.column("kind"), ExampleKind.LABELED)).to_pylist()
     dup = next(r for r in lab if r["event_time_ms"] == 1)

@@ -16,6 +16,7 @@ import pytest
 
 from msewatch.transforms.join import kernel as jk
 from msewatch.transforms.join.bounded import resolve_bounded
+from msewatch.transforms.join.conflicts import JOIN_DETAILS
 from msewatch.transforms.metrics.paired import pair_rows
 from tests.harness import H, labels, predictions
 from tests.join_replay import labeled_rows, run_streaming
@@ -25,7 +26,7 @@ COARSE = dataclasses.replace(CFG, timer_grid_ms=H)
 
 
 def _counts(**kw) -> dict[str, int]:
-    return {name: kw.get(name, 0) for name in jk.JOIN_COUNTERS}
+    return {name: kw.get(name, 0) for name in (*jk.JOIN_COUNTERS, *JOIN_DETAILS)}
 
 
 def _both_ways(preds: pa.Table, labs: pa.Table, one_step: bool = True):
@@ -156,7 +157,10 @@ def test_a_repeat_label_is_a_duplicate_for_every_version():
     )
     labs = labels([{"id": "a", "t": H, "y": 2.0}, {"id": "a", "t": 2 * H, "y": 8.0}])
     for counts, rows in _both_ways(preds, labs):
-        assert counts == _counts(prediction_joined=2, label_joined=1, label_duplicate=1)
+        # the repeat's 8.0 differs from the 2.0 that won: a conflicting duplicate
+        assert counts == _counts(
+            prediction_joined=2, label_joined=1, label_duplicate=1, label_duplicate_conflicting=1
+        )
         assert [r[3] for r in rows] == [2.0, 2.0]  # the first label's y
 
 

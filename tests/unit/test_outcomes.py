@@ -56,7 +56,7 @@ def test_summary_reports_every_outcome_of_the_vocabulary(tmp_path):
     ]
     (tmp_path / "outcomes").mkdir()
     names = [f.name for f in records.OUTCOMES_FIELDS]
-    table = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
+    table = pa.Table.from_pylist([dict(zip(names, (*r, None), strict=True)) for r in rows])
     pq.write_table(table.cast(records.OUTCOMES), tmp_path / "outcomes" / "part-0.parquet")
     table = summary.outcome_counts(str(tmp_path))
     assert table == {
@@ -71,3 +71,23 @@ def test_summary_reports_every_outcome_of_the_vocabulary(tmp_path):
         },
     }
     assert summary.balanced(table)
+
+
+def test_a_detail_is_a_part_of_its_outcome_in_the_summary(tmp_path):
+    # 5 duplicate labels, 3 of them conflicting (rows: 2 with detail NULL, 3 conflicting)
+    rows = [
+        ("label", "input", 9, None),
+        ("label", "joined", 4, None),
+        ("label", "duplicate", 2, None),
+        ("label", "duplicate", 1, "conflicting"),
+        ("label", "duplicate", 2, "conflicting"),  # deltas: 1 + 2
+    ]
+    (tmp_path / "outcomes").mkdir()
+    names = [f.name for f in records.OUTCOMES_FIELDS]
+    table = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
+    pq.write_table(table.cast(records.OUTCOMES), tmp_path / "outcomes" / "part-0.parquet")
+    counts = summary.outcome_counts(str(tmp_path))
+    assert counts["label"]["duplicate"] == 5 and counts["label"]["input"] == 9
+    assert summary.balanced(counts)
+    assert summary.outcome_details(str(tmp_path)) == {"label": {"duplicate": {"conflicting": 3}}}
+    assert "of the duplicate labels, 3 conflicting" in summary.render(str(tmp_path), counts)

@@ -293,8 +293,14 @@ def test_an_evaluator_pickles_mid_stream():
     assert fired(restored.update([row(5, bad=True)])[0]) == [("page", "firing", 6)]
 
 
-_SLIS = st.sampled_from(["rmse", "error_rate", "nan_rate", "label_freshness", "rmse_trend"])
-_THRESHOLDS = {"label_freshness": 0.5, "nan_rate": 0.5, "rmse_trend": 0.0}
+_SLIS = st.sampled_from(
+    ["rmse", "error_rate", "nan_rate", "label_freshness", "rmse_trend", "label_anomaly"]
+)
+_THRESHOLDS = {"label_freshness": 0.5, "nan_rate": 0.5, "rmse_trend": 0.0, "label_anomaly": 0.5}
+# label_anomaly: a bad window has 60 of its labels outside the range; none are NaN, none
+# constant, no scale mismatch
+_LABELS = {"nan_labels": 0, "y_true_min": 1.0, "y_true_max": 9.0}
+_LABELS.update(sum_abs_pred=100.0, sum_abs_true=100.0)
 
 
 @st.composite
@@ -317,6 +323,7 @@ def _cases(draw, slis=_SLIS, min_windows=1):
         threshold=_THRESHOLDS.get(sli, 40),
         within_s=3600 if sli == "label_freshness" else None,
         trend_windows=draw(st.integers(3, 5)) if sli == "rmse_trend" else None,
+        valid_range=(0, 10) if sli == "label_anomaly" else None,
         objective=draw(st.sampled_from([0.5, 0.9])),
         # a period shorter than the history makes the updates forget old windows
         period_s=draw(st.sampled_from([8 * 3600, 12 * 3600, 30 * 86400])),
@@ -330,6 +337,7 @@ def _cases(draw, slis=_SLIS, min_windows=1):
         if k == "u" and sli in ("label_freshness", "nan_rate"):
             w["predictions"] = 0  # those SLIs skip windows without predictions
         w["fresh"], w["nan_predictions"] = (10, 90) if k == "b" else (100, 0)
+        w.update(_LABELS, outside=60 if k == "b" else 0)
         w["rmse"] += draw(st.sampled_from([0.0, 5.0]))  # rmse_trend: ties and rising runs
         windows.append(w)
     chunks = draw(st.lists(st.integers(1, 4), min_size=n, max_size=n))

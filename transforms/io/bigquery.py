@@ -25,7 +25,7 @@ array of objects, shaped value by value the same way; a missing one is ``[]``.
 
 **Idempotence.** Each row has a deterministic insertId (:func:`row_id`): metrics hash
 ``(window_start, window_end, slice, pane_index)``, outcomes ``(record_type, outcome,
-count, pane index of the firing)``, dead letters the whole row. BigQuery drops a row
+count, pane index of the firing[, detail])``, dead letters the whole row. BigQuery drops a row
 whose insertId it saw in about the last minute (best effort), so retried requests and
 bundles do not duplicate rows; a later rerun can, which ``metrics_latest`` absorbs.
 
@@ -121,6 +121,7 @@ def row_id(table: str, row: dict, pane_index: int = 0) -> str:
         key = [row["window_start"], row["window_end"], row["slice"], row["pane_index"]]
     elif table == "outcomes":
         key = [row["record_type"], row["outcome"], row["count"], pane_index]
+        key += [row["detail"]] if row.get("detail") else []  # ids of plain rows unchanged
     else:
         key = row
     text = json.dumps([table, key], sort_keys=True, separators=(",", ":"))

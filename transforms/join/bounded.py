@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from msewatch.schemas.records import ExampleKind
-from msewatch.transforms.join import matching
+from msewatch.transforms.join import conflicts, matching
 from msewatch.transforms.join.kernel import (
     JoinConfig,
     concat_tables,
@@ -56,7 +56,8 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
     first_preds = preds.filter(
         matching.first_mask(preds.column("prediction_id"), preds.column("model_version"))
     )
-    first_labels = labels.filter(matching.first_mask(labels.column("prediction_id")))
+    first, conflicting = conflicts.bounded(labels)
+    first_labels = labels.filter(first)
 
     found, label_row = matching.lookup(
         first_preds.column("prediction_id"), first_labels.column("prediction_id")
@@ -91,5 +92,6 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
         label_late=(label_met & ~label_joined).sum(),
         label_orphan=(~label_met).sum(),
         label_duplicate=labels.num_rows - first_labels.num_rows,
+        label_duplicate_conflicting=conflicting,
     )
     return examples, counts

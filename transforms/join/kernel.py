@@ -75,7 +75,7 @@ from msewatch.schemas.records import (
     with_segments,
 )
 from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
-from msewatch.transforms.join import matching
+from msewatch.transforms.join import conflicts, matching
 from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet, hash_versions
 
 WAITING_LABELS = LABELS.append(pa.field("met_prediction", pa.bool_()))
@@ -92,9 +92,8 @@ JOIN_COUNTERS: dict[str, tuple[str, str]] = {
     "label_orphan": (LABEL.name, "orphan_label"),
     "label_duplicate": (LABEL.name, "duplicate"),
 }
-"""The counts the join returns: counter name -> ``(record_type, outcome)`` it counts,
-an outcome of :data:`~msewatch.schemas.records.RECORD_OUTCOMES`. The names are also the
-join's Beam counters (namespace ``msewatch``)."""
+"""Counts the join returns (and ``conflicts.JOIN_DETAILS``): name -> ``(record_type, outcome)``
+of :data:`~msewatch.schemas.records.RECORD_OUTCOMES`; also Beam counters (``msewatch``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,14 +185,14 @@ class ShardState:
 
 def join_counts(**kw) -> dict[str, int]:
     """The :data:`JOIN_COUNTERS` counts: every name 0, except those given as keywords."""
-    out = dict.fromkeys(JOIN_COUNTERS, 0)
+    out = dict.fromkeys((*JOIN_COUNTERS, *conflicts.JOIN_DETAILS), 0)
     for k, v in kw.items():
         out[k] += int(v)
     return out
 
 
 def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {k: a[k] + b[k] for k in JOIN_COUNTERS}
+    return {k: a[k] + b[k] for k in a}
 
 
 def example_rows(
@@ -366,6 +365,7 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
         prediction_joined=match.joined.sum(),
         label_duplicate=duplicate.sum(),
         label_joined=match.label_joined.sum(),
+        label_duplicate_conflicting=conflicts.streaming(labels, duplicate, state.labels, tombs),
     )
     state = ShardState(
         preds=pending.filter(~match.joined),

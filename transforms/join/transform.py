@@ -54,6 +54,7 @@ from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, write_tab
 from msewatch.schemas.records import LABELS
 from msewatch.transforms.join import kernel as join_kernel
 from msewatch.transforms.join.bounded import resolve_bounded
+from msewatch.transforms.join.conflicts import JOIN_DETAILS
 from msewatch.transforms.join.kernel import JoinConfig, ShardState
 from msewatch.transforms.join.tombstones import TombSet
 
@@ -63,7 +64,8 @@ OUTCOMES_TAG = "outcomes"
 _PRED = "P"
 _LABEL = "L"
 _COUNTERS = {
-    name: beam.metrics.Metrics.counter("msewatch", name) for name in join_kernel.JOIN_COUNTERS
+    name: beam.metrics.Metrics.counter("msewatch", name)
+    for name in (*join_kernel.JOIN_COUNTERS, *JOIN_DETAILS)
 }
 _STATE_ROWS = beam.metrics.Metrics.distribution("msewatch", "join_state_rows")
 

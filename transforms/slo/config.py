@@ -7,6 +7,7 @@ semantics)::
     slos:
       - name: forecast-rmse
         sli: rmse              # rmse | error_rate | label_freshness | nan_rate | rmse_trend
+                               # | label_anomaly (with valid_range: [LOW, HIGH])
         threshold: 40
         objective: 0.99
         period: 30d
@@ -175,6 +176,8 @@ _FIELDS = {  # key in the file -> field of Slo
     "keep_firing_for": "keep_firing_for_s",
     "runbook": "runbook",
     "suppress": "suppress",
+    "valid_range": "valid_range",
+    "scale_factor": "scale_factor",
 }
 _REQUIRED = ("name", "sli", "threshold", "objective")
 

@@ -19,14 +19,21 @@ A window **settles** (counts, good or bad) when
   trend point is a window that passes the gate with a finite RMSE and overlaps no
   suppression (a known backfill does not tilt the trend). The window's value is the
   Theil-Sen slope of RMSE per day over the ``trend_windows`` newest of those points
-  (x: window end in days; :mod:`.trend`).
+  (x: window end in days; :mod:`.trend`);
+* label_anomaly: ``(label_coverage >= min_coverage or complete) and labeled >=
+  min_scored``: the label gate, counting labeled pairs (a NaN label is not scored).
 
 Units: each window is one eligible unit, bad when its value breaks the threshold
 (rmse: RMSE > threshold; label_freshness: fresh share < threshold; nan_rate: NaN
 share > threshold; rmse_trend: the *low* end of the slope's 95 % interval >
 threshold, so the error is rising faster than the threshold per day with
-confidence); error_rate counts weighted predictions: ``sum_w`` eligible, ``bad_w``
-bad.
+confidence; label_anomaly: the anomalous share of labels ``(outside + nan_labels) /
+labeled`` > threshold, where ``outside`` counts the finite labels outside the SLO's
+``valid_range`` (its ``label_range`` entry), or the labels are constant (at least
+``min_scored`` finite labels and ``y_true_min == y_true_max``), or the scale is
+mismatched (at least ``min_scored`` scored pairs and ``sum_abs_pred / sum_abs_true``
+above ``scale_factor`` or below its inverse)); error_rate counts weighted
+predictions: ``sum_w`` eligible, ``bad_w`` bad.
 
 Rules see every window the evaluator keeps, in any order, and may read other windows
 than the one they judge, as rmse_trend does: a rule's ``reach_s`` says how far before
@@ -143,6 +150,52 @@ def _rmse_trend(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
     return Verdicts(settled, np.ones(len(ends)), bad, value)
 
 
+# label_anomaly: a window's value is its anomalous share of labels (in [0, 1]) plus these
+# flags, so that the value says which checks tripped (describe reads them back): 10.02 is
+# constant labels with 2 % anomalous, 100.0 a scale mismatch, 111.0 all three
+CONSTANT_FLAG, SCALE_FLAG = 10.0, 100.0
+
+
+def _label_anomaly(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    labeled, nan = c["labeled"], c["nan_labels"]
+    covered = (c["label_coverage"] >= slo.min_coverage) | c["complete"]
+    # the gate counts labeled pairs, not scored ones: a NaN label is not scored, and a
+    # window of NaN labels must settle (and be bad)
+    settled = covered & (labeled >= slo.min_scored)
+    anomalous = share(c["outside"] + nan, labeled)
+    constant = (labeled - nan >= slo.min_scored) & (c["y_true_min"] == c["y_true_max"])
+    pred, true = c["sum_abs_pred"], c["sum_abs_true"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(
+            true > 0, pred / np.where(true > 0, true, 1.0), np.where(pred > 0, np.inf, np.nan)
+        )
+    factor = slo.scale_factor
+    scale = (c["scored"] >= slo.min_scored) & ((ratio > factor) | (ratio < 1.0 / factor))
+    bad = (anomalous > slo.threshold) | constant | scale
+    value = anomalous + CONSTANT_FLAG * constant + SCALE_FLAG * scale
+    return Verdicts(settled, np.ones(len(labeled)), bad.astype(float), value)
+
+
+def describe_label_anomaly(slo: Slo, value: float) -> str:
+    """A label_anomaly window's value for a person: the share and each check that tripped."""
+    scale = value >= SCALE_FLAG
+    constant = value - SCALE_FLAG * scale >= CONSTANT_FLAG
+    anomalous = value - SCALE_FLAG * scale - CONSTANT_FLAG * constant
+    low, high = slo.valid_range
+    parts = [
+        f"{anomalous:.2%} of labels outside [{low:g}, {high:g}] or NaN/inf "
+        f"(bad above {slo.threshold:.2%})"
+    ]
+    if constant:
+        parts.append("constant labels (y_true_min == y_true_max)")
+    if scale:
+        parts.append(
+            f"scale mismatch (mean |y_pred| / mean |y_true| beyond {slo.scale_factor:g}x "
+            f"or below 1/{slo.scale_factor:g})"
+        )
+    return "; ".join(parts)
+
+
 SLI_RULES: dict[str, SliRule] = {
     "rmse": SliRule(
         ("label_coverage", "complete", "scored", "rmse"),
@@ -175,6 +228,22 @@ SLI_RULES: dict[str, SliRule] = {
             f"interval lies above {slo.threshold:g}/day)"
         ),
         reach_s=lambda slo: slo.period_s,
+    ),
+    "label_anomaly": SliRule(
+        (
+            "label_coverage",
+            "complete",
+            "labeled",
+            "nan_labels",
+            "outside",
+            "y_true_min",
+            "y_true_max",
+            "scored",
+            "sum_abs_pred",
+            "sum_abs_true",
+        ),
+        _label_anomaly,
+        describe_label_anomaly,
     ),
 }
 

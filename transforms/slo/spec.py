@@ -24,9 +24,9 @@ from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.shown import escape, shown
 from msewatch.transforms.slo.patterns import check_pattern, matches
 
-SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend")
+SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend", "label_anomaly")
 # SLIs whose windows wait for min_coverage/min_scored (the label gate)
-LABEL_GATED = ("rmse", "error_rate", "rmse_trend")
+LABEL_GATED = ("rmse", "error_rate", "rmse_trend", "label_anomaly")
 SEVERITIES = ("page", "ticket")
 # rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
 # cost of a fit grows with the square of it)
@@ -34,6 +34,7 @@ DEFAULT_TREND_WINDOWS, MIN_TREND_WINDOWS, MAX_TREND_WINDOWS = 24, 3, 200
 # a name, whole (fullmatch: ``$`` would also match before a final newline)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_COUNT = 2**53  # min_scored: the largest count a float (a table's column) holds exactly
+DEFAULT_SCALE_FACTOR = 10.0  # label_anomaly: mean |y_pred| / mean |y_true| beyond it is bad
 # sli -> (is the threshold allowed, what a threshold means and which values are allowed)
 _THRESHOLD_RULES = {
     "rmse": (lambda t: t >= 0, "an RMSE >= 0: a window is bad when its RMSE is above it"),
@@ -47,6 +48,10 @@ _THRESHOLD_RULES = {
         lambda t: t >= 0,
         "an RMSE slope per day >= 0: a window is bad when the 95 % interval of the "
         "slope lies above it",
+    ),
+    "label_anomaly": (
+        lambda t: 0 <= t < 1,
+        "a share in [0, 1) of anomalous labels (out of valid_range, NaN/inf) a window may have",
     ),
 }
 
@@ -233,6 +238,8 @@ class Slo:
     keep_firing_for_s: int = 3600
     runbook: str = ""
     suppress: tuple[Suppression, ...] = ()
+    valid_range: tuple[float, float] | None = None  # label_anomaly only, and required there
+    scale_factor: float | None = None  # label_anomaly only; None there means the default
 
     def __post_init__(self):
         if isinstance(self.slices, str):
@@ -265,6 +272,7 @@ class Slo:
         elif self.within_s is not None:
             raise InvalidValue("within", "applies only to sli: label_freshness")
         self._check_trend_windows()
+        self._check_label_anomaly()
         check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
@@ -310,6 +318,32 @@ class Slo:
                 f"must be between {MIN_TREND_WINDOWS} and {MAX_TREND_WINDOWS} "
                 f"(default {DEFAULT_TREND_WINDOWS}); got {shown(k)}",
             )
+
+    def _check_label_anomaly(self) -> None:
+        if self.sli != "label_anomaly":
+            for key in ("valid_range", "scale_factor"):
+                if getattr(self, key) is not None:
+                    raise InvalidValue(key, "applies only to sli: label_anomaly")
+            return
+        r = self.valid_range
+        if r is None:
+            raise InvalidValue("valid_range", "is required for sli: label_anomaly, e.g. [0, 1000]")
+        if isinstance(r, (str, bytes)) or not isinstance(r, (tuple, list)) or len(r) != 2:
+            raise InvalidValue("valid_range", f"must be [LOW, HIGH], two numbers; got {shown(r)}")
+        check_number(r[0], "valid_range[0]")
+        check_number(r[1], "valid_range[1]")
+        if not float(r[0]) < float(r[1]):
+            raise InvalidValue("valid_range", f"LOW must be below HIGH; got {shown(list(r))}")
+        object.__setattr__(self, "valid_range", (float(r[0]), float(r[1])))
+        if self.scale_factor is None:
+            object.__setattr__(self, "scale_factor", DEFAULT_SCALE_FACTOR)
+        check_number(self.scale_factor, "scale_factor")
+        if not self.scale_factor > 1:
+            raise InvalidValue(
+                "scale_factor",
+                f"must be > 1 (default {DEFAULT_SCALE_FACTOR:g}); got {shown(self.scale_factor)}",
+            )
+        object.__setattr__(self, "scale_factor", float(self.scale_factor))
 
     def _check_slices(self) -> None:
         check_slices(self.slices)
@@ -376,8 +410,9 @@ class SloFile:
 
     def metrics_needs(self) -> dict[str, tuple]:
         """The exact counts the metrics must carry for these SLOs, as ``MetricsConfig``
-        arguments: every error_rate threshold, every label_freshness ``within``, and
-        the (baseline, candidate) version pairs of the comparisons."""
+        arguments: every error_rate threshold, every label_freshness ``within``, the
+        (baseline, candidate) version pairs of the comparisons, and the ``(low, high)``
+        valid ranges of the label_anomaly SLOs (ascending, once each)."""
         return {
             "error_thresholds": tuple(
                 sorted({float(s.threshold) for s in self.slos if s.sli == "error_rate"})
@@ -387,6 +422,9 @@ class SloFile:
             ),
             "version_pairs": tuple(
                 dict.fromkeys((c.baseline, c.candidate) for c in self.comparisons)
+            ),
+            "valid_ranges": tuple(
+                sorted({s.valid_range for s in self.slos if s.sli == "label_anomaly"})
             ),
         }
 

@@ -51,8 +51,9 @@ from msewatch.transforms.slo.sli import WINDOW_KEY, required_columns
 from msewatch.transforms.slo.spec import Slo, SloFile
 
 ALERTS, STATUS = "alerts", "slo_status"
-# sli -> the column read from the SLO's own threshold (error_rate) or within (label_freshness)
-_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh"}
+# sli -> the column read from the SLO's own threshold (error_rate), within (label_freshness)
+# or valid_range (label_anomaly: the labels outside it)
+_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh", "label_anomaly": "outside"}
 
 
 def _entry(entries, key: str, value, field: str) -> float:
@@ -60,6 +61,14 @@ def _entry(entries, key: str, value, field: str) -> float:
     for entry in entries or ():
         if entry[key] == value:
             return entry[field]
+    return 0.0
+
+
+def _outside(entries, valid_range) -> float:
+    """The ``outside`` count of the ``label_range`` entry of ``valid_range`` (0 if absent)."""
+    for entry in entries or ():
+        if (entry["low"], entry["high"]) == valid_range:
+            return entry["outside"]
     return 0.0
 
 
@@ -72,16 +81,21 @@ def window_row(slo, row: dict) -> dict:
         out["bad_w"] = _entry(row.get("error_exceedance"), "threshold", slo.threshold, "sum_w")
     elif slo.sli == "label_freshness":
         out["fresh"] = _entry(row.get("labeled_within"), "within_s", slo.within_s, "labeled")
+    elif slo.sli == "label_anomaly":
+        out["outside"] = _outside(row.get("label_range"), slo.valid_range)
     return out
 
 
 def _per_slo_column(slo: Slo, rows: Sequence[dict]) -> np.ndarray:
-    """The column of ``slo``'s threshold (error_rate: ``bad_w``) or ``within``
-    (label_freshness: ``fresh``), as :func:`window_row` reads it."""
+    """The column of ``slo``'s threshold (error_rate: ``bad_w``), ``within``
+    (label_freshness: ``fresh``) or ``valid_range`` (label_anomaly: ``outside``), as
+    :func:`window_row` reads it."""
     if slo.sli == "error_rate":
         return np.array(
             [_entry(r.get("error_exceedance"), "threshold", slo.threshold, "sum_w") for r in rows]
         )
+    if slo.sli == "label_anomaly":
+        return np.array([_outside(r.get("label_range"), slo.valid_range) for r in rows], float)
     return np.array(
         [_entry(r.get("labeled_within"), "within_s", slo.within_s, "labeled") for r in rows]
     )
@@ -106,7 +120,7 @@ def evaluate_slice(
     for slo in slos:
         columns = {n: shared[n] for n in required_columns(slo.sli) if n in shared}
         if slo.sli in _PER_SLO:
-            key = (slo.sli, slo.threshold, slo.within_s)
+            key = (slo.sli, slo.threshold, slo.within_s, slo.valid_range)
             if key not in own:
                 own[key] = _per_slo_column(slo, rows)
             columns[_PER_SLO[slo.sli]] = own[key]
