@@ -20,10 +20,13 @@ from __future__ import annotations
 FLAP_SPAN_S = 86_400
 """The trailing span of frontier time over which firings are counted: one day."""
 
-FLAPPING_FIRINGS = 3
+FLAPPING_FIRINGS = 2
 """An alert *flaps* when it fired at least this many times within :data:`FLAP_SPAN_S`
-(``fired_24h >= 3``): once is an incident, twice may be a relapse, three times in a day
-is noise the configuration should calm."""
+(``fired_24h >= 2``): it fired again less than a day after it fired. The second page
+of a day for one alert is one the on-call did not need: the incident was still the
+same, and a ``keep_firing_for`` that spans the gap makes it one firing period. (Three
+would flag nothing on 6 h windows: with four evaluations a day an alert can fire at
+most twice in any ``(F - 24 h, F]``: firing, resolved, firing, resolved.)"""
 
 MAX_KEPT_FIRINGS = 256
 """At most this many recent firing frontiers are kept per alert, so the state stays
