@@ -127,3 +127,24 @@ def test_a_calm_alert_counts_one(keep_h):
     windows = [window(i, i == 5) for i in range(30)]
     transitions, _ = evaluate_history(twitchy(keep_h * 3600), "overall", windows)
     assert [t.fired_24h for t in transitions] == [1, 1]
+
+
+def test_a_comparison_alert_counts_its_firings_of_the_trailing_day():
+    from msewatch.transforms.compare.kernel import evaluate_history as compare_history
+    from tests.unit.test_compare_kernel import _cmp, _row
+
+    # lookback 1h: each hour decides alone. +50 % on 20 000 each is FAIL, equal models on
+    # 200 000 each PASS (test_compare_kernel.py). FAIL at hours 0, 2 and 30 fire at the
+    # frontiers 1, 3 and 31 h; PASS at hours 1 and 3 resolve at 2 and 4 h
+    rows = []
+    for hour, worse in ((0, True), (1, False), (2, True), (3, False), (30, True)):
+        n = 20_000 if worse else 200_000
+        rows += [_row("v1", hour, n, 1.0), _row("v2", hour, n, 1.5 if worse else 1.0)]
+    _, transitions = compare_history(_cmp(lookback_s=3600), "region=eu", rows)
+    assert counted(transitions) == [
+        ("firing", 1, 1),  # {1}
+        ("resolved", 2, 1),
+        ("firing", 3, 2),  # {1, 3}: flapping
+        ("resolved", 4, 2),
+        ("firing", 31, 1),  # (7, 31]: {31}
+    ]
