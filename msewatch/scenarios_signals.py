@@ -29,9 +29,11 @@ Faults:
 The SLOs (:data:`SIGNAL_SLOS`, after the hourly scenarios' four) use the SLO file keys
 of ``docs/slo.md``: ``reference: {trailing: 1d}`` and ``statistic: psi`` for the drift
 SLIs, ``trailing`` and ``retire_after`` for traffic, ``valid_range`` for label_anomaly.
-The drift threshold is a PSI of 1, not the usual 0.25: an hour of about 60 values
-reads 0.1 to 0.3 from sampling noise alone, while a shift of :data:`SHIFT` (5 noise
-standard deviations) reads several.
+The drift threshold is a PSI of 2, not the usual 0.25: an hour of about 60 values
+against the trailing day reads up to 0.3 from sampling noise alone with 10 bins
+(deciles of the reference, empty bins floored at 1e-4) and up to 0.9 with 20, while
+the first drifted hours, shifted by :data:`SHIFT` (5 noise standard deviations), read
+about 8 (measured on these records, seed 7).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ _HOUR_MS = 3_600_000
 _DRIFT_SLO = """\
   - name: {name}
     sli: {sli}
-    threshold: 1.0             # PSI: an hour of ~60 values reads 0.1-0.3 from noise alone
+    threshold: 2.0             # PSI: an hour of ~60 values reads up to ~0.9 from noise alone
     reference: {{trailing: 1d}}
     statistic: psi
     objective: 0.9

@@ -213,3 +213,35 @@ def test_the_slo_file_loads(written, name):
 
     folder, _ = written[name]
     assert {s.sli for s in load_slo_file(str(folder / "slo.yaml")).slos} >= NEW_SLIS
+
+
+def _psi(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
+    """PSI over the reference's quantile bins, empty bins floored at 1e-4 (by hand:
+    sum (a - e) ln(a / e) of the current and reference shares)."""
+    edges = np.quantile(reference, np.linspace(0, 1, bins + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    e = np.maximum(np.histogram(reference, edges)[0] / len(reference), 1e-4)
+    a = np.maximum(np.histogram(current, edges)[0] / len(current), 1e-4)
+    return float(((a - e) * np.log(a / e)).sum())
+
+
+@pytest.mark.parametrize(
+    ("name", "column"), [("label-drift", "y_true"), ("prediction-drift", "y_pred")]
+)
+def test_the_drift_threshold_separates_healthy_hours_from_drifted_ones(written, name, column):
+    # each hour of the drifted region against the trailing day before it, as the SLO
+    # file's reference {trailing: 1d} reads; the healthy hours are the 6 before T
+    folder, df = written[name]
+    sli = {"y_true": "label_drift", "y_pred": "prediction_drift"}[column]
+    slos = yaml.safe_load((folder / "slo.yaml").read_text())["slos"]
+    threshold = next(s["threshold"] for s in slos if s["sli"] == sli)
+    r = df[df["region"] == signals.SEGMENT[name]]
+    for bins in (10, 20):
+        psi = {}
+        for h in pd.date_range(T - 6 * HOUR, T + 2 * HOUR, freq="1h"):
+            ref = r.loc[(r["event_time"] >= h - 24 * HOUR) & (r["event_time"] < h), column]
+            cur = r.loc[(r["event_time"] >= h) & (r["event_time"] < h + HOUR), column]
+            psi[h] = _psi(ref.to_numpy(), cur.to_numpy(), bins)
+        healthy = [v for h, v in psi.items() if h < T]
+        drifted = [v for h, v in psi.items() if h >= T]
+        assert max(healthy) < threshold / 2 and min(drifted) > 2 * threshold, (bins, psi)
