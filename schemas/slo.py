@@ -97,8 +97,9 @@ class AlertTransition(NamedTuple):
         summary: one line a person reads.
         runbook: the SLO's runbook URL ("" if none).
         fired_24h: how many times this alert fired with a frontier in the trailing day
-            ``(frontier - 24 h, frontier]``, this row's firing included: 3 or more is a
-            flapping alert (:mod:`msewatch.transforms.flapping`).
+            ``(frontier - 24 h, frontier]``, this row's firing included: 2 or more (it
+            fired again within a day) is a flapping alert
+            (:mod:`msewatch.transforms.flapping`).
     """
 
     alert: str

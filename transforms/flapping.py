@@ -1,8 +1,8 @@
 """Flapping alerts: the one definition, and the count the ``alerts`` table carries.
 
-An alert *flaps* when it fires again and again without anything changing for good: a
-threshold near the healthy value, a short lookback that is the newest window alone, a
-small ``keep_firing_for``. Every transition row of ``alerts`` carries ``fired_24h``:
+An alert *flaps* when it fires again soon after it fired (:data:`FLAPPING_FIRINGS`
+firings within a day) while nothing changed for good: a threshold near the healthy
+value, a short lookback that is the newest window alone, a small ``keep_firing_for``. Every transition row of ``alerts`` carries ``fired_24h``:
 how many times its alert (one (SLO, severity, slice), or one comparison and slice)
 fired with a label frontier in the trailing :data:`FLAP_SPAN_S` of frontier (event)
 time, ``(F - 24 h, F]``, the row's own firing included. Time is event time (UTC epoch

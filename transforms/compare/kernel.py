@@ -170,6 +170,8 @@ def evaluate(comparison: Comparison, ends_ms, baseline, candidate, frontiers_ms)
 class ComparisonEvaluator:
     """The comparison of one slice over time: its windows, frontier and alert state."""
 
+    _firings_ms: tuple[int, ...] = ()  # also for evaluators pickled before it existed
+
     def __init__(self, comparison: Comparison, slice_name: str):
         self.comparison, self.slice = comparison, slice_name
         self._windows: tuple[dict, dict] = ({}, {})  # baseline, candidate: end_ms -> Window
