@@ -4,13 +4,15 @@ An alert flaps when a row of the ``alerts`` table says it fired at least
 :data:`~msewatch.transforms.flapping.FLAPPING_FIRINGS` times in the trailing day of
 frontier (event) time (``fired_24h``, :func:`~msewatch.transforms.flapping.is_flapping`:
 the one definition). For each flapping alert, :func:`find_flaps` takes the row with the
-most firings and the firings of that day (``(F - 24 h, F]``), and says what calms it:
+most firings, and the longest gap between two of its consecutive firings that are less
+than a day apart (the re-firings that make it flap), and says what calms it:
 
-* ``keep_firing_for`` at least the longest gap between two of those firings: an alert
-  that fired at ``f1`` and next at ``f2`` last held a condition at or after ``f1``, so
-  with ``keep_firing_for >= f2 - f1`` no evaluation between them can resolve it, and
-  ``f2`` renews it instead of firing it again. The value suggested is that gap rounded
-  up to a whole hour;
+* ``keep_firing_for`` at least that gap: an alert that fired at ``f1`` and next at
+  ``f2`` last held a condition at or after ``f1``, so with ``keep_firing_for >= f2 -
+  f1`` no evaluation between them can resolve it, and ``f2`` renews it instead of
+  firing it again. A longer ``keep_firing_for`` only merges firing periods, so every
+  firing left is a day or more after the one before: nothing flaps. The value
+  suggested is the gap rounded up to a whole hour;
 * a longer short lookback: a short lookback of one window or less is the newest window
   alone, so one bad window fires the alert and the next good one resolves it;
 * a larger ``min_scored`` (rmse, error_rate, rmse_trend): windows with few scored
@@ -49,7 +51,8 @@ class Flap:
         alert, slo, sli, severity, slice: as in the ``alerts`` table.
         fired_24h: the most firings in one trailing day (the row's ``fired_24h``).
         frontier_ms: that row's frontier, UTC epoch ms (the day is the 24 h before it).
-        gap_s: the longest gap between two consecutive firings of that day, seconds.
+        gap_s: the longest gap between two consecutive firings less than a day apart,
+            seconds.
         hints: the settings that calm it, one line each.
     """
 
@@ -109,19 +112,18 @@ def find_flaps(alerts: pd.DataFrame, settings: dict[str, dict] | None = None) ->
     if alerts.empty or "fired_24h" not in alerts:
         return []
     since_epoch = pd.to_datetime(alerts["frontier"], utc=True) - pd.Timestamp(0, tz="UTC")
-    frame = alerts.assign(t_ms=since_epoch // pd.Timedelta(milliseconds=1))
+    frame = alerts.assign(t_ms=since_epoch // pd.Timedelta(milliseconds=1)).reset_index(drop=True)
     out = []
     for alert, part in frame.sort_values(["alert", "t_ms"], kind="stable").groupby("alert"):
         busiest = part.loc[part["fired_24h"].astype(float).idxmax()]
         if not is_flapping(busiest.fired_24h):
             continue
-        at = int(busiest.t_ms)
-        fired = part[(part["state"] == FIRING) & (part["t_ms"] > at - FLAP_SPAN_S * 1000)]
-        fired = fired[fired["t_ms"] <= at]["t_ms"].drop_duplicates().to_numpy()
-        gap_s = int((fired[1:] - fired[:-1]).max() // 1000) if len(fired) > 1 else 0
+        fired = part.loc[part["state"] == FIRING, "t_ms"].drop_duplicates().to_numpy()
+        gaps = (fired[1:] - fired[:-1]) // 1000
+        gap_s = int(gaps[gaps < FLAP_SPAN_S].max(initial=0))
         hints = _hints(busiest, gap_s, (settings or {}).get(busiest.slo))
         out.append(Flap(alert, busiest.slo, busiest.sli, busiest.severity, busiest.slice,
-                        int(busiest.fired_24h), at, gap_s, hints))  # fmt: skip
+                        int(busiest.fired_24h), int(busiest.t_ms), gap_s, hints))  # fmt: skip
     return out
 
 
