@@ -2,12 +2,13 @@
 
 An alert *flaps* when it fires again soon after it fired (:data:`FLAPPING_FIRINGS`
 firings within a day) while nothing changed for good: a threshold near the healthy
-value, a short lookback that is the newest window alone, a small ``keep_firing_for``. Every transition row of ``alerts`` carries ``fired_24h``:
-how many times its alert (one (SLO, severity, slice), or one comparison and slice)
-fired with a label frontier in the trailing :data:`FLAP_SPAN_S` of frontier (event)
-time, ``(F - 24 h, F]``, the row's own firing included. Time is event time (UTC epoch
-ms), never the wall clock, so a bounded run and a streaming run of the same rows count
-alike. ``docs/slo.md`` ("Flapping") says which settings calm a flapping alert.
+value, a short lookback that is the newest window alone, a small ``keep_firing_for``.
+Every transition row of ``alerts`` carries ``fired_24h``: how many times its alert (one
+(SLO, severity, slice), or one comparison and slice) fired with a label frontier in the
+trailing :data:`FLAP_SPAN_S` of frontier (event) time, ``(F - 24 h, F]``, the row's own
+firing included. Time is event time (UTC epoch ms), never the wall clock, so a bounded
+run and a streaming run of the same rows count alike. ``docs/slo.md`` ("Flapping")
+says which settings calm a flapping alert.
 
 The SLO and comparison kernels (``transforms/slo/kernel.py``,
 ``transforms/compare/kernel.py``) keep each alert's recent firing frontiers with

@@ -9,6 +9,7 @@ count below is the firings whose frontier lies in (F - 24 h, F], counted by hand
 
 from __future__ import annotations
 
+import datetime
 import pickle
 
 import pytest
@@ -19,6 +20,7 @@ from msewatch.transforms.slo.spec import Alerting, BurnWindow, Slo
 
 H = 3_600_000
 PAGE_ONLY = Alerting(page=(BurnWindow(3600, 300, 14.4),), ticket=())
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 BAD = (2, 5, 8, 26, 40)  # bad windows: they fire at frontiers 3, 6, 9, 27 and 41 h
 
 
@@ -148,3 +150,12 @@ def test_a_comparison_alert_counts_its_firings_of_the_trailing_day():
         ("resolved", 4, 2),
         ("firing", 31, 1),  # (7, 31]: {31}
     ]
+
+
+def test_alertmanager_gets_the_firing_count_as_an_annotation():
+    from msewatch.transforms.io.alerts import alertmanager_alert
+
+    [first, *_] = evaluate_history(twitchy(), "overall", WINDOWS)[0]
+    row = first._replace(fired_24h=2).as_row(EPOCH)
+    assert alertmanager_alert(row)["annotations"]["fired_24h"] == "2"
+    assert "fired_24h" not in alertmanager_alert({**row, "fired_24h": None})["annotations"]
