@@ -13,7 +13,11 @@ page would have been sent) and its delay, when it resolved, and a verdict:
 * ``early`` / ``late``: a ``must_fire`` alert first firing outside its window;
 * ``MISSING``: a ``must_fire`` entry no alert matched;
 * ``FALSE ALARM``: an alert matching ``must_not_fire`` (and neither list above);
-* ``other``: an alert no list mentions (shown, not a mismatch).
+* ``other``: an alert no list mentions (shown, not a mismatch);
+* ``FLAPPING``: an alert that fired again within a day of firing
+  (:mod:`msewatch.flaps`) in a scenario whose ``must_not_flap`` is true
+  (``stationary``): the config is too twitchy; the line after the table says which
+  setting calms it. In the other scenarios a flapping alert is shown as ``flapping``.
 
 Bounded and replayed runs of the same records must give the same firing periods in
 event time (firing frontier, resolving frontier, per alert); a difference is a
@@ -72,7 +76,14 @@ class Line:
 
     @property
     def mismatch(self) -> bool:
-        return self.verdict not in ("ok", "other")
+        return self.verdict not in ("ok", "other", "flapping")
+
+
+def read_flaps(output_dir: str):
+    """The flapping alerts of a run's output (:func:`msewatch.flaps.read_flaps`)."""
+    from msewatch import flaps
+
+    return flaps.read_flaps(output_dir)
 
 
 def read_transitions(output_dir: str) -> list[Transition]:
@@ -149,6 +160,21 @@ def check(expected: dict, transitions: list[Transition]) -> list[Line]:
         if not hit:
             lines.append(Line(_describe(entry), "must", verdict="MISSING"))
     return lines
+
+
+def check_flaps(expected: dict, flaps) -> list[Line]:
+    """A line per flapping alert (:class:`msewatch.flaps.Flap`): a mismatch when the
+    scenario's ``must_not_flap`` is true, else shown only."""
+    strict = bool(expected.get("must_not_flap"))
+    return [
+        Line(
+            f.alert,
+            "no flapping" if strict else "other",
+            f.frontier_ms,
+            verdict="FLAPPING" if strict else "flapping",
+        )  # fmt: skip
+        for f in flaps
+    ]
 
 
 def compare_periods(bounded: list[Transition], replay: list[Transition]) -> list[str]:
@@ -242,7 +268,7 @@ def run_scenario(name: str, root: str, slo: str | None, seed: int) -> bool:
     fault = expected["fault"]
     fault_ms = _ms(fault["start"]) if fault else None
     _print_expectations(expected, fault_ms)
-    transitions, rows, ok, took = {}, [_HEADER], True, []
+    transitions, rows, ok, took, hints = {}, [_HEADER], True, [], {}
     for mode in MODES:
         out = os.path.join(data, f"out-{mode}")
         started = time.monotonic()
@@ -254,10 +280,14 @@ def run_scenario(name: str, root: str, slo: str | None, seed: int) -> bool:
             ok = False
             continue
         transitions[mode] = read_transitions(out)
-        lines = check(expected, transitions[mode])
+        flapping = read_flaps(out)
+        lines = check(expected, transitions[mode]) + check_flaps(expected, flapping)
+        hints.update((f.alert, f) for f in flapping)
         ok &= not any(x.mismatch for x in lines)
         rows += render_lines(mode, lines, fault_ms)
     print(format_table(rows))
+    for flap in hints.values():
+        print(f"  flapping: {flap.describe()}; calm it with {'; or '.join(flap.hints)}")
     if len(transitions) == len(MODES):
         differ = compare_periods(transitions["bounded"], transitions["replay"])
         ok &= not differ

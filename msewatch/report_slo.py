@@ -10,7 +10,8 @@ it, or the output holds the ``alerts`` or ``slo_status`` table). From ``slo_stat
   -100 % when overspent) and the burn rate of every lookback (log scale; below 0.1,
   0 included, drawn at 0.1), with each alert condition's burn_rate as a dashed line;
 * the firing periods of the slice's alerts shaded on both (red: page, amber: ticket);
-* the alert transitions (frontier, alert, state, summary; watermark when streaming).
+* the alert transitions (frontier, alert, state, summary; watermark when streaming);
+* the flapping alerts, each with the setting that calms it (:mod:`msewatch.flaps`).
 
 A firing period runs from an alert's ``firing`` transition to its next ``resolved``
 one, or to the end when it is still firing (:func:`firing_periods`, the one place that
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msewatch import flaps as fl
 from msewatch import query as q
 from msewatch import report_svg as svg
 from msewatch.schemas.slo import FIRING, RESOLVED
@@ -63,6 +65,7 @@ class SloTables:
         status: ``slo_status``, the last evaluation per (slo, slice, frontier).
         alerts: ``alerts``, in frontier order.
         periods: :func:`firing_periods` of ``alerts``.
+        flaps: the flapping alerts (:func:`msewatch.flaps.find_flaps`).
         conditions: per SLO, its alert conditions ``(severity, burn_rate, long_s,
             short_s)``, from summary.json's config (else the ones the alerts name).
     """
@@ -71,6 +74,7 @@ class SloTables:
     alerts: pd.DataFrame
     periods: pd.DataFrame
     conditions: dict[str, list[tuple[str, float, int, int]]]
+    flaps: tuple[fl.Flap, ...] = ()
 
 
 def read(out: Path, summary: dict | None) -> SloTables | None:
@@ -94,7 +98,8 @@ def read(out: Path, summary: dict | None) -> SloTables | None:
         fired.setdefault(slo, []).append((severity, float(rate), int(long_s), int(short_s)))
     for slo, found in fired.items():
         conditions.setdefault(slo, found)
-    return SloTables(status, alerts, firing_periods(alerts), conditions)
+    flaps = tuple(fl.find_flaps(alerts, fl.slo_settings(summary)))
+    return SloTables(status, alerts, firing_periods(alerts), conditions, flaps)
 
 
 def firing_periods(alerts: pd.DataFrame) -> pd.DataFrame:
@@ -239,6 +244,21 @@ def _transitions(alerts: pd.DataFrame) -> str:
     return f'<p class="note">{note}.</p>' + svg.table(header, rows, "text")
 
 
+def _flapping(flaps) -> str:
+    """The flapping alerts and what calms each; "" when none flaps."""
+    if not flaps:
+        return ""
+    rows = [
+        [html.escape(f.alert), str(f.fired_24h), svg.utc(f.frontier_ms / 1000),
+         format_duration(f.gap_s), html.escape("; or ".join(f.hints))]
+        for f in flaps
+    ]  # fmt: skip
+    header = ["alert", "fired in 24 h", "to (UTC)", "longest gap", "calm it with"]
+    note = f'<p class="note bad flapping">{len(flaps)} alert{"s" * (len(flaps) != 1)} '
+    note += f"{html.escape(fl.FLAPPING)}; docs/slo.md, Flapping.</p>"
+    return "<h3>Flapping alerts</h3>" + note + svg.table(header, rows, "text")
+
+
 def section(tables: SloTables, max_slices: int) -> str:
     """The SLO section's HTML (without its ``h2``)."""
     if tables.status.empty:
@@ -251,4 +271,5 @@ def section(tables: SloTables, max_slices: int) -> str:
             _slo_block(name, part, tables, max_slices)
             for name, part in tables.status.groupby("slo", sort=True)
         )
-    return NOTE + blocks + "<h3>Alert transitions</h3>" + _transitions(tables.alerts)
+    transitions = "<h3>Alert transitions</h3>" + _transitions(tables.alerts)
+    return NOTE + blocks + _flapping(tables.flaps) + transitions

@@ -8,12 +8,14 @@ writes into ``DIR``:
   model version, ``segments`` ``{"region": ...}``, weight 1.0, no malformed lines;
 * ``slo.yaml``, the scenario's SLO file (:data:`HOURLY_SLO` or, for the 6 h windows
   of ``stationary``, :data:`SIX_HOURLY_SLO`): rmse, error_rate, label_freshness and
-  nan_rate SLOs on ``region=*``;
+  nan_rate SLOs on ``region=*`` (the signal scenarios' :data:`SIGNALS_SLO` adds
+  prediction_drift, label_drift, traffic and label_anomaly);
 * ``expected_alerts.json``: the fault (segment, start, end), the arguments of
   ``msewatch run`` (``run_args``), and the alerts: ``must_fire`` entries (SLI,
   severity, slice and a window of acceptable first-firing frontiers, UTC),
   ``may_fire`` and ``must_not_fire`` patterns (``*`` matches anything, a list any of
-  its items). ``msewatch gameday`` (:mod:`msewatch.gameday`) checks runs against it.
+  its items), and ``must_not_flap`` (true for ``stationary``: an alert that flaps
+  there fails the game day). ``msewatch gameday`` (:mod:`msewatch.gameday`) checks runs against it.
 
 The healthy baseline (all scenarios): event time from :data:`START` (UTC) for 3
 days; per segment a Poisson number of predictions per hour (:data:`RATE_PER_HOUR`);
@@ -40,6 +42,8 @@ Faults (``T`` = :data:`FAULT_START_HOURS` after the start):
 * ``small-noisy-segment``: a fourth region, mena, with 8 predictions an hour and
   heavy-tailed errors (its window RMSE often breaks 15, but no window reaches
   ``min_scored``): no alert at all.
+* ``label-drift``, ``prediction-drift``, ``silent-slice``, ``label-bug``: the signals
+  beyond the error, on a flat day; their faults are :mod:`msewatch.scenarios_signals`.
 * ``stationary``: 30 days of 6 h windows (30 predictions an hour per segment),
   nothing wrong: no alert at all.
 """
@@ -54,6 +58,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from msewatch import scenarios_signals as signals
 from msewatch.jsonl_text import concat, json_floats, write_jsonl
 
 SCENARIOS = (
@@ -62,6 +67,7 @@ SCENARIOS = (
     "label-backfill",
     "nan-burst",
     "small-noisy-segment",
+    *signals.SIGNAL_SCENARIOS,
     "stationary",
 )
 START = "2026-11-01T00:00:00Z"
@@ -72,6 +78,7 @@ LEVEL = {"na": 120.0, "eu": 100.0, "apac": 80.0, "mena": 40.0}
 REGIONS = ("na", "eu", "apac")  # the baseline's segments
 RATE_PER_HOUR = 60  # predictions per hour per segment (stationary: 30, mena: 8)
 TARGET_SD, MODEL_SD = 8.0, 5.0  # y_true and y_pred noise around mu
+DAILY_CYCLE = 0.3  # mu = level * (1 + 0.3 cos(...)); 0 (a flat day) for the signal scenarios
 LAG_MEDIAN_MS, LAG_LOG_SD = 30 * 60_000, 0.8
 LAG_RANGE_MS = (60_000, 4 * 3_600_000)
 DRIFT_FACTOR, DRIFT_HOURS = 1.6, 24
@@ -128,6 +135,8 @@ SIX_HOURLY_SLO = _SLO_TEMPLATE.format(
       ticket: [{long: 7d, short: 1d, burn_rate: 1}]""",
 )
 
+SIGNALS_SLO = HOURLY_SLO + "\n" + signals.SIGNAL_SLOS  # the four above, then the new SLIs'
+
 
 def _ms(text: str) -> int:
     return int(dt.datetime.fromisoformat(text).timestamp() * 1000)
@@ -137,8 +146,13 @@ def _iso(ms: int) -> str:
     return str(np.datetime64(int(ms), "ms").astype("datetime64[s]")) + "Z"
 
 
-def baseline(rng, regions, rate_per_hour, days, start_ms) -> dict[str, np.ndarray]:
+def baseline(
+    rng, regions, rate_per_hour, days, start_ms, cycle=DAILY_CYCLE
+) -> dict[str, np.ndarray]:
     """Healthy predictions in event-time order, with each label's lag (columns).
+
+    ``mu`` follows a daily cycle of relative amplitude ``cycle`` (peak at 18:00 UTC);
+    ``cycle`` changes no random draw.
 
     Columns: ``ms`` (event time, UTC epoch ms), ``region`` (index into ``regions``),
     ``mu``, ``y_true``, ``y_pred``, ``lag_ms`` and ``sent`` (all True).
@@ -150,7 +164,7 @@ def baseline(rng, regions, rate_per_hour, days, start_ms) -> dict[str, np.ndarra
     hour = np.repeat(np.repeat(np.arange(hours), len(regions)), counts)
     ms = start_ms + hour * _HOUR_MS + rng.integers(0, _HOUR_MS, n)
     level = np.array([LEVEL[r] for r in regions])[region]
-    mu = level * (1 + 0.3 * np.cos(2 * np.pi * ((ms / _HOUR_MS) % 24 - 18) / 24))
+    mu = level * (1 + cycle * np.cos(2 * np.pi * ((ms / _HOUR_MS) % 24 - 18) / 24))
     y_true = mu + rng.normal(0, TARGET_SD, n)
     y_pred = mu + rng.normal(0, MODEL_SD, n)
     lag = np.clip(rng.lognormal(np.log(LAG_MEDIAN_MS), LAG_LOG_SD, n), *LAG_RANGE_MS)
@@ -258,19 +272,26 @@ def generate_scenario(name: str, out_dir: str, seed: int = 7) -> dict:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     rng = np.random.default_rng(seed)
     start_ms = _ms(START)
-    stationary = name == "stationary"
+    stationary, signal = name == "stationary", name in signals.SIGNAL_SCENARIOS
     days, window_s = (STATIONARY_DAYS, 6 * 3600) if stationary else (DAYS, 3600)
     rate = RATE_PER_HOUR // 2 if stationary else RATE_PER_HOUR
-    cols = baseline(rng, REGIONS, rate, days, start_ms)
+    cols = baseline(rng, REGIONS, rate, days, start_ms, 0.0 if signal else DAILY_CYCLE)
     regions, t_ms, fault = REGIONS, start_ms + FAULT_START_HOURS * _HOUR_MS, None
     if name == "small-noisy-segment":
         cols, regions = _small_segment(rng, cols, REGIONS, days, start_ms), (*REGIONS, "mena")
         fault = {"segment": "mena", "what": f"{SMALL_RATE_PER_HOUR} predictions an hour, "
                  f"errors {SMALL_ERROR_SCALE:g} x t(3)", "start": START, "end": None}  # fmt: skip
+    elif signal:
+        end_ms = start_ms + days * 24 * _HOUR_MS
+        cols, segment, what, end_ms = signals.apply_fault(name, rng, cols, regions, t_ms, end_ms)
+        fault = {"segment": segment, "what": what, "start": _iso(t_ms), "end": _iso(end_ms)}
     elif not stationary:
         segment, what, end_ms = _fault(name, rng, cols, regions, t_ms)
         fault = {"segment": segment, "what": what, "start": _iso(t_ms), "end": _iso(end_ms)}
-    must, may = _expectations(name, fault and fault["segment"], t_ms, window_s)
+    if signal:
+        must, may = signals.expectations(name, _iso, t_ms, window_s)
+    else:
+        must, may = _expectations(name, fault and fault["segment"], t_ms, window_s)
     expected = {
         "scenario": name,
         "seed": seed,
@@ -280,11 +301,12 @@ def generate_scenario(name: str, out_dir: str, seed: int = 7) -> dict:
         "must_fire": must,
         "may_fire": may,
         "must_not_fire": [{"sli": "*", "severity": "*", "slice": "*"}],
+        "must_not_flap": stationary,
     }
     os.makedirs(out_dir, exist_ok=True)
     n_labels = _write_records(out_dir, name, cols, regions)
     with open(os.path.join(out_dir, "slo.yaml"), "w", encoding="utf-8") as f:
-        f.write(SIX_HOURLY_SLO if stationary else HOURLY_SLO)
+        f.write(SIX_HOURLY_SLO if stationary else SIGNALS_SLO if signal else HOURLY_SLO)
     with open(os.path.join(out_dir, "expected_alerts.json"), "w", encoding="utf-8") as f:
         json.dump(expected, f, indent=2)
         f.write("\n")

@@ -1,5 +1,9 @@
 """``msewatch slo check FILE``: validate an SLO file and say what each SLO means.
 
+``msewatch slo status OUTPUT`` prints the latest state per SLO and slice, then each
+flapping alert with the setting that calms it (:mod:`msewatch.flaps`), then the RMSE
+trends.
+
 Prints one block per SLO: what makes a window (or a prediction) bad, the objective
 and its error budget, when windows settle, the slices, each alert condition with
 the budget it spends, resolution, runbook and suppressions; a warning for a
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from msewatch.flaps import read_flaps
 from msewatch.schemas.slo import utc_datetime
 from msewatch.transforms.durations import format_duration as _d
 from msewatch.transforms.shown import escape
@@ -186,9 +191,22 @@ def _status(output: str, trend_windows: int = DEFAULT_K) -> int:
         print(f"no SLO evaluations in {output}: run `msewatch run ... --slo FILE` first")
     else:
         print(render_status(frame))
+    flapping = render_flaps(read_flaps(output))
+    if flapping:
+        print(f"\n{flapping}")
     print()
     print(render_trends(trends, trend_windows))
     return 0
+
+
+def render_flaps(flaps) -> str:
+    """The flapping alerts (:mod:`msewatch.flaps`), each with the settings that calm
+    it; "" when none flaps."""
+    lines = []
+    for flap in flaps:
+        lines += [f"FLAPPING {flap.describe()}; calm it with one of:"]
+        lines += [f"  {hint}" for hint in flap.hints]
+    return "\n".join(escape(line) for line in lines)
 
 
 def render_status(frame) -> str:

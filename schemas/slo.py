@@ -41,6 +41,7 @@ ALERT_COLUMNS = (
     "objective",
     "summary",
     "runbook",
+    "fired_24h",
     "emitted_at",
 )
 
@@ -95,6 +96,10 @@ class AlertTransition(NamedTuple):
         objective: the SLO's objective.
         summary: one line a person reads.
         runbook: the SLO's runbook URL ("" if none).
+        fired_24h: how many times this alert fired with a frontier in the trailing day
+            ``(frontier - 24 h, frontier]``, this row's firing included: 2 or more (it
+            fired again within a day) is a flapping alert
+            (:mod:`msewatch.transforms.flapping`).
     """
 
     alert: str
@@ -116,6 +121,7 @@ class AlertTransition(NamedTuple):
     objective: float
     summary: str
     runbook: str
+    fired_24h: int
 
     def as_row(self, emitted_at: datetime.datetime) -> dict:
         """The ``alerts`` row: :data:`ALERT_COLUMNS`, times as UTC datetimes."""
@@ -211,6 +217,7 @@ def _fields():
         Field("objective", f64, "FLOAT64", "The SLO's objective."),
         Field("summary", s, "STRING", "One line a person reads."),
         Field("runbook", s, "STRING", "Runbook URL."),
+        Field("fired_24h", i64, "INT64", "Firings in (frontier - 24 h, frontier].", False),
         Field("emitted_at", ts, "TIMESTAMP", "Wall-clock time the row was emitted, UTC.", False),
     )
     status = (

@@ -289,11 +289,13 @@ def synthetic_alerts() -> pd.DataFrame:
             if frontier is None:
                 continue
             summary = f"{alert} {state}: RMSE > 3 & rising <fast>"
+            day = pd.Timedelta(hours=24)  # fired_24h: the alert's firings in (F - 24 h, F]
+            fired = sum(a == alert and frontier - day < f <= frontier for a, f, _ in FIRING_PERIODS)
             rows.append(dict(
                 alert=alert, slo=slo, sli=SLO_SLIS[slo], severity=severity, slice=s,
                 state=state, frontier=frontier, watermark=None, burn_rate_long=20.0,
                 burn_rate_short=20.0, budget_remaining=0.5, value=4.0, threshold=3.0,
-                objective=0.99, summary=summary, runbook="",
+                objective=0.99, summary=summary, runbook="", fired_24h=fired,
                 emitted_at=frontier + pd.Timedelta(hours=1), **_CONDITION[severity],
             ))  # fmt: skip
     return pd.DataFrame(rows).sort_values("frontier", ascending=False, kind="stable")

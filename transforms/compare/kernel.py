@@ -35,6 +35,7 @@ import numpy as np
 from msewatch.schemas.slo import FIRING, RESOLVED, AlertTransition, epoch_ms, evaluation_row
 from msewatch.transforms.compare import stats
 from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
+from msewatch.transforms.flapping import recent_firings, record_firing
 from msewatch.transforms.metrics.slices import parse_slice_name
 
 # per metric: the group moments (sum_w, sum_w2, Σw·loss, Σw·loss²) and the paired
@@ -169,11 +170,14 @@ def evaluate(comparison: Comparison, ends_ms, baseline, candidate, frontiers_ms)
 class ComparisonEvaluator:
     """The comparison of one slice over time: its windows, frontier and alert state."""
 
+    _firings_ms: tuple[int, ...] = ()  # also for evaluators pickled before it existed
+
     def __init__(self, comparison: Comparison, slice_name: str):
         self.comparison, self.slice = comparison, slice_name
         self._windows: tuple[dict, dict] = ({}, {})  # baseline, candidate: end_ms -> Window
         self._frontier_ms: int | None = None
         self._firing: AlertTransition | None = None
+        self._firings_ms: tuple[int, ...] = ()  # firing frontiers of the trailing day
 
     def firing(self) -> list[AlertTransition]:
         """The alert's firing transition while it fires (for re-sending)."""
@@ -257,11 +261,13 @@ class ComparisonEvaluator:
 
     def _transition(self, r: Result) -> AlertTransition | None:
         if r.decision == stats.FAIL and self._firing is None:
-            self._firing = _alert(self.comparison, r, FIRING)
+            self._firings_ms = record_firing(self._firings_ms, r.frontier_ms)
+            self._firing = _alert(self.comparison, r, FIRING, len(self._firings_ms))
             return self._firing
         if r.decision == stats.PASS and self._firing is not None:
             self._firing = None
-            return _alert(self.comparison, r, RESOLVED)
+            fired = len(recent_firings(self._firings_ms, r.frontier_ms))
+            return _alert(self.comparison, r, RESOLVED, fired)
         return None
 
     def _prune(self) -> None:
@@ -284,7 +290,7 @@ def _arrays(windows):
     )
 
 
-def _alert(c: Comparison, r: Result, state: str) -> AlertTransition:
+def _alert(c: Comparison, r: Result, state: str, fired_24h: int) -> AlertTransition:
     change = r.ratio - 1.0
     verdict = (
         f"worse than {c.baseline} by more than the {c.margin:.0%} margin"
@@ -316,6 +322,7 @@ def _alert(c: Comparison, r: Result, state: str) -> AlertTransition:
         objective=1.0 - c.alpha,
         summary=summary,
         runbook=c.runbook,
+        fired_24h=fired_24h,
     )
 
 

@@ -150,6 +150,7 @@ def alertmanager_alert(row: dict, slice_keys: tuple[str, ...] = ()) -> dict:
         "summary": row.get("summary") or "",
         "runbook_url": row.get("runbook") or "",
         "frontier": _rfc3339(row.get("frontier")) or "",
+        "fired_24h": "" if row.get("fired_24h") is None else str(row["fired_24h"]),
         **renamed,
     }
     numbers = ("burn_rate_long", "burn_rate_short", "burn_rate_threshold", "budget_remaining")

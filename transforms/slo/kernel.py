@@ -21,7 +21,9 @@ window (``window_start_ms``, ``window_end_ms``) replaces the earlier one.
   alert fires when a condition holds (long and short burn rates both >= its
   burn_rate) and resolves once none has held for ``keep_firing_for`` of frontier
   time. Evaluations happen only at frontiers, so when windows stop settling the
-  state freezes: nothing fires or resolves for lack of labels.
+  state freezes: nothing fires or resolves for lack of labels. Each transition
+  carries ``fired_24h``, the alert's firings with a frontier in ``(F - 24 h, F]``
+  (:mod:`msewatch.transforms.flapping`).
 
 Entry points share all of it: :func:`evaluate_history` evaluates at every settled
 window end in event-time order (bounded runs); :class:`SloEvaluator` ``.update``
@@ -43,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from msewatch.schemas.slo import FIRING, OFF, OK, RESOLVED, AlertTransition, SloStatus
+from msewatch.transforms.flapping import recent_firings, record_firing
 from msewatch.transforms.slo.sli import (
     BOOL_COLUMNS,
     SLI_RULES,
@@ -78,6 +81,7 @@ class _AlertState:
     last_held_ms: int | None = None
     condition: int = 0  # index of the condition that fired it
     fired: AlertTransition | None = None
+    firings_ms: tuple[int, ...] = ()  # firing frontiers of the trailing day (flapping)
 
 
 def as_columns(rows, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -167,8 +171,8 @@ class SloEvaluator:
 
     State: the windows of the last period before the frontier (one row each), and
     those the SLI's verdicts read before them (its rule's ``reach_s``: one more period
-    for rmse_trend), the frontier, and per severity whether its alert fires and when a
-    condition last held.
+    for rmse_trend), the frontier, and per severity whether its alert fires, when a
+    condition last held and its firing frontiers of the trailing day.
     """
 
     def __init__(self, slo: Slo, slice_name: str):
@@ -266,12 +270,13 @@ class SloEvaluator:
                     alert.last_held_ms = frontier
                     if not alert.firing:
                         alert.firing, alert.condition = True, held
-                        alert.fired = self._transition(severity, FIRING, held, ev, i, watermark_ms)
+                        alert.firings_ms = record_firing(alert.firings_ms, frontier)
+                        alert.fired = self._transition(severity, FIRING, alert, ev, i, watermark_ms)
                         transitions.append(alert.fired)
                 elif alert.firing and frontier - alert.last_held_ms >= keep_ms:
                     alert.firing = False
                     transitions.append(
-                        self._transition(severity, RESOLVED, alert.condition, ev, i, watermark_ms)
+                        self._transition(severity, RESOLVED, alert, ev, i, watermark_ms)
                     )
             for severity, alert in self._alerts.items():
                 states[severity].append(FIRING if alert.firing else OK)
@@ -285,9 +290,9 @@ class SloEvaluator:
         self._last_status = last
         return [], statuses
 
-    def _transition(self, severity, state, condition, ev, i, watermark_ms) -> AlertTransition:
-        slo = self.slo
-        w = slo.alerting[severity][condition]
+    def _transition(self, severity, state, alert, ev, i, watermark_ms) -> AlertTransition:
+        slo, frontier_ms = self.slo, int(ev.frontier_ms[i])
+        w = slo.alerting[severity][alert.condition]
         column = self._lookbacks.index
         record = AlertTransition(
             alert=f"{slo.name}/{severity}/{self.slice_name}",
@@ -296,7 +301,7 @@ class SloEvaluator:
             severity=severity,
             slice=self.slice_name,
             state=state,
-            frontier_ms=int(ev.frontier_ms[i]),
+            frontier_ms=frontier_ms,
             watermark_ms=watermark_ms,
             burn_rate_long=float(ev.burn[i, column(w.long_s)]),
             burn_rate_short=float(ev.burn[i, column(w.short_s)]),
@@ -309,6 +314,7 @@ class SloEvaluator:
             objective=slo.objective,
             summary="",
             runbook=slo.runbook,
+            fired_24h=len(recent_firings(alert.firings_ms, frontier_ms)),
         )
         return record._replace(summary=summary(slo, record))
 

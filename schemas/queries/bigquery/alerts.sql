@@ -1,5 +1,6 @@
 -- alerts: every SLO alert transition, in event-time order of its label frontier
--- (watermark: when a streaming run saw it; null in bounded runs).
+-- (watermark: when a streaming run saw it; null in bounded runs; fired_24h: the
+-- alert's firings in the trailing day of frontier time, 3 or more: flapping).
 SELECT
     frontier,
     watermark,
@@ -13,6 +14,7 @@ SELECT
     burn_rate_threshold,
     budget_remaining,
     value,
+    fired_24h,
     summary
 FROM `{dataset}.alerts`
 ORDER BY frontier, alert, state DESC
