@@ -7,6 +7,7 @@ semantics)::
     slos:
       - name: forecast-rmse
         sli: rmse              # rmse | error_rate | label_freshness | nan_rate | rmse_trend
+                               # | traffic
         threshold: 40
         objective: 0.99
         period: 30d
@@ -175,6 +176,8 @@ _FIELDS = {  # key in the file -> field of Slo
     "keep_firing_for": "keep_firing_for_s",
     "runbook": "runbook",
     "suppress": "suppress",
+    "trailing": "trailing_s",
+    "retire_after": "retire_after_s",
 }
 _REQUIRED = ("name", "sli", "threshold", "objective")
 
@@ -235,7 +238,7 @@ def _slo(raw) -> Slo:
                 gated = f"{', '.join(LABEL_GATED[:-1])} or {LABEL_GATED[-1]}"
                 raise InvalidValue(key, f"applies only to sli: {gated}")
     args = {_FIELDS[k]: v for k, v in raw.items()}
-    for key in ("within", "period", "keep_firing_for"):
+    for key in ("within", "period", "keep_firing_for", "trailing", "retire_after"):
         if key in raw:
             args[_FIELDS[key]] = _seconds(raw[key], key)
     if isinstance(args.get("slices"), str):

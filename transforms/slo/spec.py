@@ -24,13 +24,15 @@ from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.shown import escape, shown
 from msewatch.transforms.slo.patterns import check_pattern, matches
 
-SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend")
+SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend", "traffic")
 # SLIs whose windows wait for min_coverage/min_scored (the label gate)
 LABEL_GATED = ("rmse", "error_rate", "rmse_trend")
 SEVERITIES = ("page", "ticket")
 # rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
 # cost of a fit grows with the square of it)
 DEFAULT_TREND_WINDOWS, MIN_TREND_WINDOWS, MAX_TREND_WINDOWS = 24, 3, 200
+# traffic: the span of the trailing median (retire_after defaults to it)
+DEFAULT_TRAILING_S = 7 * 86400
 # a name, whole (fullmatch: ``$`` would also match before a final newline)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_COUNT = 2**53  # min_scored: the largest count a float (a table's column) holds exactly
@@ -47,6 +49,10 @@ _THRESHOLD_RULES = {
         lambda t: t >= 0,
         "an RMSE slope per day >= 0: a window is bad when the 95 % interval of the "
         "slope lies above it",
+    ),
+    "traffic": (
+        lambda t: 0 < t <= 1,
+        "a share in (0, 1] of the trailing median of predictions: a window is bad below it",
     ),
 }
 
@@ -233,6 +239,8 @@ class Slo:
     keep_firing_for_s: int = 3600
     runbook: str = ""
     suppress: tuple[Suppression, ...] = ()
+    trailing_s: int | None = None  # traffic only; None there means 7d
+    retire_after_s: int | None = None  # traffic only; None there means trailing_s
 
     def __post_init__(self):
         if isinstance(self.slices, str):
@@ -265,6 +273,7 @@ class Slo:
         elif self.within_s is not None:
             raise InvalidValue("within", "applies only to sli: label_freshness")
         self._check_trend_windows()
+        self._check_traffic()
         check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
@@ -310,6 +319,20 @@ class Slo:
                 f"must be between {MIN_TREND_WINDOWS} and {MAX_TREND_WINDOWS} "
                 f"(default {DEFAULT_TREND_WINDOWS}); got {shown(k)}",
             )
+
+    def _check_traffic(self) -> None:
+        if self.sli != "traffic":
+            keys = {"trailing": self.trailing_s, "retire_after": self.retire_after_s}
+            for key, value in keys.items():
+                if value is not None:
+                    raise InvalidValue(key, "applies only to sli: traffic")
+            return
+        if self.trailing_s is None:
+            object.__setattr__(self, "trailing_s", DEFAULT_TRAILING_S)
+        check_seconds(self.trailing_s, "trailing")
+        if self.retire_after_s is None:
+            object.__setattr__(self, "retire_after_s", self.trailing_s)
+        check_seconds(self.retire_after_s, "retire_after")
 
     def _check_slices(self) -> None:
         check_slices(self.slices)
