@@ -186,3 +186,15 @@ def test_describe_says_silent_for_no_predictions():
     assert describe(slo, 0.08) == (
         "predictions 8% of the trailing 7d median of predictions (bad below 50%)"
     )
+
+
+def test_the_pipeline_refuses_a_trailing_span_shorter_than_three_window_steps():
+    from msewatch.transforms.slo.spec import SloFile
+    from msewatch.transforms.slo.transform import EvaluateSlos
+
+    slo_file = SloFile(1, (traffic_slo(trailing_s=3 * 3600),))
+    EvaluateSlos(slo_file, True, lambda: None, 3600)  # 3 hourly steps: accepted
+    with pytest.raises(ValueError, match="tr: trailing: must span at least 3 windows"):
+        EvaluateSlos(slo_file, True, lambda: None, 7200)  # 3h < 3 x 2h
+    with pytest.raises(ValueError, match="window grid"):
+        EvaluateSlos(slo_file, True, lambda: None)
