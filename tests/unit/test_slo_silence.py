@@ -42,6 +42,13 @@ def test_bounded_zero_windows(real, frontier, retire, expected):
     assert hours(ends) == expected
 
 
+def test_sliding_windows_get_a_zero_row_for_each_missing_window_of_the_grid():
+    # 3h windows every 1h; data in hours 0-2 only: the windows holding it end at 1h..5h
+    # (the window ending 5h is [2h, 5h)); the grid windows ending 6h..8h get zero rows.
+    ends = zero_window_ends(np.arange(1, 6) * H, H, 8 * H, 24 * H)
+    assert hours(ends) == [6, 7, 8]
+
+
 class Cell:
     def __init__(self):
         self.value = None
