@@ -118,3 +118,65 @@ def test_the_replay_gives_the_same_transitions_and_statuses(runs):
     assert evaluations(replay_status) == evaluations(bounded_status)
     # streaming records the watermark: at least the frontier it judged
     assert (replay_alerts.watermark >= replay_alerts.frontier).all()
+
+
+SLIDING_SLO = parse_slo_file("""
+version: 1
+slos:
+  - name: tr
+    sli: traffic
+    threshold: 0.4
+    trailing: 6h
+    objective: 0.9
+    period: 1d
+    slices: ["region=*"]
+    alerting:
+      page: [{long: 2h, short: 1h, burn_rate: 5}]
+      ticket: []
+    keep_firing_for: 1h
+""")
+
+
+@pytest.fixture(scope="module")
+def sliding(tmp_path_factory):
+    """2h windows every 1h, 30 hours, 4 predictions an hour; region=gap sends nothing
+    in hours 14-17."""
+    preds = [
+        {"id": f"{region}-{hour}-{i}", "t": hour * H + i * 900_000, "y": 1.0, "region": region}
+        for hour in range(30)
+        for region in ("steady", "gap")
+        for i in range(4)
+        if not (region == "gap" and 14 <= hour <= 17)
+    ]
+    preds, out = predictions(preds, segment_keys=("region",)), {}
+    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
+        path = tmp_path_factory.mktemp(f"sliding-{mode}")
+        cfg = {"slices": ("region",), "ttl_ms": H, "slo": SLIDING_SLO, "every_s": 3600}
+        cfg["window_s"] = 7200
+        run(preds, labels([]), path, **({"chunk_rows": 8} if mode == "replay" else {}), **cfg)
+        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
+    return out
+
+
+def test_sliding_windows_get_zero_rows_for_each_missing_window(sliding):
+    # The window ending e is [e - 2h, e). region=gap: the windows ending 16h, 17h, 18h
+    # hold no prediction (zero rows); those ending 15h and 19h hold one hour (4). The
+    # window ending 15h reads the ends 9h..14h, all 8: 4 / 8 = 0.5 >= 0.4, good; 16h is
+    # 0: bad, the page fires (1h: 1 / 0.1 = 10; 2h: one bad of two, 5). The window
+    # ending 19h reads 8, 8, 4, 0, 0, 0: median 2, 4 / 2 = 2: good; the last condition
+    # held at 18h: resolved at 19h.
+    for alerts, _ in sliding.values():
+        assert _transitions(alerts) == [
+            ("tr/page/region=gap", "firing", _at(16)),
+            ("tr/page/region=gap", "resolved", _at(19)),
+        ]
+    _, status = sliding["bounded"]
+    gap = status[status.slice == "region=gap"].set_index("frontier")
+    assert gap.loc[[_at(16), _at(17), _at(18)], "value"].tolist() == [0.0, 0.0, 0.0]
+    # windows end 1h..31h (the last holds hour 29); a window settles from the end 4h
+    # (the ends 1h, 2h, 3h, the oldest 3h before it): 28 evaluations, none past 31h
+    assert gap.index.tolist() == [_at(e) for e in range(4, 32)]
+    replay = sliding["replay"][1]
+    assert sorted(zip(replay.slice, replay.frontier, replay.value, strict=True)) == sorted(
+        zip(status.slice, status.frontier, status.value, strict=True)
+    )
