@@ -198,3 +198,14 @@ def test_the_pipeline_refuses_a_trailing_span_shorter_than_three_window_steps():
         EvaluateSlos(slo_file, True, lambda: None, 7200)  # 3h < 3 x 2h
     with pytest.raises(ValueError, match="window grid"):
         EvaluateSlos(slo_file, True, lambda: None)
+
+
+def test_slo_check_says_what_a_traffic_slo_means():
+    from msewatch.slo import describe_slo
+
+    lines = describe_slo(traffic_slo(retire_after_s=4 * 3600))
+    assert lines[0] == (
+        "tr (traffic): a window is bad when its predictions are under 50% of the median of "
+        "the slice's windows in the 6h before it (a silent window counts 0)"
+    )
+    assert "a silent slice gets zero rows until idle for 4h" in lines[2]
