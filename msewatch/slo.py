@@ -126,10 +126,18 @@ _BAD = {
         f"constant, or when mean |y_pred| / mean |y_true| is beyond {s.scale_factor:g}x "
         f"(or below 1/{s.scale_factor:g})"
     ),
+    "traffic": lambda s: (
+        f"a window is bad when its predictions are under {s.threshold:.0%} of the median of "
+        f"the slice's windows in the {_d(s.trailing_s)} before it (a silent window counts 0)"
+    ),
 }
 _SETTLES = {
     "label_freshness": lambda s: f"when the watermark passes window end + {_d(s.within_s)}",
     "nan_rate": lambda s: "when the window closes",
+    "traffic": lambda s: (
+        f"when the window closes and at least 3 windows cover half of {_d(s.trailing_s)} "
+        f"before it; a silent slice gets zero rows until idle for {_d(s.retire_after_s)}"
+    ),
 }
 
 

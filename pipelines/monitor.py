@@ -149,7 +149,10 @@ def _slos(metrics, config: MonitorConfig):
     """SLO evaluation, comparisons and alert delivery:
     ``({alerts, slo_status, comparisons}, delivery dead letters)``."""
     clock = config.metrics.clock
-    slos = metrics | "Slos" >> EvaluateSlos(config.slo, config.bounded, clock)
+    window = config.metrics.window  # the window grid: traffic SLOs fill silent windows
+    slos = metrics | "Slos" >> EvaluateSlos(
+        config.slo, config.bounded, clock, window.window_seconds, window.every_seconds
+    )
     tables = {ALERTS: slos[ALERTS], STATUS: slos[STATUS]}
     resend = slos[RESEND]
     if config.slo.comparisons:

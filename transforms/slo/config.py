@@ -8,6 +8,7 @@ semantics)::
       - name: forecast-rmse
         sli: rmse              # rmse | error_rate | label_freshness | nan_rate | rmse_trend
                                # | label_anomaly (with valid_range: [LOW, HIGH])
+                               # | traffic
         threshold: 40
         objective: 0.99
         period: 30d
@@ -178,6 +179,8 @@ _FIELDS = {  # key in the file -> field of Slo
     "suppress": "suppress",
     "valid_range": "valid_range",
     "scale_factor": "scale_factor",
+    "trailing": "trailing_s",
+    "retire_after": "retire_after_s",
 }
 _REQUIRED = ("name", "sli", "threshold", "objective")
 
@@ -238,7 +241,7 @@ def _slo(raw) -> Slo:
                 gated = f"{', '.join(LABEL_GATED[:-1])} or {LABEL_GATED[-1]}"
                 raise InvalidValue(key, f"applies only to sli: {gated}")
     args = {_FIELDS[k]: v for k, v in raw.items()}
-    for key in ("within", "period", "keep_firing_for"):
+    for key in ("within", "period", "keep_firing_for", "trailing", "retire_after"):
         if key in raw:
             args[_FIELDS[key]] = _seconds(raw[key], key)
     if isinstance(args.get("slices"), str):

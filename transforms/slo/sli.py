@@ -21,7 +21,16 @@ A window **settles** (counts, good or bad) when
   Theil-Sen slope of RMSE per day over the ``trend_windows`` newest of those points
   (x: window end in days; :mod:`.trend`);
 * label_anomaly: ``(label_coverage >= min_coverage or complete) and labeled >=
-  min_scored``: the label gate, counting labeled pairs (a NaN label is not scored).
+  min_scored``: the label gate, counting labeled pairs (a NaN label is not scored);
+* traffic: the watermark has passed ``window_end``, and its *baseline*, the windows
+  of the slice ending in ``[window_end - trailing, window_end)``, holds at least
+  :data:`MIN_BASELINE_WINDOWS` windows, the oldest ending at or before ``window_end -
+  trailing / 2`` (the baseline covers half the span at least), and the window has
+  predictions or the baseline's median is above 0. The value is ``predictions /
+  median`` of the baseline's ``predictions`` (``inf`` when the median is 0: traffic
+  after silence is good). A slice covered by a traffic SLO gets *zero rows*
+  (predictions 0) for the windows it was silent in (:mod:`.silence`), which count in
+  the median like any window.
 
 Units: each window is one eligible unit, bad when its value breaks the threshold
 (rmse: RMSE > threshold; label_freshness: fresh share < threshold; nan_rate: NaN
@@ -32,8 +41,9 @@ labeled`` > threshold, where ``outside`` counts the finite labels outside the SL
 ``valid_range`` (its ``label_range`` entry), or the labels are constant (at least
 ``min_scored`` finite labels and ``y_true_min == y_true_max``), or the scale is
 mismatched (at least ``min_scored`` scored pairs and ``sum_abs_pred / sum_abs_true``
-above ``scale_factor`` or below its inverse)); error_rate counts weighted
-predictions: ``sum_w`` eligible, ``bad_w`` bad.
+above ``scale_factor`` or below its inverse); traffic: predictions < threshold x the
+baseline's median); error_rate counts weighted predictions: ``sum_w`` eligible,
+``bad_w`` bad.
 
 Rules see every window the evaluator keeps, in any order, and may read other windows
 than the one they judge, as rmse_trend does: a rule's ``reach_s`` says how far before
@@ -57,6 +67,7 @@ from msewatch.transforms.slo.spec import Slo
 from msewatch.transforms.slo.trend import rolling_points, theil_sen
 
 WINDOW_KEY = ("window_start_ms", "window_end_ms")
+MIN_BASELINE_WINDOWS = 3  # traffic: fewer windows in the trailing span are no baseline
 BOOL_COLUMNS = ("complete",)
 
 
@@ -196,6 +207,50 @@ def describe_label_anomaly(slo: Slo, value: float) -> str:
     return "; ".join(parts)
 
 
+def trailing_median(ends: np.ndarray, values: np.ndarray, span_ms: int):
+    """Per window (``ends`` sorted ascending): the median of ``values`` over the windows
+    ending in ``[end - span_ms, end)``, how many they are and the oldest end among them
+    (NaN median and oldest where there are none). Vectorised: the spans are padded to
+    the longest with NaN, which sorts last."""
+    lo = np.searchsorted(ends, ends - span_ms, side="left")
+    hi = np.searchsorted(ends, ends, side="left")
+    count = hi - lo
+    width = max(int(count.max(initial=0)), 1)
+    index = lo[:, None] + np.arange(width)
+    padded = np.where(index < hi[:, None], values[np.minimum(index, len(ends) - 1)], np.nan)
+    ordered = np.sort(padded, axis=1)
+    rows, some = np.arange(len(ends)), count > 0
+    low, high = np.maximum(count - 1, 0) // 2, np.maximum(count, 1) // 2
+    median = np.where(some, (ordered[rows, low] + ordered[rows, high]) / 2, np.nan)
+    oldest = np.where(some, ends[np.minimum(lo, len(ends) - 1)], np.nan) if len(ends) else median
+    return median, count, oldest
+
+
+def _traffic(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    order = np.lexsort((c["window_start_ms"], c["window_end_ms"]))
+    ends, n = c["window_end_ms"][order], c["predictions"][order]
+    span_ms = slo.trailing_s * 1000
+    median, count, oldest = trailing_median(ends, n, span_ms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(median > 0, n / np.where(median > 0, median, 1.0), np.inf)
+    baseline = (count >= MIN_BASELINE_WINDOWS) & (oldest <= ends - span_ms / 2)
+    settled = (ends <= watermark_ms) & baseline & ((median > 0) | (n > 0))
+    value, bad = np.full(len(ends), np.nan), np.zeros(len(ends))
+    value[order] = np.where(settled, ratio, np.nan)
+    bad[order] = settled & (ratio < slo.threshold)
+    out = np.empty(len(ends), bool)
+    out[order] = settled
+    return Verdicts(out, np.ones(len(ends)), bad, value)
+
+
+def _describe_traffic(slo: Slo, v: float) -> str:
+    median = f"the trailing {format_duration(slo.trailing_s)} median of predictions"
+    bad = f"bad below {slo.threshold:.0%}"
+    if v == 0:
+        return f"no predictions: silent ({bad} of {median})"
+    return f"predictions {v:.0%} of {median} ({bad})"
+
+
 SLI_RULES: dict[str, SliRule] = {
     "rmse": SliRule(
         ("label_coverage", "complete", "scored", "rmse"),
@@ -244,6 +299,12 @@ SLI_RULES: dict[str, SliRule] = {
         ),
         _label_anomaly,
         describe_label_anomaly,
+    ),
+    "traffic": SliRule(
+        ("predictions",),
+        _traffic,
+        _describe_traffic,
+        reach_s=lambda slo: slo.trailing_s,
     ),
 }
 

@@ -24,13 +24,23 @@ from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.shown import escape, shown
 from msewatch.transforms.slo.patterns import check_pattern, matches
 
-SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend", "label_anomaly")
+SLIS = (
+    "rmse",
+    "error_rate",
+    "label_freshness",
+    "nan_rate",
+    "rmse_trend",
+    "label_anomaly",
+    "traffic",
+)
 # SLIs whose windows wait for min_coverage/min_scored (the label gate)
 LABEL_GATED = ("rmse", "error_rate", "rmse_trend", "label_anomaly")
 SEVERITIES = ("page", "ticket")
 # rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
 # cost of a fit grows with the square of it)
 DEFAULT_TREND_WINDOWS, MIN_TREND_WINDOWS, MAX_TREND_WINDOWS = 24, 3, 200
+# traffic: the span of the trailing median (retire_after defaults to it)
+DEFAULT_TRAILING_S = 7 * 86400
 # a name, whole (fullmatch: ``$`` would also match before a final newline)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_COUNT = 2**53  # min_scored: the largest count a float (a table's column) holds exactly
@@ -52,6 +62,10 @@ _THRESHOLD_RULES = {
     "label_anomaly": (
         lambda t: 0 <= t < 1,
         "a share in [0, 1) of anomalous labels (out of valid_range, NaN/inf) a window may have",
+    ),
+    "traffic": (
+        lambda t: 0 < t <= 1,
+        "a share in (0, 1] of the trailing median of predictions: a window is bad below it",
     ),
 }
 
@@ -240,6 +254,8 @@ class Slo:
     suppress: tuple[Suppression, ...] = ()
     valid_range: tuple[float, float] | None = None  # label_anomaly only, and required there
     scale_factor: float | None = None  # label_anomaly only; None there means the default
+    trailing_s: int | None = None  # traffic only; None there means 7d
+    retire_after_s: int | None = None  # traffic only; None there means trailing_s
 
     def __post_init__(self):
         if isinstance(self.slices, str):
@@ -273,6 +289,7 @@ class Slo:
             raise InvalidValue("within", "applies only to sli: label_freshness")
         self._check_trend_windows()
         self._check_label_anomaly()
+        self._check_traffic()
         check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
@@ -344,6 +361,20 @@ class Slo:
                 f"must be > 1 (default {DEFAULT_SCALE_FACTOR:g}); got {shown(self.scale_factor)}",
             )
         object.__setattr__(self, "scale_factor", float(self.scale_factor))
+
+    def _check_traffic(self) -> None:
+        if self.sli != "traffic":
+            keys = {"trailing": self.trailing_s, "retire_after": self.retire_after_s}
+            for key, value in keys.items():
+                if value is not None:
+                    raise InvalidValue(key, "applies only to sli: traffic")
+            return
+        if self.trailing_s is None:
+            object.__setattr__(self, "trailing_s", DEFAULT_TRAILING_S)
+        check_seconds(self.trailing_s, "trailing")
+        if self.retire_after_s is None:
+            object.__setattr__(self, "retire_after_s", self.trailing_s)
+        check_seconds(self.retire_after_s, "retire_after")
 
     def _check_slices(self) -> None:
         check_slices(self.slices)

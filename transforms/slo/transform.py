@@ -21,6 +21,11 @@ alert states) is :mod:`msewatch.transforms.slo.kernel`, in the global window.
   a drained job), against the end of time: an event-time timer at the end of the
   global window evaluates every window still waiting, as a bounded run does.
 
+Traffic SLOs also read *zero rows* for the windows a covered slice was silent in
+(:mod:`.silence`), up to the newest window end of the input: bounded, a side input
+(``InputFrontier``); unbounded, heartbeats (:mod:`.live`), and each traffic key
+evaluates its windows in grid order at an event-time timer at each window end.
+
 Outputs: ``alerts`` rows (one per transition), ``slo_status`` rows, and ``resend``:
 in streaming, every alert still firing after an update, for Alertmanager, which
 forgets an alert it has not heard of for its ``resolve_timeout``.
@@ -29,6 +34,7 @@ forgets an alert it has not heard of for its ``resolve_timeout``.
 from __future__ import annotations
 
 import datetime
+import math
 import typing
 from collections.abc import Callable, Iterator, Sequence
 
@@ -41,12 +47,21 @@ from apache_beam.transforms.window import GlobalWindow
 
 from msewatch.schemas.slo import AlertTransition, SloStatus, epoch_ms
 from msewatch.transforms.keyed_evaluation import (
+    KEY_TYPE,
     RESEND,
     advance_watermark,
     evaluate_per_key,
     resends,
 )
 from msewatch.transforms.slo.kernel import SloEvaluator, as_columns, evaluate_history
+from msewatch.transforms.slo.live import (
+    Heartbeats,
+    RouteFrontier,
+    TimerMs,
+    grid_ms,
+    newest_end,
+)
+from msewatch.transforms.slo.silence import HEARTBEAT, LiveSlice, zero_row, zero_window_ends
 from msewatch.transforms.slo.sli import WINDOW_KEY, required_columns
 from msewatch.transforms.slo.spec import Slo, SloFile
 
@@ -165,19 +180,32 @@ def _emit(transitions, statuses, clock):
 
 class _EvaluateHistory(beam.DoFn):
     """Bounded: all panes of one slice -> the history of every SLO covering it, in
-    event-time order (:func:`evaluate_slice`)."""
+    event-time order (:func:`evaluate_slice`); traffic SLOs read the slice's zero rows
+    too, up to ``frontier_ms``, the newest window end of the input."""
 
-    def __init__(self, slo_file: SloFile, clock):
+    def __init__(self, slo_file: SloFile, clock, grid: tuple[int, int] | None):
         self._slos = slo_file.slos
         self._clock = clock
+        self._grid = grid
 
-    def process(self, element):
+    def process(self, element, frontier_ms=None):
         slice_name, rows = element
         slos = [slo for slo in self._slos if slo.covers(slice_name)]
         # in pane order: the kernel keeps the last row it is given for each window
         panes = sorted(rows, key=lambda row: row["pane_index"])
-        for _, transitions, statuses in evaluate_slice(slos, slice_name, panes):
-            yield from _emit(transitions, statuses, self._clock)
+        groups = [([s for s in slos if s.sli != "traffic"], panes)]
+        traffic = [s for s in slos if s.sli == "traffic"]
+        if traffic:
+            window_ms, period_ms = self._grid
+            ends = np.array([epoch_ms(r["window_end"]) for r in panes], np.int64)
+            for retire_s in sorted({s.retire_after_s for s in traffic}):
+                zeros = zero_window_ends(ends, period_ms, frontier_ms, retire_s * 1000)
+                silent = [zero_row(slice_name, int(e), window_ms) for e in zeros]
+                group = [s for s in traffic if s.retire_after_s == retire_s]
+                groups.append((group, panes + silent))
+        for group, group_rows in (g for g in groups if g[0]):
+            for _, transitions, statuses in evaluate_slice(group, slice_name, group_rows):
+                yield from _emit(transitions, statuses, self._clock)
 
 
 class _EvaluatorCoder(coders.PickleCoder):
@@ -185,15 +213,35 @@ class _EvaluatorCoder(coders.PickleCoder):
 
 
 class _EvaluateStreaming(beam.DoFn):
-    """Unbounded: one evaluator per (SLO, slice) in state, updated at every pane."""
+    """Unbounded: one evaluator per (SLO, slice) in state, updated at every pane.
+
+    A traffic SLO's key also holds the slice's silence state (:class:`LiveSlice`): its
+    rows wait in ``pending`` until the ``silence`` timer at their window's end (the
+    watermark has passed it), where each window of the grid is evaluated in order, with
+    its rows or a zero row; heartbeats (``{heartbeat_ms: end}``) bring the input frontier.
+    """
 
     EVALUATOR = userstate.ReadModifyWriteStateSpec("evaluator", _EvaluatorCoder())
     WATERMARK = userstate.ReadModifyWriteStateSpec("watermark_ms", coders.VarIntCoder())
     END = userstate.TimerSpec("end_of_input", userstate.TimeDomain.WATERMARK)
+    NEXT = userstate.ReadModifyWriteStateSpec("next_ms", coders.VarIntCoder())
+    LAST_REAL = userstate.ReadModifyWriteStateSpec("last_real_ms", coders.VarIntCoder())
+    FRONTIER = userstate.ReadModifyWriteStateSpec("frontier_ms", coders.VarIntCoder())
+    PENDING = userstate.BagStateSpec("pending", coders.PickleCoder())
+    SILENCE = userstate.TimerSpec("silence", userstate.TimeDomain.WATERMARK)
 
-    def __init__(self, slo_file: SloFile, clock):
+    def __init__(self, slo_file: SloFile, clock, grid: tuple[int, int] | None = None):
         self._slos = {s.name: s for s in slo_file.slos}
         self._clock = clock
+        self._grid = grid
+
+    def _live(self, slo, *cells) -> LiveSlice:
+        """The silence state of a traffic key over its cells (next, last real, frontier,
+        pending) and its ``silence`` timer."""
+        *cells, timer = cells
+        named = dict(zip(("next_ms", "last_real_ms", "frontier_ms", "pending"), cells, strict=True))
+        retire_ms = slo.retire_after_s * 1000
+        return LiveSlice(named, TimerMs(timer), self._grid[1], retire_ms)
 
     def process(
         self,
@@ -201,22 +249,82 @@ class _EvaluateStreaming(beam.DoFn):
         evaluator_state=beam.DoFn.StateParam(EVALUATOR),
         watermark_state=beam.DoFn.StateParam(WATERMARK),
         end=beam.DoFn.TimerParam(END),
+        next_ms=beam.DoFn.StateParam(NEXT),
+        last_real=beam.DoFn.StateParam(LAST_REAL),
+        frontier=beam.DoFn.StateParam(FRONTIER),
+        pending=beam.DoFn.StateParam(PENDING),
+        silence=beam.DoFn.TimerParam(SILENCE),
     ):
         (name, slice_name), row = element
         end.set(GlobalWindow().max_timestamp())
-        slo = self._slos[name]
+        slo, beat = self._slos[name], HEARTBEAT in row
+        watermark = watermark_state.read() if beat else advance_watermark(row, watermark_state)
+        if slo.sli == "traffic":  # heartbeats and rows of windows not done yet wait
+            live = self._live(slo, next_ms, last_real, frontier, pending, silence)
+            if not live.take(row, None if beat else epoch_ms(row["window_end"])):
+                return
         evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
-        watermark = advance_watermark(row, watermark_state)
         transitions, statuses = evaluator.update([window_row(slo, row)], watermark_ms=watermark)
         evaluator_state.write(evaluator)
+        yield from self._outputs(evaluator, transitions, statuses)
+
+    def _outputs(self, evaluator, transitions, statuses):
         yield from _emit(transitions, statuses, self._clock)
         for row in resends(evaluator.firing(), transitions, self._clock()):
             yield TaggedOutput(RESEND, row)
 
+    def _silent_windows(self, key, passed_ms, states):
+        """Traffic: evaluates the windows done once the watermark passed ``passed_ms``."""
+        (name, slice_name), (evaluator_state, watermark_state, *cells) = key, states
+        slo = self._slos[name]
+        live = self._live(slo, *cells)
+        rows = live.done(passed_ms, lambda r: epoch_ms(r["window_end"]), self._grid[0], slice_name)
+        if not rows:
+            return
+        evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
+        proven = max(epoch_ms(rows[-1]["window_end"]), watermark_state.read() or 0)
+        watermark_state.write(proven)
+        transitions, statuses = evaluator.update(
+            [window_row(slo, r) for r in rows], watermark_ms=proven
+        )
+        evaluator_state.write(evaluator)
+        yield from self._outputs(evaluator, transitions, statuses)
+
+    @userstate.on_timer(SILENCE)
+    def silence(
+        self,
+        key=beam.DoFn.KeyParam,
+        timestamp=beam.DoFn.TimestampParam,
+        evaluator_state=beam.DoFn.StateParam(EVALUATOR),
+        watermark_state=beam.DoFn.StateParam(WATERMARK),
+        next_ms=beam.DoFn.StateParam(NEXT),
+        last_real=beam.DoFn.StateParam(LAST_REAL),
+        frontier=beam.DoFn.StateParam(FRONTIER),
+        pending=beam.DoFn.StateParam(PENDING),
+        silence=beam.DoFn.TimerParam(SILENCE),
+    ):
+        """A traffic key's next grid window is done: evaluates it (and any after it the
+        watermark has passed), a zero row for a window without rows."""
+        states = (evaluator_state, watermark_state, next_ms, last_real, frontier, pending, silence)
+        yield from self._silent_windows(key, timestamp.micros // 1000, states)
+
     @userstate.on_timer(END)
-    def end_of_input(self, key=beam.DoFn.KeyParam, evaluator_state=beam.DoFn.StateParam(EVALUATOR)):
+    def end_of_input(
+        self,
+        key=beam.DoFn.KeyParam,
+        evaluator_state=beam.DoFn.StateParam(EVALUATOR),
+        watermark_state=beam.DoFn.StateParam(WATERMARK),
+        next_ms=beam.DoFn.StateParam(NEXT),
+        last_real=beam.DoFn.StateParam(LAST_REAL),
+        frontier=beam.DoFn.StateParam(FRONTIER),
+        pending=beam.DoFn.StateParam(PENDING),
+        silence=beam.DoFn.TimerParam(SILENCE),
+    ):
         """The input has ended (a replay, a drained job): every window is closed, so the
-        windows waiting for their watermark (label_freshness, nan_rate) are judged."""
+        windows waiting for their watermark (label_freshness, nan_rate, traffic) are judged."""
+        if self._slos[key[0]].sli == "traffic":
+            states = (evaluator_state, watermark_state, next_ms, last_real, frontier, pending)
+            yield from self._silent_windows(key, math.inf, (*states, silence))
         evaluator = evaluator_state.read()
         if evaluator is None:
             return
@@ -232,17 +340,30 @@ class EvaluateSlos(beam.PTransform):
         slo_file: the validated SLO file (``--slo``).
         bounded: bounded input (history at the end) or unbounded (at every pane).
         clock: the UTC ``emitted_at`` clock (inject a fixed one in tests).
+        window_seconds, every_seconds: the metrics window grid (``--window``,
+            ``--every``; None: fixed windows), needed by traffic SLOs (zero rows).
+
+    Raises:
+        ValueError: traffic SLOs without the grid, or a trailing span too short for it.
     """
 
-    def __init__(self, slo_file: SloFile, bounded: bool, clock: Callable[[], datetime.datetime]):
+    def __init__(
+        self,
+        slo_file: SloFile,
+        bounded: bool,
+        clock: Callable[[], datetime.datetime],
+        window_seconds: int | None = None,
+        every_seconds: int | None = None,
+    ):
         super().__init__()
         self._slo_file = slo_file
         self._bounded = bounded
         self._clock = clock
+        self._grid = grid_ms(slo_file, window_seconds, every_seconds)
 
     def expand(self, metrics):
         tags = (ALERTS, STATUS, RESEND)
-        if not self._bounded:  # keyed by (slo, slice): one small state cell per key
+        if not self._bounded and self._grid is None:  # keyed by (slo, slice)
             return evaluate_per_key(
                 metrics,
                 _Route(self._slo_file),
@@ -252,15 +373,48 @@ class EvaluateSlos(beam.PTransform):
                 False,
                 "GroupBySloSlice",
             )
+        rows = metrics | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
+        if not self._bounded:
+            return self._streaming_with_traffic(rows, tags)
+        side = ()
+        if self._grid is not None:
+            newest = (
+                rows
+                | "WindowEnds" >> beam.Map(lambda row: epoch_ms(row["window_end"]))
+                | "InputFrontier" >> beam.CombineGlobally(newest_end)
+            )
+            side = (beam.pvalue.AsSingleton(newest),)
         evaluated = (
-            metrics
-            | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
+            rows
             | "RouteBySlice"
             >> beam.ParDo(_RouteBySlice(self._slo_file)).with_output_types(
                 typing.Tuple[str, typing.Dict[str, typing.Any]]  # noqa: UP006
             )
             | "GroupBySlice" >> beam.GroupByKey()
             | "History"
-            >> beam.ParDo(_EvaluateHistory(self._slo_file, self._clock)).with_outputs(*tags)
+            >> beam.ParDo(
+                _EvaluateHistory(self._slo_file, self._clock, self._grid), *side
+            ).with_outputs(*tags)
+        )
+        return {tag: evaluated[tag] for tag in tags}
+
+    def _streaming_with_traffic(self, rows, tags):
+        """Unbounded with traffic SLOs: the routed rows and the heartbeats, one stateful
+        evaluation per (SLO, slice)."""
+        traffic = [s for s in self._slo_file.slos if s.sli == "traffic"]
+        keyed = rows | "Route" >> beam.ParDo(_Route(self._slo_file)).with_output_types(KEY_TYPE)
+        beats = (
+            rows
+            | "RouteFrontier" >> beam.ParDo(RouteFrontier(traffic)).with_output_types(KEY_TYPE)
+            | "Heartbeats"
+            >> beam.ParDo(Heartbeats(traffic, self._grid[1])).with_output_types(KEY_TYPE)
+        )
+        evaluated = (
+            (keyed, beats)
+            | "WithHeartbeats" >> beam.Flatten().with_output_types(KEY_TYPE)
+            | "AtEveryPane"
+            >> beam.ParDo(_EvaluateStreaming(self._slo_file, self._clock, self._grid)).with_outputs(
+                *tags
+            )
         )
         return {tag: evaluated[tag] for tag in tags}
