@@ -144,23 +144,42 @@ def cancel_job(master: str, beam_job_id: str, timeout_s: float = 60) -> str | No
     """
     base = rest_url(master)
     name = beam_job_id.split("_", 1)[0]
+    deadline = time.monotonic() + timeout_s
+    jobs = _patient(lambda: overview(base, "/jobs/overview", _REST_TIMEOUT_S), deadline)
     running = [
         job["jid"]
-        for job in overview(base, "/jobs/overview").get("jobs", [])
+        for job in jobs.get("jobs", [])
         if job.get("name") == name and job.get("state") not in _FLINK_TERMINAL
     ]
     if not running:
         return None
     for jid in running:
         request = urllib.request.Request(f"{base}/jobs/{jid}?mode=cancel", method="PATCH")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-    deadline = time.monotonic() + timeout_s
+        _patient(lambda r=request: urllib.request.urlopen(r, timeout=_REST_TIMEOUT_S).close(),
+                 deadline)  # fmt: skip
     while True:
-        states = {overview(base, f"/jobs/{jid}")["state"] for jid in running}
+        states = {
+            _patient(lambda j=jid: overview(base, f"/jobs/{j}", _REST_TIMEOUT_S), deadline)["state"]
+            for jid in running
+        }
         if states <= _FLINK_TERMINAL or time.monotonic() > deadline:
             return ", ".join(sorted(states))
         time.sleep(0.5)
+
+
+_REST_TIMEOUT_S = 15.0  # a JobManager busy cancelling answers slowly on a loaded machine
+
+
+def _patient(call, deadline: float):
+    """``call()``, tried again on OSError (a timeout, a refused connection) until
+    ``deadline`` (monotonic); the last error is raised then."""
+    while True:
+        try:
+            return call()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 _FLINK_TERMINAL = {"CANCELED", "FAILED", "FINISHED"}

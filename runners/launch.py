@@ -179,7 +179,10 @@ def _run_unbounded(args, options, result) -> int:
         _cancel(result)
         if runner == "FlinkRunner":
             master = options.view_as(FlinkRunnerOptions).flink_master
-            state = flink.cancel_job(master, _job_id(result))
+            try:
+                state = flink.cancel_job(master, _job_id(result))
+            except OSError as error:  # Beam cancelled it; Flink's REST API did not confirm
+                state = f"not confirmed: Flink's REST API at {master} said {error}; check it"
             if state is not None:
                 print(f"msewatch: the Flink job is {state}", file=sys.stderr, flush=True)
     finally:

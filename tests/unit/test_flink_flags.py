@@ -201,3 +201,22 @@ def test_java_major(monkeypatch, stderr, major):
 
     monkeypatch.setattr(flink.subprocess, "run", fake_run)
     assert flink.java_major() == major
+
+
+def test_a_slow_rest_answer_is_asked_again_until_the_deadline(monkeypatch):
+    import time
+
+    from msewatch.runners import flink
+
+    monkeypatch.setattr(flink.time, "sleep", lambda s: None)
+    answers = [TimeoutError("timed out"), TimeoutError("timed out"), {"state": "CANCELED"}]
+
+    def call():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert flink._patient(call, time.monotonic() + 60) == {"state": "CANCELED"}
+    with pytest.raises(TimeoutError):  # past the deadline, the last error is raised
+        flink._patient(lambda: (_ for _ in ()).throw(TimeoutError("timed out")), 0.0)
