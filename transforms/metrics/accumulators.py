@@ -56,7 +56,7 @@ import numpy as np
 
 from msewatch.schemas.records import METRICS_FIELDS
 from msewatch.transforms.metrics.paired import Paired, merge_paired, paired_column
-from msewatch.transforms.metrics.sketch import LagSketch
+from msewatch.transforms.metrics.sketch import ValueSketch
 
 Z_95 = 1.959963984540054
 """Two-sided 95 % standard normal quantile."""
@@ -140,7 +140,7 @@ class ErrorAccumulator:
     m2_se: float = 0.0
     min_y: float = math.inf
     max_y: float = -math.inf
-    lag: LagSketch = dataclasses.field(default_factory=LagSketch.empty)
+    lag: ValueSketch = dataclasses.field(default_factory=ValueSketch.empty)
     exceed_count: tuple[int, ...] = ()
     exceed_sum_w: tuple[float, ...] = ()
     labeled_within: tuple[int, ...] = ()
@@ -250,7 +250,7 @@ def merge_accumulators(accs: Iterable[ErrorAccumulator]) -> ErrorAccumulator:
     merged["max_abs_error"] = max(a.max_abs_error for a in parts)
     merged["min_y"] = min(a.min_y for a in parts)
     merged["max_y"] = max(a.max_y for a in parts)
-    merged["lag"] = LagSketch.merge_all(a.lag for a in parts)
+    merged["lag"] = ValueSketch.merge_all(a.lag for a in parts)
     for name, element_type in _BOUNDED:
         merged[name] = _merge_bounded([getattr(a, name) for a in parts], element_type)
     merged["paired"] = merge_paired([a.paired for a in parts])

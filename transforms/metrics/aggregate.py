@@ -22,7 +22,7 @@ import numpy as np
 from msewatch.schemas.records import ExampleKind
 from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
 from msewatch.transforms.metrics.accumulators import ErrorAccumulator
-from msewatch.transforms.metrics.sketch import LagSketch
+from msewatch.transforms.metrics.sketch import ValueSketch
 
 MAX_WITHIN_SECONDS = MAX_DURATION_MS // 1000
 
@@ -279,10 +279,10 @@ def _extremes(pairs: _ScoredPairs) -> dict[str, np.ndarray]:
     return {"max_abs_error": max_abs_error, "min_y": min_y, "max_y": max_y}
 
 
-def _lag_sketches(batch: _Batch) -> list[LagSketch]:
+def _lag_sketches(batch: _Batch) -> list[ValueSketch]:
     """One sketch per group of the finite label lags of LABELED examples."""
     has_lag = (batch.kind == ExampleKind.LABELED) & np.isfinite(batch.lag_s)
-    return LagSketch.from_groups(batch.codes[has_lag], batch.lag_s[has_lag], batch.n_groups)
+    return ValueSketch.from_groups(batch.codes[has_lag], batch.lag_s[has_lag], batch.n_groups)
 
 
 def _per_group_histogram(codes, bins, weights, n_groups: int, n_bins: int) -> np.ndarray:
@@ -323,7 +323,7 @@ def _labeled_within(batch: _Batch, within_s: tuple[int, ...]) -> dict[str, np.nd
 
 
 def _accumulators(
-    columns: dict[str, np.ndarray], lags: list[LagSketch], bounded: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray], lags: list[ValueSketch], bounded: dict[str, np.ndarray]
 ) -> list[ErrorAccumulator]:
     """Per-group columns (``bounded``: ``(n_groups, k)`` arrays) -> one
     :class:`ErrorAccumulator` per group."""

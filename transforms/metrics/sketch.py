@@ -1,4 +1,10 @@
-"""A mergeable quantile sketch of label lag seconds (DDSketch-style log buckets).
+"""A mergeable quantile sketch of values (DDSketch-style log buckets): :class:`ValueSketch`.
+
+One definition serves every distribution msewatch keeps per window and slice: label lag
+seconds (``label_lag_p*_s``) and the value distributions of ``y_pred``, ``y_true`` and
+features (``y_pred_sketch``, ... in the metrics table, read by the drift SLIs). In a
+table a sketch is bytes (:meth:`ValueSketch.to_bytes`, a leading version byte);
+:meth:`ValueSketch.buckets` gives its bucket values and counts (for binning, drift).
 
 A value ``x != 0`` falls in bucket ``k = ceil(log(|x|) / log(gamma))`` with
 ``gamma = (1 + alpha) / (1 - alpha)``; the bucket stands for the value
@@ -7,7 +13,7 @@ in the bucket ``(gamma**(k-1), gamma**k]`` (Masson, Rim & Lee, "DDSketch", VLDB 
 With ``alpha = 0.005`` a quantile is within 0.5 % (so well within 1 %) of the true
 order statistic ``sorted(values)[floor(q * (n - 1))]`` (numpy's ``method="lower"``).
 
-Label lag is ``label_time - event_time`` and may be negative (clock skew), so the
+Values may be negative (label lag under clock skew, predictions), so the
 sketch keeps three stores: the positive values, ``|x|`` of the negative values, and a
 count of exact zeros. Each store is a pair of numpy arrays (sorted int bucket keys,
 int64 counts), never a dict, so merging is one ``np.unique`` and pickling is a few
@@ -27,6 +33,7 @@ equals the collapsed sketch of the union).
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable
 
 import numpy as np
@@ -104,9 +111,16 @@ def _unpack_counts(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob[1:], dtype="<" + blob[:1].decode()).astype(np.int64)
 
 
-def _restore(zero_count, lo, hi, pos_keys, pos_counts, neg_keys, neg_counts) -> LagSketch:
-    """Unpickles a :class:`LagSketch` (see ``LagSketch.__reduce__``)."""
-    return LagSketch(
+SKETCH_VERSION = 1
+"""Leading byte of :meth:`ValueSketch.to_bytes`; :meth:`ValueSketch.from_bytes` refuses others."""
+
+# version, zero count, min, max, positive buckets, negative buckets (little-endian).
+_HEADER = struct.Struct("<BqddII")
+
+
+def _restore(zero_count, lo, hi, pos_keys, pos_counts, neg_keys, neg_counts) -> ValueSketch:
+    """Unpickles a :class:`ValueSketch` (see ``ValueSketch.__reduce__``)."""
+    return ValueSketch(
         np.frombuffer(pos_keys, dtype="<i4").astype(np.int64),
         _unpack_counts(pos_counts),
         np.frombuffer(neg_keys, dtype="<i4").astype(np.int64),
@@ -117,8 +131,8 @@ def _restore(zero_count, lo, hi, pos_keys, pos_counts, neg_keys, neg_counts) -> 
     )
 
 
-class LagSketch:
-    """Mergeable quantile sketch of float seconds (negative, zero or positive).
+class ValueSketch:
+    """Mergeable quantile sketch of finite floats (negative, zero or positive).
 
     Immutable: :meth:`merge` returns a new sketch. Build one with :meth:`empty`,
     :meth:`from_values` or :meth:`from_groups`; the constructor is internal.
@@ -136,12 +150,12 @@ class LagSketch:
         self._max = float(hi)
 
     @classmethod
-    def empty(cls) -> LagSketch:
+    def empty(cls) -> ValueSketch:
         """The sketch of no values."""
         return cls(_EMPTY_KEYS, _EMPTY_COUNTS, _EMPTY_KEYS, _EMPTY_COUNTS, 0, math.inf, -math.inf)
 
     @classmethod
-    def from_values(cls, values: np.ndarray) -> LagSketch:
+    def from_values(cls, values: np.ndarray) -> ValueSketch:
         """Sketch of an array of finite values.
 
         Raises:
@@ -151,7 +165,7 @@ class LagSketch:
         return cls.from_groups(np.zeros(values.size, dtype=np.int64), values, 1)[0]
 
     @classmethod
-    def from_groups(cls, codes: np.ndarray, values: np.ndarray, n_groups: int) -> list[LagSketch]:
+    def from_groups(cls, codes: np.ndarray, values: np.ndarray, n_groups: int) -> list[ValueSketch]:
         """One sketch per group, built with one ``np.unique`` over (code, bucket) pairs.
 
         Args:
@@ -174,7 +188,7 @@ class LagSketch:
         if codes.size and (codes.min() < 0 or codes.max() >= n_groups):
             raise ValueError(f"codes must be in [0, {n_groups})")
         if not np.isfinite(values).all():
-            raise ValueError("LagSketch takes finite values only; filter NaN and inf first")
+            raise ValueError("ValueSketch takes finite values only; filter NaN and inf first")
 
         hi = np.full(n_groups, -np.inf)
         lo = np.full(n_groups, np.inf)
@@ -204,12 +218,12 @@ class LagSketch:
             sketches.append(cls(*pos, *neg, zeros[g], lo[g], hi[g]))
         return sketches
 
-    def merge(self, other: LagSketch) -> LagSketch:
+    def merge(self, other: ValueSketch) -> ValueSketch:
         """The sketch of both inputs' values (neither input is modified)."""
-        return LagSketch.merge_all((self, other))
+        return ValueSketch.merge_all((self, other))
 
     @classmethod
-    def merge_all(cls, sketches: Iterable[LagSketch]) -> LagSketch:
+    def merge_all(cls, sketches: Iterable[ValueSketch]) -> ValueSketch:
         """The sketch of the union of any iterable (list, generator, ...) of sketches."""
         sketches = list(sketches)
         if not sketches:
@@ -276,6 +290,84 @@ class LagSketch:
             value = _store_item(self._pos_keys, self._pos_counts, rank - n_neg - self._zero)
         return min(max(value, self._min), self._max)
 
+    def buckets(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sketch as a weighted sample: bucket values (ascending) and their counts.
+
+        Each bucket's representative value (module docstring; exact zeros are the value
+        0), clamped into ``[min, max]``, with the number of values in it. Binning a
+        sketch, or a distance between two, reads these (:mod:`msewatch.transforms.slo.drift`).
+
+        Returns:
+            ``(values, counts)``: float64 and int64 arrays of one length, empty when the
+            sketch is.
+        """
+        with np.errstate(over="ignore"):
+            neg = -np.exp(self._neg_keys[::-1] * _LN_GAMMA + math.log1p(-ALPHA))
+            pos = np.exp(self._pos_keys * _LN_GAMMA + math.log1p(-ALPHA))
+        zero = np.zeros(1 if self._zero else 0)
+        values = np.concatenate([neg, zero, pos])
+        counts = np.concatenate(
+            [self._neg_counts[::-1], np.full(zero.size, self._zero, np.int64), self._pos_counts]
+        )
+        if values.size:
+            values = np.clip(values, self._min, self._max)
+        return values, counts.astype(np.int64)
+
+    def to_bytes(self) -> bytes:
+        """The sketch as bytes (a BYTES column): :data:`SKETCH_VERSION`, then the stores.
+
+        Layout (little-endian): version u8, zero count i64, min f64, max f64, number of
+        positive and of negative buckets u32 each, then per store its keys (i32) and its
+        counts (a width code and the narrowest unsigned ints that hold them).
+        """
+        header = _HEADER.pack(
+            SKETCH_VERSION,
+            self._zero,
+            self._min,
+            self._max,
+            self._pos_keys.size,
+            self._neg_keys.size,
+        )
+        return b"".join(
+            (
+                header,
+                self._pos_keys.astype("<i4").tobytes(),
+                _pack_counts(self._pos_counts),
+                self._neg_keys.astype("<i4").tobytes(),
+                _pack_counts(self._neg_counts),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> ValueSketch:
+        """The sketch :meth:`to_bytes` wrote.
+
+        Raises:
+            ValueError: ``blob`` is not a sketch, or of a version this release cannot read.
+        """
+        blob = bytes(blob)
+        if not blob or blob[0] != SKETCH_VERSION:
+            found = blob[0] if blob else "none (empty bytes)"
+            raise ValueError(
+                f"value sketch version {found} is not readable here (this release reads "
+                f"version {SKETCH_VERSION}); was the table written by a newer msewatch?"
+            )
+        try:
+            _, zero, lo, hi, n_pos, n_neg = _HEADER.unpack_from(blob)
+            at = _HEADER.size
+            stores = []
+            for n in (n_pos, n_neg):
+                keys = np.frombuffer(blob, "<i4", n, at).astype(np.int64)
+                at += 4 * n
+                width = np.dtype("<" + chr(blob[at])).itemsize
+                stores += [keys, _unpack_counts(blob[at : at + 1 + width * n])]
+                at += 1 + width * n
+        except (struct.error, ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"malformed value sketch bytes ({len(blob)} bytes): {err}") from err
+        if at != len(blob):
+            raise ValueError(f"malformed value sketch bytes: {len(blob) - at} bytes left over")
+        return cls(*stores, zero, lo, hi)
+
     def __reduce__(self):
         return (
             _restore,
@@ -291,7 +383,7 @@ class LagSketch:
         )
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, LagSketch):
+        if not isinstance(other, ValueSketch):
             return NotImplemented
         return (
             self._zero == other._zero
@@ -307,6 +399,6 @@ class LagSketch:
 
     def __repr__(self) -> str:
         return (
-            f"LagSketch(count={self.count}, min={self.min}, max={self.max}, "
+            f"ValueSketch(count={self.count}, min={self.min}, max={self.max}, "
             f"buckets={self.num_buckets})"
         )
