@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msewatch.transforms.metrics.sketch import ALPHA, MAX_BUCKETS, SKETCH_VERSION, ValueSketch
+from msewatch.transforms.metrics.sketch import (
+    ALPHA,
+    MAX_BUCKETS,
+    SKETCH_VERSION,
+    ValueSketch,
+    bucket_values,
+)
 
 QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0)
 REL = 0.01  # the contract: within 1 % of the true order statistic
@@ -229,3 +235,12 @@ def test_buckets_are_a_weighted_sample_within_alpha():
 def test_buckets_of_empty_sketch_are_empty():
     bucket_values, counts = ValueSketch.empty().buckets()
     assert bucket_values.size == 0 and counts.size == 0
+
+
+def test_histograms_of_two_sketches_share_one_index_space():
+    a = ValueSketch.from_values(np.array([-5.0, -5.0, 0.0, 1.0, 1000.0]))
+    b = ValueSketch.from_values(np.array([-5.0, 1.0, 1.0]))
+    (ia, ca), (ib, cb) = a.histogram(), b.histogram()
+    assert np.all(np.diff(ia) > 0) and ca.tolist() == [2, 1, 1, 1]
+    assert set(ib) <= set(ia) and cb.tolist() == [1, 2]
+    np.testing.assert_allclose(bucket_values(ia), [-5.0, 0.0, 1.0, 1000.0], rtol=ALPHA * 1.0001)

@@ -69,6 +69,15 @@ def _bucket_value(key: int) -> float:
         return float(np.exp(key * _LN_GAMMA + math.log1p(-ALPHA)))
 
 
+def bucket_values(index: np.ndarray) -> np.ndarray:
+    """Representative value of each signed bucket index of :meth:`ValueSketch.histogram`."""
+    index = np.asarray(index, dtype=np.int64)
+    keys = np.abs(index) - _KEY_OFFSET - 1
+    with np.errstate(over="ignore"):
+        magnitude = np.exp(keys * _LN_GAMMA + math.log1p(-ALPHA))
+    return np.where(index == 0, 0.0, np.sign(index) * magnitude)
+
+
 def _collapse(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Folds the lowest buckets into the lowest kept one so at most MAX_BUCKETS remain."""
     extra = keys.size - MAX_BUCKETS
@@ -290,28 +299,31 @@ class ValueSketch:
             value = _store_item(self._pos_keys, self._pos_counts, rank - n_neg - self._zero)
         return min(max(value, self._min), self._max)
 
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """The buckets as signed indices (ascending in value) and their counts.
+
+        The index of positive bucket ``k`` is ``k + 2**17 + 1``, of the negative one
+        ``-(k + 2**17 + 1)``, of exact zeros 0: sketches of any values share one index
+        space, so histograms of many sketches line up (the drift statistics,
+        :mod:`msewatch.transforms.slo.drift`). :func:`bucket_values` maps an index to its
+        bucket's representative value.
+        """
+        neg = -(self._neg_keys[::-1] + _KEY_OFFSET + 1)
+        pos = self._pos_keys + _KEY_OFFSET + 1
+        zero = np.zeros(1 if self._zero else 0, np.int64)
+        zero_count = np.full(zero.size, self._zero, np.int64)
+        counts = np.concatenate([self._neg_counts[::-1], zero_count, self._pos_counts])
+        return np.concatenate([neg, zero, pos]), counts.astype(np.int64)
+
     def buckets(self) -> tuple[np.ndarray, np.ndarray]:
         """The sketch as a weighted sample: bucket values (ascending) and their counts.
 
-        Each bucket's representative value (module docstring; exact zeros are the value
-        0), clamped into ``[min, max]``, with the number of values in it. Binning a
-        sketch, or a distance between two, reads these (:mod:`msewatch.transforms.slo.drift`).
-
-        Returns:
-            ``(values, counts)``: float64 and int64 arrays of one length, empty when the
-            sketch is.
+        Each bucket's representative value (:func:`bucket_values`), clamped into
+        ``[min, max]``, with the number of values in it; empty arrays when empty.
         """
-        with np.errstate(over="ignore"):
-            neg = -np.exp(self._neg_keys[::-1] * _LN_GAMMA + math.log1p(-ALPHA))
-            pos = np.exp(self._pos_keys * _LN_GAMMA + math.log1p(-ALPHA))
-        zero = np.zeros(1 if self._zero else 0)
-        values = np.concatenate([neg, zero, pos])
-        counts = np.concatenate(
-            [self._neg_counts[::-1], np.full(zero.size, self._zero, np.int64), self._pos_counts]
-        )
-        if values.size:
-            values = np.clip(values, self._min, self._max)
-        return values, counts.astype(np.int64)
+        index, counts = self.histogram()
+        values = bucket_values(index)
+        return (np.clip(values, self._min, self._max) if values.size else values), counts
 
     def to_bytes(self) -> bytes:
         """The sketch as bytes (a BYTES column): :data:`SKETCH_VERSION`, then the stores.
