@@ -23,10 +23,11 @@ from msewatch.transforms.durations import MAX_DURATION_SECONDS, format_duration
 from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.shown import escape, shown
 from msewatch.transforms.slo.patterns import check_pattern, matches
+from msewatch.transforms.slo.reference import DRIFT_SLIS, Reference, drift_problem
 
-SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend")
+SLIS = ("rmse", "error_rate", "label_freshness", "nan_rate", "rmse_trend", *DRIFT_SLIS)
 # SLIs whose windows wait for min_coverage/min_scored (the label gate)
-LABEL_GATED = ("rmse", "error_rate", "rmse_trend")
+LABEL_GATED = ("rmse", "error_rate", "rmse_trend", "label_drift")
 SEVERITIES = ("page", "ticket")
 # rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
 # cost of a fit grows with the square of it)
@@ -47,6 +48,14 @@ _THRESHOLD_RULES = {
         lambda t: t >= 0,
         "an RMSE slope per day >= 0: a window is bad when the 95 % interval of the "
         "slope lies above it",
+    ),
+    **dict.fromkeys(
+        DRIFT_SLIS,
+        (
+            lambda t: t >= 0,
+            "a drift statistic >= 0 (psi: 0.1 minor, 0.25 major shift; js: a distance in "
+            "[0, 1]; wasserstein: in the values' units): a window is bad above it",
+        ),
     ),
 }
 
@@ -233,6 +242,9 @@ class Slo:
     keep_firing_for_s: int = 3600
     runbook: str = ""
     suppress: tuple[Suppression, ...] = ()
+    reference: Reference | None = None  # the drift SLIs only (reference.py)
+    statistic: str | None = None  # the drift SLIs; None there means psi
+    feature: str | None = None  # feature_drift only
 
     def __post_init__(self):
         if isinstance(self.slices, str):
@@ -265,6 +277,7 @@ class Slo:
         elif self.within_s is not None:
             raise InvalidValue("within", "applies only to sli: label_freshness")
         self._check_trend_windows()
+        self._check_drift()
         check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
@@ -310,6 +323,13 @@ class Slo:
                 f"must be between {MIN_TREND_WINDOWS} and {MAX_TREND_WINDOWS} "
                 f"(default {DEFAULT_TREND_WINDOWS}); got {shown(k)}",
             )
+
+    def _check_drift(self) -> None:
+        if self.sli in DRIFT_SLIS and self.statistic is None:
+            object.__setattr__(self, "statistic", "psi")
+        problem = drift_problem(self)
+        if problem:
+            raise InvalidValue(*problem)
 
     def _check_slices(self) -> None:
         check_slices(self.slices)

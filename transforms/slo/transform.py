@@ -51,8 +51,17 @@ from msewatch.transforms.slo.sli import WINDOW_KEY, required_columns
 from msewatch.transforms.slo.spec import Slo, SloFile
 
 ALERTS, STATUS = "alerts", "slo_status"
-# sli -> the column read from the SLO's own threshold (error_rate) or within (label_freshness)
-_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh"}
+# sli -> the column read from the SLO's own threshold (error_rate), within (label_freshness)
+# or feature (feature_drift: the sketch of that feature, bytes or None)
+_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh", "feature_drift": "feature_sketch"}
+
+
+def _feature_sketch(row: dict, feature: str):
+    """The sketch of ``feature`` in a row's ``feature_sketches`` (None if absent)."""
+    for entry in row.get("feature_sketches") or ():
+        if entry["feature"] == feature:
+            return entry["sketch"]
+    return None
 
 
 def _entry(entries, key: str, value, field: str) -> float:
@@ -72,6 +81,8 @@ def window_row(slo, row: dict) -> dict:
         out["bad_w"] = _entry(row.get("error_exceedance"), "threshold", slo.threshold, "sum_w")
     elif slo.sli == "label_freshness":
         out["fresh"] = _entry(row.get("labeled_within"), "within_s", slo.within_s, "labeled")
+    elif slo.sli == "feature_drift":
+        out["feature_sketch"] = _feature_sketch(row, slo.feature)
     return out
 
 
@@ -82,6 +93,10 @@ def _per_slo_column(slo: Slo, rows: Sequence[dict]) -> np.ndarray:
         return np.array(
             [_entry(r.get("error_exceedance"), "threshold", slo.threshold, "sum_w") for r in rows]
         )
+    if slo.sli == "feature_drift":
+        column = np.empty(len(rows), object)
+        column[:] = [_feature_sketch(r, slo.feature) for r in rows]
+        return column
     return np.array(
         [_entry(r.get("labeled_within"), "within_s", slo.within_s, "labeled") for r in rows]
     )
@@ -106,7 +121,7 @@ def evaluate_slice(
     for slo in slos:
         columns = {n: shared[n] for n in required_columns(slo.sli) if n in shared}
         if slo.sli in _PER_SLO:
-            key = (slo.sli, slo.threshold, slo.within_s)
+            key = (slo.sli, slo.threshold, slo.within_s, slo.feature)
             if key not in own:
                 own[key] = _per_slo_column(slo, rows)
             columns[_PER_SLO[slo.sli]] = own[key]
