@@ -53,6 +53,10 @@ _SIGN_SHIFT = 18
 _CODE_SHIFT = 19
 _KEY_MASK = (1 << _SIGN_SHIFT) - 1
 
+# Merging stores whose keys span fewer buckets than this sums them with one bincount
+# (float64 weights: exact for counts below 2**53).
+_DENSE_MERGE_SPAN = 1 << 16
+
 _EMPTY_KEYS = np.zeros(0, dtype=np.int64)
 _EMPTY_COUNTS = np.zeros(0, dtype=np.int64)
 
@@ -95,10 +99,17 @@ def _merge_stores(stores: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
         return _EMPTY_KEYS, _EMPTY_COUNTS
     if len(stores) == 1:
         return stores[0]
-    keys, inverse = np.unique(np.concatenate([s[0] for s in stores]), return_inverse=True)
-    counts = np.zeros(keys.size, dtype=np.int64)
-    np.add.at(counts, inverse, np.concatenate([s[1] for s in stores]))
-    return _collapse(keys, counts)
+    keys = np.concatenate([s[0] for s in stores])
+    counts = np.concatenate([s[1] for s in stores])
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo < _DENSE_MERGE_SPAN:  # the usual case: one bincount, no sort
+        dense = np.bincount(keys - lo, weights=counts, minlength=hi - lo + 1)
+        present = np.flatnonzero(dense)
+        return _collapse(present + lo, dense[present].astype(np.int64))
+    keys, inverse = np.unique(keys, return_inverse=True)
+    summed = np.zeros(keys.size, dtype=np.int64)
+    np.add.at(summed, inverse, counts)
+    return _collapse(keys, summed)
 
 
 def _store_item(keys: np.ndarray, counts: np.ndarray, index: int) -> float:
