@@ -115,10 +115,27 @@ _BAD = {
         f"a window is bad when the RMSE rises faster than {s.threshold:g} per day with 95% "
         f"confidence (Theil-Sen slope over the {s.trend_windows} newest settled windows)"
     ),
+    **{
+        sli: (
+            lambda s, what=what: (
+                f"a window is bad when the {s.statistic} of its {what} "
+                f"distribution against {s.reference.text()} is above {s.threshold:g}"
+            )
+        )
+        for sli, what in (("prediction_drift", "y_pred"), ("label_drift", "y_true"))
+    },
+    "feature_drift": lambda s: (
+        f"a window is bad when the {s.statistic} of its {s.feature} distribution against "
+        f"{s.reference.text()} is above {s.threshold:g}"
+    ),
 }
 _SETTLES = {
     "label_freshness": lambda s: f"when the watermark passes window end + {_d(s.within_s)}",
     "nan_rate": lambda s: "when the window closes",
+    **dict.fromkeys(
+        ("prediction_drift", "feature_drift"),
+        lambda s: f"when the window closes with >= {s.min_scored} values (its reference too)",
+    ),
 }
 
 
@@ -131,6 +148,8 @@ def describe_slo(slo: Slo) -> list[str]:
         )
         if slo.sli == "rmse_trend":
             settles += f", once {slo.trend_windows} such windows end within {_d(slo.period_s)}"
+        if slo.sli == "label_drift":
+            settles += f", with a reference of >= {slo.min_scored} values"
     else:
         settles = _SETTLES[slo.sli](slo)
     lines = [

@@ -172,3 +172,14 @@ def test_describe_reads_the_statistic():
 
     text = SLI_RULES["prediction_drift"].describe(S, 0.31)
     assert text == "PSI 0.31 against trailing 7d (major shift above 0.25; bad above 0.2)"
+
+
+def test_slo_check_says_what_a_drift_slo_means(tmp_path):
+    from msewatch.slo import describe_slo
+
+    lines = describe_slo(drift_slo(tmp_path, min_scored=50))
+    assert lines[0] == (
+        "d (prediction_drift): a window is bad when the psi of its y_pred distribution "
+        "against trailing 3h is above 0.25"
+    )
+    assert "when the window closes with >= 50 values (its reference too)" in lines[2]
