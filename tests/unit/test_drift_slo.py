@@ -183,3 +183,25 @@ def test_slo_check_says_what_a_drift_slo_means(tmp_path):
         "against trailing 3h is above 0.25"
     )
     assert "when the window closes with >= 50 values (its reference too)" in lines[2]
+
+
+def test_label_drift_waits_for_the_label_gate_and_reads_y_true(tmp_path):
+    values = RNG.normal(100.0, 10.0, 2000)
+    pq.write_table(pa.table({"y_true": values}), tmp_path / "ref.parquet")
+    slo = drift_slo(tmp_path, "reference: {file: ref.parquet}", sli="label_drift", min_scored=50)
+    c = windows([STEADY[0], SHIFTED, SHIFTED])
+    c = {
+        "window_start_ms": c["window_start_ms"],
+        "window_end_ms": c["window_end_ms"],
+        "y_true_sketch": c["y_pred_sketch"],  # the same samples, as labels
+        "label_coverage": [1.0, 1.0, 0.5],  # the last window's labels are still coming
+        "complete": [True, True, False],
+        "scored": [200, 200, 100],
+    }
+    names = ("window_start_ms", "window_end_ms", *SLI_RULES["label_drift"].columns)
+    v = SLI_RULES["label_drift"].verdicts(slo, as_columns(c, names), math.inf)
+    assert v.settled.tolist() == [True, True, False]
+    ref = ValueSketch.from_values(values)
+    want = [sketch_drift("psi", ref, ValueSketch.from_values(x)) for x in (STEADY[0], SHIFTED)]
+    assert v.value[:2] == pytest.approx(want, rel=1e-12)
+    assert v.bad.tolist() == [0, 1, 0]

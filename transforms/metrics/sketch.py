@@ -38,98 +38,24 @@ from collections.abc import Iterable
 
 import numpy as np
 
-ALPHA = 0.005
-"""Relative accuracy of every quantile estimate."""
-
-MAX_BUCKETS = 4096
-"""Most buckets kept per store (positive, negative)."""
-
-_GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
-_LN_GAMMA = math.log(_GAMMA)
-# Bucket keys of finite non-zero doubles lie in about [-74436, 70980]; the offset and
-# bit widths below pack (group code, sign, key) into one non-negative int64.
-_KEY_OFFSET = 1 << 17
-_SIGN_SHIFT = 18
-_CODE_SHIFT = 19
-_KEY_MASK = (1 << _SIGN_SHIFT) - 1
-
-# Merging stores whose keys span fewer buckets than this sums them with one bincount
-# (float64 weights: exact for counts below 2**53).
-_DENSE_MERGE_SPAN = 1 << 16
-
-_EMPTY_KEYS = np.zeros(0, dtype=np.int64)
-_EMPTY_COUNTS = np.zeros(0, dtype=np.int64)
-
-
-def _bucket_keys(magnitudes: np.ndarray) -> np.ndarray:
-    """Bucket key of each positive finite magnitude."""
-    return np.ceil(np.log(magnitudes) / _LN_GAMMA).astype(np.int64)
-
-
-def _bucket_value(key: int) -> float:
-    """Representative value of bucket ``key``: ``2 * gamma**key / (gamma + 1)``."""
-    # 2 / (gamma + 1) == 1 - alpha; exp of a sum avoids overflowing gamma**key first.
-    with np.errstate(over="ignore"):
-        return float(np.exp(key * _LN_GAMMA + math.log1p(-ALPHA)))
-
-
-def bucket_values(index: np.ndarray) -> np.ndarray:
-    """Representative value of each signed bucket index of :meth:`ValueSketch.histogram`."""
-    index = np.asarray(index, dtype=np.int64)
-    keys = np.abs(index) - _KEY_OFFSET - 1
-    with np.errstate(over="ignore"):
-        magnitude = np.exp(keys * _LN_GAMMA + math.log1p(-ALPHA))
-    return np.where(index == 0, 0.0, np.sign(index) * magnitude)
-
-
-def _collapse(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Folds the lowest buckets into the lowest kept one so at most MAX_BUCKETS remain."""
-    extra = keys.size - MAX_BUCKETS
-    if extra <= 0:
-        return keys, counts
-    kept_counts = counts[extra:].copy()
-    kept_counts[0] += counts[:extra].sum()
-    return keys[extra:].copy(), kept_counts
-
-
-def _merge_stores(stores: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sums the counts of several stores bucket by bucket."""
-    stores = [s for s in stores if s[0].size]
-    if not stores:
-        return _EMPTY_KEYS, _EMPTY_COUNTS
-    if len(stores) == 1:
-        return stores[0]
-    keys = np.concatenate([s[0] for s in stores])
-    counts = np.concatenate([s[1] for s in stores])
-    lo, hi = int(keys.min()), int(keys.max())
-    if hi - lo < _DENSE_MERGE_SPAN:  # the usual case: one bincount, no sort
-        dense = np.bincount(keys - lo, weights=counts, minlength=hi - lo + 1)
-        present = np.flatnonzero(dense)
-        return _collapse(present + lo, dense[present].astype(np.int64))
-    keys, inverse = np.unique(keys, return_inverse=True)
-    summed = np.zeros(keys.size, dtype=np.int64)
-    np.add.at(summed, inverse, counts)
-    return _collapse(keys, summed)
-
-
-def _store_item(keys: np.ndarray, counts: np.ndarray, index: int) -> float:
-    """Representative magnitude of the ``index``-th smallest item (0-based) of a store."""
-    bucket = int(np.searchsorted(np.cumsum(counts), index, side="right"))
-    return _bucket_value(int(keys[bucket]))
-
-
-def _pack_counts(counts: np.ndarray) -> bytes:
-    """Counts as little-endian bytes in the narrowest unsigned width that holds them."""
-    top = int(counts.max()) if counts.size else 0
-    for dtype in ("<u1", "<u2", "<u4"):
-        if top <= np.iinfo(dtype).max:
-            return np.dtype(dtype).char.encode() + counts.astype(dtype).tobytes()
-    return b"Q" + counts.astype("<u8").tobytes()
-
-
-def _unpack_counts(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob[1:], dtype="<" + blob[:1].decode()).astype(np.int64)
-
+from msewatch.transforms.metrics.sketch_buckets import (  # noqa: F401 (ALPHA, MAX_BUCKETS, bucket_values: the API)
+    _CODE_SHIFT,
+    _EMPTY_COUNTS,
+    _EMPTY_KEYS,
+    _KEY_MASK,
+    _KEY_OFFSET,
+    _SIGN_SHIFT,
+    ALPHA,
+    MAX_BUCKETS,
+    _bucket_counts,
+    _bucket_keys,
+    _collapse,
+    _merge_stores,
+    _pack_counts,
+    _store_item,
+    _unpack_counts,
+    bucket_values,
+)
 
 SKETCH_VERSION = 1
 """Leading byte of :meth:`ValueSketch.to_bytes`; :meth:`ValueSketch.from_bytes` refuses others."""
@@ -214,29 +140,27 @@ class ValueSketch:
         lo = np.full(n_groups, np.inf)
         np.maximum.at(hi, codes, values)
         np.minimum.at(lo, codes, values)
-        zeros = np.bincount(codes[values == 0], minlength=n_groups)
-
-        nonzero = values != 0
-        magnitudes = np.abs(values[nonzero])
-        packed = (
-            (codes[nonzero] << _CODE_SHIFT)
-            | ((values[nonzero] < 0).astype(np.int64) << _SIGN_SHIFT)
-            | (_bucket_keys(magnitudes) + _KEY_OFFSET)
-        )
-        uniq, counts = np.unique(packed, return_counts=True)
+        is_zero = values == 0
+        zeros = np.bincount(codes[is_zero], minlength=n_groups)
+        if zeros.any():  # exact zeros have no bucket
+            codes, values = codes[~is_zero], values[~is_zero]
+        uniq, counts = _bucket_counts(codes, values < 0, _bucket_keys(np.abs(values)), n_groups)
         keys = (uniq & _KEY_MASK) - _KEY_OFFSET
         group_base = np.arange(n_groups + 1, dtype=np.int64) << _CODE_SHIFT
         starts = np.searchsorted(uniq, group_base)
         mids = np.searchsorted(uniq, group_base[:-1] | (1 << _SIGN_SHIFT))
         counts = counts.astype(np.int64)
 
-        sketches = []
-        for g in range(n_groups):  # one object per group; no loop over values
-            a, m, b = starts[g], mids[g], starts[g + 1]
-            pos = _collapse(keys[a:m], counts[a:m])
-            neg = _collapse(keys[m:b], counts[m:b])
-            sketches.append(cls(*pos, *neg, zeros[g], lo[g], hi[g]))
-        return sketches
+        # One object per group, no loop over values; on Python ints (numpy scalars are
+        # slow to index), collapsing only if some store is over MAX_BUCKETS.
+        wide = n_groups and max(np.diff(starts).max(), 0) > MAX_BUCKETS
+        store = _collapse if wide else lambda k, c: (k, c)
+        bounds = zip(starts[:-1].tolist(), mids.tolist(), starts[1:].tolist(), strict=True)
+        extras = zip(zeros.tolist(), lo.tolist(), hi.tolist(), strict=True)
+        return [
+            cls(*store(keys[a:m], counts[a:m]), *store(keys[m:b], counts[m:b]), *extra)
+            for (a, m, b), extra in zip(bounds, extras, strict=True)
+        ]
 
     def merge(self, other: ValueSketch) -> ValueSketch:
         """The sketch of both inputs' values (neither input is modified)."""

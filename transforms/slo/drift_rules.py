@@ -32,7 +32,8 @@ _NAMES = {"psi": "PSI", "js": "Jensen-Shannon distance", "wasserstein": "Wassers
 
 def _decoded(column) -> list[ValueSketch | None]:
     return [
-        ValueSketch.from_bytes(b) if isinstance(b, bytes | memoryview) else None for b in column
+        ValueSketch.from_bytes(b) if isinstance(b, bytes | bytearray | memoryview) else None
+        for b in column
     ]
 
 
