@@ -115,10 +115,14 @@ def _bucket_counts(codes, negative, keys, n_groups: int) -> tuple[np.ndarray, np
 def _pack_counts(counts: np.ndarray) -> bytes:
     """Counts as little-endian bytes in the narrowest unsigned width that holds them."""
     top = int(counts.max()) if counts.size else 0
-    for dtype in ("<u1", "<u2", "<u4"):
-        if top <= np.iinfo(dtype).max:
-            return np.dtype(dtype).char.encode() + counts.astype(dtype).tobytes()
+    for limit, dtype, code in _WIDTHS:
+        if top <= limit:
+            return code + counts.astype(dtype).tobytes()
     return b"Q" + counts.astype("<u8").tobytes()
+
+
+# (largest count, dtype, its type code): the widths _pack_counts tries, narrowest first
+_WIDTHS = tuple((np.iinfo(d).max, d, np.dtype(d).char.encode()) for d in ("<u1", "<u2", "<u4"))
 
 
 def _unpack_counts(blob: bytes) -> np.ndarray:
