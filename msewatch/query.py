@@ -54,6 +54,7 @@ _DUCKDB_TYPES = {
     "int64": "BIGINT",
     "double": "DOUBLE",
     "bool": "BOOLEAN",
+    "binary": "BLOB",
     "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
 }
 

@@ -130,6 +130,19 @@ _BAD = {
         f"a window is bad when its predictions are under {s.threshold:.0%} of the median of "
         f"the slice's windows in the {_d(s.trailing_s)} before it (a silent window counts 0)"
     ),
+    **{
+        sli: (
+            lambda s, what=what: (
+                f"a window is bad when the {s.statistic} of its {what} "
+                f"distribution against {s.reference.text()} is above {s.threshold:g}"
+            )
+        )
+        for sli, what in (("prediction_drift", "y_pred"), ("label_drift", "y_true"))
+    },
+    "feature_drift": lambda s: (
+        f"a window is bad when the {s.statistic} of its {s.feature} distribution against "
+        f"{s.reference.text()} is above {s.threshold:g}"
+    ),
 }
 _SETTLES = {
     "label_freshness": lambda s: f"when the watermark passes window end + {_d(s.within_s)}",
@@ -137,6 +150,10 @@ _SETTLES = {
     "traffic": lambda s: (
         f"when the window closes and at least 3 windows cover half of {_d(s.trailing_s)} "
         f"before it; a silent slice gets zero rows until idle for {_d(s.retire_after_s)}"
+    ),
+    **dict.fromkeys(
+        ("prediction_drift", "feature_drift"),
+        lambda s: f"when the window closes with >= {s.min_scored} values (its reference too)",
     ),
 }
 
@@ -150,6 +167,8 @@ def describe_slo(slo: Slo) -> list[str]:
         settles += str(slo.min_scored)
         if slo.sli == "rmse_trend":
             settles += f", once {slo.trend_windows} such windows end within {_d(slo.period_s)}"
+        if slo.sli == "label_drift":
+            settles += f", with a reference of >= {slo.min_scored} values"
     else:
         settles = _SETTLES[slo.sli](slo)
     lines = [

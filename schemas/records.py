@@ -257,6 +257,42 @@ METRICS_FIELDS: tuple[Field, ...] = (
             Field("sum_ae_bc", pa.float64(), "FLOAT64", "Sum of |e_b| * |e_c|."),
         ),
     ),
+    Field(
+        "y_pred_sketch",
+        pa.binary(),
+        "BYTES",
+        "Value sketch (versioned bytes, transforms/metrics/sketch.py) of the finite y_pred"
+        " of the window's distinct predictions. Null if none.",
+    ),
+    Field(
+        "y_true_sketch",
+        pa.binary(),
+        "BYTES",
+        "Value sketch of the finite y_true of labeled pairs. Null if none.",
+    ),
+    record_list(
+        "feature_sketches",
+        "Per configured feature: a value sketch of its finite values over the window's"
+        " distinct predictions. Empty unless features are configured.",
+        (
+            Field("feature", pa.string(), "STRING", "The feature name.", False),
+            Field("sketch", pa.binary(), "BYTES", "Its value sketch; null if no value."),
+        ),
+    ),
+    record_list(
+        "label_range",
+        "Per configured valid range (ascending): labeled pairs whose finite y_true is"
+        " outside [low, high]. Empty if none configured.",
+        (
+            Field("low", pa.float64(), "FLOAT64", "Lowest valid y_true.", False),
+            Field("high", pa.float64(), "FLOAT64", "Highest valid y_true.", False),
+            Field("outside", pa.int64(), "INT64", "Labeled pairs with y_true < low or > high."),
+        ),
+    ),
+    Field("sum_abs_pred", pa.float64(), "FLOAT64", "Sum of w * |y_pred| over scored pairs."),
+    Field("sum_abs_true", pa.float64(), "FLOAT64", "Sum of w * |y_true| over scored pairs."),
+    Field("y_true_min", pa.float64(), "FLOAT64", "Smallest finite y_true of labeled pairs."),
+    Field("y_true_max", pa.float64(), "FLOAT64", "Largest finite y_true of labeled pairs."),
     Field("pane_index", pa.int64(), "INT64", "Beam pane index of this firing.", False),
     Field("pane_timing", pa.string(), "STRING", "EARLY, ON_TIME or LATE.", False),
     Field("complete", pa.bool_(), "BOOL", "Every prediction resolved and window closed.", False),

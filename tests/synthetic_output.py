@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from msewatch.schemas import records
 from msewatch.schemas.slo import ALERTS_FIELDS, SLO_STATUS_FIELDS
+from msewatch.transforms.metrics.sketch import ValueSketch
 
 KEYS = ["window_start", "window_end", "slice"]
 DRIFTED = "model_version=v2,region=eu"
@@ -32,7 +33,10 @@ WINDOWS = 5
 
 
 def _random_value(arrow_type: pa.DataType, rng: np.random.Generator):
-    """A random value of an int64 or float64 column; None for other types."""
+    """A random value of an int64, float64 or binary (a value sketch) column; None for
+    other types."""
+    if pa.types.is_binary(arrow_type):
+        return ValueSketch.from_values(rng.uniform(0, 10, 5)).to_bytes()
     if pa.types.is_int64(arrow_type):
         return int(rng.integers(0, 50))
     if pa.types.is_float64(arrow_type):

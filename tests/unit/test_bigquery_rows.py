@@ -91,6 +91,8 @@ ISO = "2026-01-05T01:30:00.000000+00:00"
         # 03:30 at UTC+2 is 01:30 UTC; a naive datetime is taken as UTC
         (datetime.datetime(2026, 1, 5, 3, 30, tzinfo=datetime.timezone(2 * HOUR)), ISO),
         (datetime.datetime(2026, 1, 5, 1, 30), ISO),
+        # BYTES (a value sketch) as base64: base64.b64encode(b"\x01\xff\x00") by hand
+        (b"\x01\xff\x00", "Af8A"), (memoryview(b"\x01\xff\x00"), "Af8A"),
     ],
 )  # fmt: skip
 def test_json_value(value, expected):

@@ -158,7 +158,8 @@ ERRORS = [
     ),
     (
         one_slo("min_scored: 5", sli="nan_rate", threshold="0.1"),
-        "fc: min_scored: applies only to sli: rmse, error_rate, rmse_trend or label_anomaly",
+        "fc: min_scored: applies only to sli: rmse, error_rate, rmse_trend, label_anomaly or"
+        " label_drift (min_scored: also the drift SLIs)",
     ),
     (one_slo("trend_windows: 24"), "fc: trend_windows: applies only to sli: rmse_trend"),
     (

@@ -21,7 +21,8 @@ is taken as UTC). JSON cannot carry NaN or infinity, so **a non-finite float is 
 as NULL**: an empty metric (NaN in Parquet) and an overflow (inf) are both NULL in
 BigQuery; ``scored``, ``nonfinite_errors`` and the ``nan_*`` counts tell them apart.
 A list-of-records column (``REPEATED RECORD``, e.g. ``error_exceedance``) is a JSON
-array of objects, shaped value by value the same way; a missing one is ``[]``.
+array of objects, shaped value by value the same way; a missing one is ``[]``. A BYTES
+value (a value sketch) is base64, as BigQuery's JSON reads BYTES.
 
 **Idempotence.** Each row has a deterministic insertId (:func:`row_id`): metrics hash
 ``(window_start, window_end, slice, pane_index)``, outcomes ``(record_type, outcome,
@@ -45,6 +46,7 @@ bundles do not duplicate rows; a later rerun can, which ``metrics_latest`` absor
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import json
@@ -95,6 +97,8 @@ def json_value(value):
         return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
     if isinstance(value, datetime.date):
         return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):  # BYTES: base64, as BigQuery reads it
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, list | tuple | np.ndarray):  # REPEATED: an array
         return [json_value(item) for item in value]
     if isinstance(value, Mapping):  # RECORD: an object

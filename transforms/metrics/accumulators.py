@@ -55,15 +55,20 @@ import apache_beam as beam
 import numpy as np
 
 from msewatch.schemas.records import METRICS_FIELDS
+from msewatch.transforms.metrics.distributions import (
+    Distributions,
+    distribution_columns,
+    merge_distributions,
+)
 from msewatch.transforms.metrics.paired import Paired, merge_paired, paired_column
-from msewatch.transforms.metrics.sketch import LagSketch
+from msewatch.transforms.metrics.sketch import ValueSketch
 
 Z_95 = 1.959963984540054
 """Two-sided 95 % standard normal quantile."""
 
 _NAMES = [f.name for f in METRICS_FIELDS]
 FINALIZED_FIELDS: tuple[str, ...] = tuple(
-    _NAMES[_NAMES.index("predictions") : _NAMES.index("paired") + 1]
+    _NAMES[_NAMES.index("predictions") : _NAMES.index("y_true_max") + 1]
 )
 """The METRICS_FIELDS columns :func:`finalize` returns, in table order."""
 
@@ -93,6 +98,8 @@ _SUMS = (
     "sum_sle",
     "sum_w_sle",
     "sum_huber",
+    "sum_abs_pred",
+    "sum_abs_true",
 )
 _BOUNDED = (("exceed_count", int), ("exceed_sum_w", float), ("labeled_within", int))
 """The per-bound tuples: name and element type."""
@@ -105,7 +112,8 @@ class ErrorAccumulator:
     Weighted sums run over scored pairs. ``(mean_y, m2_y)`` and ``(mean_se, m2_se)``
     are the weighted mean and weighted sum of squared deviations of ``y_true`` and of
     ``e**2`` (weights summing to ``sum_w``); ``min_y``/``max_y`` bound ``y_true`` over
-    pairs with ``w > 0``. ``lag`` sketches label lag seconds. ``exceed_count``,
+    pairs with ``w > 0``. ``lag`` sketches label lag seconds; ``dist`` holds the value
+    distributions (:mod:`.distributions`). ``exceed_count``,
     ``exceed_sum_w`` and ``labeled_within`` hold one value per configured bound
     (module docstring), or are empty: zeros for any number of bounds.
     """
@@ -133,6 +141,8 @@ class ErrorAccumulator:
     sum_sle: float = 0.0
     sum_w_sle: float = 0.0
     sum_huber: float = 0.0
+    sum_abs_pred: float = 0.0
+    sum_abs_true: float = 0.0
     max_abs_error: float = 0.0  # 0 is the identity of max over |e|; finalize says NaN
     mean_y: float = 0.0
     m2_y: float = 0.0
@@ -140,11 +150,12 @@ class ErrorAccumulator:
     m2_se: float = 0.0
     min_y: float = math.inf
     max_y: float = -math.inf
-    lag: LagSketch = dataclasses.field(default_factory=LagSketch.empty)
+    lag: ValueSketch = dataclasses.field(default_factory=ValueSketch.empty)
     exceed_count: tuple[int, ...] = ()
     exceed_sum_w: tuple[float, ...] = ()
     labeled_within: tuple[int, ...] = ()
     paired: Paired = ()
+    dist: Distributions = dataclasses.field(default_factory=Distributions)
 
     @classmethod
     def empty(cls) -> ErrorAccumulator:
@@ -214,6 +225,7 @@ def _merge_pair(a: ErrorAccumulator, b: ErrorAccumulator) -> ErrorAccumulator:
     for name, element_type in _BOUNDED:
         merged[name] = _merge_bounded([getattr(a, name), getattr(b, name)], element_type)
     merged["paired"] = merge_paired([a.paired, b.paired])
+    merged["dist"] = merge_distributions([a.dist, b.dist])
     return ErrorAccumulator(**merged)
 
 
@@ -250,10 +262,11 @@ def merge_accumulators(accs: Iterable[ErrorAccumulator]) -> ErrorAccumulator:
     merged["max_abs_error"] = max(a.max_abs_error for a in parts)
     merged["min_y"] = min(a.min_y for a in parts)
     merged["max_y"] = max(a.max_y for a in parts)
-    merged["lag"] = LagSketch.merge_all(a.lag for a in parts)
+    merged["lag"] = ValueSketch.merge_all(a.lag for a in parts)
     for name, element_type in _BOUNDED:
         merged[name] = _merge_bounded([getattr(a, name) for a in parts], element_type)
     merged["paired"] = merge_paired([a.paired for a in parts])
+    merged["dist"] = merge_distributions(a.dist for a in parts)
     return ErrorAccumulator(**merged)
 
 
@@ -284,17 +297,21 @@ def _bounded_columns(acc: ErrorAccumulator, thresholds, within_s) -> dict:
     }
 
 
-def finalize(acc: ErrorAccumulator, error_thresholds=(), freshness_within_s=()) -> dict:
+def finalize(
+    acc: ErrorAccumulator, error_thresholds=(), freshness_within_s=(), valid_ranges=()
+) -> dict:
     """The metric columns of a row (every name in :data:`FINALIZED_FIELDS`).
 
     Args:
         acc: The accumulator of one (window, slice, pane).
         error_thresholds: the thresholds ``acc`` was aggregated with, in order.
         freshness_within_s: the freshness bounds (seconds) it was aggregated with.
+        valid_ranges: the valid ranges of ``y_true`` it was aggregated with.
 
     Returns:
         Column name -> Python int or float (NaN where the metric is undefined);
-        ``error_exceedance`` and ``labeled_within`` are lists of dicts, one per bound.
+        ``error_exceedance``, ``labeled_within`` and ``label_range`` are lists of
+        dicts, one per bound; the sketch columns are bytes (null when empty).
 
     Raises:
         ValueError: ``acc`` holds counts for a different number of bounds.
@@ -332,6 +349,7 @@ def finalize(acc: ErrorAccumulator, error_thresholds=(), freshness_within_s=()) 
     row.update({name: float(getattr(acc, name)) for name in _SUMS if name in FINALIZED_FIELDS})
     row.update(_bounded_columns(acc, error_thresholds, freshness_within_s))
     row["paired"] = paired_column(acc.paired)
+    row.update(distribution_columns(acc.dist, valid_ranges))
     return {name: row[name] for name in FINALIZED_FIELDS}
 
 

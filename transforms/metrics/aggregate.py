@@ -22,7 +22,8 @@ import numpy as np
 from msewatch.schemas.records import ExampleKind
 from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
 from msewatch.transforms.metrics.accumulators import ErrorAccumulator
-from msewatch.transforms.metrics.sketch import LagSketch
+from msewatch.transforms.metrics.distributions import aggregate_distributions, check_valid_ranges
+from msewatch.transforms.metrics.sketch import ValueSketch
 
 MAX_WITHIN_SECONDS = MAX_DURATION_MS // 1000
 
@@ -127,6 +128,7 @@ def aggregate_examples(
     huber_delta: float = 1.0,
     error_thresholds=(),
     freshness_within_s=(),
+    valid_ranges=(),
 ) -> list[ErrorAccumulator]:
     """Aggregates a batch of examples into one accumulator per group, vectorized.
 
@@ -144,6 +146,9 @@ def aggregate_examples(
         freshness_within_s: Bounds on label lag, seconds
             (:func:`check_freshness_within_s`): per bound, the LABELED examples with
             ``lag_s`` at most it.
+        valid_ranges: ``(low, high)`` ranges of ``y_true``
+            (:func:`~.distributions.check_valid_ranges`): per range, the labeled pairs
+            outside it; with the value sketches in each accumulator's ``dist``.
 
     Returns:
         ``n_groups`` accumulators, index = group code.
@@ -157,6 +162,7 @@ def aggregate_examples(
         raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
     thresholds = check_error_thresholds(error_thresholds)
     within_s = check_freshness_within_s(freshness_within_s)
+    ranges = check_valid_ranges(valid_ranges)
     columns, pairs = _count_examples(batch)
     columns.update(_weighted_sums(pairs, huber_delta))
     columns.update(_centered_moments(pairs, columns["sum_w"]))
@@ -166,7 +172,10 @@ def aggregate_examples(
         bounded.update(_exceedances(pairs, thresholds))
     if within_s:
         bounded.update(_labeled_within(batch, within_s))
-    return _accumulators(columns, _lag_sketches(batch), bounded)
+    dists = aggregate_distributions(
+        batch.codes, batch.n_groups, batch.kind, batch.y_pred, batch.y_true, ranges
+    )
+    return _accumulators(columns, _lag_sketches(batch), dists, bounded)
 
 
 def _checked_batch(codes, n_groups, kind, y_pred, y_true, weight, lag_s) -> _Batch:
@@ -246,6 +255,8 @@ def _weighted_sums(pairs: _ScoredPairs, huber_delta: float) -> dict[str, np.ndar
             "sum_w_sle": wsum(sle_defined.astype(np.float64)),
             "rmsle_excluded": pairs.count(~sle_defined),
             "sum_huber": wsum(huber),
+            "sum_abs_pred": wsum(np.abs(yp)),
+            "sum_abs_true": wsum(np.abs(yt)),
         }
 
 
@@ -279,10 +290,10 @@ def _extremes(pairs: _ScoredPairs) -> dict[str, np.ndarray]:
     return {"max_abs_error": max_abs_error, "min_y": min_y, "max_y": max_y}
 
 
-def _lag_sketches(batch: _Batch) -> list[LagSketch]:
+def _lag_sketches(batch: _Batch) -> list[ValueSketch]:
     """One sketch per group of the finite label lags of LABELED examples."""
     has_lag = (batch.kind == ExampleKind.LABELED) & np.isfinite(batch.lag_s)
-    return LagSketch.from_groups(batch.codes[has_lag], batch.lag_s[has_lag], batch.n_groups)
+    return ValueSketch.from_groups(batch.codes[has_lag], batch.lag_s[has_lag], batch.n_groups)
 
 
 def _per_group_histogram(codes, bins, weights, n_groups: int, n_bins: int) -> np.ndarray:
@@ -323,12 +334,16 @@ def _labeled_within(batch: _Batch, within_s: tuple[int, ...]) -> dict[str, np.nd
 
 
 def _accumulators(
-    columns: dict[str, np.ndarray], lags: list[LagSketch], bounded: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray],
+    lags: list[ValueSketch],
+    dists: list,
+    bounded: dict[str, np.ndarray],
 ) -> list[ErrorAccumulator]:
     """Per-group columns (``bounded``: ``(n_groups, k)`` arrays) -> one
     :class:`ErrorAccumulator` per group."""
     values = {name: column.tolist() for name, column in columns.items()}
     values["lag"] = lags
+    values["dist"] = dists
     values.update({name: list(map(tuple, rows.tolist())) for name, rows in bounded.items()})
     return [
         ErrorAccumulator(**dict(zip(values, row, strict=True)))

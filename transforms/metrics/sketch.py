@@ -1,4 +1,10 @@
-"""A mergeable quantile sketch of label lag seconds (DDSketch-style log buckets).
+"""A mergeable quantile sketch of values (DDSketch-style log buckets): :class:`ValueSketch`.
+
+One definition serves every distribution msewatch keeps per window and slice: label lag
+seconds (``label_lag_p*_s``) and the value distributions of ``y_pred``, ``y_true`` and
+features (``y_pred_sketch``, ... in the metrics table, read by the drift SLIs). In a
+table a sketch is bytes (:meth:`ValueSketch.to_bytes`, a leading version byte);
+:meth:`ValueSketch.buckets` gives its bucket values and counts (for binning, drift).
 
 A value ``x != 0`` falls in bucket ``k = ceil(log(|x|) / log(gamma))`` with
 ``gamma = (1 + alpha) / (1 - alpha)``; the bucket stands for the value
@@ -7,7 +13,7 @@ in the bucket ``(gamma**(k-1), gamma**k]`` (Masson, Rim & Lee, "DDSketch", VLDB 
 With ``alpha = 0.005`` a quantile is within 0.5 % (so well within 1 %) of the true
 order statistic ``sorted(values)[floor(q * (n - 1))]`` (numpy's ``method="lower"``).
 
-Label lag is ``label_time - event_time`` and may be negative (clock skew), so the
+Values may be negative (label lag under clock skew, predictions), so the
 sketch keeps three stores: the positive values, ``|x|`` of the negative values, and a
 count of exact zeros. Each store is a pair of numpy arrays (sorted int bucket keys,
 int64 counts), never a dict, so merging is one ``np.unique`` and pickling is a few
@@ -27,86 +33,40 @@ equals the collapsed sketch of the union).
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable
 
 import numpy as np
 
-ALPHA = 0.005
-"""Relative accuracy of every quantile estimate."""
+from msewatch.transforms.metrics.sketch_buckets import (  # noqa: F401 (ALPHA, MAX_BUCKETS, bucket_values: the API)
+    _CODE_SHIFT,
+    _EMPTY_COUNTS,
+    _EMPTY_KEYS,
+    _KEY_MASK,
+    _KEY_OFFSET,
+    _SIGN_SHIFT,
+    ALPHA,
+    MAX_BUCKETS,
+    _bucket_counts,
+    _bucket_keys,
+    _collapse,
+    _merge_stores,
+    _pack_counts,
+    _store_item,
+    _unpack_counts,
+    bucket_values,
+)
 
-MAX_BUCKETS = 4096
-"""Most buckets kept per store (positive, negative)."""
+SKETCH_VERSION = 1
+"""Leading byte of :meth:`ValueSketch.to_bytes`; :meth:`ValueSketch.from_bytes` refuses others."""
 
-_GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
-_LN_GAMMA = math.log(_GAMMA)
-# Bucket keys of finite non-zero doubles lie in about [-74436, 70980]; the offset and
-# bit widths below pack (group code, sign, key) into one non-negative int64.
-_KEY_OFFSET = 1 << 17
-_SIGN_SHIFT = 18
-_CODE_SHIFT = 19
-_KEY_MASK = (1 << _SIGN_SHIFT) - 1
-
-_EMPTY_KEYS = np.zeros(0, dtype=np.int64)
-_EMPTY_COUNTS = np.zeros(0, dtype=np.int64)
-
-
-def _bucket_keys(magnitudes: np.ndarray) -> np.ndarray:
-    """Bucket key of each positive finite magnitude."""
-    return np.ceil(np.log(magnitudes) / _LN_GAMMA).astype(np.int64)
-
-
-def _bucket_value(key: int) -> float:
-    """Representative value of bucket ``key``: ``2 * gamma**key / (gamma + 1)``."""
-    # 2 / (gamma + 1) == 1 - alpha; exp of a sum avoids overflowing gamma**key first.
-    with np.errstate(over="ignore"):
-        return float(np.exp(key * _LN_GAMMA + math.log1p(-ALPHA)))
+# version, zero count, min, max, positive buckets, negative buckets (little-endian).
+_HEADER = struct.Struct("<BqddII")
 
 
-def _collapse(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Folds the lowest buckets into the lowest kept one so at most MAX_BUCKETS remain."""
-    extra = keys.size - MAX_BUCKETS
-    if extra <= 0:
-        return keys, counts
-    kept_counts = counts[extra:].copy()
-    kept_counts[0] += counts[:extra].sum()
-    return keys[extra:].copy(), kept_counts
-
-
-def _merge_stores(stores: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sums the counts of several stores bucket by bucket."""
-    stores = [s for s in stores if s[0].size]
-    if not stores:
-        return _EMPTY_KEYS, _EMPTY_COUNTS
-    if len(stores) == 1:
-        return stores[0]
-    keys, inverse = np.unique(np.concatenate([s[0] for s in stores]), return_inverse=True)
-    counts = np.zeros(keys.size, dtype=np.int64)
-    np.add.at(counts, inverse, np.concatenate([s[1] for s in stores]))
-    return _collapse(keys, counts)
-
-
-def _store_item(keys: np.ndarray, counts: np.ndarray, index: int) -> float:
-    """Representative magnitude of the ``index``-th smallest item (0-based) of a store."""
-    bucket = int(np.searchsorted(np.cumsum(counts), index, side="right"))
-    return _bucket_value(int(keys[bucket]))
-
-
-def _pack_counts(counts: np.ndarray) -> bytes:
-    """Counts as little-endian bytes in the narrowest unsigned width that holds them."""
-    top = int(counts.max()) if counts.size else 0
-    for dtype in ("<u1", "<u2", "<u4"):
-        if top <= np.iinfo(dtype).max:
-            return np.dtype(dtype).char.encode() + counts.astype(dtype).tobytes()
-    return b"Q" + counts.astype("<u8").tobytes()
-
-
-def _unpack_counts(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob[1:], dtype="<" + blob[:1].decode()).astype(np.int64)
-
-
-def _restore(zero_count, lo, hi, pos_keys, pos_counts, neg_keys, neg_counts) -> LagSketch:
-    """Unpickles a :class:`LagSketch` (see ``LagSketch.__reduce__``)."""
-    return LagSketch(
+def _restore(zero_count, lo, hi, pos_keys, pos_counts, neg_keys, neg_counts) -> ValueSketch:
+    """Unpickles a :class:`ValueSketch` (see ``ValueSketch.__reduce__``)."""
+    return ValueSketch(
         np.frombuffer(pos_keys, dtype="<i4").astype(np.int64),
         _unpack_counts(pos_counts),
         np.frombuffer(neg_keys, dtype="<i4").astype(np.int64),
@@ -117,8 +77,8 @@ def _restore(zero_count, lo, hi, pos_keys, pos_counts, neg_keys, neg_counts) -> 
     )
 
 
-class LagSketch:
-    """Mergeable quantile sketch of float seconds (negative, zero or positive).
+class ValueSketch:
+    """Mergeable quantile sketch of finite floats (negative, zero or positive).
 
     Immutable: :meth:`merge` returns a new sketch. Build one with :meth:`empty`,
     :meth:`from_values` or :meth:`from_groups`; the constructor is internal.
@@ -136,12 +96,12 @@ class LagSketch:
         self._max = float(hi)
 
     @classmethod
-    def empty(cls) -> LagSketch:
+    def empty(cls) -> ValueSketch:
         """The sketch of no values."""
         return cls(_EMPTY_KEYS, _EMPTY_COUNTS, _EMPTY_KEYS, _EMPTY_COUNTS, 0, math.inf, -math.inf)
 
     @classmethod
-    def from_values(cls, values: np.ndarray) -> LagSketch:
+    def from_values(cls, values: np.ndarray) -> ValueSketch:
         """Sketch of an array of finite values.
 
         Raises:
@@ -151,7 +111,7 @@ class LagSketch:
         return cls.from_groups(np.zeros(values.size, dtype=np.int64), values, 1)[0]
 
     @classmethod
-    def from_groups(cls, codes: np.ndarray, values: np.ndarray, n_groups: int) -> list[LagSketch]:
+    def from_groups(cls, codes: np.ndarray, values: np.ndarray, n_groups: int) -> list[ValueSketch]:
         """One sketch per group, built with one ``np.unique`` over (code, bucket) pairs.
 
         Args:
@@ -174,42 +134,40 @@ class LagSketch:
         if codes.size and (codes.min() < 0 or codes.max() >= n_groups):
             raise ValueError(f"codes must be in [0, {n_groups})")
         if not np.isfinite(values).all():
-            raise ValueError("LagSketch takes finite values only; filter NaN and inf first")
+            raise ValueError("ValueSketch takes finite values only; filter NaN and inf first")
 
         hi = np.full(n_groups, -np.inf)
         lo = np.full(n_groups, np.inf)
         np.maximum.at(hi, codes, values)
         np.minimum.at(lo, codes, values)
-        zeros = np.bincount(codes[values == 0], minlength=n_groups)
-
-        nonzero = values != 0
-        magnitudes = np.abs(values[nonzero])
-        packed = (
-            (codes[nonzero] << _CODE_SHIFT)
-            | ((values[nonzero] < 0).astype(np.int64) << _SIGN_SHIFT)
-            | (_bucket_keys(magnitudes) + _KEY_OFFSET)
-        )
-        uniq, counts = np.unique(packed, return_counts=True)
+        is_zero = values == 0
+        zeros = np.bincount(codes[is_zero], minlength=n_groups)
+        if zeros.any():  # exact zeros have no bucket
+            codes, values = codes[~is_zero], values[~is_zero]
+        uniq, counts = _bucket_counts(codes, values < 0, _bucket_keys(np.abs(values)), n_groups)
         keys = (uniq & _KEY_MASK) - _KEY_OFFSET
         group_base = np.arange(n_groups + 1, dtype=np.int64) << _CODE_SHIFT
         starts = np.searchsorted(uniq, group_base)
         mids = np.searchsorted(uniq, group_base[:-1] | (1 << _SIGN_SHIFT))
         counts = counts.astype(np.int64)
 
-        sketches = []
-        for g in range(n_groups):  # one object per group; no loop over values
-            a, m, b = starts[g], mids[g], starts[g + 1]
-            pos = _collapse(keys[a:m], counts[a:m])
-            neg = _collapse(keys[m:b], counts[m:b])
-            sketches.append(cls(*pos, *neg, zeros[g], lo[g], hi[g]))
-        return sketches
+        # One object per group, no loop over values; on Python ints (numpy scalars are
+        # slow to index), collapsing only if some store is over MAX_BUCKETS.
+        wide = n_groups and max(np.diff(starts).max(), 0) > MAX_BUCKETS
+        store = _collapse if wide else lambda k, c: (k, c)
+        bounds = zip(starts[:-1].tolist(), mids.tolist(), starts[1:].tolist(), strict=True)
+        extras = zip(zeros.tolist(), lo.tolist(), hi.tolist(), strict=True)
+        return [
+            cls(*store(keys[a:m], counts[a:m]), *store(keys[m:b], counts[m:b]), *extra)
+            for (a, m, b), extra in zip(bounds, extras, strict=True)
+        ]
 
-    def merge(self, other: LagSketch) -> LagSketch:
+    def merge(self, other: ValueSketch) -> ValueSketch:
         """The sketch of both inputs' values (neither input is modified)."""
-        return LagSketch.merge_all((self, other))
+        return ValueSketch.merge_all((self, other))
 
     @classmethod
-    def merge_all(cls, sketches: Iterable[LagSketch]) -> LagSketch:
+    def merge_all(cls, sketches: Iterable[ValueSketch]) -> ValueSketch:
         """The sketch of the union of any iterable (list, generator, ...) of sketches."""
         sketches = list(sketches)
         if not sketches:
@@ -276,6 +234,87 @@ class LagSketch:
             value = _store_item(self._pos_keys, self._pos_counts, rank - n_neg - self._zero)
         return min(max(value, self._min), self._max)
 
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """The buckets as signed indices (ascending in value) and their counts.
+
+        The index of positive bucket ``k`` is ``k + 2**17 + 1``, of the negative one
+        ``-(k + 2**17 + 1)``, of exact zeros 0: sketches of any values share one index
+        space, so histograms of many sketches line up (the drift statistics,
+        :mod:`msewatch.transforms.slo.drift`). :func:`bucket_values` maps an index to its
+        bucket's representative value.
+        """
+        neg = -(self._neg_keys[::-1] + _KEY_OFFSET + 1)
+        pos = self._pos_keys + _KEY_OFFSET + 1
+        zero = np.zeros(1 if self._zero else 0, np.int64)
+        zero_count = np.full(zero.size, self._zero, np.int64)
+        counts = np.concatenate([self._neg_counts[::-1], zero_count, self._pos_counts])
+        return np.concatenate([neg, zero, pos]), counts.astype(np.int64)
+
+    def buckets(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sketch as a weighted sample: bucket values (ascending) and their counts.
+
+        Each bucket's representative value (:func:`bucket_values`), clamped into
+        ``[min, max]``, with the number of values in it; empty arrays when empty.
+        """
+        index, counts = self.histogram()
+        values = bucket_values(index)
+        return (np.clip(values, self._min, self._max) if values.size else values), counts
+
+    def to_bytes(self) -> bytes:
+        """The sketch as bytes (a BYTES column): :data:`SKETCH_VERSION`, then the stores.
+
+        Layout (little-endian): version u8, zero count i64, min f64, max f64, number of
+        positive and of negative buckets u32 each, then per store its keys (i32) and its
+        counts (a width code and the narrowest unsigned ints that hold them).
+        """
+        header = _HEADER.pack(
+            SKETCH_VERSION,
+            self._zero,
+            self._min,
+            self._max,
+            self._pos_keys.size,
+            self._neg_keys.size,
+        )
+        return b"".join(
+            (
+                header,
+                self._pos_keys.astype("<i4").tobytes(),
+                _pack_counts(self._pos_counts),
+                self._neg_keys.astype("<i4").tobytes(),
+                _pack_counts(self._neg_counts),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> ValueSketch:
+        """The sketch :meth:`to_bytes` wrote.
+
+        Raises:
+            ValueError: ``blob`` is not a sketch, or of a version this release cannot read.
+        """
+        blob = bytes(blob)
+        if not blob or blob[0] != SKETCH_VERSION:
+            found = blob[0] if blob else "none (empty bytes)"
+            raise ValueError(
+                f"value sketch version {found} is not readable here (this release reads "
+                f"version {SKETCH_VERSION}); was the table written by a newer msewatch?"
+            )
+        try:
+            _, zero, lo, hi, n_pos, n_neg = _HEADER.unpack_from(blob)
+            at = _HEADER.size
+            stores = []
+            for n in (n_pos, n_neg):
+                keys = np.frombuffer(blob, "<i4", n, at).astype(np.int64)
+                at += 4 * n
+                width = np.dtype("<" + chr(blob[at])).itemsize
+                stores += [keys, _unpack_counts(blob[at : at + 1 + width * n])]
+                at += 1 + width * n
+        except (struct.error, ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"malformed value sketch bytes ({len(blob)} bytes): {err}") from err
+        if at != len(blob):
+            raise ValueError(f"malformed value sketch bytes: {len(blob) - at} bytes left over")
+        return cls(*stores, zero, lo, hi)
+
     def __reduce__(self):
         return (
             _restore,
@@ -291,7 +330,7 @@ class LagSketch:
         )
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, LagSketch):
+        if not isinstance(other, ValueSketch):
             return NotImplemented
         return (
             self._zero == other._zero
@@ -307,6 +346,6 @@ class LagSketch:
 
     def __repr__(self) -> str:
         return (
-            f"LagSketch(count={self.count}, min={self.min}, max={self.max}, "
+            f"ValueSketch(count={self.count}, min={self.min}, max={self.max}, "
             f"buckets={self.num_buckets})"
         )

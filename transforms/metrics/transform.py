@@ -48,6 +48,7 @@ from msewatch.transforms.metrics.aggregate import (
     check_error_thresholds,
     check_freshness_within_s,
 )
+from msewatch.transforms.metrics.distributions import check_valid_ranges
 from msewatch.transforms.metrics.paired import check_pairs, group_paired, pair_rows
 from msewatch.transforms.metrics.slices import SliceCoder, SliceConfig, dense_unique
 from msewatch.transforms.metrics.windowing import WindowConfig, WindowMetrics
@@ -87,6 +88,9 @@ class MetricsConfig:
         version_pairs: ``(baseline, candidate)`` model versions whose paired loss
             moments (:mod:`.paired`) fill the ``paired`` column of the candidate's
             slices; the comparisons of the SLO file. None by default.
+        valid_ranges: ``(low, high)`` ranges of ``y_true`` (low < high, infinite bounds
+            allowed): the ``label_range`` column counts, per range, the labeled pairs
+            whose finite ``y_true`` is outside it; the label_anomaly SLOs'. None by default.
     """
 
     window: WindowConfig = WindowConfig()
@@ -96,6 +100,7 @@ class MetricsConfig:
     error_thresholds: tuple[float, ...] = ()
     freshness_within_s: tuple[int, ...] = ()
     version_pairs: tuple[tuple[str, str], ...] = ()
+    valid_ranges: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self):
         if not self.huber_delta > 0:
@@ -105,6 +110,7 @@ class MetricsConfig:
         within_s = check_freshness_within_s(self.freshness_within_s)
         object.__setattr__(self, "freshness_within_s", within_s)
         object.__setattr__(self, "version_pairs", check_pairs(self.version_pairs))
+        object.__setattr__(self, "valid_ranges", check_valid_ranges(self.valid_ranges))
 
 
 class _PreAggregate(beam.DoFn):
@@ -145,6 +151,7 @@ class _PreAggregate(beam.DoFn):
                 huber_delta=self._config.huber_delta,
                 error_thresholds=self._config.error_thresholds,
                 freshness_within_s=self._config.freshness_within_s,
+                valid_ranges=self._config.valid_ranges,
             )
             if found and "model_version" in spec:
                 for acc, paired in zip(accs, group_paired(found, dense, len(present)), strict=True):
@@ -229,7 +236,7 @@ class _FormatRow(beam.DoFn):
 
     def __init__(self, config: MetricsConfig):
         self._clock = config.clock
-        self._bounds = (config.error_thresholds, config.freshness_within_s)
+        self._bounds = (config.error_thresholds, config.freshness_within_s, config.valid_ranges)
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         for slice_name, acc in sorted(element[1].items()):

@@ -9,6 +9,7 @@ semantics)::
         sli: rmse              # rmse | error_rate | label_freshness | nan_rate | rmse_trend
                                # | label_anomaly (with valid_range: [LOW, HIGH])
                                # | traffic
+                               # | prediction_drift | label_drift | feature_drift
         threshold: 40
         objective: 0.99
         period: 30d
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from pathlib import Path
 
 import pyarrow as pa
 import yaml
@@ -45,6 +47,7 @@ from msewatch.transforms.durations import parse_duration_seconds
 from msewatch.transforms.parse.timestamps import time_from_text
 from msewatch.transforms.shown import shown
 from msewatch.transforms.slo.patterns import matches
+from msewatch.transforms.slo.reference import DRIFT_SLIS, Reference, read_reference_file
 from msewatch.transforms.slo.spec import (
     LABEL_GATED,
     SEVERITIES,
@@ -87,7 +90,8 @@ class SloFileError(ValueError):
 
 
 def parse_slo_file(text: str, path: str = "<slo file>") -> SloFile:
-    """The :class:`SloFile` written in ``text`` (YAML); ``path`` names it in errors.
+    """The :class:`SloFile` written in ``text`` (YAML); ``path`` names it in errors, and
+    a drift reference file's relative path is relative to its folder.
 
     Raises:
         SloFileError: the first mistake, naming ``path``, the SLO and the key.
@@ -101,8 +105,9 @@ def parse_slo_file(text: str, path: str = "<slo file>") -> SloFile:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SloFileError(path, None, None, f"{where}not valid YAML: {problem}") from None
+    folder = Path(path).parent if path != "<slo file>" else Path.cwd()
     try:
-        return _file(doc)
+        return _file(doc, folder)
     except InvalidValue as e:
         raise SloFileError(path, e.slo, e.key, e.what) from None
 
@@ -181,6 +186,9 @@ _FIELDS = {  # key in the file -> field of Slo
     "scale_factor": "scale_factor",
     "trailing": "trailing_s",
     "retire_after": "retire_after_s",
+    "reference": "reference",
+    "statistic": "statistic",
+    "feature": "feature",
 }
 _REQUIRED = ("name", "sli", "threshold", "objective")
 
@@ -216,18 +224,18 @@ def _entries(doc: dict, key: str, parse) -> list:
     return out
 
 
-def _file(doc) -> SloFile:
+def _file(doc, folder: Path) -> SloFile:
     if doc is None:
         raise InvalidValue(None, "the file is empty: write version: 1 and slos: [...]")
     doc = _mapping(doc, None, _TOP_KEYS)
     if "version" not in doc:
         raise InvalidValue("version", "is required: write version: 1")
-    slos = _entries(doc, "slos", _slo)
+    slos = _entries(doc, "slos", lambda raw: _slo(raw, folder))
     comparisons = _entries(doc, "comparisons", _comparison)
     return SloFile(version=doc["version"], slos=tuple(slos), comparisons=tuple(comparisons))
 
 
-def _slo(raw) -> Slo:
+def _slo(raw, folder: Path) -> Slo:
     raw = _mapping(raw, None, tuple(_FIELDS))
     for key in _REQUIRED:
         if key not in raw:
@@ -237,9 +245,10 @@ def _slo(raw) -> Slo:
         raise InvalidValue("sli", f"must be one of {', '.join(SLIS)}; got {shown(sli)}")
     if sli not in LABEL_GATED:
         for key in ("min_coverage", "min_scored"):
-            if key in raw:
+            if key in raw and not (key == "min_scored" and sli in DRIFT_SLIS):
                 gated = f"{', '.join(LABEL_GATED[:-1])} or {LABEL_GATED[-1]}"
-                raise InvalidValue(key, f"applies only to sli: {gated}")
+                drift = " (min_scored: also the drift SLIs)" if key == "min_scored" else ""
+                raise InvalidValue(key, f"applies only to sli: {gated}{drift}")
     args = {_FIELDS[k]: v for k, v in raw.items()}
     for key in ("within", "period", "keep_firing_for", "trailing", "retire_after"):
         if key in raw:
@@ -250,6 +259,8 @@ def _slo(raw) -> Slo:
         args["slices"] = tuple(_list(args["slices"], "slices"))
     if "alerting" in raw:
         args["alerting"] = _alerting(raw["alerting"])
+    if "reference" in raw:
+        args["reference"] = _reference(raw["reference"], folder)
     if "suppress" in raw:
         args["suppress"] = tuple(
             _suppression(s, f"suppress[{i}]")
@@ -343,6 +354,28 @@ def _suppression(raw, key: str) -> Suppression:
         )
     except InvalidValue as e:
         raise InvalidValue(f"{key}.{e.key}", e.what) from None
+
+
+def _reference(raw, folder: Path) -> Reference:
+    """``{from: T1, to: T2}``, ``{trailing: 7d}`` or ``{file: PATH}`` (a file is read now)."""
+    forms = "{from: T1, to: T2}, {trailing: 7d} or {file: PATH}"
+    raw = _mapping(raw, "reference", ("from", "to", "trailing", "file"))
+    keys = set(raw)
+    try:
+        if keys == {"from", "to"}:
+            return Reference(
+                "range", _timestamp_ms(raw["from"], "from"), _timestamp_ms(raw["to"], "to")
+            )
+        if keys == {"trailing"}:
+            return Reference("trailing", trailing_s=_seconds(raw["trailing"], "trailing"))
+        if keys == {"file"}:
+            return read_reference_file(raw["file"], folder)
+    except InvalidValue as e:
+        raise InvalidValue(f"reference.{e.key}", e.what) from None
+    except ValueError as e:
+        key = "file" if "file" in keys else "trailing" if "trailing" in keys else "to"
+        raise InvalidValue(f"reference.{key}", str(e)) from None
+    raise InvalidValue("reference", f"must be one of {forms}; got keys {', '.join(sorted(keys))}")
 
 
 def _seconds(value, key: str) -> int:

@@ -48,6 +48,7 @@ from msewatch.schemas.slo import FIRING, OFF, OK, RESOLVED, AlertTransition, Slo
 from msewatch.transforms.flapping import recent_firings, record_firing
 from msewatch.transforms.slo.sli import (
     BOOL_COLUMNS,
+    OBJECT_COLUMNS,
     SLI_RULES,
     WINDOW_KEY,
     Verdicts,
@@ -85,7 +86,8 @@ class _AlertState:
 
 
 def as_columns(rows, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Window rows -> numpy columns ``names`` (ms int64, flags bool, the rest float64).
+    """Window rows -> numpy columns ``names`` (ms int64, flags bool, sketches object, the
+    rest float64).
 
     ``rows`` is a ``pyarrow.Table``/``RecordBatch``, a mapping of column -> values
     (a dict of lists or arrays, a pandas DataFrame), or a sequence of row dicts.
@@ -112,6 +114,9 @@ def as_columns(rows, names: tuple[str, ...]) -> dict[str, np.ndarray]:
             out[n] = np.asarray(values, dtype=np.int64)
         elif n in BOOL_COLUMNS:  # null and NaN are False
             out[n] = np.array([v is not None and v == v and bool(v) for v in values], bool)
+        elif n in OBJECT_COLUMNS:  # bytes (a sketch) or None, kept as they are
+            out[n] = np.empty(len(values), object)
+            out[n][:] = list(values)
         else:
             out[n] = np.asarray(values, dtype=np.float64)
     return out
@@ -184,6 +189,7 @@ class SloEvaluator:
             n: np.empty(0, np.int64 if n in WINDOW_KEY else float) for n in self._columns
         }
         self._table.update({n: np.empty(0, bool) for n in BOOL_COLUMNS if n in self._table})
+        self._table.update({n: np.empty(0, object) for n in OBJECT_COLUMNS if n in self._table})
         self._alerts = {sev: _AlertState() for sev, conds in slo.alerting.items() if conds}
         self._lookbacks = slo.alerting.lookbacks_s()
         self._last_status: SloStatus | None = None
@@ -230,8 +236,17 @@ class SloEvaluator:
         return out
 
     def _prune(self) -> None:
-        kept_s = self.slo.period_s + SLI_RULES[self.slo.sli].reach_s(self.slo)
-        keep = self._table["window_end_ms"] > self.frontier_ms - kept_s * 1000
+        """Drops the windows no verdict reads any more: older than the period plus the
+        rule's reach (and the longest window: a drift rule reaches back from a window's
+        start). A ``{from, to}`` drift reference's windows are kept for good (their number
+        is bounded by the range)."""
+        reach_s = SLI_RULES[self.slo.sli].reach_s(self.slo)
+        start, end = self._table["window_start_ms"], self._table["window_end_ms"]
+        longest_ms = int((end - start).max(initial=0)) if reach_s else 0
+        keep = end > self.frontier_ms - (self.slo.period_s + reach_s) * 1000 - longest_ms
+        ref = getattr(self.slo, "reference", None)
+        if ref is not None and ref.kind == "range":
+            keep |= (start >= ref.from_ms) & (end <= ref.to_ms)
         if not keep.all():
             self._table = {n: c[keep] for n, c in self._table.items()}
 

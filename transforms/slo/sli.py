@@ -14,6 +14,9 @@ A window **settles** (counts, good or bad) when
 * label_freshness: it has predictions and the watermark has passed ``window_end +
   within`` (every label that could be in time has had its chance);
 * nan_rate: it has predictions and the watermark has passed ``window_end``;
+* prediction_drift, feature_drift, label_drift: :mod:`.drift_rules` (the watermark
+  passed the window's end, or the label gate for label_drift; enough values on both
+  sides of the comparison);
 * rmse_trend: it passes the label gate with a finite RMSE, and at least
   ``trend_windows`` *trend points* end in ``(window_end - period, window_end]``. A
   trend point is a window that passes the gate with a finite RMSE and overlaps no
@@ -63,12 +66,14 @@ from typing import NamedTuple
 import numpy as np
 
 from msewatch.transforms.durations import format_duration
+from msewatch.transforms.slo import drift_rules
 from msewatch.transforms.slo.spec import Slo
 from msewatch.transforms.slo.trend import rolling_points, theil_sen
 
 WINDOW_KEY = ("window_start_ms", "window_end_ms")
 MIN_BASELINE_WINDOWS = 3  # traffic: fewer windows in the trailing span are no baseline
 BOOL_COLUMNS = ("complete",)
+OBJECT_COLUMNS = ("y_pred_sketch", "y_true_sketch", "feature_sketch")  # bytes or None
 
 
 class Verdicts(NamedTuple):
@@ -251,6 +256,14 @@ def _describe_traffic(slo: Slo, v: float) -> str:
     return f"predictions {v:.0%} of {median} ({bad})"
 
 
+def _prediction_drift(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    return Verdicts(*drift_rules.drift_verdicts(slo, c, c["window_end_ms"] <= watermark_ms))
+
+
+def _label_drift(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:
+    return Verdicts(*drift_rules.drift_verdicts(slo, c, _label_gate(slo, c)))
+
+
 SLI_RULES: dict[str, SliRule] = {
     "rmse": SliRule(
         ("label_coverage", "complete", "scored", "rmse"),
@@ -305,6 +318,18 @@ SLI_RULES: dict[str, SliRule] = {
         _traffic,
         _describe_traffic,
         reach_s=lambda slo: slo.trailing_s,
+    ),
+    "prediction_drift": SliRule(
+        ("y_pred_sketch",), _prediction_drift, drift_rules.describe, drift_rules.reach_s
+    ),
+    "label_drift": SliRule(
+        ("label_coverage", "complete", "scored", "y_true_sketch"),
+        _label_drift,
+        drift_rules.describe,
+        drift_rules.reach_s,
+    ),
+    "feature_drift": SliRule(
+        ("feature_sketch",), _prediction_drift, drift_rules.describe, drift_rules.reach_s
     ),
 }
 

@@ -23,6 +23,7 @@ from msewatch.transforms.durations import MAX_DURATION_SECONDS, format_duration
 from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.shown import escape, shown
 from msewatch.transforms.slo.patterns import check_pattern, matches
+from msewatch.transforms.slo.reference import DRIFT_SLIS, Reference, drift_problem
 
 SLIS = (
     "rmse",
@@ -32,9 +33,10 @@ SLIS = (
     "rmse_trend",
     "label_anomaly",
     "traffic",
+    *DRIFT_SLIS,
 )
 # SLIs whose windows wait for min_coverage/min_scored (the label gate)
-LABEL_GATED = ("rmse", "error_rate", "rmse_trend", "label_anomaly")
+LABEL_GATED = ("rmse", "error_rate", "rmse_trend", "label_anomaly", "label_drift")
 SEVERITIES = ("page", "ticket")
 # rmse_trend: settled windows per Theil-Sen fit (the default, and the allowed range: the
 # cost of a fit grows with the square of it)
@@ -66,6 +68,14 @@ _THRESHOLD_RULES = {
     "traffic": (
         lambda t: 0 < t <= 1,
         "a share in (0, 1] of the trailing median of predictions: a window is bad below it",
+    ),
+    **dict.fromkeys(
+        DRIFT_SLIS,
+        (
+            lambda t: t >= 0,
+            "a drift statistic >= 0 (psi: 0.1 minor, 0.25 major shift; js: a distance in "
+            "[0, 1]; wasserstein: in the values' units): a window is bad above it",
+        ),
     ),
 }
 
@@ -256,6 +266,9 @@ class Slo:
     scale_factor: float | None = None  # label_anomaly only; None there means the default
     trailing_s: int | None = None  # traffic only; None there means 7d
     retire_after_s: int | None = None  # traffic only; None there means trailing_s
+    reference: Reference | None = None  # the drift SLIs only (reference.py)
+    statistic: str | None = None  # the drift SLIs; None there means psi
+    feature: str | None = None  # feature_drift only
 
     def __post_init__(self):
         if isinstance(self.slices, str):
@@ -290,6 +303,7 @@ class Slo:
         self._check_trend_windows()
         self._check_label_anomaly()
         self._check_traffic()
+        self._check_drift()
         check_number(self.objective, "objective")
         if not 0 < self.objective < 1:
             raise InvalidValue(
@@ -375,6 +389,13 @@ class Slo:
         if self.retire_after_s is None:
             object.__setattr__(self, "retire_after_s", self.trailing_s)
         check_seconds(self.retire_after_s, "retire_after")
+
+    def _check_drift(self) -> None:
+        if self.sli in DRIFT_SLIS and self.statistic is None:
+            object.__setattr__(self, "statistic", "psi")
+        problem = drift_problem(self)
+        if problem:
+            raise InvalidValue(*problem)
 
     def _check_slices(self) -> None:
         check_slices(self.slices)

@@ -67,8 +67,22 @@ from msewatch.transforms.slo.spec import Slo, SloFile
 
 ALERTS, STATUS = "alerts", "slo_status"
 # sli -> the column read from the SLO's own threshold (error_rate), within (label_freshness)
-# or valid_range (label_anomaly: the labels outside it)
-_PER_SLO = {"error_rate": "bad_w", "label_freshness": "fresh", "label_anomaly": "outside"}
+# or valid_range (label_anomaly: the labels outside it) or feature (feature_drift: the
+# sketch of that feature, bytes or None)
+_PER_SLO = {
+    "error_rate": "bad_w",
+    "label_freshness": "fresh",
+    "label_anomaly": "outside",
+    "feature_drift": "feature_sketch",
+}
+
+
+def _feature_sketch(row: dict, feature: str):
+    """The sketch of ``feature`` in a row's ``feature_sketches`` (None if absent)."""
+    for entry in row.get("feature_sketches") or ():
+        if entry["feature"] == feature:
+            return entry["sketch"]
+    return None
 
 
 def _entry(entries, key: str, value, field: str) -> float:
@@ -98,6 +112,8 @@ def window_row(slo, row: dict) -> dict:
         out["fresh"] = _entry(row.get("labeled_within"), "within_s", slo.within_s, "labeled")
     elif slo.sli == "label_anomaly":
         out["outside"] = _outside(row.get("label_range"), slo.valid_range)
+    elif slo.sli == "feature_drift":
+        out["feature_sketch"] = _feature_sketch(row, slo.feature)
     return out
 
 
@@ -111,6 +127,10 @@ def _per_slo_column(slo: Slo, rows: Sequence[dict]) -> np.ndarray:
         )
     if slo.sli == "label_anomaly":
         return np.array([_outside(r.get("label_range"), slo.valid_range) for r in rows], float)
+    if slo.sli == "feature_drift":
+        column = np.empty(len(rows), object)
+        column[:] = [_feature_sketch(r, slo.feature) for r in rows]
+        return column
     return np.array(
         [_entry(r.get("labeled_within"), "within_s", slo.within_s, "labeled") for r in rows]
     )
@@ -135,7 +155,7 @@ def evaluate_slice(
     for slo in slos:
         columns = {n: shared[n] for n in required_columns(slo.sli) if n in shared}
         if slo.sli in _PER_SLO:
-            key = (slo.sli, slo.threshold, slo.within_s, slo.valid_range)
+            key = (slo.sli, slo.threshold, slo.within_s, slo.valid_range, slo.feature)
             if key not in own:
                 own[key] = _per_slo_column(slo, rows)
             columns[_PER_SLO[slo.sli]] = own[key]
