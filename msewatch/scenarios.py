@@ -68,6 +68,7 @@ SCENARIOS = (
     "nan-burst",
     "small-noisy-segment",
     *signals.SIGNAL_SCENARIOS,
+    *signals.COMBINED,
     "stationary",
 )
 START = "2026-11-01T00:00:00Z"
@@ -272,7 +273,8 @@ def generate_scenario(name: str, out_dir: str, seed: int = 7) -> dict:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     rng = np.random.default_rng(seed)
     start_ms = _ms(START)
-    stationary, signal = name == "stationary", name in signals.SIGNAL_SCENARIOS
+    stationary = name == "stationary"
+    signal = name in signals.SIGNAL_SCENARIOS or name in signals.COMBINED
     days, window_s = (STATIONARY_DAYS, 6 * 3600) if stationary else (DAYS, 3600)
     rate = RATE_PER_HOUR // 2 if stationary else RATE_PER_HOUR
     cols = baseline(rng, REGIONS, rate, days, start_ms, 0.0 if signal else DAILY_CYCLE)
@@ -284,7 +286,9 @@ def generate_scenario(name: str, out_dir: str, seed: int = 7) -> dict:
     elif signal:
         end_ms = start_ms + days * 24 * _HOUR_MS
         cols, segment, what, end_ms = signals.apply_fault(name, rng, cols, regions, t_ms, end_ms)
-        fault = {"segment": segment, "what": what, "start": _iso(t_ms), "end": _iso(end_ms)}
+        end = end_ms and _iso(end_ms)
+        fault = {"segment": segment, "what": what, "start": _iso(t_ms), "end": end}
+        fault = fault if segment else None
     elif not stationary:
         segment, what, end_ms = _fault(name, rng, cols, regions, t_ms)
         fault = {"segment": segment, "what": what, "start": _iso(t_ms), "end": _iso(end_ms)}
@@ -301,7 +305,7 @@ def generate_scenario(name: str, out_dir: str, seed: int = 7) -> dict:
         "must_fire": must,
         "may_fire": may,
         "must_not_fire": [{"sli": "*", "severity": "*", "slice": "*"}],
-        "must_not_flap": stationary,
+        "must_not_flap": stationary or name == "signals-stationary",
     }
     os.makedirs(out_dir, exist_ok=True)
     n_labels = _write_records(out_dir, name, cols, regions)

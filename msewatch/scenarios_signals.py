@@ -26,6 +26,10 @@ Faults:
   outside the valid range ``[0, 1000]``): label_anomaly pages for apac (rmse,
   error_rate and label_drift may: the labels are wrong).
 
+* ``signals`` (:data:`COMBINED`): label-drift on eu, silent-slice on na and label-bug on
+  apac in one stream: each region pages on its own SLI, with what each allows.
+* ``signals-stationary``: the same flat-day stream and SLOs without a fault: no alert.
+
 The SLOs (:data:`SIGNAL_SLOS`, after the hourly scenarios' four) use the SLO file keys
 of ``docs/slo.md``: ``reference: {trailing: 1d}`` and ``statistic: psi`` for the drift
 SLIs, ``trailing`` and ``retire_after`` for traffic, ``valid_range`` for label_anomaly.
@@ -41,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 
 SIGNAL_SCENARIOS = ("label-drift", "prediction-drift", "silent-slice", "label-bug")
+# one stream, a fault per region (each on its own SLI), and the same stream without them
+COMBINED = {"signals": ("label-drift", "silent-slice", "label-bug"), "signals-stationary": ()}
 SHIFT = 40.0  # added to y_true / y_pred: 5 x the label noise (8)
 PREDICTION_DRIFT_HOURS = 12
 SLOW_LABEL_LAG_MS = (int(4.5 * 3_600_000), int(5.5 * 3_600_000))
@@ -111,6 +117,16 @@ def apply_fault(name, rng, cols, regions, t_ms, end_ms):
     Returns:
         ``(cols, segment, what, fault end ms)``.
     """
+    if name in COMBINED:
+        segments, whats, end = [], [], t_ms
+        for part in COMBINED[name]:
+            cols, segment, what, part_end = apply_fault(part, rng, cols, regions, t_ms, end_ms)
+            segments.append(segment)
+            whats.append(f"{segment}: {what}")
+            end = max(end, part_end)
+        if not segments:
+            return cols, None, "nothing wrong: a flat day, every label in time", None
+        return cols, ",".join(segments), "; ".join(whats), end
     segment = SEGMENT[name]
     if name == "label-drift":
         hit = _in(cols, regions, segment, t_ms, (end_ms - t_ms) // _HOUR_MS)
@@ -146,6 +162,12 @@ def _entry(sli, severity, segment, **window) -> dict:
 
 def expectations(name, iso, t_ms, window_s) -> tuple[list, list]:
     """``(must_fire, may_fire)`` of scenario ``name``; ``iso`` formats UTC epoch ms."""
+    if name in COMBINED:
+        must, may = [], []
+        for part in COMBINED[name]:
+            part_must, part_may = expectations(part, iso, t_ms, window_s)
+            must, may = must + part_must, may + part_may
+        return must, may
     segment, w = SEGMENT[name], window_s * 1000
     first = {"frontier_from": iso(t_ms + w), "frontier_to": iso(t_ms + 3 * w)}
     # the drift pages need 2 bad hours of 3: the frontier T + 2 h at the earliest

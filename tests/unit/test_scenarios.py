@@ -14,14 +14,16 @@ import pandas as pd
 import pytest
 
 from msewatch import scenarios
-from msewatch.scenarios_signals import SIGNAL_SCENARIOS
+from msewatch.scenarios_signals import COMBINED, SIGNAL_SCENARIOS
 from msewatch.transforms.slo.config import load_slo_file
 
 HOUR = pd.Timedelta(hours=1)
 T = pd.Timestamp("2026-11-02T06:00:00Z")  # START + FAULT_START_HOURS
 RMSE_THRESHOLD = 15
 # the signal scenarios are tested in test_scenarios_signals.py
-ERROR_SCENARIOS = tuple(n for n in scenarios.SCENARIOS if n not in SIGNAL_SCENARIOS)
+ERROR_SCENARIOS = tuple(
+    n for n in scenarios.SCENARIOS if n not in SIGNAL_SCENARIOS and n not in COMBINED
+)
 
 
 @pytest.fixture(scope="module")
