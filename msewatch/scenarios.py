@@ -176,32 +176,22 @@ def baseline(
     return cols | {"sent": np.ones(n, bool)}
 
 
-def _in(cols, regions, region, from_ms, hours):
-    """Mask: predictions of ``region`` made in ``[from_ms, from_ms + hours)``."""
-    ms = cols["ms"]
-    return (
-        (cols["region"] == regions.index(region))
-        & (ms >= from_ms)
-        & (ms < from_ms + hours * _HOUR_MS)
-    )
-
-
 def _fault(name, rng, cols, regions, t_ms) -> tuple[str, str, int]:
     """Applies scenario ``name``'s fault to ``cols`` in place: (segment, what, end ms)."""
     if name == "drift":
-        hit = _in(cols, regions, "apac", t_ms, DRIFT_HOURS)
+        hit = signals.in_window(cols, regions, "apac", t_ms, DRIFT_HOURS)
         cols["y_true"][hit] = DRIFT_FACTOR * cols["mu"][hit] + (cols["y_true"] - cols["mu"])[hit]
         what = f"y_true x{DRIFT_FACTOR} for {DRIFT_HOURS} h (the model does not follow)"
         return "apac", what, t_ms + DRIFT_HOURS * _HOUR_MS
     if name == "label-outage":
-        cols["sent"][_in(cols, regions, "eu", t_ms, OUTAGE_HOURS)] = False
+        cols["sent"][signals.in_window(cols, regions, "eu", t_ms, OUTAGE_HOURS)] = False
         return (
             "eu",
             f"labels of {OUTAGE_HOURS} h of predictions never come",
             t_ms + OUTAGE_HOURS * _HOUR_MS,
         )
     if name == "label-backfill":
-        hit = np.flatnonzero(_in(cols, regions, "na", t_ms, BACKFILL_HOURS))
+        hit = np.flatnonzero(signals.in_window(cols, regions, "na", t_ms, BACKFILL_HOURS))
         error = np.abs(cols["y_pred"][hit] - cols["y_true"][hit])
         held = hit[error < np.quantile(error, 1 - BACKFILL_EARLY_SHARE)]
         burst = t_ms + BACKFILL_AT_HOURS * _HOUR_MS + rng.integers(0, 30 * 60_000, len(held))
@@ -212,7 +202,7 @@ def _fault(name, rng, cols, regions, t_ms) -> tuple[str, str, int]:
         )
         return "na", what, t_ms + BACKFILL_AT_HOURS * _HOUR_MS
     if name == "nan-burst":
-        hit = np.flatnonzero(_in(cols, regions, "na", t_ms, NAN_HOURS))
+        hit = np.flatnonzero(signals.in_window(cols, regions, "na", t_ms, NAN_HOURS))
         cols["y_pred"][rng.choice(hit, round(NAN_SHARE * len(hit)), replace=False)] = np.nan
         return "na", f"{NAN_SHARE:.0%} of y_pred NaN for {NAN_HOURS} h", t_ms + NAN_HOURS * _HOUR_MS
     raise AssertionError(name)

@@ -92,7 +92,7 @@ SIGNAL_SLOS = (
 )
 
 
-def _in(cols, regions, region, from_ms, hours):
+def in_window(cols, regions, region, from_ms, hours):
     """Mask: predictions of ``region`` made in ``[from_ms, from_ms + hours)``."""
     ms = cols["ms"]
     return (
@@ -129,12 +129,12 @@ def apply_fault(name, rng, cols, regions, t_ms, end_ms):
         return cols, ",".join(segments), "; ".join(whats), end
     segment = SEGMENT[name]
     if name == "label-drift":
-        hit = _in(cols, regions, segment, t_ms, (end_ms - t_ms) // _HOUR_MS)
+        hit = in_window(cols, regions, segment, t_ms, (end_ms - t_ms) // _HOUR_MS)
         cols["y_true"][hit] += SHIFT
         cols["y_pred"][hit] += SHIFT
         return cols, segment, f"y_true +{SHIFT:g} and the model follows (y_pred +{SHIFT:g})", end_ms
     if name == "prediction-drift":
-        hit = np.flatnonzero(_in(cols, regions, segment, t_ms, PREDICTION_DRIFT_HOURS))
+        hit = np.flatnonzero(in_window(cols, regions, segment, t_ms, PREDICTION_DRIFT_HOURS))
         cols["y_pred"][hit] += SHIFT
         cols["lag_ms"][hit] = rng.integers(*SLOW_LABEL_LAG_MS, len(hit))
         what = (
@@ -143,11 +143,11 @@ def apply_fault(name, rng, cols, regions, t_ms, end_ms):
         )
         return cols, segment, what, t_ms + PREDICTION_DRIFT_HOURS * _HOUR_MS
     if name == "silent-slice":
-        keep = ~_in(cols, regions, segment, t_ms, SILENT_HOURS)
+        keep = ~in_window(cols, regions, segment, t_ms, SILENT_HOURS)
         what = f"no predictions for {SILENT_HOURS} h"
         return {k: v[keep] for k, v in cols.items()}, segment, what, t_ms + SILENT_HOURS * _HOUR_MS
     if name == "label-bug":
-        cols["y_true"][_in(cols, regions, segment, t_ms, LABEL_BUG_HOURS)] = BUG_LABEL
+        cols["y_true"][in_window(cols, regions, segment, t_ms, LABEL_BUG_HOURS)] = BUG_LABEL
         what = (
             f"labels all {BUG_LABEL:g} (constant, outside [{VALID_RANGE[0]}, "
             f"{VALID_RANGE[1]}]) for {LABEL_BUG_HOURS} h"
