@@ -224,7 +224,22 @@ def slo_families(slo: pd.DataFrame) -> Iterator[Metric]:
         "the severity has no conditions).",
         labels=["slo", "slice", "severity"],
     )
+    value = GaugeMetricFamily(
+        "msewatch_slo_sli_value",
+        "The SLI's value in the newest evaluated window (rmse: RMSE; error_rate, nan_rate, "
+        "label_freshness, label_anomaly: a share; traffic: predictions / trailing median; "
+        "prediction_drift, label_drift, feature_drift: the drift statistic).",
+        labels=["slo", "slice", "sli"],
+    )
+    threshold = GaugeMetricFamily(
+        "msewatch_slo_threshold",
+        "The SLO's threshold, in the units of msewatch_slo_sli_value.",
+        labels=["slo", "slice", "sli"],
+    )
     for r in slo.itertuples(index=False):
+        for family, number in ((value, _number(r.value)), (threshold, _number(r.threshold))):
+            if number is not None:
+                family.add_metric([r.slo, r.slice, r.sli], number)
         for lookback, rate in zip(r.lookbacks_s, r.burn_rates, strict=True):
             if (number := _number(rate)) is not None:
                 burn.add_metric([r.slo, r.slice, format_duration(int(lookback))], number)
@@ -232,7 +247,7 @@ def slo_families(slo: pd.DataFrame) -> Iterator[Metric]:
             state = getattr(r, f"{severity}_state")
             if state != OFF:
                 firing.add_metric([r.slo, r.slice, severity], float(state == FIRING))
-    yield from (f for f in (burn, firing) if f.samples)
+    yield from (f for f in (burn, firing, value, threshold) if f.samples)
 
 
 def comparison_families(comparisons: pd.DataFrame) -> Iterator[Metric]:

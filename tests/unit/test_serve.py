@@ -228,6 +228,10 @@ def test_slo_gauges_are_the_latest_evaluation(output):
             assert got == (None if math.isnan(rate) else rate)  # fmt: skip
         frontier = registry.get_sample_value("msewatch_slo_frontier_timestamp_seconds", labels)
         assert frontier == so.SLO_FRONTIERS[-1].timestamp()
+        sli = {**labels, "sli": r.sli}
+        value = registry.get_sample_value("msewatch_slo_sli_value", sli)
+        assert value == (None if math.isnan(r.value) else r.value)
+        assert registry.get_sample_value("msewatch_slo_threshold", sli) == r.threshold
 
 
 def test_alert_state_follows_the_firing_periods(output):
