@@ -90,10 +90,9 @@ def test_mistakes_are_one_line_naming_the_key(tmp_path, extra, keys, message):
 def test_feature_drift_needs_a_feature_and_non_drift_slis_refuse_the_keys(tmp_path):
     with pytest.raises(SloFileError, match="feature: is required for sli: feature_drift"):
         drift_slo(tmp_path, "reference: {trailing: 1d}", sli="feature_drift")
-    assert (
-        drift_slo(tmp_path, "reference: {trailing: 1d}", sli="feature_drift", feature="age").feature
-        == "age"
-    )
+    # every key right, but no reader fills feature_sketches yet: refused, not a stub
+    with pytest.raises(SloFileError, match="sli: feature_drift needs prediction records with"):
+        drift_slo(tmp_path, "reference: {trailing: 1d}", sli="feature_drift", feature="age")
     with pytest.raises(SloFileError, match="reference: applies only to sli: prediction_drift"):
         drift_slo(tmp_path, "reference: {trailing: 1d}", sli="rmse")
 
