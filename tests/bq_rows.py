@@ -17,13 +17,15 @@ HOUR = datetime.timedelta(hours=1)
 
 
 def metrics_row(hour, slice_, pane, mse, **extra):
-    """A full metrics row: NaN floats, zero counts and empty lists except the named values.
+    """A full metrics row: NaN floats, null sketches, zero counts and empty lists except
+    the named values.
 
     The window is ``[T0 + hour h, T0 + hour h + 1 h)``; pane 0 is EARLY, later panes
     LATE; ``predictions`` is ``10 + pane``.
     """
     start = T0 + hour * HOUR
-    row = {f.name: (math.nan if f.bq_type == "FLOAT64" else 0) for f in METRICS_FIELDS}
+    empty = {"FLOAT64": math.nan, "BYTES": None}  # NaN floats, null sketches, zero counts
+    row = {f.name: empty.get(f.bq_type, 0) for f in METRICS_FIELDS}
     row.update({f.name: [] for f in METRICS_FIELDS if f.repeated})
     row.update(
         window_start=start,

@@ -56,7 +56,10 @@ def test_ensure_tables_creates_partitioned_clustered_tables_and_the_view(endpoin
     assert client.insert_rows_json(f"{PROJECT}.{dataset}.outcomes", [row]) == []
     # a second call keeps the tables and their rows
     bq.ensure_tables(PROJECT, dataset, api_endpoint=endpoint, credentials=AnonymousCredentials())
-    assert _query(client, f"SELECT * FROM `{PROJECT}.{dataset}.outcomes`") == [row]
+    # the row as inserted; the column it left out (detail, nullable) reads back NULL
+    assert _query(client, f"SELECT * FROM `{PROJECT}.{dataset}.outcomes`") == [
+        {**row, "detail": None}
+    ]
     metrics = client.get_table(f"{PROJECT}.{dataset}.metrics")
     assert metrics.time_partitioning.type_ == "DAY"
     assert metrics.time_partitioning.field == "window_start"
@@ -216,7 +219,8 @@ def test_pipeline_writes_rows_and_the_view_picks_the_latest_pane(endpoint, clien
     # every float column that was NaN is NULL, not NaN: r2 was NaN in every row
     assert _count(client, f"{PROJECT}.{dataset}.metrics", "r2 IS NULL") == GOOD_METRICS
     outcomes = _query(client, f"SELECT * FROM {table}.outcomes` ORDER BY outcome")
-    assert outcomes == sorted(OUTCOMES_ROWS, key=lambda r: r["outcome"])
+    expected = [{"detail": None, **r} for r in OUTCOMES_ROWS]  # detail: nullable, unset
+    assert outcomes == sorted(expected, key=lambda r: r["outcome"])
 
 
 def test_a_row_bigquery_rejects_ends_in_dead_letter(endpoint, client, dataset):
