@@ -1,8 +1,14 @@
 """The named queries over the output tables, in DuckDB and BigQuery SQL.
 
-The SQL lives in ``schemas/queries/<dialect>/<name>.sql`` (a ``-`` in a query name is
-``_`` in its file name) so that a BigQuery user and a DuckDB user read the same
-answers from the same text, and so that the files can be pasted into a console.
+Each query is written once, in BigQuery Standard SQL, in
+``schemas/queries/bigquery/<name>.sql`` (a ``-`` in a query name is ``_`` in its file
+name), so that a BigQuery user pastes the file into the console. The DuckDB text is
+derived from it by sqlglot (:func:`load_query` with ``"duckdb"``): the bare table names
+in place of ``{dataset}.``, ``$name`` parameters in place of ``@name``, the file's
+leading comment kept. One source, so the two dialects cannot drift apart; that they
+give the same rows is checked against the BigQuery emulator
+(``tests/integration/test_bigquery.py``) and on a run's output
+(``tests/e2e/test_query.py``).
 
 Tables and views the queries read:
 
@@ -19,17 +25,18 @@ Tables and views the queries read:
 
 Dialect differences:
 
-* DuckDB files name tables bare (``metrics``); the runner registers them as views over
-  the Parquet files. Query parameters are ``$name``.
 * BigQuery files name tables as ``{dataset}.metrics`` inside backquotes; pass
   ``dataset="project.dataset"`` to :func:`load_query` to fill it in. Query parameters
   are ``@name`` (BigQuery named query parameters, type STRING).
+* The derived DuckDB text names tables bare (``metrics``); the runner registers them as
+  views over the Parquet files. Query parameters are ``$name``.
 
 All times are UTC.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
 
@@ -68,6 +75,9 @@ QUERY_DESCRIPTIONS: dict[str, str] = {
 }
 
 DATASET_PLACEHOLDER = "{dataset}"
+SOURCE_DIALECT = "bigquery"
+"""The dialect the query files are written in; the others are derived from it."""
+_TABLE_RE = re.compile(r"`\{dataset\}\.([A-Za-z_][A-Za-z0-9_]*)`")
 _DATASET_RE = re.compile(r"([A-Za-z0-9_.:-]+\.)?[A-Za-z0-9_]+")  # fullmatch: "ds\n" is not "ds"
 
 
@@ -98,10 +108,7 @@ def load_query(dialect: str, name: str, *, dataset: str | None = None) -> str:
         raise ValueError(
             f"unknown query {name!r}; choose one of {', '.join(QUERY_NAMES + VIEW_NAMES)}"
         )
-    resource = importlib.resources.files(__package__).joinpath(
-        "queries", dialect, query_file_name(name)
-    )
-    sql = resource.read_text(encoding="utf-8").strip().rstrip(";")
+    sql = _source(name) if dialect == SOURCE_DIALECT else _derived(dialect, name)
     if dataset is not None:
         if dialect != "bigquery":
             raise ValueError("dataset applies to BigQuery SQL only")
@@ -111,6 +118,31 @@ def load_query(dialect: str, name: str, *, dataset: str | None = None) -> str:
             )
         sql = sql.replace(DATASET_PLACEHOLDER, dataset)
     return sql
+
+
+def _source(name: str) -> str:
+    resource = importlib.resources.files(__package__).joinpath(
+        "queries", SOURCE_DIALECT, query_file_name(name)
+    )
+    return resource.read_text(encoding="utf-8").strip().rstrip(";")
+
+
+@functools.cache
+def _derived(dialect: str, name: str) -> str:
+    """The query in ``dialect``, translated by sqlglot from its BigQuery file: the leading
+    comment block as it is written, then the translated statement (comments inside the
+    statement are dropped; sqlglot would move them)."""
+    import sqlglot  # only where a query is loaded: it costs 0.1-0.2 s to import
+
+    source = _source(name)
+    lines = source.splitlines()
+    header = []
+    while lines and lines[0].startswith("--"):
+        header.append(lines.pop(0))
+    body = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+    body = _TABLE_RE.sub(r"\1", body)
+    (sql,) = sqlglot.transpile(body, read=SOURCE_DIALECT, write=dialect, pretty=True)
+    return "\n".join([*header, sql])
 
 
 def query_params(dialect: str, sql: str) -> tuple[str, ...]:

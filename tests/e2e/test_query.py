@@ -195,34 +195,6 @@ def test_bigquery_sql_names_the_dataset():
         assert any(f"`proj.ds.{t}" in sql for t in tables), name
 
 
-@pytest.mark.parametrize("name", queries.QUERY_NAMES)
-def test_bigquery_sql_gives_the_same_answer(output, name):
-    """The BigQuery text, translated by sqlglot to DuckDB, answers like the DuckDB text.
-
-    This checks the BigQuery SQL's logic (QUALIFY, NULL order, IS_NAN, @params) on the
-    same rows; it is not BigQuery itself.
-    """
-    sqlglot = pytest.importorskip("sqlglot")
-    if name == "label_anomalies" and "label_range" not in {f.name for f in records.METRICS_FIELDS}:
-        # tests/unit/test_label_anomalies_query.py runs it on a table with those columns
-        pytest.skip("label_anomalies reads label_range, not yet a metrics column")
-
-    def to_duckdb(sql):
-        return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
-
-    con = query_cli.connect(output)
-    con.execute("CREATE SCHEMA ds")
-    con.execute("CREATE VIEW ds.metrics AS SELECT * FROM main.metrics")
-    for table in ("dead_letter", "outcomes", "alerts", "slo_status", "comparisons"):
-        con.execute(f"CREATE VIEW ds.{table} AS SELECT * FROM main.{table}")
-    view = to_duckdb(queries.load_query("bigquery", "metrics_latest", dataset="ds"))
-    con.execute(f"CREATE VIEW ds.metrics_latest AS {view}")
-    params = {"slice": "region=eu"} if name in queries.QUERY_PARAMS else None
-    bq = con.sql(to_duckdb(queries.load_query("bigquery", name, dataset="ds")), params=params)
-    expected = query_cli.query(output, name, slice="region=eu")
-    pd.testing.assert_frame_equal(bq.df(), expected, check_dtype=False)
-
-
 def _run(argv):
     parser = argparse.ArgumentParser(prog="msewatch query")
     query_cli.add_arguments(parser)
