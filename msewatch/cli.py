@@ -329,7 +329,7 @@ def _pushgateway_group(text: str) -> tuple[str, str]:
 
 
 def _run(args, beam_args) -> int:
-    from msewatch import pushgateway
+    from msewatch import pushgateway, summary
     from msewatch.runners import launch, presets
 
     unbounded = any(
@@ -339,7 +339,10 @@ def _run(args, beam_args) -> int:
     group = pushgateway.check(
         args.pushgateway, args.pushgateway_job, args.pushgateway_group, args.output, not unbounded
     )
-    code = launch.run(args, beam_args)
+    result = launch.run(args, beam_args)
+    if result.outcomes is not None and not args.quiet:
+        print(summary.render(args.output, result.outcomes))
+    code = result.code
     if not args.pushgateway or code:
         return code
     try:
@@ -371,6 +374,14 @@ def main(argv=None) -> int:
             raise
         print(f"msewatch: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def flex_template_main(argv=None) -> int:
+    """Entry point of the Flex Template image (``runners/flex_template/Dockerfile``):
+    ``msewatch run`` on Dataflow, the template's parameters turned into its options."""
+    from msewatch.runners import presets
+
+    return main(presets.flex_template_argv(sys.argv[1:] if argv is None else argv))
 
 
 def _one_line(error: Exception) -> str:
