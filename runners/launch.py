@@ -63,7 +63,7 @@ from msewatch.transforms.join.kernel import window_timer_grid_ms
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
+from msewatch.transforms.metrics.windowing import WindowConfig
 from msewatch.transforms.slo.config import load_slo_file
 
 
@@ -73,14 +73,11 @@ def config_from_args(args) -> MonitorConfig:
     slices = SliceConfig.parse(args.slice, args.max_slice_values)
     if slo_file is not None:  # the comparisons read model_version crossed with their slices
         slices = slices.with_specs(slo_file.slice_specs())
-    window = WindowConfig(
+    window = WindowConfig.for_label_ttl(
+        args.label_ttl,
+        cluster=presets.runner_name(args.runner) != "DirectRunner",
         window_seconds=args.window,
         every_seconds=args.every,
-        # past the TTL: a prediction made in the last millisecond of a window expires
-        # at window end + label_ttl, which must still be accepted (windowing.py)
-        allowed_lateness_seconds=allowed_lateness_for(
-            args.label_ttl, cluster=presets.runner_name(args.runner) != "DirectRunner"
-        ),
         early_firing_seconds=args.early_firing,
     )
     unbounded = presets.pubsub_subscriptions(args.predictions, args.labels)

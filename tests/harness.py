@@ -29,7 +29,7 @@ from msewatch.transforms.join.kernel import window_timer_grid_ms
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 H = 3600 * 1000
 FIXED_NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -84,10 +84,11 @@ def make_config(
     freshness_within_s=(),
 ):
     sl = SliceConfig.parse(list(slices))
-    window = WindowConfig(
+    window = WindowConfig.for_label_ttl(
+        ttl_ms,
+        cluster=False,
         window_seconds=window_s,
         every_seconds=every_s,
-        allowed_lateness_seconds=allowed_lateness_for(ttl_ms, cluster=False),
         early_firing_seconds=early_s,
     )
     return MonitorConfig(

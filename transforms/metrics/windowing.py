@@ -66,8 +66,29 @@ class WindowConfig:
 
     window_seconds: int = 3600
     every_seconds: int | None = None
-    allowed_lateness_seconds: int = 7 * 24 * 3600
+    # the default label TTL's (7 days, JoinConfig) on the DirectRunner
+    allowed_lateness_seconds: int = 7 * 24 * 3600 + 1
     early_firing_seconds: int = 60
+
+    @classmethod
+    def for_label_ttl(
+        cls,
+        label_ttl_ms: int,
+        *,
+        cluster: bool,
+        window_seconds: int = 3600,
+        every_seconds: int | None = None,
+        early_firing_seconds: int = 60,
+    ) -> WindowConfig:
+        """The windows of a run whose labels wait ``label_ttl_ms``: their allowed
+        lateness is :func:`allowed_lateness_for` (the one place it is derived; the
+        pipeline's config checks it, ``pipelines/monitor.py``)."""
+        return cls(
+            window_seconds=window_seconds,
+            every_seconds=every_seconds,
+            allowed_lateness_seconds=allowed_lateness_for(label_ttl_ms, cluster=cluster),
+            early_firing_seconds=early_firing_seconds,
+        )
 
     def __post_init__(self):
         if not 0 < self.window_seconds <= MAX_WINDOW_SECONDS:
