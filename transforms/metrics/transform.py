@@ -3,7 +3,7 @@
 Time: each example is counted in the windows that contain its **prediction's event
 time** (UTC), whenever its label arrives: "how wrong were the predictions made in
 this hour". Windows, trigger and lateness are those of
-:class:`~msewatch.transforms.windowing.WindowMetrics`.
+:class:`~msewatch.transforms.metrics.windowing.WindowMetrics`.
 
 Data flow, all batched:
 

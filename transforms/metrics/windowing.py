@@ -8,8 +8,9 @@ inside every window that contains its start; windows are therefore exact.
 * Fixed windows (``every_seconds == window_seconds``) or sliding windows
   (``window_seconds`` long, starting every ``every_seconds``; the window must be a
   multiple of the period).
-* ``allowed_lateness_seconds`` is ``label_ttl`` plus a slack (:func:`allowed_lateness_for`;
-  ``runners/launch.py`` sets it): a label can arrive up to ``label_ttl`` after its
+* ``allowed_lateness_seconds`` is ``label_ttl`` rounded up to the second plus a slack
+  (:func:`allowed_lateness_for`, through :meth:`WindowConfig.for_label_ttl`; the
+  pipeline's ``MonitorConfig`` refuses less): a label can arrive up to ``label_ttl`` after its
   prediction, and a prediction made in the last millisecond of a window expires at
   window end + ``label_ttl``; the window must still accept both. The slack is 1 s on
   the DirectRunner, whose watermark moves exactly, and
