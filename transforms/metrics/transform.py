@@ -200,11 +200,8 @@ class _Totals(dict):
         return self
 
 
-class _TotalsCoder(coders.PickleCoder):
-    """Pickles :class:`_Totals`; the local DirectRunner may keep the object itself
-    (``in_memory_passthrough``, see ``runners/direct_speedups.py``)."""
-
-    in_memory_passthrough = True
+class PaneTotalsCoder(coders.PickleCoder):
+    """Pickles :class:`_Totals` (the pane totals of one window and slice)."""
 
 
 class _AccumulatePanes(beam.DoFn):
@@ -220,7 +217,7 @@ class _AccumulatePanes(beam.DoFn):
     each row keeps the pane info (index, timing) of the pane that produced it.
     """
 
-    TOTAL = userstate.ReadModifyWriteStateSpec("total", _TotalsCoder())
+    TOTAL = userstate.ReadModifyWriteStateSpec("total", PaneTotalsCoder())
 
     def process(self, element, total=beam.DoFn.StateParam(TOTAL)):
         key, delta = element

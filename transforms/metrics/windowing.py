@@ -148,14 +148,3 @@ class WindowMetrics(beam.PTransform):
             accumulation_mode=trigger.AccumulationMode.DISCARDING,
             allowed_lateness=cfg.allowed_lateness_seconds,
         )
-
-
-def flush_in_global_window(flush_seconds: int) -> beam.WindowInto:
-    """Unbounded output tables (outcome counts, Parquet files): the global window,
-    fired every ``flush_seconds`` of processing time after its first element and at
-    the end of the stream, DISCARDING, so each firing carries only what is new."""
-    return beam.WindowInto(
-        window.GlobalWindows(),
-        trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(flush_seconds)),
-        accumulation_mode=trigger.AccumulationMode.DISCARDING,
-    )
