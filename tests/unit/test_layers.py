@@ -37,14 +37,14 @@ def layer_of(module: str) -> str | None:
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every import in ``path``; ``from msewatch import cli`` names
-    ``msewatch.cli`` (a submodule), ``from msewatch import __version__`` names ``msewatch``."""
+    """(line, name) of every import in ``path``: ``import msewatch.cli`` names
+    ``msewatch.cli``, and so does ``from msewatch import cli``; ``from msewatch import
+    __version__`` names ``msewatch.__version__`` (no layer)."""
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            out.append((node.lineno, node.module))
             out += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
     return out
 
