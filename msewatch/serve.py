@@ -16,6 +16,9 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
 * per comparison and slice, the latest evaluation (the ``comparisons`` named query):
   decision, the relative difference and its always-valid bounds, margin, p-value, scored
   predictions. Read by column name; nothing without a ``comparisons`` table;
+* with ``--recent-windows DURATION``, per slice and window of that span, the window's
+  bounds, RMSE, label gate and error weights (:mod:`msewatch.serve_windows`), which the
+  rules of ``msewatch slo rules`` read;
 * per slice shown, ``msewatch_slice_info`` (1) with one label per slice key, named by
   :func:`msewatch.transforms.labels.label_names` (the rule the alerts follow:
   ``sku-category`` -> ``sku_category``), to join on ``slice`` in PromQL.
