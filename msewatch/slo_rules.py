@@ -108,7 +108,9 @@ def _settled(slo: Slo, sel: str) -> str:
         f"(\n    {w.COVERAGE}{sel} >= {_number(slo.min_coverage)}\n"
         f"    or on (slice, window) {w.COMPLETE}{sel} == 1\n  )"
     )
-    has_value = f"{w.RMSE}{sel}" if slo.sli == "rmse" else f"{w.SCORED_WEIGHT}{sel} > 0"
+    has_value = f"{w.RMSE}{sel}"
+    if slo.sli == "error_rate":  # a scored weight, and the count of the SLO's threshold
+        has_value = f"{w.SCORED_WEIGHT}{sel} > 0\n  and on (slice, window) {_bad_weight(slo, sel)}"
     return (
         f"{w.END}{sel}\n  and on (slice, window) {gate}\n"
         f"  and on (slice, window) {w.SCORED}{sel} >= {slo.min_scored}\n"
@@ -129,13 +131,19 @@ def _eligible(slo: Slo, sel: str, this: str) -> str:
     return expr
 
 
+def _bad_weight(slo: Slo, sel: str) -> str:
+    """error_rate: the weight beyond the SLO's threshold. The metrics count it for every
+    threshold of the run's SLO file (0 included), so a window without it is of a run not
+    given this SLO: it does not settle (no burn rate), rather than look healthy."""
+    t = _string(w.threshold_label(slo.threshold))
+    return f"{w.BAD_WEIGHT}{sel[:-1]}, threshold={t}}}"
+
+
 def _bad(slo: Slo, sel: str, this: str) -> str:
     if slo.sli == "rmse":
         bad = f"{w.RMSE}{sel} > bool {_number(slo.threshold)}"
-    else:  # no bad_weight entry for a window: none of its weight is beyond the threshold
-        t = _string(w.threshold_label(slo.threshold))
-        sel_t = sel[:-1] + f", threshold={t}}}"
-        bad = f"{w.BAD_WEIGHT}{sel_t}\n  or on (slice, window) {w.SCORED_WEIGHT}{sel} * 0"
+    else:
+        bad = _bad_weight(slo, sel)
     return f"({bad})\n  and on (slice, window) {ELIGIBLE}{this}"
 
 

@@ -15,15 +15,19 @@ fired at frontier 2026-11-02 10:00 and its condition still holds at the last fro
 too. An alert msewatch kept firing only by ``keep_firing_for`` would not show in
 Prometheus (its clock is not frontier time; docs/observability.md) and the test would
 say so: it checks that every firing alert's condition holds at the last frontier.
+The same sample run with :data:`OTHER_SLOS` (an error_rate SLO, a suppression) checks
+every burn rate and which alerts fire against msewatch's last evaluation the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import shutil
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from msewatch import cli
@@ -77,20 +81,30 @@ def test_promtool_knows_keep_firing_for_and_refuses_a_misspelled_key(tmp_path):
     assert done.returncode != 0 and "keep_firing_fro" in done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def evaluated(make_demo, tmp_path_factory):
-    """(OUTPUT, Prometheus URL) once the demo's rules have burn rates for every slice."""
-    base = tmp_path_factory.mktemp("rules")
-    out = shutil.copytree(make_demo[0], base / "out")
-    rules = _rules(base, f"{EXAMPLES}/demo-slo.yaml")
-    with running_serve(out, base / "serve.log", ("--recent-windows", "30h")) as target:
+@contextlib.contextmanager
+def evaluating(out, slo_file, base, recent: str):
+    """Prometheus URL once the rules of ``slo_file`` have every burn rate msewatch has at
+    its last frontier (``slo_status``), over ``msewatch serve out --recent-windows``."""
+    rules = _rules(base, str(slo_file))
+    last = _last_rows(out, "slo_status", ["slo", "slice"])
+    expected = int(sum(np.isfinite(rates).sum() for rates in last["burn_rates"]))
+    with running_serve(out, base / "serve.log", ("--recent-windows", recent)) as target:
         with running_prometheus(base, [target], rule_files=(rules,)) as url:
             deadline = time.monotonic() + 30
-            while len(instant_query(url, "msewatch_slo:burn_rate")) < 4 * 4:  # slices x lookbacks
-                assert time.monotonic() < deadline, "the rules gave no burn rates in 30 s"
+            while len(instant_query(url, "msewatch_slo:burn_rate")) < expected:
+                assert time.monotonic() < deadline, "the rules gave too few burn rates in 30 s"
                 time.sleep(0.5)
-            time.sleep(2)  # the alert rule runs after them in the group: one more evaluation
-            yield out, url
+            time.sleep(2)  # the alert rules run after them in the group: one more evaluation
+            yield url
+
+
+@pytest.fixture(scope="module")
+def evaluated(make_demo, tmp_path_factory):
+    """(OUTPUT, Prometheus URL): the make-demo output and its rules."""
+    base = tmp_path_factory.mktemp("rules")
+    out = shutil.copytree(make_demo[0], base / "out")
+    with evaluating(out, EXAMPLES / "demo-slo.yaml", base, "30h") as url:
+        yield out, url
 
 
 def _last_rows(out, table: str, keys: list[str]):
@@ -149,3 +163,94 @@ def test_no_alert_for_a_healthy_region(evaluated):
     for s in HEALTHY:
         rates = instant_query(url, f'msewatch_slo:burn_rate{{slice="{s}"}}')
         assert len(rates) == 4 and all(float(r["value"][1]) == 0 for r in rates), s
+
+
+# An error_rate SLO over the model_version x region crosses, and an rmse SLO with a
+# suppression inside its 6 h lookback (the windows 20:00-22:00 of the last day count
+# neither way), run through the pipeline on the make-demo sample.
+OTHER_SLOS = """
+version: 1
+slos:
+  - name: demand-error-rate
+    sli: error_rate
+    threshold: 60
+    objective: 0.95
+    slices: ["overall", "model_version=*,region=*"]
+    min_coverage: 0.7
+    min_scored: 20
+    alerting:
+      page: [{long: 1h, short: 5m, burn_rate: 2}]
+      ticket: [{long: 1d, short: 2h, burn_rate: 1}]
+  - name: rmse-suppressed
+    sli: rmse
+    threshold: 45
+    objective: 0.95
+    slices: ["region=*"]
+    suppress: [{from: "2026-11-03T20:00:00Z", to: "2026-11-03T22:00:00Z", reason: test}]
+    alerting:
+      page: [{long: 6h, short: 1h, burn_rate: 2}]
+      ticket: []
+"""
+
+
+@pytest.fixture(scope="module")
+def other(make_demo, tmp_path_factory):
+    """(OUTPUT, Prometheus URL) of :data:`OTHER_SLOS`."""
+    base = tmp_path_factory.mktemp("other-rules")
+    slo_file = base / "slo.yaml"
+    slo_file.write_text(OTHER_SLOS)
+    sample, out = make_demo[0].parent / "sample", base / "out"
+    argv = ["run", "--predictions", str(sample / "predictions.jsonl"), "--labels"]
+    argv += [str(sample / "labels.jsonl"), "--output", str(out), "--quiet", "--slo", str(slo_file)]
+    assert cli.main([*argv, "--slice", "region", "--slice", "model_version,region"]) == 0
+    with evaluating(out, slo_file, base, "2d") as url:
+        yield out, url
+
+
+def test_error_rate_and_suppressed_burn_rates_are_msewatchs(other):
+    out, url = other
+    last = _last_rows(out, "slo_status", ["slo", "slice"])
+    want = {
+        (slo, s, int(lookback)): rate
+        for (slo, s), row in last.iterrows()
+        for lookback, rate in zip(row["lookbacks_s"], row["burn_rates"], strict=True)
+        if np.isfinite(rate)
+    }
+    assert {slo for slo, _, _ in want} == {"demand-error-rate", "rmse-suppressed"}
+    assert len({s for _, s, _ in want}) >= 5  # overall, crosses and regions
+    seconds = {"5m": 300, "1h": 3600, "2h": 7200, "1d": 86400, "6h": 21600}
+    got = {
+        (m["slo"], m["slice"], seconds[m["lookback"]]): float(r["value"][1])
+        for r in instant_query(url, "msewatch_slo:burn_rate")
+        for m in (r["metric"],)
+    }
+    assert set(got) == set(want)
+    for key, rate in want.items():
+        assert got[key] == pytest.approx(rate, rel=1e-9, abs=1e-12), key
+    assert any(rate > 0 for rate in want.values())  # not all zeros
+
+
+def test_alerts_fire_where_a_condition_holds_at_the_last_frontier(other):
+    """pandas decides from msewatch's burn rates (``slo_status``) and the conditions of
+    :data:`OTHER_SLOS`; Prometheus fires exactly those."""
+    out, url = other
+    last = _last_rows(out, "slo_status", ["slo", "slice"])
+    conditions = {  # (slo, severity) -> [(long_s, short_s, burn_rate)]
+        ("demand-error-rate", "page"): [(3600, 300, 2.0)],
+        ("demand-error-rate", "ticket"): [(86400, 7200, 1.0)],
+        ("rmse-suppressed", "page"): [(21600, 3600, 2.0)],
+    }
+    held = set()
+    for (slo, s), row in last.iterrows():
+        burn = dict(zip(row["lookbacks_s"], row["burn_rates"], strict=True))
+        for (name, severity), conds in conditions.items():
+            if name == slo and any(
+                burn[lo] >= b * (1 - 1e-9) and burn[sh] >= b * (1 - 1e-9) for lo, sh, b in conds
+            ):
+                held.add((slo, s, severity))
+    got = {
+        (a["labels"]["slo"], a["labels"]["slice"], a["labels"]["severity"])
+        for a in api(url, "/api/v1/alerts")["alerts"]
+        if a["state"] == "firing"
+    }
+    assert got == held
