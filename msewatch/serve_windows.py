@@ -12,10 +12,13 @@ a sample labelled ``slice`` and ``window`` (``<start>/<end>``, RFC 3339, UTC):
 * its RMSE, label coverage, ``complete`` (0/1) and scored predictions: the rmse SLI and
   the label gate (``label_coverage >= min_coverage or complete``, ``scored >= min_scored``);
 * the scored weight and, per error threshold of the run (``threshold`` label,
-  :func:`threshold_label`), the weight of scored predictions beyond it: the error_rate SLI.
+  :func:`threshold_label`), the weight of scored predictions beyond it: the error_rate SLI;
+* its predictions, NaN/inf predictions and whether it is closed (its latest pane is
+  ``ON_TIME`` or ``LATE``: the watermark passed its end; ``EARLY`` panes come before):
+  the nan_rate SLI.
 
 Off by default: a slice has one series per window and metric, so the series are
-``slices x windows x 8`` (4 regions of hourly windows over 3 days: about 2,300). A NaN
+``slices x windows x 11`` (4 regions of hourly windows over 3 days: about 3,200). A NaN
 number (an empty window's RMSE) is left out, as everywhere in ``serve``.
 """
 
@@ -39,6 +42,9 @@ COMPLETE = f"{PREFIX}complete"
 SCORED = f"{PREFIX}scored"
 SCORED_WEIGHT = f"{PREFIX}scored_weight"
 BAD_WEIGHT = f"{PREFIX}bad_weight"
+PREDICTIONS = f"{PREFIX}predictions"
+NAN_PREDICTIONS = f"{PREFIX}nan_predictions"
+CLOSED = f"{PREFIX}closed"
 GAUGES = (  # (metric, column of metrics_latest, help)
     (START, "window_start", "Start of the window (inclusive), UTC epoch seconds."),
     (END, "window_end", "End of the window (exclusive), UTC epoch seconds."),
@@ -47,11 +53,15 @@ GAUGES = (  # (metric, column of metrics_latest, help)
     (COMPLETE, "complete", "1 when every prediction of the window is labeled or expired."),
     (SCORED, "scored", "Scored predictions of the window's latest pane."),
     (SCORED_WEIGHT, "sum_w", "Sum of the weights of the scored predictions."),
-)
+    (PREDICTIONS, "predictions", "Distinct predictions made in the window."),
+    (NAN_PREDICTIONS, "nan_predictions", "Predictions with a NaN/inf/null y_pred."),
+    (CLOSED, "closed", "1 once the watermark passed the window's end (its latest pane is "
+     "ON_TIME or LATE), 0 while its panes are EARLY."),
+)  # fmt: skip
 
 _SQL = """
 SELECT window_start, window_end, slice, rmse, label_coverage, complete, scored, sum_w,
-    error_exceedance
+    error_exceedance, predictions, nan_predictions, pane_timing <> 'EARLY' AS closed
 FROM metrics_latest
 QUALIFY window_end > max(window_end) OVER (PARTITION BY slice) - to_seconds($span)
 ORDER BY slice, window_end, window_start

@@ -5,13 +5,15 @@ PromQL, over the per-window series of ``msewatch serve --recent-windows DURATION
 (:mod:`msewatch.serve_windows`), in **event time**: per SLO, one rule group
 
 1. ``msewatch_slo:settled_window_end_timestamp_seconds``: the windows of the SLO's slices
-   that pass its label gate (``label_coverage >= min_coverage`` or ``complete``, and
-   ``scored >= min_scored``) and have a value: the windows that settle;
+   that settle: they pass its label gate (``label_coverage >= min_coverage`` or
+   ``complete``, and ``scored >= min_scored``) and have a value; nan_rate: they have
+   predictions and are closed;
 2. ``msewatch_slo:frontier_timestamp_seconds``: per slice the newest of them, the label
    frontier F;
 3. ``msewatch_slo:counted_window_eligible`` and ``..._bad``: the eligible and bad units
-   of each settled window outside the SLO's suppressions (rmse: 1, and 1 when the RMSE is
-   above the threshold; error_rate: the scored weight and the weight beyond the threshold);
+   of each settled window outside the SLO's suppressions (rmse, nan_rate: 1, and 1 when
+   the RMSE or the NaN share is above the threshold; error_rate: the scored weight and the
+   weight beyond the threshold);
 4. ``msewatch_slo:error_ratio`` per lookback L of the alert conditions (label
    ``lookback``): bad / eligible over the counted windows ending in ``(F - L, F]``, and
    ``msewatch_slo:burn_rate``, the error ratio / (1 - objective);
@@ -52,11 +54,10 @@ ELIGIBLE = "msewatch_slo:counted_window_eligible"
 BAD = "msewatch_slo:counted_window_bad"
 ERROR_RATIO = "msewatch_slo:error_ratio"
 BURN_RATE = "msewatch_slo:burn_rate"
-EXPRESSIBLE = ("rmse", "error_rate")
+EXPRESSIBLE = ("rmse", "error_rate", "nan_rate")
 NOT_EXPRESSIBLE = {  # sli -> why its rules are not generated
     "label_freshness": "a window settles when the watermark passes its end + within, "
     "and the tables do not carry the watermark",
-    "nan_rate": "a window settles when the watermark passes its end, which the tables do not carry",
     "rmse_trend": "its verdict is a Theil-Sen fit over the trend_windows newest settled "
     "windows, which PromQL cannot compute",
     "label_anomaly": "serve does not export the label-range counts, y_true_min/max and "
@@ -104,22 +105,22 @@ def _number(x: float) -> str:
 
 
 def _settled(slo: Slo, sel: str) -> str:
-    gate = (
-        f"(\n    {w.COVERAGE}{sel} >= {_number(slo.min_coverage)}\n"
-        f"    or on (slice, window) {w.COMPLETE}{sel} == 1\n  )"
-    )
-    has_value = f"{w.RMSE}{sel}"
-    if slo.sli == "error_rate":  # a scored weight, and the count of the SLO's threshold
-        has_value = f"{w.SCORED_WEIGHT}{sel} > 0\n  and on (slice, window) {_bad_weight(slo, sel)}"
-    return (
-        f"{w.END}{sel}\n  and on (slice, window) {gate}\n"
-        f"  and on (slice, window) {w.SCORED}{sel} >= {slo.min_scored}\n"
-        f"  and on (slice, window) {has_value}"
-    )
+    """The window ends of the windows that settle (``transforms/slo/sli.py``)."""
+    if slo.sli == "nan_rate":  # it has predictions and the watermark passed its end
+        conditions = [f"{w.PREDICTIONS}{sel} > 0", f"{w.CLOSED}{sel} == 1"]
+    else:  # the label gate, and a value
+        gate = (
+            f"(\n    {w.COVERAGE}{sel} >= {_number(slo.min_coverage)}\n"
+            f"    or on (slice, window) {w.COMPLETE}{sel} == 1\n  )"
+        )
+        conditions = [gate, f"{w.SCORED}{sel} >= {slo.min_scored}", f"{w.RMSE}{sel}"]
+        if slo.sli == "error_rate":  # a scored weight, and the count of its threshold
+            conditions[-1:] = [f"{w.SCORED_WEIGHT}{sel} > 0", _bad_weight(slo, sel)]
+    return f"{w.END}{sel}" + "".join(f"\n  and on (slice, window) {c}" for c in conditions)
 
 
 def _eligible(slo: Slo, sel: str, this: str) -> str:
-    if slo.sli == "rmse":  # each settled window is one unit
+    if slo.sli != "error_rate":  # each settled window is one unit
         expr = f"{SETTLED}{this} * 0 + 1"
     else:  # error_rate: the scored weight
         expr = f"{w.SCORED_WEIGHT}{sel}\n  and on (slice, window) {SETTLED}{this}"
@@ -142,6 +143,9 @@ def _bad_weight(slo: Slo, sel: str) -> str:
 def _bad(slo: Slo, sel: str, this: str) -> str:
     if slo.sli == "rmse":
         bad = f"{w.RMSE}{sel} > bool {_number(slo.threshold)}"
+    elif slo.sli == "nan_rate":
+        share = f"{w.NAN_PREDICTIONS}{sel} / on (slice, window) {w.PREDICTIONS}{sel}"
+        bad = f"({share}) > bool {_number(slo.threshold)}"
     else:
         bad = _bad_weight(slo, sel)
     return f"({bad})\n  and on (slice, window) {ELIGIBLE}{this}"

@@ -59,9 +59,9 @@ def _promtool(*args) -> subprocess.CompletedProcess:
         # forecast-rmse: 4 window rules + 4 lookbacks (5m, 30m, 1h, 6h) + burn + 1 alert
         ("demo-slo.yaml", 10),
         # forecast-rmse: 4 + 5 lookbacks (the ticket's 3d too) + 1 + 2 alerts = 12;
-        # forecast-error-rate: 4 + 4 + 1 + 1 (page only) = 10; the other three SLIs and
-        # the comparison are comments
-        ("slo.yaml", 22),
+        # forecast-error-rate: 4 + 4 + 1 + 1 (page only) = 10; nan-predictions (the default
+        # alerting, as forecast-rmse) 12; the other two SLIs and the comparison are comments
+        ("slo.yaml", 34),
     ],
 )
 def test_promtool_checks_the_generated_rules(tmp_path, slo_file, rules):
@@ -165,9 +165,10 @@ def test_no_alert_for_a_healthy_region(evaluated):
         assert len(rates) == 4 and all(float(r["value"][1]) == 0 for r in rates), s
 
 
-# An error_rate SLO over the model_version x region crosses, and an rmse SLO with a
+# An error_rate SLO over the model_version x region crosses, an rmse SLO with a
 # suppression inside its 6 h lookback (the windows 20:00-22:00 of the last day count
-# neither way), run through the pipeline on the make-demo sample.
+# neither way) and a nan_rate SLO (the sample's 69 NaN predictions: an hour of a region
+# with one is above 0.5 %), run through the pipeline on the make-demo sample.
 OTHER_SLOS = """
 version: 1
 slos:
@@ -190,6 +191,14 @@ slos:
     alerting:
       page: [{long: 6h, short: 1h, burn_rate: 2}]
       ticket: []
+  - name: nan-share
+    sli: nan_rate
+    threshold: 0.005
+    objective: 0.9
+    slices: ["overall", "region=*"]
+    alerting:
+      page: [{long: 6h, short: 1h, burn_rate: 2}]
+      ticket: [{long: 1d, short: 6h, burn_rate: 1}]
 """
 
 
@@ -207,7 +216,7 @@ def other(make_demo, tmp_path_factory):
         yield out, url
 
 
-def test_error_rate_and_suppressed_burn_rates_are_msewatchs(other):
+def test_error_rate_nan_rate_and_suppressed_burn_rates_are_msewatchs(other):
     out, url = other
     last = _last_rows(out, "slo_status", ["slo", "slice"])
     want = {
@@ -216,7 +225,7 @@ def test_error_rate_and_suppressed_burn_rates_are_msewatchs(other):
         for lookback, rate in zip(row["lookbacks_s"], row["burn_rates"], strict=True)
         if np.isfinite(rate)
     }
-    assert {slo for slo, _, _ in want} == {"demand-error-rate", "rmse-suppressed"}
+    assert {slo for slo, _, _ in want} == {"demand-error-rate", "rmse-suppressed", "nan-share"}
     assert len({s for _, s, _ in want}) >= 5  # overall, crosses and regions
     seconds = {"5m": 300, "1h": 3600, "2h": 7200, "1d": 86400, "6h": 21600}
     got = {
@@ -227,7 +236,8 @@ def test_error_rate_and_suppressed_burn_rates_are_msewatchs(other):
     assert set(got) == set(want)
     for key, rate in want.items():
         assert got[key] == pytest.approx(rate, rel=1e-9, abs=1e-12), key
-    assert any(rate > 0 for rate in want.values())  # not all zeros
+    for slo in ("demand-error-rate", "rmse-suppressed", "nan-share"):  # not all zeros
+        assert any(rate > 0 for (name, _, _), rate in want.items() if name == slo), slo
 
 
 def test_alerts_fire_where_a_condition_holds_at_the_last_frontier(other):
@@ -239,6 +249,8 @@ def test_alerts_fire_where_a_condition_holds_at_the_last_frontier(other):
         ("demand-error-rate", "page"): [(3600, 300, 2.0)],
         ("demand-error-rate", "ticket"): [(86400, 7200, 1.0)],
         ("rmse-suppressed", "page"): [(21600, 3600, 2.0)],
+        ("nan-share", "page"): [(21600, 3600, 2.0)],
+        ("nan-share", "ticket"): [(86400, 21600, 1.0)],
     }
     held = set()
     for (slo, s), row in last.iterrows():

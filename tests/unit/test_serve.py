@@ -420,6 +420,7 @@ def test_port_in_use_is_one_line(tmp_path, capsys, monkeypatch):
 def recent(metrics: pd.DataFrame, span: pd.Timedelta) -> pd.DataFrame:
     """pandas: the latest pane of each window ending in ``span`` before its slice's newest."""
     latest = so.latest_panes(metrics)
+    latest["closed"] = (latest["pane_timing"] != "EARLY").astype(float)  # watermark passed
     newest = latest.groupby("slice")["window_end"].transform("max")
     return latest[latest["window_end"] > newest - span]
 
@@ -446,6 +447,18 @@ def test_recent_windows_are_each_windows_latest_pane(output, metric, column):
         got = registry.get_sample_value(metric, labels)
         expected = float(getattr(r, column, math.nan))  # sum_w: not in these rows (null)
         assert got == (None if math.isnan(expected) else expected), (metric, labels)
+
+
+def test_a_window_whose_latest_pane_is_early_is_not_closed(tmp_path):
+    """Window 5 (odd: an EARLY pane 0, then pane 1) without its pane 1 for overall."""
+    metrics = _metric_rows(np.random.default_rng(3))
+    drop = (metrics["slice"] == "overall") & (metrics["window_start"] == T0 + 5 * H)
+    write_metrics(tmp_path, metrics[~(drop & (metrics["pane_index"] == 1))])
+    registry, _ = scrape(tmp_path, recent_windows_s=7200)
+    window = serve_windows.window_label(T0 + 5 * H, T0 + 6 * H)
+    for s, closed in (("overall", 0.0), ("region=eu", 1.0)):
+        labels = {"slice": s, "window": window}
+        assert registry.get_sample_value(serve_windows.CLOSED, labels) == closed, s
 
 
 def test_a_recent_window_is_labelled_by_its_bounds(output):

@@ -43,17 +43,17 @@ def test_the_slice_regex_covers_what_the_slo_covers(patterns):
     assert got == [n for n in NAMES if matches(patterns, n)]
 
 
-def test_only_rmse_and_error_rate_get_rules_the_others_say_why():
+def test_only_rmse_error_rate_and_nan_rate_get_rules_the_others_say_why():
     text = slo_rules.rules_text("slo.yaml", load_slo_file(str(EXAMPLES / "slo.yaml")))
     groups = yaml.safe_load(text)["groups"]
     assert [g["name"] for g in groups] == [
         "msewatch-slo-forecast-rmse",
         "msewatch-slo-forecast-error-rate",
+        "msewatch-slo-nan-predictions",
     ]
     comments = [line for line in text.splitlines() if line.startswith("# ")]
     for name, sli in (
         ("label-freshness", "label_freshness"),
-        ("nan-predictions", "nan_rate"),
         ("forecast-rmse-trend", "rmse_trend"),
         ("v2-rollout", "comparison"),
     ):
@@ -99,6 +99,18 @@ def test_an_error_rate_slo_reads_the_weight_beyond_its_threshold():
     rules = {r.get("record") or r["alert"]: r for r in _group(text)["rules"]}
     assert 'threshold="2.5"}' in rules[slo_rules.BAD]["expr"]
     assert "msewatch_recent_window_scored_weight" in rules[slo_rules.ELIGIBLE]["expr"]
+
+
+def test_a_nan_rate_slo_settles_closed_windows_without_the_label_gate():
+    text = SLO.replace("sli: rmse", "sli: nan_rate").replace("threshold: 40", "threshold: 0.01")
+    text = text.replace("    min_coverage: 0.9\n    min_scored: 50\n", "")
+    rules = {r.get("record") or r["alert"]: r for r in _group(text)["rules"]}
+    settled = rules[slo_rules.SETTLED]["expr"]
+    assert "closed{" in settled and "coverage" not in settled and "scored" not in settled
+    assert (
+        "predictions{" in rules[slo_rules.BAD]["expr"]
+        and "> bool 0.01" in rules[slo_rules.BAD]["expr"]
+    )
 
 
 def test_a_suppression_leaves_its_windows_out():
