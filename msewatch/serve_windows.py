@@ -18,8 +18,9 @@ a sample labelled ``slice`` and ``window`` (``<start>/<end>``, RFC 3339, UTC):
   the nan_rate SLI.
 
 Off by default: a slice has one series per window and metric, so the series are
-``slices x windows x 11`` (4 regions of hourly windows over 3 days: about 3,200). A NaN
-number (an empty window's RMSE) is left out, as everywhere in ``serve``.
+``slices x windows x (10 + error thresholds)`` (4 regions of hourly windows over 3 days,
+no threshold: about 2,900). A NaN number (an empty window's RMSE) is left out, as
+everywhere in ``serve``.
 """
 
 from __future__ import annotations
