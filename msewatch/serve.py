@@ -16,6 +16,9 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
 * per comparison and slice, the latest evaluation (the ``comparisons`` named query):
   decision, the relative difference and its always-valid bounds, margin, p-value, scored
   predictions. Read by column name; nothing without a ``comparisons`` table;
+* with ``--recent-windows DURATION``, per slice and window of that span, the window's
+  bounds, RMSE, label gate and error weights (:mod:`msewatch.serve_windows`), which the
+  rules of ``msewatch slo rules`` read;
 * per slice shown, ``msewatch_slice_info`` (1) with one label per slice key, named by
   :func:`msewatch.transforms.labels.label_names` (the rule the alerts follow:
   ``sku-category`` -> ``sku_category``), to join on ``slice`` in PromQL.
@@ -50,6 +53,7 @@ from prometheus_client.registry import Collector
 from msewatch import query as q
 from msewatch.schemas import layout, queries
 from msewatch.schemas.slo import FIRING, OFF
+from msewatch.serve_windows import parse_span, read_recent_windows, window_families
 from msewatch.transforms.compare.spec import DECISIONS
 from msewatch.transforms.durations import format_duration
 from msewatch.transforms.labels import label_names
@@ -144,10 +148,13 @@ def table_signature(output_dir: str | Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(rows))
 
 
-def read_tables(output_dir: str | Path, trend_windows: int = DEFAULT_K) -> dict[str, pd.DataFrame]:
+def read_tables(
+    output_dir: str | Path, trend_windows: int = DEFAULT_K, recent_windows_s: int = 0
+) -> dict[str, pd.DataFrame]:
     """The frames the metrics are made from: ``settled`` (the newest settled window per
     slice), ``trends`` (:func:`msewatch.trend.slice_trends`), ``slo`` and ``comparisons``
-    (the named queries ``slo-status`` and ``comparisons``: the latest evaluations).
+    (the named queries ``slo-status`` and ``comparisons``: the latest evaluations) and
+    ``windows`` (:mod:`msewatch.serve_windows`; empty when ``recent_windows_s`` is 0).
 
     Raises:
         msewatch.query.QueryError, duckdb.Error, pyarrow.ArrowException, OSError: a table
@@ -157,16 +164,18 @@ def read_tables(output_dir: str | Path, trend_windows: int = DEFAULT_K) -> dict[
         con = q.connect(output_dir)
     except q.NoMetricsError:
         empty = pd.DataFrame()
-        return {"settled": empty, "trends": empty, "slo": empty, "comparisons": empty}
+        return dict.fromkeys(("settled", "trends", "slo", "comparisons", "windows"), empty)
     try:
         trends = slice_trends(con, trend_windows)
         con.register("settled_ends", trends[["slice", "last_window_end"]])
         settled = con.sql(_LATEST_SETTLED_SQL).df()
         slo = con.sql(queries.load_query("duckdb", "slo-status")).df()
         comparisons = con.sql(queries.load_query("duckdb", "comparisons")).df()
+        windows = read_recent_windows(con, recent_windows_s) if recent_windows_s else pd.DataFrame()
     finally:
         con.close()
-    return {"settled": settled, "trends": trends, "slo": slo, "comparisons": comparisons}
+    frames = (settled, trends, slo, comparisons, windows)
+    return dict(zip(("settled", "trends", "slo", "comparisons", "windows"), frames, strict=True))
 
 
 def _number(value) -> float | None:
@@ -316,6 +325,8 @@ class TablesCollector(Collector):
     Args:
         output_dir: the ``--output`` folder of ``msewatch run``.
         trend_windows: settled windows per RMSE trend fit.
+        recent_windows_s: export the per-window series of the windows ending in this
+            many seconds before each slice's newest window end (0: none).
         clock: wall-clock seconds, for the last successful read's time.
         log: where a failed read is reported (one line).
     """
@@ -325,11 +336,13 @@ class TablesCollector(Collector):
         output_dir: str | Path,
         *,
         trend_windows: int = DEFAULT_K,
+        recent_windows_s: int = 0,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] | None = None,
     ):
         self.output_dir = Path(output_dir)
         self.trend_windows = trend_windows
+        self.recent_windows_s = recent_windows_s
         self._clock = clock
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._lock = threading.Lock()
@@ -348,11 +361,12 @@ class TablesCollector(Collector):
                 return
             self._signature = signature
             try:
-                frames = read_tables(self.output_dir, self.trend_windows)
+                frames = read_tables(self.output_dir, self.trend_windows, self.recent_windows_s)
                 families = [
                     *slice_families(frames["settled"], frames["trends"]),
                     *slo_families(frames["slo"]),
                     *comparison_families(frames["comparisons"]),
+                    *window_families(frames["windows"], _gauges),
                     *slice_info_family(_slices(frames)),
                 ]
             except (q.QueryError, OSError, ValueError, pa.ArrowException, duckdb.Error) as e:
@@ -397,6 +411,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help=f"address of the /metrics endpoint (default {DEFAULT_LISTEN}; port 0: any free)",
     )
+    parser.add_argument(
+        "--recent-windows",
+        type=parse_span,
+        default=0,
+        metavar="DURATION",
+        help="also one series per slice and window ending in this span before the slice's "
+        "newest window, e.g. 3d (what `msewatch slo rules` reads; default: none)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -412,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    collector = TablesCollector(out)
+    collector = TablesCollector(out, recent_windows_s=args.recent_windows)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     try:

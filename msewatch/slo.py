@@ -1,5 +1,8 @@
 """``msewatch slo check FILE``: validate an SLO file and say what each SLO means.
 
+``msewatch slo rules FILE [--out RULES]`` writes Prometheus recording and alerting rules
+that evaluate the file's SLOs over ``msewatch serve --recent-windows`` (:mod:`msewatch.slo_rules`).
+
 ``msewatch slo status OUTPUT`` prints the latest state per SLO and slice, then each
 flapping alert with the setting that calms it (:mod:`msewatch.flaps`), then the RMSE
 trends.
@@ -41,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="slo_command", required=True, metavar="COMMAND")
     check = sub.add_parser("check", help="validate an SLO file and summarise its SLOs")
     check.add_argument("file", metavar="FILE", help="the SLO file (YAML), e.g. slo.yaml")
+    rules = sub.add_parser(
+        "rules", help="Prometheus recording and alerting rules for the SLOs of a file"
+    )
+    rules.add_argument("file", metavar="FILE", help="the SLO file (YAML), e.g. slo.yaml")
+    rules.add_argument(
+        "--out", metavar="RULES", help="write the rules (YAML) here (default: standard output)"
+    )
     status = sub.add_parser(
         "status", help="latest state, budget and burn rates per SLO and slice of a run"
     )
@@ -69,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.slo_command == "rules":
+        from msewatch import slo_rules
+
+        return slo_rules.run(args.file, slo_file, args.out)
     sys.stdout.write(describe_file(args.file, slo_file))
     return 0
 

@@ -64,6 +64,10 @@ USER_ERRORS = [
     ([*_RUN, "--bq-api-endpoint", "http://"], "--bq-api-endpoint must be an http:// or https://"),
     ([*_RUN[:-1], "bq://p.d", "--fail-on-undelivered"], "--fail-on-undelivered reads the"),
     ([*_PUBSUB_RUN, "--fail-on-undelivered"], "needs files as input (or --streaming-replay)"),
+    (["slo", "rules", "/nonexistent/slo.yaml"], "/nonexistent/slo.yaml: No such file"),
+    (["slo", "rules", _SLO, "--out", "/nonexistent/r.yml"], "cannot write /nonexistent/r.yml"),
+    (["serve", "o", "--recent-windows", "soon"], "--recent-windows: bad duration 'soon'"),
+    (["serve", "o", "--recent-windows", "0s"], "must be whole seconds >= 1s"),
 ]
 """``(argv, message)``: each must exit 2 with one ``msewatch: error: ...`` line."""
 
@@ -89,6 +93,7 @@ _OTHERS = {
 for _name, _what in {**_NUMBERS, **_OTHERS}.items():
     _path = str(HOSTILE_SLO / _name)
     USER_ERRORS.append((["slo", "check", _path], f"{_path}: {_what}"))
+    USER_ERRORS.append((["slo", "rules", _path], f"{_path}: {_what}"))
     USER_ERRORS.append(([*_RUN, "--slo", _path], f"{_path}: {_what}"))
     if _name in _NUMBERS:
         USER_ERRORS.append((["gameday", "--slo", _path], f"{_path}: {_what}"))

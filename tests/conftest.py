@@ -1,10 +1,12 @@
 """Fixtures shared by the test layers that read a whole output folder (e2e, integration).
 
 ``metrics``: synthetic metrics rows (see ``tests/synthetic_output.py``). ``demo``: a
-small generated sample run once per session through the real pipeline.
+small generated sample run once per session through the real pipeline; ``make_demo``:
+the sample and SLO file of ``make demo`` (its region=apac pages), also once per session.
 """
 
 import os
+import pathlib
 
 import pytest
 from hypothesis import settings
@@ -28,6 +30,15 @@ def metrics():
 def demo(tmp_path_factory):
     """``(OUTPUT, generator stats)`` of the demo sample, run once per session."""
     return run_demo(tmp_path_factory.getbasetemp() / "demo")
+
+
+@pytest.fixture(scope="session")
+def make_demo(tmp_path_factory):
+    """``(OUTPUT, generator stats)`` of ``make demo``: 20,000 predictions over 3 days
+    (seed 7), ``--slo docs/examples/demo-slo.yaml``; about 15 s, once per session."""
+    slo = pathlib.Path(__file__).parent.parent / "docs" / "examples" / "demo-slo.yaml"
+    base = tmp_path_factory.getbasetemp() / "make-demo"
+    return run_demo(base, predictions=20000, days=3.0, seed=7, slo=slo)
 
 
 def pytest_terminal_summary(terminalreporter):

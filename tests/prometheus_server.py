@@ -33,11 +33,12 @@ START_SECONDS = 60
 
 
 @contextlib.contextmanager
-def running_serve(output: Path, log_path: Path):
-    """``msewatch serve OUTPUT`` on a free port of 127.0.0.1; yields ``"127.0.0.1:PORT"``."""
+def running_serve(output: Path, log_path: Path, args: tuple[str, ...] = ()):
+    """``msewatch serve OUTPUT [args]`` on a free port of 127.0.0.1; yields
+    ``"127.0.0.1:PORT"``."""
     log = open(log_path, "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "msewatch", "serve", str(output), "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "msewatch", "serve", str(output), "--listen", "127.0.0.1:0", *args],
         stdout=subprocess.PIPE,
         stderr=log,
         bufsize=0,  # unbuffered: select() sees every line readline() has not read
@@ -58,10 +59,13 @@ def running_serve(output: Path, log_path: Path):
 
 
 @contextlib.contextmanager
-def running_prometheus(tmp_path: Path, targets: list[str], honor_labels: bool = False):
+def running_prometheus(
+    tmp_path: Path, targets: list[str], honor_labels: bool = False, rule_files: tuple = ()
+):
     """Prometheus on a free port of 127.0.0.1 scraping ``targets`` (job ``msewatch``)
-    every second; yields its URL once every target is up. ``honor_labels``: keep the
-    scraped ``job`` and ``instance`` labels (how a Pushgateway is scraped)."""
+    every second, evaluating ``rule_files`` every second; yields its URL once every
+    target is up. ``honor_labels``: keep the scraped ``job`` and ``instance`` labels (how
+    a Pushgateway is scraped)."""
     if BINARY is None:
         missing("prometheus", "apt-get install prometheus")
     port = free_port()
@@ -72,6 +76,7 @@ def running_prometheus(tmp_path: Path, targets: list[str], honor_labels: bool = 
         "  - job_name: msewatch\n"
         f"    honor_labels: {str(honor_labels).lower()}\n"
         f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+        f"rule_files: {json.dumps([str(f) for f in rule_files])}\n"
     )
     storage = tmp_path / "prometheus-data"
     log_path = tmp_path / "prometheus.log"
@@ -116,3 +121,11 @@ def instant_query(url: str, promql: str) -> list[dict]:
         body = json.loads(response.read())
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def api(url: str, path: str) -> dict:
+    """The ``data`` of a Prometheus HTTP API answer, e.g. ``api(url, "/api/v1/alerts")``."""
+    with urllib.request.urlopen(f"{url}{path}", timeout=5) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return body["data"]

@@ -190,17 +190,19 @@ def latest_panes(metrics: pd.DataFrame) -> pd.DataFrame:
     return ordered.groupby(KEYS, as_index=False).tail(1).reset_index(drop=True)
 
 
-def run_demo(base):
-    """(OUTPUT, generator stats) of a small sample run through the real pipeline (bounded,
-    DirectRunner), once per folder (the session's ``demo`` fixture, tests/conftest.py)."""
+def run_demo(base, predictions: int = 3000, days: float = 2.0, seed: int = 11, slo=None):
+    """(OUTPUT, generator stats) of a sample run through the real pipeline (bounded,
+    DirectRunner), once per folder: by default a small one (the session's ``demo``
+    fixture, tests/conftest.py); with ``slo`` (a file) also the SLO tables."""
     from msewatch import cli
     from msewatch import generate as sample
 
     out, inputs = base / "out", base / "sample"
-    stats = sample.generate(str(inputs), predictions=3000, seed=11, days=2.0)
+    stats = sample.generate(str(inputs), predictions=predictions, seed=seed, days=days)
     if not (out / "summary.json").exists():
         argv = ["run", "--predictions", str(inputs / "predictions.jsonl"), "--labels"]
         argv += [str(inputs / "labels.jsonl"), "--output", str(out), "--quiet"]
+        argv += ["--slo", str(slo)] if slo else []
         assert cli.main([*argv, "--slice", "region", "--slice", "model_version,region"]) == 0
     return out, stats
 

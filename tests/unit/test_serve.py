@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from scipy.stats import theilslopes
 
-from msewatch import cli, serve
+from msewatch import cli, serve, serve_windows
 from msewatch.schemas import records
 from msewatch.schemas.slo import COMPARISONS_FIELDS
 from tests import synthetic_output as so
@@ -412,3 +412,83 @@ def test_port_in_use_is_one_line(tmp_path, capsys, monkeypatch):
         port = taken.getsockname()[1]
         line = _cli_error(["serve", str(tmp_path), "--listen", f"127.0.0.1:{port}"], capsys)
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in line
+
+
+# --- msewatch serve --recent-windows: one series per slice and window ------------------
+
+
+def recent(metrics: pd.DataFrame, span: pd.Timedelta) -> pd.DataFrame:
+    """pandas: the latest pane of each window ending in ``span`` before its slice's newest."""
+    latest = so.latest_panes(metrics)
+    latest["closed"] = (latest["pane_timing"] != "EARLY").astype(float)  # watermark passed
+    newest = latest.groupby("slice")["window_end"].transform("max")
+    return latest[latest["window_end"] > newest - span]
+
+
+def test_recent_windows_are_off_by_default(output):
+    registry, _ = scrape(output[0])
+    assert not [m for m in registry.collect() if m.name.startswith("msewatch_recent_window_")]
+
+
+@pytest.mark.parametrize(
+    ("metric", "column"),
+    [(name, column) for name, column, _ in serve_windows.GAUGES if "timestamp" not in name],
+)
+def test_recent_windows_are_each_windows_latest_pane(output, metric, column):
+    out, metrics = output
+    rows = recent(metrics, 2 * H)
+    assert len(rows) == 4 * 2  # every slice has six windows: the two newest end in 2 h
+    registry, _ = scrape(out, recent_windows_s=7200)
+    for r in rows.itertuples():
+        labels = {
+            "slice": r.slice,
+            "window": serve_windows.window_label(r.window_start, r.window_end),
+        }
+        got = registry.get_sample_value(metric, labels)
+        expected = float(getattr(r, column, math.nan))  # sum_w: not in these rows (null)
+        assert got == (None if math.isnan(expected) else expected), (metric, labels)
+
+
+def test_a_window_whose_latest_pane_is_early_is_not_closed(tmp_path):
+    """Window 5 (odd: an EARLY pane 0, then pane 1) without its pane 1 for overall."""
+    metrics = _metric_rows(np.random.default_rng(3))
+    drop = (metrics["slice"] == "overall") & (metrics["window_start"] == T0 + 5 * H)
+    write_metrics(tmp_path, metrics[~(drop & (metrics["pane_index"] == 1))])
+    registry, _ = scrape(tmp_path, recent_windows_s=7200)
+    window = serve_windows.window_label(T0 + 5 * H, T0 + 6 * H)
+    for s, closed in (("overall", 0.0), ("region=eu", 1.0)):
+        labels = {"slice": s, "window": window}
+        assert registry.get_sample_value(serve_windows.CLOSED, labels) == closed, s
+
+
+def test_a_recent_window_is_labelled_by_its_bounds(output):
+    registry, _ = scrape(output[0], recent_windows_s=3600)
+    # window 5 of region=eu: T0 (22:00 March 1) + 5 h = 03:00 to 04:00 on March 2, UTC
+    labels = {"slice": "region=eu", "window": "2024-03-02T03:00:00Z/2024-03-02T04:00:00Z"}
+    start = registry.get_sample_value(serve_windows.START, labels)
+    assert start == (T0 + 5 * H).timestamp()
+    assert registry.get_sample_value(serve_windows.END, labels) == start + 3600
+
+
+def test_recent_windows_carry_the_weight_beyond_each_error_threshold(tmp_path):
+    metrics = _metric_rows(np.random.default_rng(3))
+    metrics["error_exceedance"] = [
+        [
+            {"threshold": 100.0, "sum_w": 7.5, "count": 8},
+            {"threshold": 0.25, "sum_w": w, "count": 1},
+        ]
+        for w in range(len(metrics))
+    ]
+    metrics["sum_w"] = 12.5
+    write_metrics(tmp_path, metrics)
+    registry, _ = scrape(tmp_path, recent_windows_s=3600)
+    last = so.latest_panes(metrics).iloc[-1]
+    labels = {"slice": last["slice"], "window": serve_windows.window_label(
+        last["window_start"], last["window_end"])}  # fmt: skip
+    assert registry.get_sample_value(serve_windows.SCORED_WEIGHT, labels) == 12.5
+    bad = serve_windows.BAD_WEIGHT
+    assert registry.get_sample_value(bad, {**labels, "threshold": "100.0"}) == 7.5
+    assert (
+        registry.get_sample_value(bad, {**labels, "threshold": "0.25"})
+        == last["error_exceedance"][1]["sum_w"]
+    )
