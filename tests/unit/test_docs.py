@@ -56,7 +56,12 @@ def test_named_files_exist(page):
 
 def test_the_readme_links_the_docs_pages():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert [p.name for p in PAGES[1:]] == ["architecture.md", "semantics.md", "slo.md"]
+    assert [p.name for p in PAGES[1:]] == [
+        "architecture.md",
+        "observability.md",
+        "semantics.md",
+        "slo.md",
+    ]
     for page in PAGES[1:]:
         assert f"](docs/{page.name})" in readme
 
