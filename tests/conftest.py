@@ -1,7 +1,8 @@
 """Fixtures shared by the test layers that read a whole output folder (e2e, integration).
 
 ``metrics``: synthetic metrics rows (see ``tests/synthetic_output.py``). ``demo``: a
-small generated sample run once per session through the real pipeline.
+small generated sample run once per session through the real pipeline; ``demo_slo``: the
+same with the demo's SLO file.
 """
 
 import os
@@ -9,7 +10,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from tests.synthetic_output import run_demo, synthetic_metrics
+from tests.synthetic_output import DEMO_SLO, run_demo, synthetic_metrics
 
 # Property tests are reproducible in CI: the same examples on every run (`.ci/run` sets
 # CI=1); locally Hypothesis explores new ones.
@@ -28,6 +29,13 @@ def metrics():
 def demo(tmp_path_factory):
     """``(OUTPUT, generator stats)`` of the demo sample, run once per session."""
     return run_demo(tmp_path_factory.getbasetemp() / "demo")
+
+
+@pytest.fixture(scope="session")
+def demo_slo(tmp_path_factory):
+    """``(OUTPUT, generator stats)`` of the same sample run with docs/examples/demo-slo.yaml
+    (the SLOs and the v2-rollout comparison of ``make demo``), once per session."""
+    return run_demo(tmp_path_factory.getbasetemp() / "demo-slo", DEMO_SLO)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -190,9 +191,14 @@ def latest_panes(metrics: pd.DataFrame) -> pd.DataFrame:
     return ordered.groupby(KEYS, as_index=False).tail(1).reset_index(drop=True)
 
 
-def run_demo(base):
+DEMO_SLO = Path(__file__).parent.parent / "docs" / "examples" / "demo-slo.yaml"
+
+
+def run_demo(base, slo: Path | None = None):
     """(OUTPUT, generator stats) of a small sample run through the real pipeline (bounded,
-    DirectRunner), once per folder (the session's ``demo`` fixture, tests/conftest.py)."""
+    DirectRunner), once per folder (the session's ``demo`` fixture, tests/conftest.py);
+    with ``slo`` (``DEMO_SLO``: as ``make demo`` runs it) the run has SLOs and comparisons
+    too (the ``demo_slo`` fixture)."""
     from msewatch import cli
     from msewatch import generate as sample
 
@@ -201,7 +207,8 @@ def run_demo(base):
     if not (out / "summary.json").exists():
         argv = ["run", "--predictions", str(inputs / "predictions.jsonl"), "--labels"]
         argv += [str(inputs / "labels.jsonl"), "--output", str(out), "--quiet"]
-        assert cli.main([*argv, "--slice", "region", "--slice", "model_version,region"]) == 0
+        argv += ["--slice", "region", "--slice", "model_version,region"]
+        assert cli.main([*argv, *(["--slo", str(slo)] if slo else [])]) == 0
     return out, stats
 
 

@@ -213,3 +213,14 @@ def test_views_without_slo_or_comparisons_say_so(tmp_path, metrics):
     assert "No SLO file" in pages["r-executive.html"]
     assert "No comparisons table" in pages["r-debug.html"]
     assert "No histogram" not in pages["r-debug.html"]  # the synthetic rows have thresholds
+
+
+def test_slice_names_with_markup_stay_text_in_every_view(tmp_path, rows):
+    hostile = {"region=eu": "region=<img src=x onerror=alert(1)>",
+               "model_version=v2": 'model_version=<b>v2</b>'}  # fmt: skip
+    out = write_output(tmp_path / "out", rows.replace({"slice": hostile}), None)
+    for name, text in write(out, tmp_path).items():
+        assert "<img" not in text and "<b>v2" not in text, name
+    oncall = write(out, tmp_path, "--view", "oncall")["r-oncall.html"]
+    changes = oncall.split("Model-version changes")[1].split("</table>")[0]
+    assert html.escape("model_version=<b>v2</b>") in changes  # a version, shown as text

@@ -3,8 +3,8 @@
 No Grafana runs here, so the test does what Grafana would: it takes every target's PromQL
 from the committed ``docs/grafana/msewatch.json`` and asks Prometheus for it
 (``tests/prometheus_server.py``), which scrapes ``msewatch serve`` over a copy of the demo
-output with the synthetic SLO tables and comparisons added (the demo run has neither), and
-finds a non-empty answer for each. The worst-slices panel's numbers are checked against the
+output run with the demo's SLO file (``make demo``'s: SLOs and the v2-rollout comparison),
+and finds a non-empty answer for each. The worst-slices panel's numbers are checked against the
 tables read with pandas (``tests/integration/test_prometheus.py``'s reference).
 """
 
@@ -18,23 +18,19 @@ import pytest
 
 from msewatch import grafana
 from tests import evidence
-from tests import synthetic_output as so
 from tests.integration.test_prometheus import newest_settled
 from tests.prometheus_server import instant_query, running_prometheus, running_serve
-from tests.unit.test_serve import comparison_rows, write_comparisons
 
 DASHBOARD = pathlib.Path(__file__).parent.parent.parent / "docs" / "grafana" / "msewatch.json"
 EXPRESSIONS = grafana.expressions(json.loads(DASHBOARD.read_text(encoding="utf-8")))
 
 
 @pytest.fixture(scope="module")
-def scraped(demo, tmp_path_factory):
-    """(OUTPUT, Prometheus URL): the demo output plus SLO and comparison tables, served
-    and scraped every second."""
+def scraped(demo_slo, tmp_path_factory):
+    """(OUTPUT, Prometheus URL): the demo output with SLOs and comparisons, served and
+    scraped every second."""
     base = tmp_path_factory.mktemp("grafana")
-    out = shutil.copytree(demo[0], base / "out")
-    so.write_slo_tables(out, so.synthetic_alerts(), so.synthetic_slo_status())
-    write_comparisons(out, comparison_rows())
+    out = shutil.copytree(demo_slo[0], base / "out")
     with running_serve(out, base / "serve.log") as target:
         with running_prometheus(base, [target]) as url:
             yield out, url

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from msewatch import cli, report_views
+from msewatch.generate import CANARY_WORSE_REGION
 from tests.e2e.test_report_views import BANDS, view_metrics
 from tests.integration.test_report_browser import drawn_pixels, needs_chromium, render
 from tests.synthetic_output import (
@@ -105,8 +106,9 @@ def test_each_view_renders_in_chromium(tmp_path, synthetic, view):
 @needs_chromium
 @pytest.mark.slow
 @pytest.mark.parametrize("view", report_views.VIEWS)
-def test_each_view_of_the_demo_renders_in_chromium(tmp_path, demo, view):
-    out, stats = demo
+def test_each_view_of_the_demo_renders_in_chromium(tmp_path, demo_slo, view):
+    """The demo as ``make demo`` runs it (with its SLO file and the v2-rollout comparison)."""
+    out, stats = demo_slo
     dom = open_view(out, tmp_path, view)["dom"]
     latest = latest_panes(read_table(out, "metrics"))
     if view == "executive":
@@ -121,3 +123,5 @@ def test_each_view_of_the_demo_renders_in_chromium(tmp_path, demo, view):
         y_true = int((day["labeled"] - day["nan_labels"]).sum())
         caption = next(c for c in dom["captions"] if c.startswith("Histograms, last 24 h"))
         assert f"y_pred: {y_pred:,} values, y_true: {y_true:,} values" in caption
+        worse = f"v2-rollout, region={CANARY_WORSE_REGION}: v2 vs v1 (mse), latest FAIL"
+        assert worse in dom["captions"]  # the sample's v2 is worse there, by construction
