@@ -7,7 +7,7 @@ From the latest pane of each window and slice (``metrics_latest``), UTC:
   slice's windows as a table, newest first;
 * the top offending slices: the ``worst`` named query (RMSE pooled over the last day of
   complete windows), with each one's ratio to the overall slice's;
-* the alerts firing now (the newest ``slo_status`` evaluation with a firing severity);
+* the alerts firing now (SLO and comparison alerts: fired, not resolved since);
 * the model-version changes: per ``model_version=V`` slice, its first window with a
   prediction and its last window end, newest first;
 * label freshness and lag: per slice, the newest window end, the newest settled window
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import pandas as pd
 
 from msewatch import query as q
 from msewatch import report_svg as svg
 from msewatch import report_views as views
-from msewatch.schemas.slo import FIRING
 from msewatch.trend import slice_trends
 
 TOP_CHARTED = 3
@@ -89,21 +89,23 @@ def top_slices(worst: pd.DataFrame) -> str:
 
 
 def firing_now(tables) -> str:
-    """The SLOs and slices whose newest evaluation has a severity firing."""
+    """The alerts still firing at the end (SLO and comparison alerts alike): a ``firing``
+    transition without a later ``resolved`` one (:func:`msewatch.report_slo.firing_periods`)."""
     if tables is None:
         return ""
-    status = views.latest_status(tables)
-    firing = status[(status["page_state"] == FIRING) | (status["ticket_state"] == FIRING)]
+    periods = tables.periods
+    firing = periods[np.isinf(periods["end"])] if len(periods) else periods
     head = "<h2>Alerts firing now</h2>"
     if firing.empty:
-        return head + '<p class="note">None: no SLO has a severity firing.</p>'
+        return head + '<p class="note">None: every alert that fired has resolved.</p>'
+    last = tables.alerts.groupby("alert").tail(1).set_index("alert")["summary"]
     rows = [
-        [html.escape(r.slo), html.escape(r.slice),
-         ", ".join(s for s in ("page", "ticket") if getattr(r, f"{s}_state") == FIRING),
-         svg.pct(r.budget_remaining), svg.utc(svg.epoch_s(pd.Series([r.frontier])).max())]
-        for r in firing.itertuples()
+        [html.escape(r.alert), html.escape(r.severity), svg.utc(r.start),
+         html.escape(str(last.get(r.alert) or ""))]
+        for r in firing.sort_values(["severity", "start"]).itertuples()
     ]  # fmt: skip
-    return head + svg.table(["SLO", "slice", "firing", "budget left", "frontier (UTC)"], rows)
+    header = ["alert", "severity", "firing since (label frontier, UTC)", "summary"]
+    return head + svg.table(header, rows, "text")
 
 
 def version_changes(latest: pd.DataFrame) -> str:

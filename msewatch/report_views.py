@@ -37,6 +37,7 @@ from msewatch import report_slo
 from msewatch import report_svg as svg
 from msewatch.transforms.durations import format_duration
 from msewatch.transforms.metrics.slices import parse_slice_name
+from msewatch.trend import DEFAULT_K, direction, slice_trends
 
 VIEWS = ("executive", "oncall", "debug")
 TITLES = {"executive": "Executive", "oncall": "On-call", "debug": "Debug"}
@@ -140,8 +141,19 @@ def _version_chart(rows: pd.DataFrame) -> str:
     return svg.figure(f"RMSE per window: {svg.keys(series)}", chart)
 
 
-def executive_versions(latest: pd.DataFrame) -> str:
-    """The RMSE trend per model version and its 30/90-day pooled RMSE."""
+def _trend_cells(trends: pd.DataFrame, name: str) -> list[str]:
+    """The Theil-Sen slope per day of a slice, its 95 % interval and direction."""
+    found = trends[trends["slice"] == name]
+    if found.empty or np.isnan(found["slope_per_day"].iloc[0]):
+        return ["", "too few settled windows"]
+    r = found.iloc[0]
+    return [f"{svg.num(r.slope_per_day)} [{svg.num(r.low)}, {svg.num(r.high)}]",
+            direction(r.low, r.high)]  # fmt: skip
+
+
+def executive_versions(latest: pd.DataFrame, trends: pd.DataFrame) -> str:
+    """The RMSE trend per model version and its 30/90-day pooled RMSE (``trends``:
+    :func:`msewatch.trend.slice_trends`)."""
     head = f"<h2>RMSE per model version, last {TREND_DAYS} days</h2>"
     rows = versions(latest)
     if rows.empty:
@@ -155,13 +167,16 @@ def executive_versions(latest: pd.DataFrame) -> str:
         table.append([html.escape(f"model_version={version}"),
                       *(svg.num(float(pooled[d].get(version, math.nan))) for d in POOLED_DAYS),
                       svg.num(float(last["rmse"].iloc[0])) if len(last) else "NaN",
+                      *_trend_cells(trends, f"model_version={version}"),
                       svg.utc(svg.epoch_s(part["window_start"]).min()),
                       svg.utc(svg.epoch_s(part["window_end"]).max())])  # fmt: skip
     header = ["model version", *(f"RMSE, last {d} days" for d in POOLED_DAYS),
-              "latest complete window RMSE", "first window", "last window end"]  # fmt: skip
+              "latest complete window RMSE", "RMSE slope per day [95%]", "direction",
+              "first window", "last window end"]  # fmt: skip
     note = (
         '<p class="note">Pooled: sqrt(sum w&middot;e&sup2; / sum w) over the complete windows '
-        "(aligned on their length) ending in the period; x: window start, UTC.</p>"
+        "(aligned on their length) ending in the period. Slope: Theil&ndash;Sen over the "
+        f"last {DEFAULT_K} settled windows (as the report's trend table). x: window start, UTC.</p>"
     )
     chart = f'<div class="grid">{_version_chart(rows)}</div>'
     return head + note + svg.table(header, table) + chart
@@ -227,7 +242,7 @@ def share_bars(items: list[tuple[str, float, str]]) -> str:
 
 def executive(out: Path, latest: pd.DataFrame, tables) -> str:
     """The executive view's body."""
-    return executive_versions(latest) + executive_slos(tables)
+    return executive_versions(latest, slice_trends(out)) + executive_slos(tables)
 
 
 def write_views(

@@ -116,6 +116,8 @@ def test_each_view_of_the_demo_renders_in_chromium(tmp_path, demo_slo, view):
         assert shown == pytest.approx(pooled_by_version(latest), rel=5e-4)
     elif view == "oncall":  # the sample's drifted region tops the worst slices
         assert stats.drift_segment in rows_of(dom, "slice")[0][0]
+        firing = [r[0] for r in rows_of(dom, "alert")]  # v2 is worse there: its FAIL pages
+        assert f"v2-rollout/page/region={CANARY_WORSE_REGION}" in firing
     else:  # the sketches hold the finite y_pred of each prediction, y_true of each label
         overall = latest[latest["slice"] == "overall"]
         day = overall[overall["window_end"] > overall["window_end"].max() - pd.Timedelta("24h")]
