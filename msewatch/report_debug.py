@@ -42,8 +42,8 @@ ORDER BY comparison, slice = 'overall' DESC, slice, frontier"""
 
 
 def sketch(blob) -> ValueSketch:
-    """The sketch of a BYTES cell (empty for null)."""
-    return ValueSketch.empty() if blob is None else ValueSketch.from_bytes(blob)
+    """The sketch of a BYTES cell (empty for null: None or pandas' NA)."""
+    return ValueSketch.empty() if blob is None or pd.isna(blob) else ValueSketch.from_bytes(blob)
 
 
 def _flat(rows: pd.DataFrame, column: str, name: str, color: str) -> svg.Series:

@@ -227,3 +227,11 @@ def test_slice_names_with_markup_stay_text_in_every_view(tmp_path, rows):
     oncall = write(out, tmp_path, "--view", "oncall")["r-oncall.html"]
     changes = oncall.split("Model-version changes")[1].split("</table>")[0]
     assert html.escape("model_version=<b>v2</b>") in changes  # a version, shown as text
+
+
+def test_null_sketches_leave_the_distributions_empty(tmp_path, rows):
+    """A window without a finite y_pred or y_true has null sketches (NA once read)."""
+    out = write_output(tmp_path / "out", rows.assign(y_pred_sketch=None, y_true_sketch=None), None)
+    page = write(out, tmp_path, "--view", "debug")["r-debug.html"]
+    section = page.split("y_pred and y_true distributions")[1].split("<h2>")[0]
+    assert "no data" in section and "Histograms, last 24 h" not in section
