@@ -215,7 +215,7 @@ always-valid lower bound of the relative difference C / B &minus; 1 is above the
 PASS when the upper bound is below it. x: the frontier, UTC.</p>"""
 
 
-def _comparisons_table(out: Path) -> str:
+def comparisons_table(out: Path) -> str:
     """The latest decision per comparison and slice ("" without a comparisons table)."""
     if not (out / "comparisons").is_dir():
         return ""
@@ -310,7 +310,7 @@ def write_report(output_dir: str | Path, out_path: str | Path, views: tuple[str,
         more=more,
         trend=trend,
         slo=slo,
-        comparisons=_comparisons_table(out),
+        comparisons=comparisons_table(out),
         labels=label_charts(overall),
         quality=_quality_chart(overall, dead, (summary or {}).get("outcomes", {})),
         outcomes=_outcome_table(summary),

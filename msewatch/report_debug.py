@@ -18,7 +18,7 @@ window start, UTC:
 * **version deltas**: per comparison and slice, the relative difference C / B - 1 of
   the candidate's and baseline's mean loss over the frontier with its always-valid
   bounds, the margin dashed (the ``comparisons`` table, the last evaluation of each
-  frontier), and the latest decisions (:func:`msewatch.report._comparisons_table`).
+  frontier), and the latest decisions (:func:`msewatch.report.comparisons_table`).
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def version_deltas(out) -> str:
         head
         + note
         + f'<div class="grid">{"".join(figures)}</div>'
-        + report._comparisons_table(out).replace(
+        + report.comparisons_table(out).replace(
             report.COMPARISONS_HEAD, "<h3>Latest decisions</h3>"
         )
     )
