@@ -1,4 +1,4 @@
-"""Summaries of measured runs: medians, rates, ratios, the README's targets, printed tables.
+"""Summaries of measured runs: medians, rates, ratios, the targets (docs/performance.md), tables.
 
 Every figure is a median over the repeats of a peer (runs that hit the time limit
 are left out and flagged). Events are prediction records plus label records.
@@ -59,7 +59,7 @@ _div = ratio_of
 
 
 def ratios(peers: dict) -> dict:
-    """The README's performance comparisons (``None`` when a peer is missing or timed out).
+    """The performance comparisons of docs/performance.md (``None``: a peer missing or timed out).
 
     * ``msewatch_over_pandas_wall``: msewatch bounded JSONL wall / pandas wall (same data).
     * ``msewatch_parquet_over_pandas_wall``: the same with Parquet input.
@@ -103,7 +103,7 @@ def ratios(peers: dict) -> dict:
 def targets(
     peers: dict, ratio: dict, replay_scaling: dict | None, scaling: dict | None = None
 ) -> dict:
-    """Each performance target of the README: ``{"target", "measured", "met"}``.
+    """Each performance target of docs/performance.md: ``{"target", "measured", "met"}``.
 
     ``met`` is None when unmeasured.
     """

@@ -1,7 +1,7 @@
 """The pandas reference: the same error metrics as msewatch, from the same JSON Lines.
 
 What a data scientist would write to check the numbers by hand, and the speed bar of
-the README's Performance section: read both files with
+docs/performance.md: read both files with
 ``pandas.read_json(lines=True)``, keep the first prediction per (``prediction_id``,
 ``model_version``) and the first label per ``prediction_id``, merge, drop labels whose
 lag exceeds the TTL, group by (window, slice) and average.

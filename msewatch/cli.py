@@ -1,14 +1,10 @@
-"""The ``msewatch`` command line. The only module that reads argv.
+"""The ``msewatch`` command line: the only module that reads argv.
 
-Commands:
-    msewatch generate --out DIR [--predictions N] [--seed S] [--days D] [--format F]
-    msewatch run --predictions GLOB|pubsub://projects/P/subscriptions/S
-                 --labels GLOB|pubsub://... --output DIR [options] [beam options]
-    msewatch query OUTPUT [NAME] [--sql SQL] [--format table|csv|json]
-    msewatch report OUTPUT --out report.html
-    msewatch serve OUTPUT [--listen 127.0.0.1:9464]
-    msewatch local flink|kafka start|stop|status [--port N] [--state-dir DIR]
-    msewatch compare OUTPUT [--comparison NAME] [--exit-code]
+``msewatch run`` builds and launches the pipeline (``runners/launch.py``); the other
+commands read what a run wrote: ``generate`` (a sample or a game-day scenario),
+``query``, ``report``, ``slo`` (check, status), ``gameday``, ``serve`` (Prometheus),
+``compare`` and ``local`` (a Flink cluster or Kafka broker on 127.0.0.1). Every command
+and option is in the README's "Commands" section; ``msewatch COMMAND --help`` lists them.
 
 User mistakes (bad option values, missing files) print one line to stderr and exit
 with status 2; set ``MSEWATCH_DEBUG=1`` to see the traceback.
@@ -18,35 +14,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from msewatch.transforms import durations
+
+DESCRIPTION = (
+    "Continuous MSE/RMSE monitoring of a deployed regression model: join predictions "
+    "with late labels on Apache Beam, write windowed error metrics, SLO alerts and "
+    "model-version comparisons."
+)
 
 
 class UsageError(Exception):
     """A mistake in the command line or the inputs it names."""
 
 
-MAX_DURATION_SECONDS = 3650 * 86400  # windows and TTLs: ten years at most
-
-
 def parse_duration_seconds(text: str) -> float:
-    """Parses ``30m``, ``1h``, ``7d``, ``90s``, ``500ms``, ``2w`` (bare numbers: seconds).
-
-    Durations are at most ten years (``3650d``): beyond that no window or TTL makes
-    sense, and window arithmetic would leave the range of timestamps.
-    """
-    m = _DURATION.match(text or "")
-    if not m:
-        raise argparse.ArgumentTypeError(
-            f"bad duration {text!r}: use a number and a unit, e.g. 30m, 1h, 7d"
-        )
-    seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
-    if seconds > MAX_DURATION_SECONDS:
-        raise argparse.ArgumentTypeError(f"duration {text!r} is longer than 3650d (ten years)")
-    return seconds
+    """``30m``, ``1h``, ``7d``, ``90s``, ``500ms``, ``2w`` (bare numbers: seconds) as an
+    option's value: ``transforms/durations.py``'s rule, its mistakes argparse's."""
+    try:
+        return durations.parse_duration_seconds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _whole_seconds(text: str) -> int:
@@ -248,7 +237,7 @@ def _add_run(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="msewatch", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="msewatch", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_run(sub)
@@ -329,7 +318,7 @@ def _pushgateway_group(text: str) -> tuple[str, str]:
 
 
 def _run(args, beam_args) -> int:
-    from msewatch import pushgateway
+    from msewatch import pushgateway, summary
     from msewatch.runners import launch, presets
 
     unbounded = any(
@@ -339,7 +328,10 @@ def _run(args, beam_args) -> int:
     group = pushgateway.check(
         args.pushgateway, args.pushgateway_job, args.pushgateway_group, args.output, not unbounded
     )
-    code = launch.run(args, beam_args)
+    result = launch.run(args, beam_args)
+    if result.outcomes is not None and not args.quiet:
+        print(summary.render(args.output, result.outcomes))
+    code = result.code
     if not args.pushgateway or code:
         return code
     try:
@@ -371,6 +363,14 @@ def main(argv=None) -> int:
             raise
         print(f"msewatch: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def flex_template_main(argv=None) -> int:
+    """Entry point of the Flex Template image (``runners/flex_template/Dockerfile``):
+    ``msewatch run`` on Dataflow, the template's parameters turned into its options."""
+    from msewatch.runners import presets
+
+    return main(presets.flex_template_argv(sys.argv[1:] if argv is None else argv))
 
 
 def _one_line(error: Exception) -> str:

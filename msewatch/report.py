@@ -62,8 +62,8 @@ from msewatch.report_svg import (
     table,
     utc,
 )
+from msewatch.runners.outcomes import outcomes_total
 from msewatch.schemas import layout
-from msewatch.summary import outcomes_total
 from msewatch.trend import DEFAULT_K, direction, slice_trends
 
 MAX_SLICE_CHARTS = 12

@@ -7,9 +7,10 @@ last ``k`` of them by window end, and fits the Theil–Sen slope of RMSE per day
 its 95 % interval (:func:`msewatch.transforms.slo.trend.theil_sen`, the same numbers as
 ``scipy.stats.theilslopes``; x is the window end in days, UTC).
 
-A window is *settled* here as in an rmse SLO's label gate (docs/slo.md): ``complete
-or label_coverage >= min_coverage``, and ``scored >= min_scored``, and its RMSE is
-finite. The defaults are the rmse SLO's: ``min_coverage`` 0.8 and ``min_scored`` 30;
+A window is *settled* here as in an rmse SLO's label gate (docs/slo.md; the one rule is
+``transforms/slo/sli.py``'s ``label_gate`` / ``LABEL_GATE_SQL``): ``complete or
+label_coverage >= min_coverage``, and ``scored >= min_scored``, and its RMSE is finite.
+The defaults are the rmse SLO's: ``min_coverage`` 0.8 and ``min_scored`` 30;
 ``k`` is 24 (a day of hourly windows), the ``trend_windows`` default of an
 ``rmse_trend`` SLO. Unlike that SLI, which only fits the windows of one period before
 the window it judges, the last ``k`` settled windows are taken however old they are.
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 from msewatch import query as q
 from msewatch.terminal import escape
+from msewatch.transforms.slo.sli import LABEL_GATE_SQL
 from msewatch.transforms.slo.spec import DEFAULT_TREND_WINDOWS, Slo
 from msewatch.transforms.slo.trend import MIN_POINTS, theil_sen
 
@@ -44,8 +46,7 @@ WITH slices AS (
 settled AS (
     SELECT slice, window_start, window_end, rmse
     FROM metrics_latest
-    WHERE (complete OR label_coverage >= $min_coverage)
-        AND scored >= $min_scored
+    WHERE {gate}
         AND isfinite(rmse)
         AND ($slice IS NULL OR slice = $slice)
     QUALIFY row_number() OVER (
@@ -54,7 +55,7 @@ settled AS (
 SELECT slice, epoch_ms(window_end) AS end_ms, rmse
 FROM slices LEFT JOIN settled USING (slice)
 ORDER BY slice <> 'overall', slice, window_end, window_start
-"""
+""".format(gate=LABEL_GATE_SQL.format(min_coverage="$min_coverage", min_scored="$min_scored"))
 
 
 def slice_trends(

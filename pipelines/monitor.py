@@ -35,6 +35,7 @@ from msewatch.transforms.io.bigquery import WriteBigQueryTables
 from msewatch.transforms.io.parquet_sink import WriteParquetTable
 from msewatch.transforms.join.transform import JoinConfig, JoinPredictionsAndLabels
 from msewatch.transforms.metrics.transform import ComputeMetrics, MetricsConfig
+from msewatch.transforms.metrics.windowing import allowed_lateness_for
 from msewatch.transforms.outcomes import CountOutcomes
 from msewatch.transforms.slo.spec import SloFile
 from msewatch.transforms.slo.transform import ALERTS, RESEND, STATUS, EvaluateSlos
@@ -72,6 +73,14 @@ class MonitorConfig:
             raise ValueError(f"sink flush must be > 0 s, got {self.sink_flush_seconds}")
         if self.join.segment_keys != self.metrics.slices.segment_keys:
             raise ValueError("join.segment_keys must equal the segment keys of the slices")
+        lateness_s = self.metrics.window.allowed_lateness_seconds
+        needed_s = allowed_lateness_for(self.join.label_ttl_ms, cluster=False)
+        if lateness_s < needed_s:  # an expiry at window end + TTL must still be accepted
+            raise ValueError(
+                f"the windows' allowed lateness ({lateness_s} s) must be at least the label "
+                f"TTL rounded up to the second + 1 s ({needed_s} s): build them with "
+                "WindowConfig.for_label_ttl"
+            )
         period_ms = self.metrics.window.period_seconds * 1000
         if period_ms % self.join.timer_grid_ms:
             raise ValueError(

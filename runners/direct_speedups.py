@@ -24,7 +24,7 @@ That was most of a streaming replay's CPU time. Inside :func:`installed`:
   A DoFn with a method in its instance ``__dict__`` (Beam's exception-handling
   wrapper builds ``process`` per instance), a property or slot that yields a method,
   or its own ``__getattribute__``/``__getattr__`` is inspected by Beam every time;
-* user state whose coder says ``in_memory_passthrough`` (the join's shard state,
+* user state whose coder is one of ``_PASSTHROUGH_CODERS`` (the join's shard state,
   the metrics' pane totals: immutable objects whose ``__deepcopy__`` returns
   themselves) is kept as the object instead of being encoded at every write.
 
@@ -58,6 +58,9 @@ from apache_beam.internal import pickler
 from apache_beam.runners import common
 from apache_beam.runners.direct import direct_runner, direct_userstate, transform_evaluator
 from apache_beam.transforms import core, userstate
+
+from msewatch.transforms.join.transform import ShardStateCoder
+from msewatch.transforms.metrics.transform import PaneTotalsCoder
 
 WRITTEN_FOR = "2.77"
 """The apache-beam minor version whose internals this module patches."""
@@ -249,8 +252,14 @@ class _PickleOnce:
         return getattr(pickler, name)
 
 
+# state coders of immutable objects (``__deepcopy__`` returns them) that the DirectRunner,
+# which keeps state in this process, may store as the objects: the join's shard state
+# and the metrics' pane totals. Every other runner encodes them.
+_PASSTHROUGH_CODERS = (ShardStateCoder, PaneTotalsCoder)
+
+
 def _passthrough(coder) -> bool:
-    return getattr(coder, "in_memory_passthrough", False)
+    return isinstance(coder, _PASSTHROUGH_CODERS)
 
 
 def _encode(self, value):

@@ -26,14 +26,12 @@ SDK's.
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import os
 import re
 import zipfile
 from pathlib import Path
-
-from apache_beam.options.pipeline_options import FlinkRunnerOptions
-from apache_beam.version import __version__ as SDK_VERSION
 
 from msewatch.runners.cache import DownloadError, cache_dir, install_into, require_tool, run_step
 
@@ -45,11 +43,17 @@ FLINK_RELEASES = {"1.17": "1.17.2", "1.18": "1.18.1", "1.19": "1.19.3", "1.20": 
 # The Beam release whose whole Flink stack Maven Central serves (see the README, Runners).
 MATCHED_STACK = "pip install -e . -c runners/flink-constraints.txt (apache-beam 2.62.0)"
 _SDK_PROPERTIES = "org/apache/beam/sdk/sdk.properties"
+# the installed Python SDK (read from its metadata: importing apache_beam takes seconds,
+# and `msewatch local` and `msewatch --help` need only the number)
+SDK_VERSION = importlib.metadata.version("apache-beam")
 
 
 def flink_minor(published: list[str] | None = None) -> str:
     """The newest Flink ``MAJOR.MINOR`` the installed Beam runs on and msewatch can start."""
-    published = published or list(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS)
+    if not published:
+        from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+        published = list(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS)
     known = [v for v in published if v in FLINK_RELEASES]
     if not known:
         raise ValueError(

@@ -15,9 +15,10 @@ Runner options come from ``runners/presets.py`` (required options, staging, flag
 FlinkRunner's cluster check and defaults from ``runners/flink.py``.
 
 At the end the outcome counts (the conservation table) are read back from the
-``outcomes`` table, written to ``OUTPUT/summary.json`` and printed with the latest
-complete RMSE per slice. A local run holds its folder's lock throughout and is
-committed only when its outcomes balance (``runners/output.py``).
+``outcomes`` table (``runners/outcomes.py``), written to ``OUTPUT/summary.json`` and
+returned in a :class:`RunResult`, from which ``msewatch run`` prints its summary with the
+latest complete RMSE per slice (``msewatch/summary.py``). A local run holds its folder's
+lock throughout and is committed only when its outcomes balance (``runners/output.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import (
     direct_clock,
@@ -50,6 +50,7 @@ from msewatch.runners import (
     presets,
     progress,
 )
+from msewatch.runners import outcomes as run_outcomes
 from msewatch.runners.cache import DownloadError
 from msewatch.schemas.bigquery_files import parse_output_url
 from msewatch.transforms.io.alerts import DeliveryConfig
@@ -62,7 +63,7 @@ from msewatch.transforms.join.kernel import window_timer_grid_ms
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
+from msewatch.transforms.metrics.windowing import WindowConfig
 from msewatch.transforms.slo.config import load_slo_file
 
 
@@ -72,14 +73,11 @@ def config_from_args(args) -> MonitorConfig:
     slices = SliceConfig.parse(args.slice, args.max_slice_values)
     if slo_file is not None:  # the comparisons read model_version crossed with their slices
         slices = slices.with_specs(slo_file.slice_specs())
-    window = WindowConfig(
+    window = WindowConfig.for_label_ttl(
+        args.label_ttl,
+        cluster=presets.runner_name(args.runner) != "DirectRunner",
         window_seconds=args.window,
         every_seconds=args.every,
-        # past the TTL: a prediction made in the last millisecond of a window expires
-        # at window end + label_ttl, which must still be accepted (windowing.py)
-        allowed_lateness_seconds=allowed_lateness_for(
-            args.label_ttl, cluster=presets.runner_name(args.runner) != "DirectRunner"
-        ),
         early_firing_seconds=args.early_firing,
     )
     unbounded = presets.pubsub_subscriptions(args.predictions, args.labels)
@@ -269,8 +267,17 @@ def _kafka_expansion_service(options):
     )
 
 
-def run(args, beam_args) -> int:
-    """Runs the pipeline described by ``args`` and prints the summary.
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """How a run ended: its exit status and, for a committed local run, the outcome
+    table (``runners/outcomes.py``) that ``msewatch run`` prints its summary from."""
+
+    code: int
+    outcomes: dict[str, dict[str, int]] | None = None
+
+
+def run(args, beam_args) -> RunResult:
+    """Runs the pipeline described by ``args``; the caller prints the summary.
 
     Everything a user can get wrong is checked before the pipeline runs (options, the
     output folder, the input files); see ``runners/output.py`` for reruns.
@@ -304,7 +311,7 @@ def run(args, beam_args) -> int:
         output.release(plan)
 
 
-def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int:
+def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> RunResult:
     """Runs the pipeline into ``plan`` and commits a finished run whose outcomes balance."""
     unbounded = pubsub or kafka
     if plan.previous and not args.quiet:
@@ -318,18 +325,18 @@ def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int
             staged = dataclasses.replace(config, output=plan.write_to)
             result = _run_pipeline(args, options, staged, pubsub, kafka)
             if unbounded:
-                return _run_unbounded(args, options, result)
+                return RunResult(_run_unbounded(args, options, result))
         if not output.is_local(args.output):
-            return _report_remote(args)
-        outcomes = summary.outcome_counts(plan.write_to)
-        details = summary.outcome_details(plan.write_to)
-        summary.write(config, outcomes, os.path.join(plan.write_to, "summary.json"), details)
-        if not summary.balanced(outcomes):  # never commit a broken run
+            return RunResult(_report_remote(args))
+        outcomes = run_outcomes.outcome_counts(plan.write_to)
+        details = run_outcomes.outcome_details(plan.write_to)
+        run_outcomes.write(config, outcomes, os.path.join(plan.write_to, "summary.json"), details)
+        if not run_outcomes.balanced(outcomes):  # never commit a broken run
             output.abandon(plan)
-            code = summary.check_conservation(outcomes)
+            code = run_outcomes.check_conservation(outcomes)
             kept = f"msewatch: error: not committed; {args.output} keeps the previous results"
             print(kept, file=sys.stderr)
-            return code
+            return RunResult(code)
         output.commit(plan)
     except BaseException as error:
         output.abandon(plan)
@@ -340,12 +347,10 @@ def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> int
                 f"results in {args.output} are kept: free space and run again"
             ) from None
         raise
-    if not args.quiet:
-        print(summary.render(args.output, outcomes))
-    code = summary.check_conservation(outcomes)
+    code = run_outcomes.check_conservation(outcomes)
     if args.fail_on_undelivered and not code:
-        code = summary.check_delivered(args.output)
-    return code
+        code = run_outcomes.check_delivered(args.output)
+    return RunResult(code, outcomes)
 
 
 def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):

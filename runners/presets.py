@@ -393,12 +393,3 @@ def flex_template_argv(argv: Sequence[str]) -> list[str]:
         else:
             out.append(f"{TEMPLATE_PARAMETERS[name]}={value}")
     return out
-
-
-def flex_template_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the Flex Template image: ``msewatch run`` on Dataflow."""
-    import sys
-
-    from msewatch import cli
-
-    return cli.main(flex_template_argv(sys.argv[1:] if argv is None else argv))

@@ -14,36 +14,16 @@ from __future__ import annotations
 import datetime
 from typing import NamedTuple
 
+import pyarrow as pa
+
+from msewatch.schemas.records import Field
+
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 FIRING = "firing"
 RESOLVED = "resolved"
 OK = "ok"  # status of an alert that is not firing
 OFF = "off"  # status of a severity with no conditions
-
-ALERT_COLUMNS = (
-    "alert",
-    "slo",
-    "sli",
-    "severity",
-    "slice",
-    "state",
-    "frontier",
-    "watermark",
-    "burn_rate_long",
-    "burn_rate_short",
-    "burn_rate_threshold",
-    "long_window_s",
-    "short_window_s",
-    "budget_remaining",
-    "value",
-    "threshold",
-    "objective",
-    "summary",
-    "runbook",
-    "fired_24h",
-    "emitted_at",
-)
 
 
 def utc_datetime(ms: int | None) -> datetime.datetime | None:
@@ -183,10 +163,6 @@ class SloStatus(NamedTuple):
 def _fields():
     """The ``alerts``, ``slo_status`` and ``comparisons`` field lists (Parquet and
     BigQuery from one list)."""
-    import pyarrow as pa
-
-    from msewatch.schemas.records import Field
-
     ts, f64, i64, s = pa.timestamp("us", tz="UTC"), pa.float64(), pa.int64(), pa.string()
     common = (
         Field("slo", s, "STRING", "SLO name.", False),
@@ -270,3 +246,6 @@ def _fields():
 
 
 ALERTS_FIELDS, SLO_STATUS_FIELDS, COMPARISONS_FIELDS = _fields()
+# the ``alerts`` table's columns, in order: the one list (an :class:`AlertTransition`'s
+# fields with its times as datetimes, plus ``emitted_at``; tests/unit/test_slo_kernel.py)
+ALERT_COLUMNS = tuple(f.name for f in ALERTS_FIELDS)

@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from msewatch import summary
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import direct_clock, direct_speedups
+from msewatch.runners import outcomes as run_outcomes
 from msewatch.runners.launch import metrics_needs
 from msewatch.schemas.records import DEAD_LETTER, DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.replay import ReplaySpool
@@ -29,7 +29,7 @@ from msewatch.transforms.join.kernel import window_timer_grid_ms
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 H = 3600 * 1000
 FIXED_NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -84,10 +84,11 @@ def make_config(
     freshness_within_s=(),
 ):
     sl = SliceConfig.parse(list(slices))
-    window = WindowConfig(
+    window = WindowConfig.for_label_ttl(
+        ttl_ms,
+        cluster=False,
         window_seconds=window_s,
         every_seconds=every_s,
-        allowed_lateness_seconds=allowed_lateness_for(ttl_ms, cluster=False),
         early_firing_seconds=early_s,
     )
     return MonitorConfig(
@@ -164,7 +165,7 @@ def run_bounded(preds, labs, output, slo=None, **cfg):
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     build(p, config, _TablesSource(preds, labs))
     p.run().wait_until_finish()
-    return read_metrics(output), summary.outcome_counts(str(output))
+    return read_metrics(output), run_outcomes.outcome_counts(str(output))
 
 
 def run_replay(preds, labs, output, chunk_rows=1, slo=None, **cfg):
@@ -178,7 +179,7 @@ def run_replay(preds, labs, output, chunk_rows=1, slo=None, **cfg):
         with direct_clock.early_test_clock():
             result = p.run()
         result.wait_until_finish()
-    return read_metrics(output), summary.outcome_counts(str(output))
+    return read_metrics(output), run_outcomes.outcome_counts(str(output))
 
 
 def row(df: pd.DataFrame, window_start_ms: int, slice_name: str = "overall") -> pd.Series:

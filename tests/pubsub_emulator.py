@@ -173,7 +173,7 @@ def _run_pipeline(argv: list[str]) -> None:
     from msewatch.transforms.join.transform import JoinConfig
     from msewatch.transforms.metrics.slices import SliceConfig
     from msewatch.transforms.metrics.transform import MetricsConfig
-    from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
+    from msewatch.transforms.metrics.windowing import WindowConfig
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--predictions", required=True)
@@ -194,11 +194,10 @@ def _run_pipeline(argv: list[str]) -> None:
             shards=2,
         ),
         metrics=MetricsConfig(
-            window=WindowConfig(
+            window=WindowConfig.for_label_ttl(
+                args.label_ttl_seconds * 1000,
+                cluster=False,
                 window_seconds=args.window_seconds,
-                allowed_lateness_seconds=allowed_lateness_for(
-                    args.label_ttl_seconds * 1000, cluster=False
-                ),
                 early_firing_seconds=args.early_firing_seconds,
             ),
             slices=slices,

@@ -16,12 +16,17 @@ seen (the watermark has passed it).
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable, Iterable
 
 import apache_beam as beam
+from apache_beam import coders
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms import userstate
 
 from msewatch.schemas.slo import epoch_ms
 
 PROVEN_TIMINGS = ("ON_TIME", "LATE")
+ALERTS = "alerts"  # the output of alert transitions (both stages)
 RESEND = "resend"  # the output of firing alerts to send again (streaming)
 KEY_TYPE = typing.Tuple[typing.Tuple[str, str], typing.Dict[str, typing.Any]]  # noqa: UP006
 
@@ -75,3 +80,75 @@ def evaluate_per_key(
     else:
         evaluated = keyed | "AtEveryPane" >> beam.ParDo(streaming).with_outputs(*tags)
     return {tag: evaluated[tag] for tag in tags}
+
+
+class RouteBySlice(beam.DoFn):
+    """Metrics row -> ``(key, row)`` for each key its slice feeds: ``keys_of(slice name)``
+    (a tuple of keys, computed once per slice name: there are few)."""
+
+    def __init__(self, keys_of: Callable[[str], Iterable]):
+        self._keys_of = keys_of
+        self._keys: dict[str, tuple] = {}
+
+    def process(self, row: dict):
+        name = row["slice"]
+        keys = self._keys.get(name)
+        if keys is None:
+            keys = self._keys[name] = tuple(self._keys_of(name))
+        for key in keys:
+            yield key, row
+
+
+def emit(clock, tagged: Iterable[tuple[str, Iterable]]):
+    """Each record of ``tagged`` (``(tag, records)`` pairs) as its table row, stamped
+    with one ``emitted_at`` from ``clock``, on the output ``tag``."""
+    now = clock()
+    for tag, records in tagged:
+        for record in records:
+            yield TaggedOutput(tag, record.as_row(now))
+
+
+class EvaluatorCoder(coders.PickleCoder):
+    """Pickles a key's evaluator (its windows of one period or lookback, alert states)."""
+
+
+class EvaluateAtEveryPane(beam.DoFn):
+    """Unbounded: one evaluator per key in state, updated at every pane.
+
+    A stage says how to make a key's evaluator (:meth:`new_evaluator`) and names the
+    outputs of its ``update(rows, watermark_ms)`` pair in ``TAGS`` (one of them
+    :data:`ALERTS`, the transitions); evaluators have ``firing()``, the alerts firing
+    now, which are sent again (:data:`RESEND`) after each update.
+    """
+
+    EVALUATOR = userstate.ReadModifyWriteStateSpec("evaluator", EvaluatorCoder())
+    WATERMARK = userstate.ReadModifyWriteStateSpec("watermark_ms", coders.VarIntCoder())
+    TAGS: tuple[str, str] = ()
+
+    def __init__(self, clock):
+        self._clock = clock
+
+    def new_evaluator(self, key):
+        raise NotImplementedError
+
+    def process(
+        self,
+        element,
+        evaluator_state=beam.DoFn.StateParam(EVALUATOR),
+        watermark_state=beam.DoFn.StateParam(WATERMARK),
+    ):
+        key, row = element
+        watermark = advance_watermark(row, watermark_state)
+        yield from self.evaluate(key, [row], watermark, evaluator_state)
+
+    def evaluate(self, key, rows, watermark_ms, evaluator_state, resend: bool = True):
+        """Updates ``key``'s evaluator with ``rows`` (None: the input has ended) and
+        yields its outputs (and, when ``resend``, the alerts still firing)."""
+        evaluator = evaluator_state.read() or self.new_evaluator(key)
+        update = evaluator.update(rows, watermark_ms=watermark_ms)
+        evaluator_state.write(evaluator)
+        yield from emit(self._clock, zip(self.TAGS, update, strict=True))
+        if resend:
+            transitions = update[self.TAGS.index(ALERTS)]
+            for row in resends(evaluator.firing(), transitions, self._clock()):
+                yield TaggedOutput(RESEND, row)

@@ -28,9 +28,9 @@ import collections
 import apache_beam as beam
 import pyarrow.compute as pc
 
+from msewatch.transforms.flush import flush_in_global_window
 from msewatch.transforms.join.conflicts import JOIN_DETAILS
 from msewatch.transforms.join.kernel import JOIN_COUNTERS
-from msewatch.transforms.metrics.windowing import flush_in_global_window
 
 
 def _dead_letter_counts(table):

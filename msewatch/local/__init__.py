@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from msewatch.local import downloads, flink, kafka
+from msewatch.local import downloads
 from msewatch.runners import java_services
 from msewatch.transforms.durations import parse_duration_seconds
 
@@ -65,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     k.add_argument("--state-dir", type=Path, help="config, data, pid file, log")
 
 
-def flink_settings(args: argparse.Namespace) -> flink.FlinkSettings:
+def flink_settings(args: argparse.Namespace):
+    """The local Flink cluster's settings (:class:`msewatch.local.flink.FlinkSettings`)."""
+    from msewatch.local import flink  # it imports Beam's Flink runner: only when used
+
     return flink.FlinkSettings(
         state_dir=args.state_dir or downloads.cache_dir() / "local" / "flink",
         rest_port=args.port,
@@ -76,7 +79,10 @@ def flink_settings(args: argparse.Namespace) -> flink.FlinkSettings:
     )
 
 
-def kafka_settings(args: argparse.Namespace) -> kafka.KafkaSettings:
+def kafka_settings(args: argparse.Namespace):
+    """The local Kafka broker's settings (:class:`msewatch.local.kafka.KafkaSettings`)."""
+    from msewatch.local import kafka
+
     return kafka.KafkaSettings(
         state_dir=args.state_dir or downloads.cache_dir() / "local" / "kafka",
         port=args.port,
@@ -86,6 +92,8 @@ def kafka_settings(args: argparse.Namespace) -> kafka.KafkaSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``msewatch local SERVICE ACTION``; returns the exit status."""
+    from msewatch.local import flink, kafka
+
     service = flink if args.service == "flink" else kafka
     settings = flink_settings(args) if service is flink else kafka_settings(args)
     try:

@@ -11,14 +11,12 @@ The cache is ``$MSEWATCH_CACHE``, or ``~/.cache/msewatch``:
   into msewatch's environment.
 * ``kafka/4.1.1/libs``: ``org.apache.kafka:kafka_2.13`` and its runtime
   dependencies from Maven Central (``mvn dependency:copy-dependencies``).
-* ``prism/<beam version>/prism``: Beam's Prism runner, built by ``go install``.
 
 Each is installed by :func:`msewatch.runners.cache.install_into` (complete or absent).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -105,25 +103,3 @@ def kafka_libs() -> Path:
         )
 
     return install_into(cache_dir() / "kafka" / KAFKA_VERSION, fill) / "libs"
-
-
-def prism_binary(beam_version: str | None = None) -> Path:
-    """Beam's Prism runner for ``beam_version`` (default: the installed SDK's), built
-    with ``go install github.com/apache/beam/sdks/v2/go/cmd/prism@v<version>``.
-
-    Raises:
-        DownloadError: Go is missing or the build failed.
-    """
-    if beam_version is None:
-        from apache_beam.version import __version__ as beam_version
-
-    def fill(tmp: Path) -> None:
-        go = require_tool("go", "Prism is built from Beam's Go module with `go install`")
-        env = {**os.environ, "GOBIN": str(tmp)}
-        run_step(
-            [go, "install", f"github.com/apache/beam/sdks/v2/go/cmd/prism@v{beam_version}"],
-            f"building Beam's Prism runner {beam_version} with go install",
-            env=env,
-        )
-
-    return install_into(cache_dir() / "prism" / beam_version, fill) / "prism"

@@ -24,7 +24,7 @@ from msewatch.transforms.io.pubsub import PubSubSource
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
+from msewatch.transforms.metrics.windowing import WindowConfig
 
 PROJECT = "msewatch-prod"
 PREDICTIONS_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/predictions"
@@ -45,10 +45,11 @@ def _config(window_s: int, every_s: int | None, early_s: int) -> MonitorConfig:
     return MonitorConfig(
         join=JoinConfig(label_ttl_ms=LABEL_TTL_S * 1000, segment_keys=slices.segment_keys),
         metrics=MetricsConfig(
-            window=WindowConfig(
+            window=WindowConfig.for_label_ttl(
+                LABEL_TTL_S * 1000,
+                cluster=True,
                 window_seconds=window_s,
                 every_seconds=every_s,
-                allowed_lateness_seconds=allowed_lateness_for(LABEL_TTL_S * 1000, cluster=True),
                 early_firing_seconds=early_s,
             ),
             slices=slices,

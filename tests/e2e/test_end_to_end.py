@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from msewatch import cli, summary
+from msewatch import cli
 from msewatch.generate import generate
+from msewatch.runners import outcomes as run_outcomes
 from tests.harness import latest, read_metrics
 
 pytestmark = pytest.mark.slow
@@ -113,8 +114,8 @@ def _reference(sample_dir):
 
 def test_outcomes_match_the_generators_ground_truth(sample):
     sample_dir, stats, runs = sample
-    outcomes = summary.outcome_counts(str(runs["bounded"]))
-    assert summary.balanced(outcomes)
+    outcomes = run_outcomes.outcome_counts(str(runs["bounded"]))
+    assert run_outcomes.balanced(outcomes)
     p, lab = outcomes["prediction"], outcomes["label"]
     assert p["duplicate"] == stats.duplicate_predictions
     assert p["invalid"] == stats.malformed_predictions
@@ -142,7 +143,7 @@ def test_conflicting_duplicate_labels_match_the_files(sample):
     expected = int((~same).sum())
     assert 0 < expected < stats.duplicate_labels
     for run in runs.values():
-        details = summary.outcome_details(str(run))
+        details = run_outcomes.outcome_details(str(run))
         assert details == {"label": {"duplicate": {"conflicting": expected}}}
 
 
@@ -210,7 +211,7 @@ def test_streaming_replay_gives_the_same_complete_rows(sample):
         else:  # a list-of-records cell reads back as a numpy array of dicts
             plain = [list(v) if isinstance(v, np.ndarray) else v for v in b[c]]
             assert plain == [list(v) if isinstance(v, np.ndarray) else v for v in r[c]], c
-    assert summary.outcome_counts(str(runs["bounded"])) == summary.outcome_counts(
+    assert run_outcomes.outcome_counts(str(runs["bounded"])) == run_outcomes.outcome_counts(
         str(runs["replay"])
     )
     # the replay really streamed: windows went through early, on-time and late panes

@@ -22,6 +22,7 @@ import pytest
 import msewatch
 from msewatch import cli, summary
 from msewatch import generate as sample
+from msewatch.runners import outcomes as run_outcomes
 from msewatch.schemas import records
 from tests.cli_cases import error_lines
 
@@ -280,14 +281,14 @@ def test_a_run_whose_outcomes_do_not_balance_is_not_committed(
     # before: the tables were committed first, then the check failed (exit 1)
     out = tmp_path / "out"
     assert cli.main(_run(inputs, out)) == 0
-    counted = summary.outcome_counts
+    counted = run_outcomes.outcome_counts
 
     def counted_twice(folder):
         table = counted(folder)
         table["label"]["joined"] += 452  # as when two runs wrote into one folder
         return table
 
-    monkeypatch.setattr(summary, "outcome_counts", counted_twice)
+    monkeypatch.setattr(run_outcomes, "outcome_counts", counted_twice)
     capsys.readouterr()
     assert cli.main(_run(other_inputs, out)) == 1
     err = error_lines(capsys.readouterr().err)

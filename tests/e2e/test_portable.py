@@ -32,7 +32,7 @@ from msewatch.transforms.io.files import FileSource
 from msewatch.transforms.join.transform import JoinConfig
 from msewatch.transforms.metrics.slices import SliceConfig
 from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig, allowed_lateness_for
+from msewatch.transforms.metrics.windowing import WindowConfig
 from tests.servers import cannot_start
 
 H = 3600
@@ -89,10 +89,7 @@ def _config(output: str) -> MonitorConfig:
     return MonitorConfig(
         join=JoinConfig(label_ttl_ms=ttl_ms, segment_keys=slices.segment_keys, shards=4),
         metrics=MetricsConfig(
-            window=WindowConfig(
-                window_seconds=H,
-                allowed_lateness_seconds=allowed_lateness_for(ttl_ms, cluster=True),
-            ),
+            window=WindowConfig.for_label_ttl(ttl_ms, cluster=True, window_seconds=H),
             slices=slices,
         ),
         output=output,

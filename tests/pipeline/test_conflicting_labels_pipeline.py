@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from msewatch import summary
+from msewatch.runners import outcomes as run_outcomes
 from tests.harness import H, labels, predictions, run_bounded, run_replay
 
 TTL = 3 * H
@@ -39,5 +39,7 @@ def test_conflicting_duplicates_are_a_detail_of_duplicate(tmp_path, run):
         "duplicate": 4,
         "invalid": 0,
     }
-    assert summary.balanced(outcomes)
-    assert summary.outcome_details(str(tmp_path)) == {"label": {"duplicate": {"conflicting": 2}}}
+    assert run_outcomes.balanced(outcomes)
+    assert run_outcomes.outcome_details(str(tmp_path)) == {
+        "label": {"duplicate": {"conflicting": 2}}
+    }

@@ -69,15 +69,24 @@ def _section(text: str, heading: str) -> str:
     return text[start : start + 1 + end.start()] if end else text[start:]
 
 
-def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+def _commands(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> dict[str, argparse.ArgumentParser]:
+    """Every command and subcommand by its name after ``msewatch`` (``run``, ``slo check``,
+    ``local flink``)."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                found[prefix + name] = command
+                found |= _commands(command, f"{prefix}{name} ")
+    return found
 
 
 def undocumented(parser: argparse.ArgumentParser, readme: str) -> list[str]:
-    """What the README does not mention: each ``msewatch`` command, each of its options
-    and option values, each option of ``msewatch run`` in that command's own section,
-    and each named query as ``msewatch query OUTPUT NAME``."""
+    """What the README does not mention: each ``msewatch`` command and subcommand, each of
+    their options and option values, each option of ``msewatch run`` in that command's own
+    section, and each named query as ``msewatch query OUTPUT NAME``."""
     missing = []
     run_section = _section(readme, "### `msewatch run`")
     for name, command in _commands(parser).items():
@@ -121,8 +130,18 @@ def _out_of_run_section(readme: str, opt: str) -> str:
         (lambda r: r.replace("msewatch report", "..."), "msewatch report"),
         (lambda r: r.replace("--no-malformed", "..."), "msewatch generate --no-malformed"),
         (lambda r: r.replace("query out coverage", "..."), "msewatch query OUTPUT coverage"),
+        (lambda r: r.replace("--trend-windows", "..."), "msewatch slo status --trend-windows"),
+        (lambda r: r.replace("1.20.3", "..."), "msewatch local flink --flink-version 1.20.3"),
     ],
-    ids=["option", "run option elsewhere", "command", "generate option", "named query"],
+    ids=[
+        "option",
+        "run option elsewhere",
+        "command",
+        "generate option",
+        "named query",
+        "subcommand option",
+        "subcommand option value",
+    ],
 )
 def test_the_readme_check_reports_what_is_missing(edit, reported):
     edited = edit(README)

@@ -125,9 +125,13 @@ def test_without_pairs_paired_mode_is_inconclusive_and_auto_falls_back_to_welch(
 def test_routing_keeps_escaped_slice_values_and_versions_with_separators():
     # a version "v,2" and a region "eu,north=1" are written escaped in slice names
     # (metrics/slices.py); the route unescapes the version and keeps the rest's escaping
-    from msewatch.transforms.compare.transform import _Route
+    import functools
 
-    route = _Route((_cmp(baseline="v1", candidate="v,2", slices=("region=*",)),))
+    from msewatch.transforms.compare.transform import _keys
+    from msewatch.transforms.keyed_evaluation import RouteBySlice
+
+    comparisons = (_cmp(baseline="v1", candidate="v,2", slices=("region=*",)),)
+    route = RouteBySlice(functools.partial(_keys, comparisons))
     rows = {
         "model_version=v%2C2,region=eu%2Cnorth%3D1": [("c", "region=eu%2Cnorth%3D1")],
         "model_version=v1,region=eu%2Cnorth%3D1": [("c", "region=eu%2Cnorth%3D1")],

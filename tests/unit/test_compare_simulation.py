@@ -3,7 +3,7 @@
 Each run is 7 days of hourly windows of one slice, evaluated after every window as
 the pipeline does (transforms/compare/kernel.py ``evaluate`` at every frontier).
 Errors are normal; a model's MSE is its error variance. The numbers printed here
-are the ones in the README (Comparisons).
+are the ones in docs/slo.md (Simulated rollouts).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from msewatch import summary
+from msewatch.runners import outcomes as run_outcomes
 from msewatch.schemas import records
 from msewatch.transforms import outcomes
 from msewatch.transforms.join import kernel
@@ -58,7 +59,7 @@ def test_summary_reports_every_outcome_of_the_vocabulary(tmp_path):
     names = [f.name for f in records.OUTCOMES_FIELDS]
     table = pa.Table.from_pylist([dict(zip(names, (*r, None), strict=True)) for r in rows])
     pq.write_table(table.cast(records.OUTCOMES), tmp_path / "outcomes" / "part-0.parquet")
-    table = summary.outcome_counts(str(tmp_path))
+    table = run_outcomes.outcome_counts(str(tmp_path))
     assert table == {
         "prediction": {"input": 10, "joined": 6, "expired": 3, "duplicate": 0, "invalid": 1},
         "label": {
@@ -70,7 +71,7 @@ def test_summary_reports_every_outcome_of_the_vocabulary(tmp_path):
             "invalid": 0,
         },
     }
-    assert summary.balanced(table)
+    assert run_outcomes.balanced(table)
 
 
 def test_a_detail_is_a_part_of_its_outcome_in_the_summary(tmp_path):
@@ -86,8 +87,10 @@ def test_a_detail_is_a_part_of_its_outcome_in_the_summary(tmp_path):
     names = [f.name for f in records.OUTCOMES_FIELDS]
     table = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
     pq.write_table(table.cast(records.OUTCOMES), tmp_path / "outcomes" / "part-0.parquet")
-    counts = summary.outcome_counts(str(tmp_path))
+    counts = run_outcomes.outcome_counts(str(tmp_path))
     assert counts["label"]["duplicate"] == 5 and counts["label"]["input"] == 9
-    assert summary.balanced(counts)
-    assert summary.outcome_details(str(tmp_path)) == {"label": {"duplicate": {"conflicting": 3}}}
+    assert run_outcomes.balanced(counts)
+    assert run_outcomes.outcome_details(str(tmp_path)) == {
+        "label": {"duplicate": {"conflicting": 3}}
+    }
     assert "of the duplicate labels, 3 conflicting" in summary.render(str(tmp_path), counts)

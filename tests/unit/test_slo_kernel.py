@@ -280,6 +280,10 @@ def test_a_transition_row_has_every_column_of_the_alerts_table():
     when = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
     out = transitions[0].as_row(when)
     assert tuple(out) == ALERT_COLUMNS
+    # the record and the table's field list name the same columns (times renamed)
+    renamed = {"frontier_ms": "frontier", "watermark_ms": "watermark"}
+    record = {renamed.get(name, name) for name in type(transitions[0])._fields}
+    assert record | {"emitted_at"} == set(ALERT_COLUMNS)
     assert out["frontier"] == datetime.datetime(1970, 1, 1, 3, tzinfo=datetime.UTC)
     assert out["watermark"] is None and out["emitted_at"] == when
     assert out["state"] == "firing" and out["severity"] == "page"

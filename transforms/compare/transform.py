@@ -26,25 +26,25 @@ Alertmanager).
 from __future__ import annotations
 
 import datetime
+import functools
 import typing
 from collections.abc import Callable
 
 import apache_beam as beam
-from apache_beam import coders
-from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms import userstate
 
 from msewatch.transforms.compare.kernel import ComparisonEvaluator, evaluate_history
 from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
 from msewatch.transforms.keyed_evaluation import (
+    ALERTS,
     RESEND,
-    advance_watermark,
+    EvaluateAtEveryPane,
+    RouteBySlice,
+    emit,
     evaluate_per_key,
-    resends,
 )
 from msewatch.transforms.metrics.slices import parse_slice_name, slice_name
 
-COMPARISONS, ALERTS = "comparisons", "alerts"
+COMPARISONS = "comparisons"
 
 
 def _version_and_rest(name: str) -> tuple[str | None, str]:
@@ -60,41 +60,20 @@ def _fed(comparisons, version: str | None, rest: str) -> list[Comparison]:
     return [c for c in comparisons if version in (c.baseline, c.candidate) and c.covers(rest)]
 
 
-class _Route(beam.DoFn):
-    """Unbounded: metrics row -> ``((comparison, slice), row)`` for every comparison it feeds."""
-
-    def __init__(self, comparisons: tuple[Comparison, ...]):
-        self._comparisons = comparisons
-
-    def process(self, row: dict):
-        version, rest = _version_and_rest(row["slice"])
-        for c in _fed(self._comparisons, version, rest):
-            yield (c.name, rest), row
+def _keys(comparisons, name: str) -> list[tuple[str, str]]:
+    """Unbounded: the ``(comparison, slice)`` keys a row of slice ``name`` feeds."""
+    version, rest = _version_and_rest(name)
+    return [(c.name, rest) for c in _fed(comparisons, version, rest)]
 
 
-class _RouteBySlice(beam.DoFn):
-    """Bounded: metrics row -> ``(rest of its slice, row)`` once, when it feeds a comparison."""
-
-    def __init__(self, comparisons: tuple[Comparison, ...]):
-        self._comparisons = comparisons
-        self._feeds: dict[str, tuple[str, bool]] = {}  # slice -> (rest, feeds one)
-
-    def process(self, row: dict):
-        name = row["slice"]
-        if name not in self._feeds:
-            version, rest = _version_and_rest(name)
-            self._feeds[name] = (rest, bool(_fed(self._comparisons, version, rest)))
-        rest, feeds = self._feeds[name]
-        if feeds:
-            yield rest, row
+def _group(comparisons, name: str) -> list[str]:
+    """Bounded: the rest of slice ``name`` (its group), when the row feeds a comparison."""
+    version, rest = _version_and_rest(name)
+    return [rest] if _fed(comparisons, version, rest) else []
 
 
 def _emit(results, transitions, clock):
-    now = clock()
-    for r in results:
-        yield TaggedOutput(COMPARISONS, r.as_row(now))
-    for t in transitions:
-        yield TaggedOutput(ALERTS, t.as_row(now))
+    return emit(clock, ((COMPARISONS, results), (ALERTS, transitions)))
 
 
 class _EvaluateHistory(beam.DoFn):
@@ -116,34 +95,18 @@ class _EvaluateHistory(beam.DoFn):
                 yield from _emit(*evaluate_history(c, rest, panes), self._clock)
 
 
-class _EvaluatorCoder(coders.PickleCoder):
-    """Pickles the evaluator (the windows of one lookback, the alert state)."""
-
-
-class _EvaluateStreaming(beam.DoFn):
+class _EvaluateStreaming(EvaluateAtEveryPane):
     """Unbounded: one evaluator per (comparison, slice) in state, updated at every pane."""
 
-    EVALUATOR = userstate.ReadModifyWriteStateSpec("evaluator", _EvaluatorCoder())
-    WATERMARK = userstate.ReadModifyWriteStateSpec("watermark_ms", coders.VarIntCoder())
+    TAGS = (COMPARISONS, ALERTS)
 
     def __init__(self, comparisons, clock):
+        super().__init__(clock)
         self._comparisons = {c.name: c for c in comparisons}
-        self._clock = clock
 
-    def process(
-        self,
-        element,
-        evaluator_state=beam.DoFn.StateParam(EVALUATOR),
-        watermark_state=beam.DoFn.StateParam(WATERMARK),
-    ):
-        (name, rest), row = element
-        evaluator = evaluator_state.read() or ComparisonEvaluator(self._comparisons[name], rest)
-        watermark = advance_watermark(row, watermark_state)
-        results, transitions = evaluator.update([row], watermark_ms=watermark)
-        evaluator_state.write(evaluator)
-        yield from _emit(results, transitions, self._clock)
-        for row in resends(evaluator.firing(), transitions, self._clock()):
-            yield TaggedOutput(RESEND, row)
+    def new_evaluator(self, key):
+        name, rest = key
+        return ComparisonEvaluator(self._comparisons[name], rest)
 
 
 class CompareVersions(beam.PTransform):
@@ -171,7 +134,7 @@ class CompareVersions(beam.PTransform):
         if not self._bounded:  # keyed by (comparison, slice): one small state cell per key
             return evaluate_per_key(
                 metrics,
-                _Route(self._comparisons),
+                RouteBySlice(functools.partial(_keys, self._comparisons)),
                 None,  # no history: the streaming DoFn evaluates at every pane
                 _EvaluateStreaming(self._comparisons, self._clock),
                 tags,
@@ -183,7 +146,9 @@ class CompareVersions(beam.PTransform):
             metrics
             | "GlobalWindow" >> beam.WindowInto(beam.window.GlobalWindows())
             | "RouteBySlice"
-            >> beam.ParDo(_RouteBySlice(self._comparisons)).with_output_types(
+            >> beam.ParDo(
+                RouteBySlice(functools.partial(_group, self._comparisons))
+            ).with_output_types(
                 typing.Tuple[str, typing.Dict[str, typing.Any]]  # noqa: UP006
             )
             | "GroupBySlice" >> beam.GroupByKey()

@@ -34,7 +34,7 @@ Time (all UTC):
   checkpointed offsets with the join's state restored beside them, so no record is
   lost or joined twice (tests/integration/test_flink_kafka.py kills the TaskManager).
   The Parquet sink is not transactional with checkpoints: files written after the last
-  checkpoint and before a crash stay beside the restored job's (README, "Not yet").
+  checkpoint and before a crash stay beside the restored job's (docs/runners.md, "Not yet").
   Offsets are not committed to the consumer group: KafkaIO's
   ``commit_offset_in_finalize`` makes Beam 2.62's Flink runner buffer its input until
   each checkpoint (``@RequiresStableInput``), and that buffering fails the fused read

@@ -37,7 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
 from msewatch.schemas.coders import table_to_bytes
-from msewatch.transforms.metrics.windowing import flush_in_global_window
+from msewatch.transforms.flush import flush_in_global_window
 
 PARTITION_COLUMN = "window_date"
 _UNPARTITIONED = ""

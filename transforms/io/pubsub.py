@@ -31,9 +31,10 @@ Time (all UTC):
 * **What is late.** The join runs in the global window, so nothing is dropped there:
   a record behind the watermark is still joined. A label that arrives after the
   watermark has passed the end of its *prediction's* metrics window yields a LATE
-  pane of that window (allowed lateness is ``label_ttl``); a label whose
-  ``label_time - event_time`` exceeds ``label_ttl`` is a ``late_label`` outcome; a
-  prediction expires when the watermark passes ``event_time + label_ttl``. Because
+  pane of that window (allowed lateness is ``label_ttl`` plus a slack,
+  ``transforms/metrics/windowing.py``); a label whose ``label_time - event_time``
+  exceeds ``label_ttl`` is a ``late_label`` outcome; a prediction expires when the
+  watermark passes ``event_time + label_ttl`` (rounded up to the join's expiry grid). Because
   the watermark follows publish time, records published long after their event
   time (backfills) count as late data for their windows.
 * **Batching delay.** A batch is emitted when it holds ``max_batch`` messages or

@@ -83,13 +83,7 @@ class ShardStateCoder(coders.Coder):
     ``bytes``; decoding is zero-copy. (The tombstone layout changed when predictions
     became ``(prediction_id, model_version)`` pairs: 50 bytes a row, 26 before; state
     written by an older msewatch cannot be read.)
-
-    ``in_memory_passthrough``: the local DirectRunner, which keeps state in this
-    process, may store the (immutable) object itself instead of its bytes; see
-    ``runners/direct_speedups.py``. Every other runner encodes it.
     """
-
-    in_memory_passthrough = True
 
     def encode(self, value: ShardState) -> bytes:
         sink = pa.BufferOutputStream()

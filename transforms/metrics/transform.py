@@ -3,7 +3,7 @@
 Time: each example is counted in the windows that contain its **prediction's event
 time** (UTC), whenever its label arrives: "how wrong were the predictions made in
 this hour". Windows, trigger and lateness are those of
-:class:`~msewatch.transforms.windowing.WindowMetrics`.
+:class:`~msewatch.transforms.metrics.windowing.WindowMetrics`.
 
 Data flow, all batched:
 
@@ -200,11 +200,8 @@ class _Totals(dict):
         return self
 
 
-class _TotalsCoder(coders.PickleCoder):
-    """Pickles :class:`_Totals`; the local DirectRunner may keep the object itself
-    (``in_memory_passthrough``, see ``runners/direct_speedups.py``)."""
-
-    in_memory_passthrough = True
+class PaneTotalsCoder(coders.PickleCoder):
+    """Pickles :class:`_Totals` (the pane totals of one window and slice)."""
 
 
 class _AccumulatePanes(beam.DoFn):
@@ -220,7 +217,7 @@ class _AccumulatePanes(beam.DoFn):
     each row keeps the pane info (index, timing) of the pane that produced it.
     """
 
-    TOTAL = userstate.ReadModifyWriteStateSpec("total", _TotalsCoder())
+    TOTAL = userstate.ReadModifyWriteStateSpec("total", PaneTotalsCoder())
 
     def process(self, element, total=beam.DoFn.StateParam(TOTAL)):
         key, delta = element

@@ -8,8 +8,9 @@ inside every window that contains its start; windows are therefore exact.
 * Fixed windows (``every_seconds == window_seconds``) or sliding windows
   (``window_seconds`` long, starting every ``every_seconds``; the window must be a
   multiple of the period).
-* ``allowed_lateness_seconds`` is ``label_ttl`` plus a slack (:func:`allowed_lateness_for`;
-  ``runners/launch.py`` sets it): a label can arrive up to ``label_ttl`` after its
+* ``allowed_lateness_seconds`` is ``label_ttl`` rounded up to the second plus a slack
+  (:func:`allowed_lateness_for`, through :meth:`WindowConfig.for_label_ttl`; the
+  pipeline's ``MonitorConfig`` refuses less): a label can arrive up to ``label_ttl`` after its
   prediction, and a prediction made in the last millisecond of a window expires at
   window end + ``label_ttl``; the window must still accept both. The slack is 1 s on
   the DirectRunner, whose watermark moves exactly, and
@@ -66,8 +67,29 @@ class WindowConfig:
 
     window_seconds: int = 3600
     every_seconds: int | None = None
-    allowed_lateness_seconds: int = 7 * 24 * 3600
+    # the default label TTL's (7 days, JoinConfig) on the DirectRunner
+    allowed_lateness_seconds: int = 7 * 24 * 3600 + 1
     early_firing_seconds: int = 60
+
+    @classmethod
+    def for_label_ttl(
+        cls,
+        label_ttl_ms: int,
+        *,
+        cluster: bool,
+        window_seconds: int = 3600,
+        every_seconds: int | None = None,
+        early_firing_seconds: int = 60,
+    ) -> WindowConfig:
+        """The windows of a run whose labels wait ``label_ttl_ms``: their allowed
+        lateness is :func:`allowed_lateness_for` (the one place it is derived; the
+        pipeline's config checks it, ``pipelines/monitor.py``)."""
+        return cls(
+            window_seconds=window_seconds,
+            every_seconds=every_seconds,
+            allowed_lateness_seconds=allowed_lateness_for(label_ttl_ms, cluster=cluster),
+            early_firing_seconds=early_firing_seconds,
+        )
 
     def __post_init__(self):
         if not 0 < self.window_seconds <= MAX_WINDOW_SECONDS:
@@ -126,14 +148,3 @@ class WindowMetrics(beam.PTransform):
             accumulation_mode=trigger.AccumulationMode.DISCARDING,
             allowed_lateness=cfg.allowed_lateness_seconds,
         )
-
-
-def flush_in_global_window(flush_seconds: int) -> beam.WindowInto:
-    """Unbounded output tables (outcome counts, Parquet files): the global window,
-    fired every ``flush_seconds`` of processing time after its first element and at
-    the end of the stream, DISCARDING, so each firing carries only what is new."""
-    return beam.WindowInto(
-        window.GlobalWindows(),
-        trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(flush_seconds)),
-        accumulation_mode=trigger.AccumulationMode.DISCARDING,
-    )

@@ -121,9 +121,21 @@ def suppressed_windows(slo: Slo, table: Columns) -> np.ndarray:
     return out
 
 
+# The label gate of rmse-like SLIs, the rule that says a window is *settled* (its labels
+# are in): :func:`label_gate` on columns, and the same predicate in SQL for the readers
+# of the tables (``msewatch/trend.py``); a test checks both agree.
+LABEL_GATE_SQL = "(complete OR label_coverage >= {min_coverage}) AND scored >= {min_scored}"
+
+
+def label_gate(c: Columns, min_coverage: float, min_scored: int) -> np.ndarray:
+    """Per window: its labels are in (complete, or covered to ``min_coverage``) and at
+    least ``min_scored`` predictions were scored."""
+    covered = (c["label_coverage"] >= min_coverage) | c["complete"]
+    return covered & (c["scored"] >= min_scored)
+
+
 def _label_gate(slo: Slo, c: Columns) -> np.ndarray:
-    covered = (c["label_coverage"] >= slo.min_coverage) | c["complete"]
-    return covered & (c["scored"] >= slo.min_scored)
+    return label_gate(c, slo.min_coverage, slo.min_scored)
 
 
 def _rmse(slo: Slo, c: Columns, watermark_ms: float) -> Verdicts:

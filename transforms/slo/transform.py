@@ -34,6 +34,7 @@ forgets an alert it has not heard of for its ``resolve_timeout``.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -41,17 +42,19 @@ from collections.abc import Callable, Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 from apache_beam import coders
-from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import userstate
 from apache_beam.transforms.window import GlobalWindow
 
 from msewatch.schemas.slo import AlertTransition, SloStatus, epoch_ms
 from msewatch.transforms.keyed_evaluation import (
+    ALERTS,
     KEY_TYPE,
     RESEND,
+    EvaluateAtEveryPane,
+    RouteBySlice,
     advance_watermark,
+    emit,
     evaluate_per_key,
-    resends,
 )
 from msewatch.transforms.slo.kernel import SloEvaluator, as_columns, evaluate_history
 from msewatch.transforms.slo.live import (
@@ -65,7 +68,7 @@ from msewatch.transforms.slo.silence import HEARTBEAT, LiveSlice, zero_row, zero
 from msewatch.transforms.slo.sli import WINDOW_KEY, required_columns
 from msewatch.transforms.slo.spec import Slo, SloFile
 
-ALERTS, STATUS = "alerts", "slo_status"
+STATUS = "slo_status"
 # sli -> the column read from the SLO's own threshold (error_rate), within (label_freshness)
 # or valid_range (label_anomaly: the labels outside it) or feature (feature_drift: the
 # sketch of that feature, bytes or None)
@@ -162,40 +165,19 @@ def evaluate_slice(
         yield (slo, *evaluate_history(slo, slice_name, columns))
 
 
-class _Route(beam.DoFn):
-    """Unbounded: metrics row -> ``((slo, slice), row)`` for every SLO covering the
-    slice; the key is a pair of str, so its coder is deterministic (state is keyed by it)."""
-
-    def __init__(self, slo_file: SloFile):
-        self._slos = slo_file.slos
-
-    def process(self, row: dict):
-        for slo in self._slos:
-            if slo.covers(row["slice"]):
-                yield (slo.name, row["slice"]), row
+def _keys(slos, name: str) -> list[tuple[str, str]]:
+    """Unbounded: the ``(slo, slice)`` keys of slice ``name``: one per SLO covering it (a
+    pair of str, so the key coder is deterministic: state is keyed by it)."""
+    return [(slo.name, name) for slo in slos if slo.covers(name)]
 
 
-class _RouteBySlice(beam.DoFn):
-    """Bounded: metrics row -> ``(slice, row)`` once, when an SLO covers the slice."""
-
-    def __init__(self, slo_file: SloFile):
-        self._slos = slo_file.slos
-        self._covered: dict[str, bool] = {}  # slice -> covered by an SLO (few slices)
-
-    def process(self, row: dict):
-        name = row["slice"]
-        if name not in self._covered:
-            self._covered[name] = any(slo.covers(name) for slo in self._slos)
-        if self._covered[name]:
-            yield name, row
+def _group(slos, name: str) -> list[str]:
+    """Bounded: the slice itself (its group), when an SLO covers it."""
+    return [name] if any(slo.covers(name) for slo in slos) else []
 
 
 def _emit(transitions, statuses, clock):
-    now = clock()
-    for t in transitions:
-        yield TaggedOutput(ALERTS, t.as_row(now))
-    for s in statuses:
-        yield TaggedOutput(STATUS, s.as_row(now))
+    return emit(clock, ((ALERTS, transitions), (STATUS, statuses)))
 
 
 class _EvaluateHistory(beam.DoFn):
@@ -228,11 +210,7 @@ class _EvaluateHistory(beam.DoFn):
                 yield from _emit(transitions, statuses, self._clock)
 
 
-class _EvaluatorCoder(coders.PickleCoder):
-    """Pickles the evaluator (numpy arrays of one period of windows, alert states)."""
-
-
-class _EvaluateStreaming(beam.DoFn):
+class _EvaluateStreaming(EvaluateAtEveryPane):
     """Unbounded: one evaluator per (SLO, slice) in state, updated at every pane.
 
     A traffic SLO's key also holds the slice's silence state (:class:`LiveSlice`): its
@@ -241,8 +219,8 @@ class _EvaluateStreaming(beam.DoFn):
     its rows or a zero row; heartbeats (``{heartbeat_ms: end}``) bring the input frontier.
     """
 
-    EVALUATOR = userstate.ReadModifyWriteStateSpec("evaluator", _EvaluatorCoder())
-    WATERMARK = userstate.ReadModifyWriteStateSpec("watermark_ms", coders.VarIntCoder())
+    TAGS = (ALERTS, STATUS)
+    EVALUATOR, WATERMARK = EvaluateAtEveryPane.EVALUATOR, EvaluateAtEveryPane.WATERMARK
     END = userstate.TimerSpec("end_of_input", userstate.TimeDomain.WATERMARK)
     NEXT = userstate.ReadModifyWriteStateSpec("next_ms", coders.VarIntCoder())
     LAST_REAL = userstate.ReadModifyWriteStateSpec("last_real_ms", coders.VarIntCoder())
@@ -251,9 +229,13 @@ class _EvaluateStreaming(beam.DoFn):
     SILENCE = userstate.TimerSpec("silence", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, slo_file: SloFile, clock, grid: tuple[int, int] | None = None):
+        super().__init__(clock)
         self._slos = {s.name: s for s in slo_file.slos}
-        self._clock = clock
         self._grid = grid
+
+    def new_evaluator(self, key):
+        name, slice_name = key
+        return SloEvaluator(self._slos[name], slice_name)
 
     def _live(self, slo, *cells) -> LiveSlice:
         """The silence state of a traffic key over its cells (next, last real, frontier,
@@ -275,23 +257,15 @@ class _EvaluateStreaming(beam.DoFn):
         pending=beam.DoFn.StateParam(PENDING),
         silence=beam.DoFn.TimerParam(SILENCE),
     ):
-        (name, slice_name), row = element
+        key, row = element
         end.set(GlobalWindow().max_timestamp())
-        slo, beat = self._slos[name], HEARTBEAT in row
+        slo, beat = self._slos[key[0]], HEARTBEAT in row
         watermark = watermark_state.read() if beat else advance_watermark(row, watermark_state)
         if slo.sli == "traffic":  # heartbeats and rows of windows not done yet wait
             live = self._live(slo, next_ms, last_real, frontier, pending, silence)
             if not live.take(row, None if beat else epoch_ms(row["window_end"])):
                 return
-        evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
-        transitions, statuses = evaluator.update([window_row(slo, row)], watermark_ms=watermark)
-        evaluator_state.write(evaluator)
-        yield from self._outputs(evaluator, transitions, statuses)
-
-    def _outputs(self, evaluator, transitions, statuses):
-        yield from _emit(transitions, statuses, self._clock)
-        for row in resends(evaluator.firing(), transitions, self._clock()):
-            yield TaggedOutput(RESEND, row)
+        yield from self.evaluate(key, [window_row(slo, row)], watermark, evaluator_state)
 
     def _silent_windows(self, key, passed_ms, states):
         """Traffic: evaluates the windows done once the watermark passed ``passed_ms``."""
@@ -301,14 +275,9 @@ class _EvaluateStreaming(beam.DoFn):
         rows = live.done(passed_ms, lambda r: epoch_ms(r["window_end"]), self._grid[0], slice_name)
         if not rows:
             return
-        evaluator = evaluator_state.read() or SloEvaluator(slo, slice_name)
         proven = max(epoch_ms(rows[-1]["window_end"]), watermark_state.read() or 0)
         watermark_state.write(proven)
-        transitions, statuses = evaluator.update(
-            [window_row(slo, r) for r in rows], watermark_ms=proven
-        )
-        evaluator_state.write(evaluator)
-        yield from self._outputs(evaluator, transitions, statuses)
+        yield from self.evaluate(key, [window_row(slo, r) for r in rows], proven, evaluator_state)
 
     @userstate.on_timer(SILENCE)
     def silence(
@@ -345,12 +314,8 @@ class _EvaluateStreaming(beam.DoFn):
         if self._slos[key[0]].sli == "traffic":
             states = (evaluator_state, watermark_state, next_ms, last_real, frontier, pending)
             yield from self._silent_windows(key, math.inf, (*states, silence))
-        evaluator = evaluator_state.read()
-        if evaluator is None:
-            return
-        transitions, statuses = evaluator.update(None, watermark_ms=None)
-        evaluator_state.write(evaluator)
-        yield from _emit(transitions, statuses, self._clock)
+        if evaluator_state.read() is not None:
+            yield from self.evaluate(key, None, None, evaluator_state, resend=False)
 
 
 class EvaluateSlos(beam.PTransform):
@@ -386,7 +351,7 @@ class EvaluateSlos(beam.PTransform):
         if not self._bounded and self._grid is None:  # keyed by (slo, slice)
             return evaluate_per_key(
                 metrics,
-                _Route(self._slo_file),
+                RouteBySlice(functools.partial(_keys, self._slo_file.slos)),
                 None,  # no history: the streaming DoFn evaluates at every pane
                 _EvaluateStreaming(self._slo_file, self._clock),
                 tags,
@@ -407,7 +372,9 @@ class EvaluateSlos(beam.PTransform):
         evaluated = (
             rows
             | "RouteBySlice"
-            >> beam.ParDo(_RouteBySlice(self._slo_file)).with_output_types(
+            >> beam.ParDo(
+                RouteBySlice(functools.partial(_group, self._slo_file.slos))
+            ).with_output_types(
                 typing.Tuple[str, typing.Dict[str, typing.Any]]  # noqa: UP006
             )
             | "GroupBySlice" >> beam.GroupByKey()
@@ -422,7 +389,8 @@ class EvaluateSlos(beam.PTransform):
         """Unbounded with traffic SLOs: the routed rows and the heartbeats, one stateful
         evaluation per (SLO, slice)."""
         traffic = [s for s in self._slo_file.slos if s.sli == "traffic"]
-        keyed = rows | "Route" >> beam.ParDo(_Route(self._slo_file)).with_output_types(KEY_TYPE)
+        route = RouteBySlice(functools.partial(_keys, self._slo_file.slos))
+        keyed = rows | "Route" >> beam.ParDo(route).with_output_types(KEY_TYPE)
         beats = (
             rows
             | "RouteFrontier" >> beam.ParDo(RouteFrontier(traffic)).with_output_types(KEY_TYPE)
