@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from msewatch import query as q
-from msewatch import report_slo
+from msewatch import report_slo, report_views
 from msewatch.report_svg import (
     PALETTE,
     LinearAxis,
@@ -145,7 +145,7 @@ def _rmse_charts(latest: pd.DataFrame, worst: pd.DataFrame, slos) -> tuple[str, 
     return "".join(charts), note if more > 0 else ""
 
 
-def _label_charts(overall: pd.DataFrame) -> str:
+def label_charts(overall: pd.DataFrame) -> str:
     coverage = _series(overall, "label coverage", PALETTE[0], "label_coverage")
     lags = [
         _series(overall, f"lag p{p}", PALETTE[i + 2], f"label_lag_p{p}_s")
@@ -215,7 +215,7 @@ always-valid lower bound of the relative difference C / B &minus; 1 is above the
 PASS when the upper bound is below it. x: the frontier, UTC.</p>"""
 
 
-def _comparisons_table(out: Path) -> str:
+def comparisons_table(out: Path) -> str:
     """The latest decision per comparison and slice ("" without a comparisons table)."""
     if not (out / "comparisons").is_dir():
         return ""
@@ -252,12 +252,29 @@ def _worst_table(worst: pd.DataFrame) -> str:
     return f'<p class="note">Pooled from the complete windows of {span}.</p>' + table(header, rows)
 
 
-def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
+def read_summary(out: Path) -> dict | None:
+    """``summary.json`` of an output folder (None when absent).
+
+    Raises:
+        msewatch.query.QueryError: it is not valid JSON.
+    """
+    summary_path = layout.resolve(out) / "summary.json"
+    if not summary_path.is_file():
+        return None
+    try:
+        return json.loads(summary_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise q.QueryError(f"{out / 'summary.json'} is not valid JSON: {error}") from None
+
+
+def write_report(output_dir: str | Path, out_path: str | Path, views: tuple[str, ...] = ()) -> Path:
     """Writes the HTML report of an output folder.
 
     Args:
         output_dir: the ``--output`` folder of ``msewatch run``.
         out_path: where to write the HTML file (its folder is created).
+        views: the view pages written beside it (:mod:`msewatch.report_views`): the
+            page starts with links to them; none, no link.
 
     Returns:
         The path written.
@@ -270,13 +287,7 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
     latest = q.query(out, sql="SELECT * FROM metrics_latest ORDER BY slice, window_start")
     worst = q.query(out, "worst")
     dead = q.query(out, sql=DEAD_LETTER_COUNTS)
-    summary = None
-    summary_path = layout.resolve(out) / "summary.json"
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise q.QueryError(f"{out / 'summary.json'} is not valid JSON: {error}") from None
+    summary = read_summary(out)
     overall = latest[latest["slice"] == "overall"]
     start, end = epoch_s(latest["window_start"]), epoch_s(latest["window_end"])
     slos = report_slo.read(out, summary)
@@ -299,15 +310,17 @@ def write_report(output_dir: str | Path, out_path: str | Path) -> Path:
         more=more,
         trend=trend,
         slo=slo,
-        comparisons=_comparisons_table(out),
-        labels=_label_charts(overall),
+        comparisons=comparisons_table(out),
+        labels=label_charts(overall),
         quality=_quality_chart(overall, dead, (summary or {}).get("outcomes", {})),
         outcomes=_outcome_table(summary),
     )
-    return _write_whole(Path(out_path), page)
+    if views:
+        page = page.replace("<body>", "<body>" + report_views.nav(Path(out_path), views, None), 1)
+    return write_whole(Path(out_path), page)
 
 
-def _write_whole(path: Path, text: str) -> Path:
+def write_whole(path: Path, text: str) -> Path:
     """Writes ``text`` to a temporary file beside ``path`` and renames it into place:
     a failed write (a full disk) leaves the previous file, never a partial one.
 
@@ -331,14 +344,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``msewatch report`` arguments to ``parser``."""
     parser.add_argument("output", metavar="OUTPUT", help="the --output folder of `msewatch run`")
     parser.add_argument("--out", default="report.html", help="HTML file to write")
+    parser.add_argument(
+        "--view",
+        action="append",
+        type=report_views.parse_views,
+        metavar="VIEW",
+        help="dashboard pages written beside --out: executive, oncall, debug (repeat it or "
+        "give a comma list; default all three)",
+    )
+    parser.add_argument(
+        "--grafana",
+        metavar="FILE",
+        help="also write the Grafana dashboard JSON (the same three rows over `msewatch "
+        "serve`'s Prometheus metrics) to FILE",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``msewatch report``: prints the path written; returns 2 on a user mistake."""
+    """Runs ``msewatch report``: prints the paths written; returns 2 on a user mistake."""
+    views = tuple(v for chosen in args.view or [report_views.VIEWS] for v in chosen)
+    views = tuple(v for v in report_views.VIEWS if v in views)
     try:
-        path = write_report(args.output, args.out)
+        paths = [write_report(args.output, args.out, views)]
+        paths += report_views.write_views(args.output, args.out, views)
+        if args.grafana:
+            from msewatch import grafana
+
+            paths.append(grafana.write_dashboard(args.grafana))
     except q.QueryError as error:
         print(f"msewatch report: error: {error}", file=sys.stderr)
         return q.EXIT_USAGE
-    print(path)
+    print("\n".join(map(str, paths)))
     return 0

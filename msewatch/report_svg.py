@@ -69,6 +69,16 @@ def pct(value: float) -> str:
     return "NaN" if math.isnan(value) else f"{value:.0%}"
 
 
+def seconds_text(seconds: float) -> str:
+    """A duration for a person: ``42s``, ``7.5m``, ``3.2h``, ``2.1d`` (NaN stays NaN)."""
+    if seconds is None or math.isnan(seconds):
+        return "NaN"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.3g}{unit}"
+    return f"{seconds:.3g}s"
+
+
 def linear_ticks(low: float, high: float) -> list[float]:
     """Round ticks from ``low`` (0 or a tick) to at most ``high``, about four steps."""
     span = (high - low) / 4

@@ -26,6 +26,7 @@ USER_ERRORS = [
         "/nonexistent/*.jsonl",
     ),
     (["frobnicate"], "invalid choice"),
+    (["report", "o", "--view", "weekly"], "unknown view 'weekly': use executive, oncall or debug"),
     ([*_RUN, "--windw", "2h"], "unknown option '--windw'"),
     ([*_RUN, "stray"], "unknown argument 'stray'"),
     ([*_RUN, "--shards", "0"], "must be 1 or more"),

@@ -6,12 +6,11 @@ the sample and SLO file of ``make demo`` (its region=apac pages), also once per 
 """
 
 import os
-import pathlib
 
 import pytest
 from hypothesis import settings
 
-from tests.synthetic_output import run_demo, synthetic_metrics
+from tests.synthetic_output import DEMO_SLO, run_demo, synthetic_metrics
 
 # Property tests are reproducible in CI: the same examples on every run (`.ci/run` sets
 # CI=1); locally Hypothesis explores new ones.
@@ -36,9 +35,8 @@ def demo(tmp_path_factory):
 def make_demo(tmp_path_factory):
     """``(OUTPUT, generator stats)`` of ``make demo``: 20,000 predictions over 3 days
     (seed 7), ``--slo docs/examples/demo-slo.yaml``; about 15 s, once per session."""
-    slo = pathlib.Path(__file__).parent.parent / "docs" / "examples" / "demo-slo.yaml"
     base = tmp_path_factory.getbasetemp() / "make-demo"
-    return run_demo(base, predictions=20000, days=3.0, seed=7, slo=slo)
+    return run_demo(base, predictions=20000, days=3.0, seed=7, slo=DEMO_SLO)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -188,6 +189,9 @@ def latest_panes(metrics: pd.DataFrame) -> pd.DataFrame:
     """The pandas reference of metrics_latest: max pane_index, then latest emitted_at."""
     ordered = metrics.sort_values(["pane_index", "emitted_at"])
     return ordered.groupby(KEYS, as_index=False).tail(1).reset_index(drop=True)
+
+
+DEMO_SLO = Path(__file__).parent.parent / "docs" / "examples" / "demo-slo.yaml"
 
 
 def run_demo(base, predictions: int = 3000, days: float = 2.0, seed: int = 11, slo=None):

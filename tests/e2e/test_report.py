@@ -160,7 +160,8 @@ def _run(argv):
 def test_cli_writes_the_report_and_prints_its_path(tmp_path, metrics, capsys):
     out = write_output(tmp_path / "out", metrics, synthetic_dead_letter())
     assert _run([str(out), "--out", str(tmp_path / "sub" / "r.html")]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "sub" / "r.html")
+    written = capsys.readouterr().out.split()  # the report, then its three views
+    assert written[0] == str(tmp_path / "sub" / "r.html") and len(written) == 4
     assert (tmp_path / "sub" / "r.html").read_text().startswith("<!DOCTYPE html>")
 
 

@@ -117,8 +117,9 @@ def _is_error(event: dict) -> bool:
     return method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning")
 
 
-def render(html_path: Path, profile: Path) -> dict:
-    """Opens ``html_path``; returns its screenshot, chart boxes, errors and requests."""
+def render(html_path: Path, profile: Path, expression: str = "null") -> dict:
+    """Opens ``html_path``; returns its screenshot, chart boxes, errors, requests and the
+    value of the JavaScript ``expression`` evaluated in the page (``value``)."""
     with Chromium(profile) as browser:
         target = browser.send("Target.createTarget", url="about:blank")["targetId"]
         attached = browser.send("Target.attachToTarget", targetId=target, flatten=True)
@@ -136,6 +137,7 @@ def render(html_path: Path, profile: Path) -> dict:
         browser.send("Page.navigate", session, url=html_path.resolve().as_uri())
         browser.wait_for("Page.loadEventFired")
         boxes = browser.evaluate(session, BOXES_JS)
+        value = browser.evaluate(session, expression)
         height = browser.evaluate(session, "document.documentElement.scrollHeight")
         clip = {"x": 0, "y": 0, "width": PAGE_WIDTH, "height": height, "scale": 1}
         shot = browser.send(
@@ -144,6 +146,7 @@ def render(html_path: Path, profile: Path) -> dict:
     events = browser.events
     return {
         "png": base64.b64decode(shot["data"]),
+        "value": value,
         "boxes": boxes,
         "errors": [json.dumps(e["params"])[:300] for e in events if _is_error(e)],
         "requests": [
