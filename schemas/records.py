@@ -9,10 +9,14 @@ Batch shapes (internal):
 
 * ``PREDICTIONS``: one row per valid prediction. Segment attributes used by the
   configured slices are extra string columns named ``seg.<key>`` (see
-  :func:`segment_column`); a missing attribute is the string ``"unknown"``.
+  :func:`segment_column`); a missing attribute is the string ``"unknown"``. The values
+  of the configured features (the record's ``features`` map) are float64 columns named
+  ``feat.<name>`` (see :func:`feature_column`); a missing value is NaN.
 * ``LABELS``: one row per valid label.
 * ``EXAMPLES``: what the join emits: prediction arrivals and resolutions
-  (labeled or expired), carrying the prediction's event time, model version and id.
+  (labeled or expired), carrying the prediction's event time, model version and id;
+  ARRIVED rows carry the ``feat.<name>`` values too (NaN in the other kinds: the join
+  holds no features in its state).
 * ``DEAD_LETTER``: one row per rejected record, with its raw payload.
 
 Record types: :class:`RecordType` (``PREDICTION``, ``LABEL``) ties each kind of input
@@ -35,12 +39,51 @@ import pyarrow as pa
 
 UNKNOWN = "unknown"
 SEGMENT_PREFIX = "seg."
+FEATURE_PREFIX = "feat."
+PREDICTION_TIME_FIELD = "event_time"
 POSITION_FILE_SHIFT = 40
+MAX_FEATURES = 32
+"""A run sketches at most this many features (``--feature`` and the feature_drift SLOs)."""
+MAX_NAME_BYTES = 1024
+"""A feature name: at most this many UTF-8 bytes (like an id or a segment value)."""
 
 
 def segment_column(key: str) -> str:
     """Name of the batch column holding segment attribute ``key``."""
     return SEGMENT_PREFIX + key
+
+
+def feature_column(name: str) -> str:
+    """Name of the batch column holding the values of feature ``name``."""
+    return FEATURE_PREFIX + name
+
+
+def check_features(names, segment_keys=()) -> tuple[str, ...]:
+    """``names`` as a tuple of the features a run reads, in the given order.
+
+    Raises:
+        ValueError: a name that is not a non-empty string of at most
+            :data:`MAX_NAME_BYTES` bytes, a repeat, more than :data:`MAX_FEATURES`
+            names, or a name that is also a segment key or ``event_time`` (in JSON those
+            keys' numbers are read as text, at any depth).
+    """
+    names = tuple(names or ())
+    for name in names:
+        if not isinstance(name, str) or not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"a feature name must be a non-empty string of at most {MAX_NAME_BYTES} "
+                f"bytes; got {name!r}"
+            )
+    if len(set(names)) < len(names):
+        raise ValueError(f"feature names must be distinct; got {list(names)}")
+    if len(names) > MAX_FEATURES:
+        raise ValueError(f"at most {MAX_FEATURES} features can be sketched; got {len(names)}")
+    clash = sorted(set(names) & {*segment_keys, PREDICTION_TIME_FIELD})
+    if clash:
+        raise ValueError(
+            f"feature {clash[0]!r} is also a segment key or the event_time field: rename one"
+        )
+    return names
 
 
 def make_position(file_index, offset):
@@ -91,10 +134,13 @@ EXAMPLES = pa.schema(
 )
 
 
-def with_segments(schema: pa.Schema, segment_keys) -> pa.Schema:
-    """``schema`` plus one string column per segment key, in the given order."""
+def with_segments(schema: pa.Schema, segment_keys, features=()) -> pa.Schema:
+    """``schema`` plus one string column per segment key, then one float64 column per
+    feature, in the given order."""
     for key in segment_keys:
         schema = schema.append(pa.field(segment_column(key), pa.string()))
+    for name in features:
+        schema = schema.append(pa.field(feature_column(name), pa.float64()))
     return schema
 
 
@@ -125,9 +171,12 @@ class RecordType:
     value_field: str
     has_segments: bool
 
-    def batch_schema(self, segment_keys=()) -> pa.Schema:
-        """Schema of its batches: plus one ``seg.<key>`` column per key if it has segments."""
-        return with_segments(self.schema, segment_keys) if self.has_segments else self.schema
+    def batch_schema(self, segment_keys=(), features=()) -> pa.Schema:
+        """Schema of its batches: plus one ``seg.<key>`` column per key and one
+        ``feat.<name>`` column per feature if it has segments (predictions)."""
+        if not self.has_segments:
+            return self.schema
+        return with_segments(self.schema, segment_keys, features)
 
     @staticmethod
     def of(name: str) -> RecordType:
@@ -144,7 +193,7 @@ class RecordType:
 
 
 PREDICTION = RecordType(
-    "prediction", "predictions", PREDICTIONS, "event_time", "event_time_ms", "y_pred", True
+    "prediction", "predictions", PREDICTIONS, PREDICTION_TIME_FIELD, "event_time_ms", "y_pred", True
 )
 LABEL = RecordType("label", "labels", LABELS, "label_time", "label_time_ms", "y_true", False)
 RECORD_TYPES: tuple[RecordType, ...] = (PREDICTION, LABEL)
