@@ -77,11 +77,15 @@ def check_features(names, segment_keys=()) -> tuple[str, ...]:
     if len(set(names)) < len(names):
         raise ValueError(f"feature names must be distinct; got {list(names)}")
     if len(names) > MAX_FEATURES:
-        raise ValueError(f"at most {MAX_FEATURES} features can be sketched; got {len(names)}")
+        raise ValueError(
+            f"at most {MAX_FEATURES} features can be sketched (--feature and the SLO file's "
+            f"feature_drift features together); got {len(names)}: keep the ones you watch"
+        )
     clash = sorted(set(names) & {*segment_keys, PREDICTION_TIME_FIELD})
     if clash:
         raise ValueError(
-            f"feature {clash[0]!r} is also a segment key or the event_time field: rename one"
+            f"feature {clash[0]!r} is also a segment key or the event_time field, whose "
+            "numbers are read as text: slice by it or sketch it, not both"
         )
     return names
 
