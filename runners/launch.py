@@ -53,7 +53,7 @@ from msewatch.runners import (
 from msewatch.runners import outcomes as run_outcomes
 from msewatch.runners.cache import DownloadError
 from msewatch.schemas.bigquery_files import parse_output_url
-from msewatch.schemas.records import check_features
+from msewatch.schemas.features import check_features
 from msewatch.transforms.io.alerts import DeliveryConfig
 from msewatch.transforms.io.delivery import check_http_url
 from msewatch.transforms.io.files import FileSource, check_files

@@ -1,7 +1,7 @@
 """A prediction's ``features`` map in every input format: the configured names become
 float64 ``feat.<name>`` columns, bad values dead letters (rules in the docstring of
 msewatch.transforms.parse.validate, rule 9), names not configured are ignored, and the
-number of configured names is capped (schemas/records.py MAX_FEATURES).
+number of configured names is capped (schemas/features.py MAX_FEATURES).
 
 Expected values are the numbers written into the records; expected reasons the rule's.
 """
@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msewatch.schemas.records import MAX_FEATURES, PREDICTION, check_features
+from msewatch.schemas.features import MAX_FEATURES, check_features
+from msewatch.schemas.records import PREDICTION
 from msewatch.transforms.io import kafka
 from msewatch.transforms.io.files import read_all
 from msewatch.transforms.io.messages import Message, ParseMessageBatch

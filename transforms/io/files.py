@@ -28,13 +28,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, TaggedOutput
 
+from msewatch.schemas.features import check_features
 from msewatch.schemas.records import (
     DEAD_LETTER,
     DEAD_LETTER_TAG,
     LABEL,
     PREDICTION,
     RecordType,
-    check_features,
 )
 from msewatch.transforms.io import read_progress
 from msewatch.transforms.parse.csv import parse_csv_header

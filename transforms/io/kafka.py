@@ -54,7 +54,8 @@ import apache_beam as beam
 from apache_beam.io.kafka import ReadFromKafka
 from apache_beam.pvalue import PBegin
 
-from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION, check_features
+from msewatch.schemas.features import check_features
+from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.messages import (
     Message,
     ParseMessageBatch,

@@ -68,7 +68,8 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.pvalue import PBegin
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION, check_features
+from msewatch.schemas.features import check_features
+from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.messages import (
     Message,
     ParseMessageBatch,

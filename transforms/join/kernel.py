@@ -65,6 +65,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from msewatch.schemas.features import check_features, feature_column
 from msewatch.schemas.records import (
     EXAMPLES,
     LABEL,
@@ -72,8 +73,6 @@ from msewatch.schemas.records import (
     PREDICTION,
     PREDICTIONS,
     ExampleKind,
-    check_features,
-    feature_column,
     with_segments,
 )
 from msewatch.schemas.time_range import MAX_DURATION_DAYS, MAX_DURATION_MS
@@ -109,7 +108,7 @@ class JoinConfig:
             most 3650 days.
         segment_keys: segment attributes carried from predictions to examples.
         features: feature values carried from predictions to their ARRIVED examples
-            (``feat.<name>`` columns; :func:`~msewatch.schemas.records.check_features`).
+            (``feat.<name>`` columns; :func:`~msewatch.schemas.features.check_features`).
             The state holds none: a pending prediction's LABELED and EXPIRED examples
             carry NaN, so features cost nothing after a prediction's arrival.
         shards: number of join shards (keys of the stateful DoFn).

@@ -38,7 +38,7 @@ from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from msewatch.schemas.records import check_features, feature_column
+from msewatch.schemas.features import check_features, feature_column
 from msewatch.transforms.metrics.accumulators import (
     MetricsCombineFn,
     finalize,
@@ -92,7 +92,7 @@ class MetricsConfig:
         valid_ranges: ``(low, high)`` ranges of ``y_true`` (low < high, infinite bounds
             allowed): the ``label_range`` column counts, per range, the labeled pairs
             whose finite ``y_true`` is outside it; the label_anomaly SLOs'. None by default.
-        features: feature names (at most 32, ``schemas/records.py``): the
+        features: feature names (at most 32, ``schemas/features.py``): the
             ``feature_sketches`` column holds, per name, the value sketch of that
             feature over the window's distinct predictions (the examples carry
             ``feat.<name>`` columns); ``--feature`` and the feature_drift SLOs'.

@@ -59,7 +59,7 @@ def parse_predictions(
         segment_keys: segment attributes to keep, as ``seg.<key>`` columns.
         csv_header: the CSV file's header line (required for ``"csv"``).
         features: feature names to keep, as float64 ``feat.<name>`` columns
-            (:func:`~msewatch.schemas.records.check_features`).
+            (:func:`~msewatch.schemas.features.check_features`).
 
     Returns:
         (predictions with schema ``PREDICTION.batch_schema(segment_keys, features)``,

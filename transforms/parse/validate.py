@@ -50,11 +50,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from msewatch.schemas.features import feature_column
 from msewatch.schemas.records import (
     DEAD_LETTER,
     UNKNOWN,
     RecordType,
-    feature_column,
     make_position,
     segment_column,
 )
