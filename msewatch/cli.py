@@ -137,6 +137,14 @@ def _add_run(sub) -> None:
         help="slice by a segment key or a cross 'a,b' (repeatable)",
     )
     p.add_argument("--max-slice-values", type=_positive_int, default=100, help="per-key cap (100)")
+    p.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="sketch this numeric feature of the predictions' features map (repeatable, at"
+        " most 32; the SLO file's feature_drift features are added)",
+    )
     p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
     p.add_argument(
         "--shards", type=_positive_int, help="join shards (16; 2 on the streaming DirectRunner)"

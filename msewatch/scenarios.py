@@ -275,6 +275,7 @@ def generate_scenario(name: str, out_dir: str, seed: int = 7) -> dict:
                  f"errors {SMALL_ERROR_SCALE:g} x t(3)", "start": START, "end": None}  # fmt: skip
     elif signal:
         end_ms = start_ms + days * 24 * _HOUR_MS
+        cols = signals.add_features(seed, cols, regions)
         cols, segment, what, end_ms = signals.apply_fault(name, rng, cols, regions, t_ms, end_ms)
         end = end_ms and _iso(end_ms)
         fault = {"segment": segment, "what": what, "start": _iso(t_ms), "end": end}
@@ -316,10 +317,16 @@ def _write_records(out_dir, name, cols, regions) -> int:
     n = len(cols["ms"])
     ids = concat(f"{name}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.string()), 7, "0"))
     segments = pa.array([f'{{"region": "{r}"}}' for r in regions]).take(cols["region"])
+    features = ""  # the signal scenarios' (scenarios_signals.FEATURES), after the segments
+    if "price" in cols:
+        features = concat(
+            ', "features": {"price": ', json_floats(np.round(cols["price"], 2)),
+            ', "tenure_days": ', json_floats(np.round(cols["tenure_days"], 1)), "}",
+        )  # fmt: skip
     predictions = concat(
         '{"prediction_id": "', ids, '", "event_time": "', _rfc3339(cols["ms"]),
         '", "y_pred": ', json_floats(np.round(cols["y_pred"], 2)),
-        ', "model_version": "v1", "segments": ', segments, ', "weight": 1.0}\n',
+        ', "model_version": "v1", "segments": ', segments, features, ', "weight": 1.0}\n',
     )  # fmt: skip
     sent = np.flatnonzero(cols["sent"])
     label_ms = cols["ms"][sent] + cols["lag_ms"][sent]

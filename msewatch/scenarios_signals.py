@@ -15,10 +15,12 @@ Faults:
   and the model follows (``y_pred`` too): errors unchanged, RMSE flat. label_drift
   pages for eu (prediction_drift may: the model followed).
 * ``prediction-drift``: from T for :data:`PREDICTION_DRIFT_HOURS`, region=apac's
-  ``y_pred`` is :data:`SHIFT` higher (a preprocessing bug) while ``y_true`` is not,
-  and those predictions' labels come :data:`SLOW_LABEL_LAG_MS` late (4.5 to 5.5 h,
-  still within the 6 h freshness SLO): prediction_drift pages for apac before the
-  first label of the drifted hours has arrived (rmse and error_rate may, later).
+  ``y_pred`` is :data:`SHIFT` higher (a preprocessing bug: its ``price`` feature is
+  :data:`PRICE_SHIFT` higher too) while ``y_true`` is not, and those predictions' labels
+  come :data:`SLOW_LABEL_LAG_MS` late (4.5 to 5.5 h, still within the 6 h freshness
+  SLO): prediction_drift and the price feature_drift page for apac before the first
+  label of the drifted hours has arrived (rmse and error_rate may, later); the
+  ``tenure_days`` feature does not move and its feature_drift stays quiet.
 * ``silent-slice``: region=na sends no predictions (and so no labels) for
   :data:`SILENT_HOURS` from T: traffic pages for na, nothing else.
 * ``label-bug``: from T for :data:`LABEL_BUG_HOURS`, region=apac's labels are all
@@ -29,6 +31,11 @@ Faults:
 * ``signals`` (:data:`COMBINED`): label-drift on eu, silent-slice on na and label-bug on
   apac in one stream: each region pages on its own SLI, with what each allows.
 * ``signals-stationary``: the same flat-day stream and SLOs without a fault: no alert.
+
+Every signal scenario's predictions carry a ``features`` map (:data:`FEATURES`):
+``price``, region r's :data:`PRICE_LEVEL` + N(0, :data:`PRICE_SD`), and ``tenure_days``,
+N(400, 60), drawn from their own random stream (``[seed, 1]``), so that the other
+records are those of the scenarios without features.
 
 The SLOs (:data:`SIGNAL_SLOS`, after the hourly scenarios' four) use the SLO file keys
 of ``docs/slo.md``: ``reference: {trailing: 1d}`` and ``statistic: psi`` for the drift
@@ -55,6 +62,10 @@ LABEL_BUG_HOURS, BUG_LABEL, VALID_RANGE = 12, -1.0, (0, 1000)
 SEGMENT = {"label-drift": "eu", "prediction-drift": "apac", "silent-slice": "na",
            "label-bug": "apac"}  # fmt: skip
 _HOUR_MS = 3_600_000
+FEATURES = ("price", "tenure_days")
+PRICE_LEVEL = {"na": 30.0, "eu": 25.0, "apac": 20.0}
+PRICE_SD, PRICE_SHIFT = 3.0, 15.0  # the shift: 5 sd, like SHIFT for y_pred
+TENURE_MEAN, TENURE_SD = 400.0, 60.0
 
 _DRIFT_SLO = """\
   - name: {name}
@@ -72,6 +83,8 @@ _DRIFT_SLO = """\
 SIGNAL_SLOS = (
     _DRIFT_SLO.format(name="prediction-drift", sli="prediction_drift")
     + _DRIFT_SLO.format(name="label-drift", sli="label_drift")
+    + _DRIFT_SLO.format(name="price-drift", sli="feature_drift\n    feature: price")
+    + _DRIFT_SLO.format(name="tenure-drift", sli="feature_drift\n    feature: tenure_days")
     + f"""\
   - name: traffic
     sli: traffic
@@ -90,6 +103,15 @@ SIGNAL_SLOS = (
     keep_firing_for: 1h
 """
 )
+
+
+def add_features(seed: int, cols, regions) -> dict:
+    """``cols`` plus the healthy :data:`FEATURES` columns, from their own random stream."""
+    rng = np.random.default_rng([seed, 1])
+    n = len(cols["ms"])
+    level = np.array([PRICE_LEVEL[r] for r in regions])[cols["region"]]
+    price = level + rng.normal(0.0, PRICE_SD, n)
+    return cols | {"price": price, "tenure_days": rng.normal(TENURE_MEAN, TENURE_SD, n)}
 
 
 def in_window(cols, regions, region, from_ms, hours):
@@ -136,10 +158,12 @@ def apply_fault(name, rng, cols, regions, t_ms, end_ms):
     if name == "prediction-drift":
         hit = np.flatnonzero(in_window(cols, regions, segment, t_ms, PREDICTION_DRIFT_HOURS))
         cols["y_pred"][hit] += SHIFT
+        if "price" in cols:
+            cols["price"][hit] += PRICE_SHIFT
         cols["lag_ms"][hit] = rng.integers(*SLOW_LABEL_LAG_MS, len(hit))
         what = (
-            f"y_pred +{SHIFT:g} (y_true unchanged) for {PREDICTION_DRIFT_HOURS} h, "
-            "their labels 4.5 to 5.5 h late"
+            f"y_pred +{SHIFT:g} and feature price +{PRICE_SHIFT:g} (y_true unchanged) for "
+            f"{PREDICTION_DRIFT_HOURS} h, their labels 4.5 to 5.5 h late"
         )
         return cols, segment, what, t_ms + PREDICTION_DRIFT_HOURS * _HOUR_MS
     if name == "silent-slice":
@@ -176,7 +200,10 @@ def expectations(name, iso, t_ms, window_s) -> tuple[list, list]:
         must = [_entry("label_drift", "page", segment, **drift)]
         return must, [_entry("prediction_drift", "*", segment)]
     if name == "prediction-drift":
-        must = [_entry("prediction_drift", "page", segment, **drift)]
+        must = [
+            _entry("prediction_drift", "page", segment, **drift),
+            _entry("feature_drift", "page", segment, slo="price-drift", **drift),
+        ]
         return must, [_entry(["rmse", "error_rate"], "*", segment)]
     if name == "silent-slice":
         return [_entry("traffic", "page", segment, **first)], [_entry("traffic", "ticket", segment)]

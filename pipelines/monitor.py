@@ -46,7 +46,7 @@ class MonitorConfig:
     """Everything the pipeline needs, as plain validated values.
 
     Attributes:
-        join: join settings (TTLs, shards, segment keys).
+        join: join settings (TTLs, shards, segment keys, features).
         metrics: windows, slices, Huber delta, clock.
         output: output root directory (Parquet) or ``bq://PROJECT.DATASET``.
         bounded: bounded input (files) or unbounded (replay, Pub/Sub).
@@ -81,6 +81,8 @@ class MonitorConfig:
                 f"TTL rounded up to the second + 1 s ({needed_s} s): build them with "
                 "WindowConfig.for_label_ttl"
             )
+        if self.join.features != self.metrics.features:
+            raise ValueError("join.features must equal metrics.features (the sketched ones)")
         period_ms = self.metrics.window.period_seconds * 1000
         if period_ms % self.join.timer_grid_ms:
             raise ValueError(

@@ -53,6 +53,7 @@ from msewatch.runners import (
 from msewatch.runners import outcomes as run_outcomes
 from msewatch.runners.cache import DownloadError
 from msewatch.schemas.bigquery_files import parse_output_url
+from msewatch.schemas.features import check_features
 from msewatch.transforms.io.alerts import DeliveryConfig
 from msewatch.transforms.io.delivery import check_http_url
 from msewatch.transforms.io.files import FileSource, check_files
@@ -86,6 +87,10 @@ def config_from_args(args) -> MonitorConfig:
         raise ValueError(
             "--streaming-replay replays files; Pub/Sub and Kafka input is streaming already"
         )
+    needs = metrics_needs(slo_file)
+    features = check_features(
+        dict.fromkeys([*args.feature, *needs.pop("features", ())]), slices.segment_keys
+    )
     grid = args.expiry_grid
     if grid is None:
         grid = window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
@@ -97,12 +102,14 @@ def config_from_args(args) -> MonitorConfig:
         if args.shards is not None
         else default_shards(args.runner, bool(args.streaming_replay or unbounded)),
         timer_grid_ms=grid,
+        features=features,
     )
     metrics = MetricsConfig(
         window=window,
         slices=slices,
         huber_delta=args.huber_delta,
-        **metrics_needs(slo_file),
+        features=features,
+        **needs,
     )
     if args.bq_api_endpoint is not None:
         check_http_url(args.bq_api_endpoint, "--bq-api-endpoint")
@@ -366,6 +373,7 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
                 *pubsub,
                 config.join.segment_keys,
                 expansion_service=args.pubsub_expansion_service,
+                features=config.join.features,
             )
         elif kafka:
             source = KafkaSource(
@@ -373,11 +381,18 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
                 expansion_service=_kafka_expansion_service(options),
                 segment_keys=config.join.segment_keys,
                 group_id=args.kafka_consumer_group,
+                features=config.join.features,
             )
         elif args.streaming_replay:
             from msewatch.transforms.io.replay_spool import plan_events, prepare_spool
 
-            arrivals = prepare_spool(args.predictions, args.labels, spool, config.join.segment_keys)
+            arrivals = prepare_spool(
+                args.predictions,
+                args.labels,
+                spool,
+                config.join.segment_keys,
+                features=config.join.features,
+            )
             events = plan_events(
                 arrivals, config.metrics.window, config.join, args.replay_chunk_rows
             )
@@ -390,7 +405,11 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
             )
             token = stack.enter_context(progress.progress_bar(args.predictions, args.labels, shown))
             source = FileSource(
-                args.predictions, args.labels, config.join.segment_keys, progress_token=token
+                args.predictions,
+                args.labels,
+                config.join.segment_keys,
+                progress_token=token,
+                features=config.join.features,
             )
         bigquery = parse_output_url(args.output)
         if bigquery is not None:

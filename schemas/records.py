@@ -9,10 +9,15 @@ Batch shapes (internal):
 
 * ``PREDICTIONS``: one row per valid prediction. Segment attributes used by the
   configured slices are extra string columns named ``seg.<key>`` (see
-  :func:`segment_column`); a missing attribute is the string ``"unknown"``.
+  :func:`segment_column`); a missing attribute is the string ``"unknown"``. The values
+  of the configured features (the record's ``features`` map) are float64 columns named
+  ``feat.<name>`` (see :func:`~msewatch.schemas.features.feature_column`); a missing
+  value is NaN.
 * ``LABELS``: one row per valid label.
 * ``EXAMPLES``: what the join emits: prediction arrivals and resolutions
-  (labeled or expired), carrying the prediction's event time, model version and id.
+  (labeled or expired), carrying the prediction's event time, model version and id;
+  ARRIVED rows carry the ``feat.<name>`` values too (NaN in the other kinds: the join
+  holds no features in its state).
 * ``DEAD_LETTER``: one row per rejected record, with its raw payload.
 
 Record types: :class:`RecordType` (``PREDICTION``, ``LABEL``) ties each kind of input
@@ -32,6 +37,8 @@ from __future__ import annotations
 import dataclasses
 
 import pyarrow as pa
+
+from msewatch.schemas.features import PREDICTION_TIME_FIELD, feature_column
 
 UNKNOWN = "unknown"
 SEGMENT_PREFIX = "seg."
@@ -91,10 +98,13 @@ EXAMPLES = pa.schema(
 )
 
 
-def with_segments(schema: pa.Schema, segment_keys) -> pa.Schema:
-    """``schema`` plus one string column per segment key, in the given order."""
+def with_segments(schema: pa.Schema, segment_keys, features=()) -> pa.Schema:
+    """``schema`` plus one string column per segment key, then one float64 column per
+    feature, in the given order."""
     for key in segment_keys:
         schema = schema.append(pa.field(segment_column(key), pa.string()))
+    for name in features:
+        schema = schema.append(pa.field(feature_column(name), pa.float64()))
     return schema
 
 
@@ -125,9 +135,12 @@ class RecordType:
     value_field: str
     has_segments: bool
 
-    def batch_schema(self, segment_keys=()) -> pa.Schema:
-        """Schema of its batches: plus one ``seg.<key>`` column per key if it has segments."""
-        return with_segments(self.schema, segment_keys) if self.has_segments else self.schema
+    def batch_schema(self, segment_keys=(), features=()) -> pa.Schema:
+        """Schema of its batches: plus one ``seg.<key>`` column per key and one
+        ``feat.<name>`` column per feature if it has segments (predictions)."""
+        if not self.has_segments:
+            return self.schema
+        return with_segments(self.schema, segment_keys, features)
 
     @staticmethod
     def of(name: str) -> RecordType:
@@ -144,7 +157,7 @@ class RecordType:
 
 
 PREDICTION = RecordType(
-    "prediction", "predictions", PREDICTIONS, "event_time", "event_time_ms", "y_pred", True
+    "prediction", "predictions", PREDICTIONS, PREDICTION_TIME_FIELD, "event_time_ms", "y_pred", True
 )
 LABEL = RecordType("label", "labels", LABELS, "label_time", "label_time_ms", "y_true", False)
 RECORD_TYPES: tuple[RecordType, ...] = (PREDICTION, LABEL)

@@ -39,9 +39,10 @@ def fixed_clock() -> datetime.datetime:
     return FIXED_NOW
 
 
-def predictions(rows: list[dict], segment_keys=()) -> pa.Table:
-    """Prediction table from dicts with id, t, y and optional mv/weight/segments."""
-    schema = PREDICTION.batch_schema(segment_keys)
+def predictions(rows: list[dict], segment_keys=(), features=()) -> pa.Table:
+    """Prediction table from dicts with id, t, y and optional mv/weight/segments, and a
+    ``features`` dict (a missing feature is NaN)."""
+    schema = PREDICTION.batch_schema(segment_keys, features)
     cols = {
         "prediction_id": [r["id"] for r in rows],
         "event_time_ms": [r["t"] for r in rows],
@@ -52,6 +53,8 @@ def predictions(rows: list[dict], segment_keys=()) -> pa.Table:
     }
     for key in segment_keys:
         cols[f"seg.{key}"] = [r.get(key, "unknown") for r in rows]
+    for name in features:
+        cols[f"feat.{name}"] = [float(r.get("features", {}).get(name, np.nan)) for r in rows]
     return pa.table(cols, schema=schema)
 
 
@@ -82,6 +85,7 @@ def make_config(
     grid_ms=None,
     error_thresholds=(),
     freshness_within_s=(),
+    features=(),
 ):
     sl = SliceConfig.parse(list(slices))
     window = WindowConfig.for_label_ttl(
@@ -98,6 +102,7 @@ def make_config(
             segment_keys=sl.segment_keys,
             shards=shards,
             timer_grid_ms=grid_ms or window_timer_grid_ms(window.period_seconds * 1000, ttl_ms),
+            features=features,
         ),
         metrics=MetricsConfig(
             window=window,
@@ -105,6 +110,7 @@ def make_config(
             clock=fixed_clock,
             error_thresholds=error_thresholds,
             freshness_within_s=freshness_within_s,
+            features=features,
         ),
         output=str(output),
         bounded=bounded,
@@ -146,8 +152,11 @@ def with_slo(config: MonitorConfig, slo_file) -> MonitorConfig:
     if slo_file is None:
         return config
     slices = config.metrics.slices.with_specs(slo_file.slice_specs())
-    metrics = dataclasses.replace(config.metrics, slices=slices, **metrics_needs(slo_file))
-    return dataclasses.replace(config, slo=slo_file, metrics=metrics)
+    needs = metrics_needs(slo_file)
+    features = tuple(dict.fromkeys([*config.metrics.features, *needs.pop("features", ())]))
+    metrics = dataclasses.replace(config.metrics, slices=slices, features=features, **needs)
+    join = dataclasses.replace(config.join, features=features)
+    return dataclasses.replace(config, slo=slo_file, metrics=metrics, join=join)
 
 
 def read_table(output, table: str) -> pd.DataFrame:

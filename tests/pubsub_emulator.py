@@ -183,7 +183,9 @@ def _run_pipeline(argv: list[str]) -> None:
     parser.add_argument("--label-ttl-seconds", type=int, default=120)
     parser.add_argument("--early-firing-seconds", type=int, default=1)
     parser.add_argument("--slice", action="append", default=[])
+    parser.add_argument("--feature", action="append", default=[])
     args = parser.parse_args(argv)
+    features = tuple(args.feature)
 
     slices = SliceConfig.parse(args.slice)
     config = MonitorConfig(
@@ -192,6 +194,7 @@ def _run_pipeline(argv: list[str]) -> None:
             orphan_ttl_ms=args.label_ttl_seconds * 1000,
             segment_keys=slices.segment_keys,
             shards=2,
+            features=features,
         ),
         metrics=MetricsConfig(
             window=WindowConfig.for_label_ttl(
@@ -201,13 +204,19 @@ def _run_pipeline(argv: list[str]) -> None:
                 early_firing_seconds=args.early_firing_seconds,
             ),
             slices=slices,
+            features=features,
         ),
         output=args.output,
         bounded=False,
         sink_flush_seconds=5,
     )
     source = PubSubSource(
-        args.predictions, args.labels, slices.segment_keys, max_buffering_seconds=0.5, shards=2
+        args.predictions,
+        args.labels,
+        slices.segment_keys,
+        max_buffering_seconds=0.5,
+        shards=2,
+        features=features,
     )
     options = PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"])
     p = beam.Pipeline(options=options)

@@ -6,12 +6,14 @@ DirectRunner's Pub/Sub watermark is the wall clock at each pull (Beam's
 ``_PubSubReadEvaluator`` reports ``time.time()``), so the test uses event times near
 the wall clock and a 10 s window that starts a few seconds in the future:
 
-1. predictions p1, p2, p3 with event times inside window W, a label of p1 inside W,
-   and one malformed message, all published before W ends;
+1. predictions p1, p2, p3 with event times inside window W (each with a ``price``
+   feature, which the job sketches), a label of p1 inside W, and one malformed message,
+   all published before W ends;
 2. once the wall clock (hence the watermark) is past W's end and the ON_TIME pane has
    fired, a label of p2 *without* label_time (its publish time is used);
-3. the metrics table must show W's ON_TIME row (1 labeled) and a LATE row (2 labeled),
-   and the dead_letter table the malformed message with its message id and attributes.
+3. the metrics table must show W's ON_TIME row (1 labeled, the sketch of the three
+   prices) and a LATE row (2 labeled), and the dead_letter table the malformed message
+   with its message id and attributes.
 
 Background traffic keeps both subscriptions busy, as in production: the emulator holds
 a pull on an idle subscription for about 30 s, and the DirectRunner moves watermarks
@@ -41,9 +43,11 @@ import pytest
 from msewatch.runners import presets
 from msewatch.transforms.io import messages as message_batches
 from msewatch.transforms.io import pubsub
+from msewatch.transforms.metrics.sketch import ValueSketch
 from tests import pubsub_emulator as emu
 
 WINDOW_S = 10
+PRICES = (9.5, 3.25, 12.0)  # p1..p3's price feature
 LABEL_TTL_S = 120
 DEADLINE_S = 240
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -86,6 +90,7 @@ def _start_pipeline(emulator, preds_sub, labels_sub, output, log_path):
             f"--window-seconds={WINDOW_S}",
             f"--label-ttl-seconds={LABEL_TTL_S}",
             "--slice=region",
+            "--feature=price",
         ],
         cwd=REPO,
         env=emu.emulator_env(emulator.host),
@@ -154,6 +159,7 @@ def test_late_label_makes_a_late_pane_and_bad_message_is_dead_lettered(emulator,
                 "y_pred": y,
                 "model_version": "v1",
                 "segments": {"region": region},
+                "features": {"price": PRICES[i], "other": "ignored"},
             }
             emulator.publish("predictions", json.dumps(record).encode())
         emulator.publish(
@@ -197,6 +203,9 @@ def test_late_label_makes_a_late_pane_and_bad_message_is_dead_lettered(emulator,
     # ON_TIME: 3 predictions, p1 labeled (error 10 - 12 = -2, squared 4).
     assert (on_time["predictions"], on_time["labeled"], on_time["expired"]) == (3, 1, 0)
     assert on_time["mse"] == pytest.approx(4.0)
+    (entry,) = on_time["feature_sketches"]
+    assert entry["feature"] == "price"
+    assert ValueSketch.from_bytes(entry["sketch"]) == ValueSketch.from_values(np.array(PRICES))
     # The watermark followed the wall clock: the ON_TIME pane was emitted after W's end
     # and before the late label was published.
     emitted = on_time["emitted_at"].timestamp()

@@ -109,3 +109,52 @@ def test_valid_ranges_are_sorted_and_deduplicated(ranges, expected):
 def test_bad_valid_ranges_are_refused(bad):
     with pytest.raises(ValueError, match="low < high"):
         check_valid_ranges(bad)
+
+
+def _with_features(ex, seed):
+    """``ex`` plus two feature columns: values on ARRIVED examples (NaN, inf and a
+    duplicate-free spread included), NaN on the others, as the join emits them."""
+    rng = np.random.default_rng(seed)
+    n = ex["kind"].size
+    price, age = rng.normal(20.0, 5.0, n), rng.gamma(3.0, 10.0, n)
+    price[::11], age[::7] = np.nan, np.inf
+    arrived = ex["kind"] == ARRIVED
+    return {"price": np.where(arrived, price, np.nan), "age": np.where(arrived, age, np.nan)}
+
+
+def test_feature_sketches_equal_numpy_built_sketches_of_each_groups_values():
+    ex, groups = random_examples(4)
+    features = _with_features(ex, 5)
+    accs = aggregate(ex, groups, features=features)
+    rows = [finalize(a, features=("price", "age")) for a in accs]
+    for g in range(groups):
+        entries = rows[g]["feature_sketches"]
+        assert [e["feature"] for e in entries] == ["price", "age"]  # configured order
+        for entry in entries:
+            values = features[entry["feature"]]
+            mine = values[(ex["codes"] == g) & (ex["kind"] == ARRIVED) & np.isfinite(values)]
+            if g == groups - 1:  # the empty group: a null sketch, the entry still there
+                assert mine.size == 0 and entry["sketch"] is None
+                continue
+            assert mine.size > 0
+            assert ValueSketch.from_bytes(entry["sketch"]) == ValueSketch.from_values(mine)
+
+
+def test_merged_feature_sketches_are_those_of_the_whole():
+    ex, groups = random_examples(6)
+    features = _with_features(ex, 7)
+    names = ("price", "age")
+    whole = [finalize(a, features=names) for a in aggregate(ex, groups, features=features)]
+    cuts = np.array_split(np.random.default_rng(8).permutation(ex["kind"].size), 4)
+    parts = [
+        aggregate(take(ex, i), groups, features={k: v[i] for k, v in features.items()})
+        for i in cuts
+    ]
+    for g in range(groups):
+        merged = finalize(merge_accumulators(p[g] for p in parts), features=names)
+        assert merged["feature_sketches"] == whole[g]["feature_sketches"]
+
+
+def test_without_configured_features_the_column_is_an_empty_list():
+    ex, groups = random_examples(9)
+    assert all(finalize(a)["feature_sketches"] == [] for a in aggregate(ex, groups))

@@ -90,11 +90,58 @@ def test_mistakes_are_one_line_naming_the_key(tmp_path, extra, keys, message):
 def test_feature_drift_needs_a_feature_and_non_drift_slis_refuse_the_keys(tmp_path):
     with pytest.raises(SloFileError, match="feature: is required for sli: feature_drift"):
         drift_slo(tmp_path, "reference: {trailing: 1d}", sli="feature_drift")
-    # every key right, but no reader fills feature_sketches yet: refused, not a stub
-    with pytest.raises(SloFileError, match="sli: feature_drift needs prediction records with"):
-        drift_slo(tmp_path, "reference: {trailing: 1d}", sli="feature_drift", feature="age")
+    with pytest.raises(SloFileError, match="reference.file: feature_drift takes"):
+        (tmp_path / "ref.jsonl").write_text('{"y_pred": 1}\n')
+        drift_slo(tmp_path, "reference: {file: ref.jsonl}", sli="feature_drift", feature="age")
+    slo = drift_slo(tmp_path, "reference: {trailing: 1d}", sli="feature_drift", feature="age")
+    assert (slo.feature, slo.reference.trailing_s) == ("age", 86400)
     with pytest.raises(SloFileError, match="reference: applies only to sli: prediction_drift"):
         drift_slo(tmp_path, "reference: {trailing: 1d}", sli="rmse")
+
+
+def test_the_feature_drift_slos_name_the_features_the_metrics_sketch(tmp_path):
+    text = "version: 1\nslos:\n" + "".join(
+        f"  - {{name: {n}, sli: feature_drift, feature: {f}, threshold: 0.25, objective: 0.9,"
+        " reference: {trailing: 1d}}\n"
+        for n, f in (("a", "price"), ("b", "age"), ("c", "price"))
+    )
+    assert parse_slo_file(text).metrics_needs()["features"] == ("price", "age")
+
+
+def test_feature_drift_psi_of_a_window_is_the_hand_computed_one(tmp_path):
+    """Hand-built integer samples (each integer its own sketch bucket, so binning is exact).
+
+    Reference (windows 0 and 1, {from, to}): 1..10, ten of each (100 values). Its lower
+    deciles, rank floor(q * 99): q = 0.1 -> rank 9 -> 1, q = 0.2 -> 2, ..., q = 0.9 -> 9,
+    so the bins are (-inf, 1], (1, 2], ..., (8, 9], (9, inf), 0.1 of the reference each.
+    Window 2 holds 2..11, ten of each: shares [0, 0.1 x 8, 0.2], so
+    PSI = (1e-4 - 0.1) ln(1e-4 / 0.1) + (0.2 - 0.1) ln(0.2 / 0.1) = 0.6901 + 0.0693 = 0.7594.
+    Window 3 repeats the reference: PSI 0. Another feature's sketch in the rows is ignored.
+    """
+    from msewatch.schemas.slo import utc_datetime
+    from msewatch.transforms.slo.transform import window_row
+
+    base = np.repeat(np.arange(1.0, 11.0), 10)
+    samples = [base[:50], base[50:], base + 1, base]
+    extra = 'reference: {from: "2026-01-01T00:00:00Z", to: "2026-01-01T02:00:00Z"}'
+    slo = drift_slo(tmp_path, extra, sli="feature_drift", feature="age", min_scored=10)
+    rows = []
+    for i, x in enumerate(samples):
+        start, end = (utc_datetime(T0_MS + (i + k) * HOUR_MS) for k in (0, 1))
+        other = ValueSketch.from_values(np.full(100, 1000.0 * (i + 1))).to_bytes()
+        sketches = [
+            {"feature": "income", "sketch": other},
+            {"feature": "age", "sketch": ValueSketch.from_values(x).to_bytes()},
+        ]
+        row = {"window_start": start, "window_end": end, "feature_sketches": sketches}
+        rows.append(window_row(slo, row))
+    names = ("window_start_ms", "window_end_ms", *SLI_RULES["feature_drift"].columns)
+    v = SLI_RULES["feature_drift"].verdicts(slo, as_columns(rows, names), math.inf)
+    want = (1e-4 - 0.1) * math.log(1e-4 / 0.1) + (0.2 - 0.1) * math.log(2.0)
+    assert v.settled.tolist() == [False, False, True, True]
+    assert v.value[2] == pytest.approx(want, rel=1e-9)
+    assert v.value[3] == pytest.approx(0.0, abs=1e-12)
+    assert v.bad.tolist() == [0, 0, 1, 0]
 
 
 def windows(samples, start_ms=T0_MS):

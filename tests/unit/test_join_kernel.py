@@ -239,3 +239,30 @@ def test_shard_state_coder_round_trip():
     assert back.preds.equals(state.preds) and back.labels.equals(state.labels)
     ids = pa.array(["a", "b", "zzz"])
     assert back.tombs.split(ids)[0].equals(state.tombs.split(ids)[0])
+
+
+FEATURED = dataclasses.replace(CFG, features=("price",))
+
+
+def test_features_reach_the_arrived_examples_only_and_stay_out_of_the_state():
+    preds = predictions(
+        [
+            {"id": "a", "t": 0, "y": 1.0, "features": {"price": 9.5}},
+            {"id": "b", "t": 0, "y": 2.0, "features": {"price": 3.0}},
+            {"id": "a", "t": 1, "y": 5.0, "features": {"price": 100.0}},  # duplicate of a
+        ],
+        features=("price",),
+    )
+    state, ex, _ = jk.step(jk.ShardState.empty(FEATURED), preds, labels([]), FEATURED)
+    assert "feat.price" not in state.preds.schema.names  # the state holds no features
+    assert ex.column("feat.price").to_pylist() == [9.5, 3.0]  # the first a wins
+    state, ex, _ = jk.step(state, predictions([], features=("price",)),
+                           labels([{"id": "a", "t": 5, "y": 1.0}]), FEATURED)  # fmt: skip
+    assert kinds(ex) == {ExampleKind.LABELED: 1} and np.isnan(ex["feat.price"][0].as_py())
+    _, ex, _ = jk.expire(state, 10 * H, FEATURED)
+    assert kinds(ex) == {ExampleKind.EXPIRED: 1} and np.isnan(ex["feat.price"][0].as_py())
+    bounded, _ = resolve_bounded(preds, labels([{"id": "a", "t": 5, "y": 1.0}]), FEATURED)
+    arrived = bounded.filter(pa.compute.equal(bounded.column("kind"), ExampleKind.ARRIVED))
+    assert arrived.column("feat.price").to_pylist() == [9.5, 3.0]
+    others = bounded.filter(pa.compute.not_equal(bounded.column("kind"), ExampleKind.ARRIVED))
+    assert np.isnan(others.column("feat.price").to_numpy()).all() and others.num_rows == 2

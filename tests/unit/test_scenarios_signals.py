@@ -25,7 +25,7 @@ from msewatch.transforms.slo import spec
 HOUR = pd.Timedelta(hours=1)
 T = pd.Timestamp("2026-11-02T06:00:00Z")  # START + FAULT_START_HOURS
 END = pd.Timestamp("2026-11-04T00:00:00Z")  # START + 3 days
-NEW_SLIS = {"prediction_drift", "label_drift", "traffic", "label_anomaly"}
+NEW_SLIS = {"prediction_drift", "label_drift", "feature_drift", "traffic", "label_anomaly"}
 
 
 def _read(folder) -> pd.DataFrame:
@@ -35,6 +35,8 @@ def _read(folder) -> pd.DataFrame:
     df["event_time"] = pd.to_datetime(df["event_time"], utc=True)
     df["label_time"] = pd.to_datetime(df["label_time"], utc=True)
     df["region"] = df["segments"].map(lambda s: s["region"])
+    for name in signals.FEATURES:
+        df[name] = df["features"].map(lambda f, name=name: f[name])
     return df
 
 
@@ -103,6 +105,21 @@ def test_prediction_drift_shifts_apac_predictions_only_and_their_labels_come_lat
     assert first >= T + 4.5 * HOUR
 
 
+def test_prediction_drift_shifts_apac_price_feature_only(written):
+    # price: region level + N(0, 3), so an hour's mean has a standard error of ~0.4
+    _, df = written["prediction-drift"]
+    hit, apac = _span(df, "apac", T, 12), df["region"] == "apac"
+    shift = df.loc[hit, "price"].mean() - df.loc[apac & ~hit, "price"].mean()
+    assert shift == pytest.approx(signals.PRICE_SHIFT, abs=0.5)
+    assert df.loc[apac & ~hit, "price"].mean() == pytest.approx(20.0, abs=0.3)
+    tenure = df.loc[hit, "tenure_days"].mean() - df.loc[~hit, "tenure_days"].mean()
+    assert abs(tenure) < 10  # N(400, 60): ~ 2.5 standard errors of the 700 drifted rows
+    for name, other in (("label-drift", "eu"), ("label-bug", "apac")):
+        quiet = written[name][1]
+        region = quiet[quiet["region"] == other]
+        assert region["price"].std() == pytest.approx(signals.PRICE_SD, rel=0.1), name
+
+
 def test_silent_slice_stops_na_for_6_hours_and_nothing_else(written):
     _, df = written["silent-slice"]
     per_hour = df.groupby(["region", df["event_time"].dt.floor("1h")]).size()
@@ -129,7 +146,7 @@ def test_label_bug_makes_apac_labels_a_constant_outside_the_valid_range(written)
 def test_the_faults_start_at_t_the_records_before_are_the_same(written):
     # same seed, same baseline draws: before T, every signal scenario has the same records
     before = [df[df["event_time"] < T] for _, df in written.values()]
-    cols = ["event_time", "y_pred", "y_true", "label_time", "region"]
+    cols = ["event_time", "y_pred", "y_true", "label_time", "region", *signals.FEATURES]
     for other in before[1:]:
         pd.testing.assert_frame_equal(
             before[0][cols].reset_index(drop=True), other[cols].reset_index(drop=True)
@@ -191,15 +208,17 @@ def test_the_slo_file_names_the_new_slis_with_the_contract_keys(written, name):
     folder, _ = written[name]
     slos = {s["sli"]: s for s in yaml.safe_load((folder / "slo.yaml").read_text())["slos"]}
     assert set(slos) == {"rmse", "error_rate", "label_freshness", "nan_rate"} | NEW_SLIS
-    for sli in ("prediction_drift", "label_drift"):
+    for sli in ("prediction_drift", "label_drift", "feature_drift"):
         assert slos[sli]["reference"] == {"trailing": "1d"} and slos[sli]["statistic"] == "psi"
+    every = yaml.safe_load((folder / "slo.yaml").read_text())["slos"]
+    assert [s["feature"] for s in every if s["sli"] == "feature_drift"] == list(signals.FEATURES)
     assert slos["traffic"]["trailing"] == "1d" and 0 < slos["traffic"]["threshold"] <= 1
     assert slos["label_anomaly"]["valid_range"] == list(signals.VALID_RANGE)
     for s in slos.values():
         assert "min_scored" not in s or s["sli"] in spec.LABEL_GATED
     expected = json.loads((folder / "expected_alerts.json").read_text())
     segment = expected["fault"]["segment"]
-    assert [e["slice"] for e in expected["must_fire"]] == [f"region={segment}"]
+    assert {e["slice"] for e in expected["must_fire"]} == {f"region={segment}"}
     assert {e["sli"] for e in expected["must_fire"]} <= NEW_SLIS
     assert expected["must_not_fire"] == [{"sli": "*", "severity": "*", "slice": "*"}]
 
@@ -223,13 +242,14 @@ def _psi(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
 
 
 @pytest.mark.parametrize(
-    ("name", "column"), [("label-drift", "y_true"), ("prediction-drift", "y_pred")]
+    ("name", "column"),
+    [("label-drift", "y_true"), ("prediction-drift", "y_pred"), ("prediction-drift", "price")],
 )
 def test_the_drift_threshold_separates_healthy_hours_from_drifted_ones(written, name, column):
     # each hour of the drifted region against the trailing day before it, as the SLO
     # file's reference {trailing: 1d} reads; the healthy hours are the 6 before T
     folder, df = written[name]
-    sli = {"y_true": "label_drift", "y_pred": "prediction_drift"}[column]
+    sli = {"y_true": "label_drift", "y_pred": "prediction_drift"}.get(column, "feature_drift")
     slos = yaml.safe_load((folder / "slo.yaml").read_text())["slos"]
     threshold = next(s["threshold"] for s in slos if s["sli"] == sli)
     r = df[df["region"] == signals.SEGMENT[name]]

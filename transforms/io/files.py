@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, TaggedOutput
 
+from msewatch.schemas.features import check_features
 from msewatch.schemas.records import (
     DEAD_LETTER,
     DEAD_LETTER_TAG,
@@ -141,7 +142,10 @@ def split_file(file: tuple[str, int, str, int], chunk_bytes: int) -> list[Chunk]
 
 
 def read_chunk(
-    chunk: Chunk, record_type: str, segment_keys: tuple[str, ...] = ()
+    chunk: Chunk,
+    record_type: str,
+    segment_keys: tuple[str, ...] = (),
+    features: tuple[str, ...] = (),
 ) -> tuple[pa.Table, pa.Table]:
     """Reads and parses one chunk: returns (records, dead letters)."""
     chunk = Chunk(*chunk)
@@ -152,7 +156,14 @@ def read_chunk(
             base, block, header = _read_lines(f, chunk)
     if RecordType.of(record_type) is PREDICTION:
         return parse_predictions(
-            block, chunk.fmt, chunk.path, chunk.file_index, base, segment_keys, csv_header=header
+            block,
+            chunk.fmt,
+            chunk.path,
+            chunk.file_index,
+            base,
+            segment_keys,
+            csv_header=header,
+            features=features,
         )
     return parse_labels(block, chunk.fmt, chunk.path, chunk.file_index, base, csv_header=header)
 
@@ -204,6 +215,11 @@ def _check_config(record_type: str, segment_keys, chunk_bytes: int) -> tuple[str
     return keys if kind.has_segments else ()
 
 
+def _kept_features(record_type: str, features, segment_keys) -> tuple[str, ...]:
+    names = check_features(features, segment_keys)
+    return names if RecordType.of(record_type).has_segments else ()
+
+
 def chunk_shares(pattern: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> dict:
     """``{(path, start): bytes}``: the input bytes each chunk of ``pattern`` stands for
     (text: its byte range; Parquet: the file's size shared by rows among its row
@@ -227,15 +243,22 @@ class _ParseChunkFn(beam.DoFn):
     """Reads one chunk; counts records read and invalid, once per batch; reports its
     bytes and records to the launcher's progress bar (:mod:`.read_progress`)."""
 
-    def __init__(self, record_type: str, segment_keys: tuple[str, ...], progress_token: str | None):
+    def __init__(
+        self,
+        record_type: str,
+        segment_keys: tuple[str, ...],
+        progress_token: str | None,
+        features: tuple[str, ...] = (),
+    ):
         self._record_type = record_type
         self._segment_keys = segment_keys
+        self._features = features
         self._progress_token = progress_token
         self._read = Metrics.counter("msewatch", f"{record_type}_records_read")
         self._invalid = Metrics.counter("msewatch", f"{record_type}_invalid")
 
     def process(self, chunk: Chunk) -> Iterator[pa.Table | TaggedOutput]:
-        records, dead = read_chunk(chunk, self._record_type, self._segment_keys)
+        records, dead = read_chunk(chunk, self._record_type, self._segment_keys, self._features)
         self._read.inc(records.num_rows + dead.num_rows)
         self._invalid.inc(dead.num_rows)
         read_progress.report(
@@ -264,6 +287,7 @@ class ReadRecords(beam.PTransform):
         segment_keys: segment attributes to keep (ignored for labels).
         chunk_bytes: approximate bytes per parallel chunk of a text file.
         progress_token: the run's token for :mod:`.read_progress` (None: no reports).
+        features: feature names to keep as ``feat.<name>`` columns (ignored for labels).
 
     Raises:
         ValueError: a bad argument, no matching file, or an unknown extension.
@@ -279,9 +303,11 @@ class ReadRecords(beam.PTransform):
         segment_keys: tuple[str, ...] = (),
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         progress_token: str | None = None,
+        features: tuple[str, ...] = (),
     ):
         super().__init__()
         self._segment_keys = _check_config(record_type, segment_keys, chunk_bytes)
+        self._features = _kept_features(record_type, features, self._segment_keys)
         self._progress_token = progress_token
         self._pattern = pattern
         self._record_type = record_type
@@ -296,12 +322,14 @@ class ReadRecords(beam.PTransform):
             | "Reshuffle" >> beam.Reshuffle()
             | "ParseChunks"
             >> beam.ParDo(
-                _ParseChunkFn(self._record_type, self._segment_keys, self._progress_token)
+                _ParseChunkFn(
+                    self._record_type, self._segment_keys, self._progress_token, self._features
+                )
             ).with_outputs(self.DEAD_LETTER_TAG, main=self.RECORDS_TAG)
         )
 
 
-def _read_chunk_job(job: tuple[Chunk, str, tuple[str, ...]]) -> tuple[pa.Table, pa.Table]:
+def _read_chunk_job(job: tuple) -> tuple[pa.Table, pa.Table]:
     return read_chunk(*job)
 
 
@@ -311,6 +339,7 @@ def read_all(
     segment_keys: tuple[str, ...] = (),
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     executor: concurrent.futures.Executor | None = None,
+    features: tuple[str, ...] = (),
 ) -> tuple[pa.Table, pa.Table]:
     """Reads every matching file with the chunk code of ``ReadRecords``, outside Beam.
 
@@ -321,19 +350,21 @@ def read_all(
         chunk_bytes: byte range parsed at a time.
         executor: parses text chunks in parallel when given (e.g. a process pool);
             Parquet row groups, cheap to decode, are read in this thread.
+        features: feature names to keep.
 
     Returns:
         (records, dead letters): whole tables, in file and line order.
     """
     keys = _check_config(record_type, segment_keys, chunk_bytes)
+    names = _kept_features(record_type, features, keys)
     jobs = [
-        (chunk, record_type, keys)
+        (chunk, record_type, keys, names)
         for file in match_files(pattern)
         for chunk in split_file(file, chunk_bytes)
     ]
     parallel = executor is not None and any(job[0].fmt != "parquet" for job in jobs)
     results = (executor.map if parallel else map)(_read_chunk_job, jobs)
-    schema = RecordType.of(record_type).batch_schema(keys)
+    schema = RecordType.of(record_type).batch_schema(keys, names)
     records, dead = [schema.empty_table()], [DEAD_LETTER.empty_table()]
     for r, d in results:
         records.append(r)
@@ -349,6 +380,7 @@ class FileSource(beam.PTransform):
         labels: glob of label files.
         segment_keys: segment attributes to keep for slicing.
         progress_token: the run's token for :mod:`.read_progress` (None: no reports).
+        features: feature names of predictions to keep (their value sketches).
     """
 
     def __init__(
@@ -357,16 +389,22 @@ class FileSource(beam.PTransform):
         labels: str,
         segment_keys: tuple[str, ...],
         progress_token: str | None = None,
+        features: tuple[str, ...] = (),
     ):
         super().__init__()
         self._predictions = predictions
         self._labels = labels
         self._segment_keys = segment_keys
         self._token = progress_token
+        self._features = tuple(features)
 
     def expand(self, pbegin):
         preds = pbegin | "ReadPredictions" >> ReadRecords(
-            self._predictions, PREDICTION.name, self._segment_keys, progress_token=self._token
+            self._predictions,
+            PREDICTION.name,
+            self._segment_keys,
+            progress_token=self._token,
+            features=self._features,
         )
         labels = pbegin | "ReadLabels" >> ReadRecords(
             self._labels, LABEL.name, progress_token=self._token

@@ -54,6 +54,7 @@ import apache_beam as beam
 from apache_beam.io.kafka import ReadFromKafka
 from apache_beam.pvalue import PBegin
 
+from msewatch.schemas.features import check_features
 from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.messages import (
     Message,
@@ -158,7 +159,11 @@ class _ReadTopic(beam.PTransform):
             expansion_service=opt["expansion_service"],
         )
         parse = ParseMessageBatch(
-            self._record_type, self._topic.url, self._segment_keys, counter_prefix="kafka"
+            self._record_type,
+            self._topic.url,
+            self._segment_keys,
+            counter_prefix="kafka",
+            features=opt["features"],
         )
         messages = (
             pbegin
@@ -186,6 +191,7 @@ class KafkaSource(beam.PTransform):
         max_batch: most messages per parsed batch (1 to 2**20).
         max_buffering_seconds: longest processing-time wait for a batch to fill (> 0).
         shards: batching keys per side.
+        features: feature names of predictions to keep (their value sketches).
 
     Raises:
         ValueError: an empty group id or a number out of range.
@@ -201,6 +207,7 @@ class KafkaSource(beam.PTransform):
         max_batch: int = 2000,
         max_buffering_seconds: float = 1.0,
         shards: int = 16,
+        features: tuple[str, ...] = (),
     ):
         super().__init__()
         check_batching(max_batch, max_buffering_seconds)
@@ -217,6 +224,7 @@ class KafkaSource(beam.PTransform):
             "max_batch": max_batch,
             "max_buffering_seconds": max_buffering_seconds,
             "shards": shards,
+            "features": check_features(features, segment_keys),
         }
 
     def expand(self, pbegin: PBegin):

@@ -77,6 +77,7 @@ class ParseMessageBatch(beam.DoFn):
         source: the subscription or topic, copied to dead letters.
         segment_keys: segment attributes of predictions to keep.
         counter_prefix: names the counters (``<prefix>_<record_type>_messages``).
+        features: feature names of predictions to keep.
     """
 
     def __init__(
@@ -85,10 +86,12 @@ class ParseMessageBatch(beam.DoFn):
         source: str,
         segment_keys: tuple[str, ...],
         counter_prefix: str = "pubsub",
+        features: tuple[str, ...] = (),
     ):
         self._record_type = record_type
         self._source = source
         self._segment_keys = segment_keys
+        self._features = features
         name = f"{counter_prefix}_{record_type}"
         self._messages = Metrics.counter("msewatch", f"{name}_messages")
         self._invalid = Metrics.counter("msewatch", f"{name}_invalid")
@@ -109,6 +112,7 @@ class ParseMessageBatch(beam.DoFn):
             message_ids=[m.message_id or None for m in messages],
             attributes=[dict(m.attributes) for m in messages],
             publish_time_ms=publish_ms,
+            features=self._features,
         )
         self._messages.inc(len(messages))
         self._batch_size.update(len(messages))

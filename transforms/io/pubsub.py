@@ -68,6 +68,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.pvalue import PBegin
 from apache_beam.utils.timestamp import Timestamp
 
+from msewatch.schemas.features import check_features
 from msewatch.schemas.records import DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.messages import (
     Message,
@@ -200,7 +201,9 @@ class _ReadSubscription(beam.PTransform):
             read = ReadViaJava(**read_args, expansion_service=opt["expansion_service"])
         else:
             read = beam.io.ReadFromPubSub(**read_args)
-        parse = ParseMessageBatch(self._record_type, self._subscription, self._segment_keys)
+        parse = ParseMessageBatch(
+            self._record_type, self._subscription, self._segment_keys, features=opt["features"]
+        )
         messages = (
             pbegin
             | "Read" >> read
@@ -230,6 +233,7 @@ class PubSubSource(beam.PTransform):
             of the publish time.
         expansion_service: ``HOST:PORT`` of a Java expansion service to read through
             Java's PubsubIO (needed on Flink and other portable runners).
+        features: feature names of predictions to keep (their value sketches).
 
     Raises:
         ValueError: a subscription is not ``projects/P/subscriptions/S`` with a valid
@@ -248,6 +252,7 @@ class PubSubSource(beam.PTransform):
         id_label: str | None = None,
         timestamp_attribute: str | None = None,
         expansion_service: str | None = None,
+        features: tuple[str, ...] = (),
     ):
         super().__init__()
         for name, sub in (
@@ -271,6 +276,7 @@ class PubSubSource(beam.PTransform):
             "id_label": id_label,
             "timestamp_attribute": timestamp_attribute,
             "expansion_service": expansion_service,
+            "features": check_features(features, segment_keys),
         }
 
     def expand(self, pbegin: PBegin):

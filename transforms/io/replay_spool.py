@@ -56,7 +56,11 @@ def write_spool(
 
 
 def prepare_spool(
-    predictions: str, labels: str, spool_dir: str, segment_keys: tuple[str, ...]
+    predictions: str,
+    labels: str,
+    spool_dir: str,
+    segment_keys: tuple[str, ...],
+    features: tuple[str, ...] = (),
 ) -> dict[str, np.ndarray]:
     """Parses the input files (same parser as the bounded run) and writes the spool.
 
@@ -67,6 +71,7 @@ def prepare_spool(
         labels: glob of label files.
         spool_dir: directory to write (created).
         segment_keys: segment attributes to keep.
+        features: feature names of predictions to keep.
 
     Returns:
         The sorted arrival times (ms) of predictions and labels, by kind.
@@ -76,7 +81,9 @@ def prepare_spool(
     chunk = 16 << 20
     fork = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 1, mp_context=fork) as pool:
-        preds, pred_dead = read_all(predictions, PREDICTION.name, segment_keys, chunk, pool)
+        preds, pred_dead = read_all(
+            predictions, PREDICTION.name, segment_keys, chunk, pool, features=features
+        )
         labs, label_dead = read_all(labels, LABEL.name, (), chunk, pool)
     return write_spool(preds, labs, pa.concat_tables([pred_dead, label_dead]), spool_dir)
 

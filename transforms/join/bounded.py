@@ -70,9 +70,11 @@ def resolve_bounded(preds: pa.Table, labels: pa.Table, config: JoinConfig):
     label_joined = np.bincount(label_row[joined], minlength=first_labels.num_rows) > 0
     label_met = matching.is_in(first_labels.column("prediction_id"), first_preds)
 
+    arrived = example_rows(config, ExampleKind.ARRIVED, first_preds)
+    first_preds = config.without_features(first_preds)  # only ARRIVED examples carry them
     examples = concat_tables(
         [
-            example_rows(config, ExampleKind.ARRIVED, first_preds),
+            arrived,
             example_rows(
                 config,
                 ExampleKind.LABELED,

@@ -65,6 +65,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from msewatch.schemas.features import check_features, feature_column
 from msewatch.schemas.records import (
     EXAMPLES,
     LABEL,
@@ -106,6 +107,10 @@ class JoinConfig:
         orphan_ttl_ms: how long (event time) a label waits for its prediction; at
             most 3650 days.
         segment_keys: segment attributes carried from predictions to examples.
+        features: feature values carried from predictions to their ARRIVED examples
+            (``feat.<name>`` columns; :func:`~msewatch.schemas.features.check_features`).
+            The state holds none: a pending prediction's LABELED and EXPIRED examples
+            carry NaN, so features cost nothing after a prediction's arrival.
         shards: number of join shards (keys of the stateful DoFn).
         timer_grid_ms: expiry timers fire on this grid (``msewatch run`` uses
             :func:`window_timer_grid_ms`): a prediction made in ``[k*g, (k+1)*g)`` expires
@@ -119,8 +124,10 @@ class JoinConfig:
     segment_keys: tuple[str, ...] = ()
     shards: int = 16
     timer_grid_ms: int = 1
+    features: tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "features", check_features(self.features, self.segment_keys))
         # The caps keep every deadline inside Python's datetime (schemas/time_range.py).
         if not 0 < self.label_ttl_ms <= MAX_DURATION_MS:
             raise ValueError(
@@ -145,11 +152,23 @@ class JoinConfig:
 
     @property
     def prediction_schema(self) -> pa.Schema:
+        """The predictions the join takes: with segment and feature columns."""
+        return with_segments(PREDICTIONS, self.segment_keys, self.features)
+
+    @property
+    def pending_schema(self) -> pa.Schema:
+        """The pending predictions a shard holds: with segment columns, no features."""
         return with_segments(PREDICTIONS, self.segment_keys)
 
     @property
     def example_schema(self) -> pa.Schema:
-        return with_segments(EXAMPLES, self.segment_keys)
+        return with_segments(EXAMPLES, self.segment_keys, self.features)
+
+    def without_features(self, preds: pa.Table) -> pa.Table:
+        """``preds`` (prediction schema) as the state holds them (pending schema)."""
+        if not self.features:
+            return preds
+        return preds.drop_columns([feature_column(f) for f in self.features])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +191,7 @@ class ShardState:
     @classmethod
     def empty(cls, config: JoinConfig) -> ShardState:
         return cls(
-            config.prediction_schema.empty_table(), WAITING_LABELS.empty_table(), TombSet.empty()
+            config.pending_schema.empty_table(), WAITING_LABELS.empty_table(), TombSet.empty()
         )
 
     @property
@@ -203,7 +222,8 @@ def example_rows(
     Args:
         config: the join settings (the segment columns).
         kind: an :class:`~msewatch.schemas.records.ExampleKind`.
-        preds: the predictions (prediction schema).
+        preds: the predictions (prediction or pending schema: features absent from
+            ``preds`` are NaN).
         y_true: the labels' values, one per prediction; NaN when None.
         lag_s: the label lags in seconds, one per prediction; NaN when None.
 
@@ -217,9 +237,10 @@ def example_rows(
         "y_true": nan if y_true is None else y_true,
         "label_lag_s": nan if lag_s is None else lag_s,
     }
+    names = set(preds.schema.names)
     for f in config.example_schema:
         if f.name not in cols:
-            cols[f.name] = preds.column(f.name)
+            cols[f.name] = preds.column(f.name) if f.name in names else nan
     return pa.table(cols, schema=config.example_schema)
 
 
@@ -313,7 +334,7 @@ def _step_records(state: ShardState, preds: pa.Table, labels: pa.Table, config: 
     known = matching.known_predictions(preds, state.preds, tombs)
     first = matching.first_mask(preds.column("prediction_id"), preds.column("model_version"))
     new_preds = preds.filter(first & ~known)
-    pending = concat_tables([state.preds, new_preds], state.preds.schema)
+    pending = concat_tables([state.preds, config.without_features(new_preds)], state.preds.schema)
 
     ids = labels.column("prediction_id")
     seen, met = matching.label_tombstones(labels, tombs)

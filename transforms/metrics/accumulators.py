@@ -298,7 +298,7 @@ def _bounded_columns(acc: ErrorAccumulator, thresholds, within_s) -> dict:
 
 
 def finalize(
-    acc: ErrorAccumulator, error_thresholds=(), freshness_within_s=(), valid_ranges=()
+    acc: ErrorAccumulator, error_thresholds=(), freshness_within_s=(), valid_ranges=(), features=()
 ) -> dict:
     """The metric columns of a row (every name in :data:`FINALIZED_FIELDS`).
 
@@ -307,6 +307,8 @@ def finalize(
         error_thresholds: the thresholds ``acc`` was aggregated with, in order.
         freshness_within_s: the freshness bounds (seconds) it was aggregated with.
         valid_ranges: the valid ranges of ``y_true`` it was aggregated with.
+        features: the feature names it was aggregated with (one ``feature_sketches``
+            entry each, in order).
 
     Returns:
         Column name -> Python int or float (NaN where the metric is undefined);
@@ -349,7 +351,7 @@ def finalize(
     row.update({name: float(getattr(acc, name)) for name in _SUMS if name in FINALIZED_FIELDS})
     row.update(_bounded_columns(acc, error_thresholds, freshness_within_s))
     row["paired"] = paired_column(acc.paired)
-    row.update(distribution_columns(acc.dist, valid_ranges))
+    row.update(distribution_columns(acc.dist, valid_ranges, features))
     return {name: row[name] for name in FINALIZED_FIELDS}
 
 

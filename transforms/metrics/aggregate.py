@@ -129,6 +129,7 @@ def aggregate_examples(
     error_thresholds=(),
     freshness_within_s=(),
     valid_ranges=(),
+    features: dict[str, np.ndarray] | None = None,
 ) -> list[ErrorAccumulator]:
     """Aggregates a batch of examples into one accumulator per group, vectorized.
 
@@ -149,6 +150,8 @@ def aggregate_examples(
         valid_ranges: ``(low, high)`` ranges of ``y_true``
             (:func:`~.distributions.check_valid_ranges`): per range, the labeled pairs
             outside it; with the value sketches in each accumulator's ``dist``.
+        features: feature name -> float column, one value per example (NaN where
+            absent): one value sketch per feature in each accumulator's ``dist``.
 
     Returns:
         ``n_groups`` accumulators, index = group code.
@@ -173,7 +176,7 @@ def aggregate_examples(
     if within_s:
         bounded.update(_labeled_within(batch, within_s))
     dists = aggregate_distributions(
-        batch.codes, batch.n_groups, batch.kind, batch.y_pred, batch.y_true, ranges
+        batch.codes, batch.n_groups, batch.kind, batch.y_pred, batch.y_true, ranges, features
     )
     return _accumulators(columns, _lag_sketches(batch), dists, bounded)
 

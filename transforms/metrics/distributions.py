@@ -7,8 +7,10 @@ nothing but the table (docs/semantics.md, "Distribution columns"):
   finite ``y_pred`` of the window's distinct predictions (ARRIVED examples: counted when
   the prediction arrives, before any label), unweighted; null when there are none.
 * ``y_true_sketch``: the same of the finite ``y_true`` of labeled pairs (LABELED examples).
-* ``feature_sketches``: one sketch per configured feature; empty until predictions carry
-  features.
+* ``feature_sketches``: one sketch per configured feature (``MetricsConfig.features``, in
+  that order), of the finite values of that feature over the window's distinct
+  predictions (ARRIVED examples, like ``y_pred_sketch``); null sketch when there are
+  none; an empty list when no feature is configured.
 * ``label_range``: per configured valid range ``[low, high]`` (ascending), the labeled
   pairs whose finite ``y_true`` is outside it (``< low`` or ``> high``).
 * ``y_true_min``, ``y_true_max``: the exact extremes of the finite ``y_true`` of labeled
@@ -83,6 +85,7 @@ def aggregate_distributions(
     y_pred: np.ndarray,
     y_true: np.ndarray,
     valid_ranges: tuple[tuple[float, float], ...] = (),
+    features: dict[str, np.ndarray] | None = None,
 ) -> list[Distributions]:
     """One :class:`Distributions` per group of a batch of examples, vectorized.
 
@@ -92,6 +95,8 @@ def aggregate_distributions(
         kind: ``ExampleKind`` of each example.
         y_pred, y_true: float columns (NaN where null or not LABELED).
         valid_ranges: :func:`check_valid_ranges` output.
+        features: feature name -> its float column (NaN where absent), in the configured
+            order; each is sketched like ``y_pred`` (finite values of ARRIVED examples).
 
     Returns:
         ``n_groups`` distributions, index = group code.
@@ -109,12 +114,33 @@ def aggregate_distributions(
         for low, high in valid_ranges
     ]
     per_group = np.stack(outside, axis=1).tolist() if outside else itertools.repeat(())
+    feature_sketches = _feature_groups(codes, n_groups, kind, features or {})
     return [
-        Distributions(p, t, (), tuple(o), a, b)
-        for p, t, o, a, b in zip(
-            pred_sketches, true_sketches, per_group, lo.tolist(), hi.tolist(), strict=False
+        Distributions(p, t, f, tuple(o), a, b)
+        for p, t, f, o, a, b in zip(
+            pred_sketches,
+            true_sketches,
+            feature_sketches,
+            per_group,
+            lo.tolist(),
+            hi.tolist(),
+            strict=False,
         )
     ]
+
+
+def _feature_groups(codes, n_groups: int, kind, features: dict) -> list | itertools.repeat:
+    """Per group, ``((name, sketch), ...)`` of each feature's finite ARRIVED values."""
+    if not features:
+        return itertools.repeat(())
+    arrived = kind == ExampleKind.ARRIVED
+    per_name = []
+    for name, values in features.items():
+        values = np.asarray(values, dtype=np.float64)
+        keep = arrived & np.isfinite(values)
+        sketches = ValueSketch.from_groups(codes[keep], values[keep], n_groups)
+        per_name.append([(name, sketch) for sketch in sketches])
+    return list(zip(*per_name, strict=True))
 
 
 def _merge_counts(parts: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -153,8 +179,19 @@ def _sketch_bytes(sketch: ValueSketch) -> bytes | None:
     return sketch.to_bytes() if sketch.count else None
 
 
-def distribution_columns(dist: Distributions, valid_ranges=()) -> dict:
+def _feature_entries(sketches, features) -> list[dict]:
+    by_name = dict(sketches)
+    names = list(features) + [n for n, _ in sketches if n not in features]
+    return [
+        {"feature": n, "sketch": _sketch_bytes(by_name[n]) if n in by_name else None} for n in names
+    ]
+
+
+def distribution_columns(dist: Distributions, valid_ranges=(), features=()) -> dict:
     """The ``metrics`` columns of ``dist`` (module docstring); null sketch / NaN when empty.
+
+    ``feature_sketches`` holds one entry per name of ``features`` (the configured ones,
+    in order), null where ``dist`` has no value of it.
 
     Raises:
         ValueError: ``dist`` holds counts for a different number of valid ranges.
@@ -168,9 +205,7 @@ def distribution_columns(dist: Distributions, valid_ranges=()) -> dict:
     return {
         "y_pred_sketch": _sketch_bytes(dist.y_pred),
         "y_true_sketch": _sketch_bytes(dist.y_true),
-        "feature_sketches": [
-            {"feature": name, "sketch": _sketch_bytes(s)} for name, s in dist.features
-        ],
+        "feature_sketches": _feature_entries(dist.features, features),
         "label_range": [
             {"low": low, "high": high, "outside": int(n)}
             for (low, high), n in zip(valid_ranges, outside, strict=True)

@@ -38,6 +38,7 @@ from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
+from msewatch.schemas.features import check_features, feature_column
 from msewatch.transforms.metrics.accumulators import (
     MetricsCombineFn,
     finalize,
@@ -91,6 +92,11 @@ class MetricsConfig:
         valid_ranges: ``(low, high)`` ranges of ``y_true`` (low < high, infinite bounds
             allowed): the ``label_range`` column counts, per range, the labeled pairs
             whose finite ``y_true`` is outside it; the label_anomaly SLOs'. None by default.
+        features: feature names (at most 32, ``schemas/features.py``): the
+            ``feature_sketches`` column holds, per name, the value sketch of that
+            feature over the window's distinct predictions (the examples carry
+            ``feat.<name>`` columns); ``--feature`` and the feature_drift SLOs'.
+            None by default.
     """
 
     window: WindowConfig = WindowConfig()
@@ -101,8 +107,10 @@ class MetricsConfig:
     freshness_within_s: tuple[int, ...] = ()
     version_pairs: tuple[tuple[str, str], ...] = ()
     valid_ranges: tuple[tuple[float, float], ...] = ()
+    features: tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "features", check_features(self.features))
         if not self.huber_delta > 0:
             raise ValueError(f"huber delta must be > 0, got {self.huber_delta}")
         thresholds = check_error_thresholds(self.error_thresholds)
@@ -133,6 +141,10 @@ class _PreAggregate(beam.DoFn):
             name: table.column(name).to_numpy(zero_copy_only=False)
             for name in ("kind", "y_pred", "y_true", "weight", "label_lag_s")
         }
+        features = {
+            name: table.column(feature_column(name)).to_numpy(zero_copy_only=False)
+            for name in self._config.features
+        }
         pairs = self._config.version_pairs
         found = pair_rows(table, pairs) if pairs else []
         by_bucket: dict[int, dict] = {}
@@ -152,6 +164,7 @@ class _PreAggregate(beam.DoFn):
                 error_thresholds=self._config.error_thresholds,
                 freshness_within_s=self._config.freshness_within_s,
                 valid_ranges=self._config.valid_ranges,
+                features=features,
             )
             if found and "model_version" in spec:
                 for acc, paired in zip(accs, group_paired(found, dense, len(present)), strict=True):
@@ -233,7 +246,12 @@ class _FormatRow(beam.DoFn):
 
     def __init__(self, config: MetricsConfig):
         self._clock = config.clock
-        self._bounds = (config.error_thresholds, config.freshness_within_s, config.valid_ranges)
+        self._bounds = (
+            config.error_thresholds,
+            config.freshness_within_s,
+            config.valid_ranges,
+            config.features,
+        )
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         for slice_name, acc in sorted(element[1].items()):

@@ -12,7 +12,8 @@ Cells: prediction_id as written (a column absent from the header is a missing fi
 an empty time or model_version is absent, an empty y is NaN, an empty weight is 1.0.
 Numbers are decimal text, or ``nan``, ``inf``, ``infinity`` in any case, signed; other
 text is ``bad_number`` (see :func:`number_from_text`). Segment values come from the
-columns named like the keys. Raw payloads are the parsed rows as JSON objects (the
+columns named like the keys; a feature's value from the column ``features.<name>`` (an
+empty cell is no value, NaN). Raw payloads are the parsed rows as JSON objects (the
 line itself when it does not parse).
 """
 
@@ -129,6 +130,10 @@ def decode_csv(block: bytes, base_offset: int, spec: Spec, header: tuple[str, ..
         if "weight" in cols:
             norm["w"], norm["w!"] = number_from_text(cols["weight"], None)
         norm.update({"seg." + k: cols[k] for k in spec.segment_keys if k in cols})
+        for name in spec.features:
+            if "features." + name in cols:
+                value, shown = number_from_text(cols["features." + name], None)
+                norm["feat." + name], norm["feat." + name + "!"] = value, shown
 
     def raw(idx: np.ndarray) -> list[str]:
         pos = np.clip(np.searchsorted(tb.rows, idx), 0, max(len(tb.rows) - 1, 0))

@@ -75,6 +75,8 @@ def json_decoders(spec: Spec):
         explicit += [("model_version", pa.string()), ("weight", pa.float64())]
         if spec.segment_keys:
             explicit.append(("segments", pa.struct([(k, pa.string()) for k in spec.segment_keys])))
+        if spec.features:
+            explicit.append(("features", pa.struct([(f, pa.float64()) for f in spec.features])))
     options = pjson.ParseOptions(
         explicit_schema=pa.schema(explicit), unexpected_field_behavior="ignore"
     )
@@ -100,6 +102,8 @@ def json_decoders(spec: Spec):
         if spec.is_prediction:
             for k in spec.segment_keys:
                 norm["seg." + k] = pc.struct_field(table["segments"].combine_chunks(), k)
+            for f in spec.features:
+                norm["feat." + f] = pc.struct_field(table["features"].combine_chunks(), f)
         redo = np.zeros(len(starts), bool)
         lines = None
         if b"Inf" in piece or b"-NaN" in piece:
@@ -174,10 +178,30 @@ def _json_row(line: bytes, spec: Spec) -> dict | str:
                 row["seg." + k] = render(value) if not isinstance(value, str) else value
     elif segments is not None:
         row["seg!"] = render(segments)
+    if spec.is_prediction and spec.features:
+        row.update(_json_features(obj.get("features"), spec.features))
     try:
         json.dumps(row, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return "invalid JSON: lone surrogate in a string"
+    return row
+
+
+def _json_features(features, names: tuple[str, ...]) -> dict:
+    """The normalized feature columns of one parsed ``features`` value (module docstring
+    of :mod:`.normalized`): numbers as floats, other values rendered under ``feat.<name>!``,
+    a value that is not an object under ``feat!``. Null and absent names are absent."""
+    if features is None:
+        return {}
+    if not isinstance(features, dict):
+        return {"feat!": render(features)}
+    row = {}
+    for name in names:
+        value = features.get(name)
+        if isinstance(value, _Num):
+            row["feat." + name] = float(value.text)
+        elif value is not None:
+            row["feat." + name + "!"] = render(value)
     return row
 
 

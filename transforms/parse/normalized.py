@@ -4,9 +4,12 @@ Each format decoder (:mod:`.jsonl`, :mod:`.csv`, :mod:`.parquet`) turns one bloc
 :class:`Decoded`: the records' ingest offsets, the records it could not parse, and
 *normalized columns* for the others. Normalized columns use role names, the same for
 predictions and labels: ``id``, ``time`` (text), ``time_ms`` (already decoded), ``y``,
-``mv`` (model_version), ``w`` (weight), ``seg.<key>``. A role name followed by ``!``
+``mv`` (model_version), ``w`` (weight), ``seg.<key>``, ``feat.<name>`` (a configured
+feature's value, float64). A role name followed by ``!``
 holds the offending value, rendered as text, of a record whose field has a type that
-cannot be right (a JSON string y, a numeric prediction_id...). ``time_shown`` (optional)
+cannot be right (a JSON string y, a numeric prediction_id, a feature value that is not a
+number...); ``seg!`` and ``feat!`` hold a ``segments`` / ``features`` value that is not an
+object (map). ``time_shown`` (optional)
 holds a decoded ``time_ms`` as the input wrote it, where that time lies outside the
 accepted range (for the dead letter's detail). A null ``y`` means absent: a null y
 value is already NaN. Checking the values is left to :mod:`.validate`.
@@ -32,12 +35,15 @@ class Spec(NamedTuple):
     time: str
     y: str
     segment_keys: tuple[str, ...]
+    features: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, record_type: RecordType, segment_keys=()) -> Spec:
-        """The spec of ``record_type``; segment keys are dropped where it has none."""
+    def of(cls, record_type: RecordType, segment_keys=(), features=()) -> Spec:
+        """The spec of ``record_type``; segment keys and features are dropped where it
+        has none (labels)."""
         keys = tuple(segment_keys) if record_type.has_segments else ()
-        return cls(record_type.name, record_type.time_field, record_type.value_field, keys)
+        names = tuple(features) if record_type.has_segments else ()
+        return cls(record_type.name, record_type.time_field, record_type.value_field, keys, names)
 
     @property
     def is_prediction(self) -> bool:
@@ -62,6 +68,10 @@ class Spec(NamedTuple):
         if self.is_prediction:
             cols.append(("seg!", pa.string()))
             cols += [("seg." + k, pa.string()) for k in self.segment_keys]
+            if self.features:
+                cols.append(("feat!", pa.string()))
+            for name in self.features:
+                cols += [("feat." + name, pa.float64()), ("feat." + name + "!", pa.string())]
         return pa.schema(cols)
 
 

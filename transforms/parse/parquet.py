@@ -13,6 +13,9 @@ A row group arrives as a ``pyarrow.Table``; its typed columns are read as they a
 * y and weight: any integer, floating or decimal column; any other type ``bad_number``.
 * segments: a struct or map ``segments`` column, else top-level columns named like the
   keys; string, number and boolean values become text, others are ``bad_type``.
+* features (the names the run reads): a struct or map ``features`` column (another type
+  is ``bad_type``), else top-level columns named ``features.<name>``; integer, floating
+  and decimal values are read as float64, others are ``bad_number``.
 
 Offsets are row numbers (``base_offset`` is the row number of the row group's first
 row); every row is one record, none is unparseable. Raw payloads are the rows as JSON
@@ -58,6 +61,8 @@ def decode_parquet(table: pa.Table, base_offset: int, spec: Spec) -> Decoded:
             norm["y"] = norm["y"].fill_null(math.nan)
     if spec.is_prediction:
         norm.update(_parquet_segments(cols, spec.segment_keys, n))
+        if spec.features:
+            norm.update(_parquet_features(cols, spec.features))
     rows = np.arange(n, dtype=np.int64)
     return Decoded(
         rows + base_offset,
@@ -192,4 +197,30 @@ def _parquet_segments(cols: dict, keys: tuple[str, ...], n: int) -> dict[str, pa
             out["seg." + k] = pc.coalesce(*texts) if len(texts) > 1 else texts[0]
     if errors:
         out["seg!"] = pc.coalesce(*errors) if len(errors) > 1 else errors[0]
+    return out
+
+
+def _parquet_features(cols: dict, names: tuple[str, ...]) -> dict[str, pa.Array]:
+    """Feature values from a struct or map ``features`` column, else top-level
+    ``features.<name>`` columns (module docstring); typed, so no row is looked at alone."""
+    out: dict[str, pa.Array] = {}
+    nested = cols.get("features")
+    kind = None if nested is None else nested.type
+    if kind is not None and not (
+        pa.types.is_struct(kind) or (pa.types.is_map(kind) and _is_text(kind.key_type))
+    ):
+        out["feat!"] = _shown(nested)
+        nested = None
+    for name in names:
+        value = cols.get("features." + name)
+        if nested is not None and pa.types.is_map(nested.type):
+            value = pc.map_lookup(nested, pa.scalar(name, nested.type.key_type), "first")
+        elif nested is not None and nested.type.get_field_index(name) >= 0:
+            value = pc.struct_field(nested, name)
+        if value is None:
+            continue
+        if _is_number(value.type):
+            out["feat." + name] = value.cast(pa.float64(), safe=False)
+        elif not pa.types.is_null(value.type):
+            out["feat." + name + "!"] = _shown(value)
     return out

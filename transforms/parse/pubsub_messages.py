@@ -34,6 +34,7 @@ def parse_json_messages(
     message_ids: Sequence[str | None] | None = None,
     attributes: Sequence[dict | None] | None = None,
     publish_time_ms: Sequence[int | None] | None = None,
+    features: tuple[str, ...] = (),
 ) -> tuple[pa.Table, pa.Table]:
     """Parses Pub/Sub messages, one JSON record each.
 
@@ -46,6 +47,7 @@ def parse_json_messages(
         message_ids: one id per message, or None.
         attributes: one attribute dict per message, or None.
         publish_time_ms: publish times (UTC epoch ms), the default label_time.
+        features: feature names of predictions to keep (``feat.<name>`` columns).
 
     Returns:
         (records, dead letters), as :func:`.records.parse_predictions` or
@@ -65,7 +67,7 @@ def parse_json_messages(
     for name, values in per_message:
         if values is not None and len(values) != n:
             raise ValueError(f"{name} has {len(values)} values for {n} payloads")
-    spec = Spec.of(kind, segment_keys)
+    spec = Spec.of(kind, segment_keys, features)
     decoded = _decode_messages(payloads, spec, base_sequence)
     default = None
     if kind is LABEL and publish_time_ms is not None:

@@ -11,6 +11,10 @@ Segment attributes: in JSON from the ``segments`` object (numbers and booleans b
 their JSON text); in CSV from any other column; in Parquet from a struct or map
 ``segments`` column, else from top-level columns named like the keys.
 
+Features (only the names the run reads, ``features``; others are ignored): in JSON from
+the ``features`` object; in CSV from columns named ``features.<name>``; in Parquet from
+a struct or map ``features`` column, else from top-level columns ``features.<name>``.
+
 Conservation: every record becomes exactly one valid row or one dead letter. A blank
 (whitespace-only) line of a file is not a record.
 """
@@ -41,6 +45,7 @@ def parse_predictions(
     segment_keys: tuple[str, ...] = (),
     *,
     csv_header: bytes | None = None,
+    features: tuple[str, ...] = (),
 ) -> tuple[pa.Table, pa.Table]:
     """Parses and validates one block of prediction records.
 
@@ -53,15 +58,17 @@ def parse_predictions(
             row group's first row for Parquet.
         segment_keys: segment attributes to keep, as ``seg.<key>`` columns.
         csv_header: the CSV file's header line (required for ``"csv"``).
+        features: feature names to keep, as float64 ``feat.<name>`` columns
+            (:func:`~msewatch.schemas.features.check_features`).
 
     Returns:
-        (predictions with schema ``PREDICTION.batch_schema(segment_keys)``,
+        (predictions with schema ``PREDICTION.batch_schema(segment_keys, features)``,
         dead letters with schema ``DEAD_LETTER``).
 
     Raises:
         ValueError: unknown ``fmt``, or a CSV block without ``csv_header``.
     """
-    spec = Spec.of(PREDICTION, segment_keys)
+    spec = Spec.of(PREDICTION, segment_keys, features)
     decoded = _decode(block, fmt, spec, base_offset, csv_header)
     return assemble(decoded, spec, source, file_index)
 

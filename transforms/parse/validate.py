@@ -26,6 +26,11 @@ Rules. A rejected record gets the ``reason`` of the first check it fails:
 8. ``bad_type``: model_version is not a string, or segments is not an object whose
    values are strings, numbers or booleans; ``too_long``: model_version or a segment
    value is longer than :data:`MAX_ID_BYTES`.
+9. ``bad_type``: features (when the run reads features) is not an object (a map);
+   ``bad_number``: the value of a configured feature is not a number (a string, a
+   boolean, an object...). Names the run does not read are ignored, whatever their
+   values; a null or absent value, and NaN or infinite ones, are kept as NaN (not
+   sketched).
 
 (A line longer than 1 MiB is ``unparseable`` before any of these:
 ``text_blocks.MAX_LINE_BYTES``.)
@@ -45,6 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from msewatch.schemas.features import feature_column
 from msewatch.schemas.records import (
     DEAD_LETTER,
     UNKNOWN,
@@ -121,7 +127,7 @@ def assemble(
     columns = {name: arr.take(keep) for name, arr in columns.items()}
     position = make_position(file_index, decoded.offsets[decoded.rows[ok]])
     columns["position"] = pa.array(position, pa.int64())
-    schema = RecordType.of(spec.record_type).batch_schema(spec.segment_keys)
+    schema = RecordType.of(spec.record_type).batch_schema(spec.segment_keys, spec.features)
     records = pa.Table.from_pydict({f.name: columns[f.name] for f in schema}, schema=schema)
     return records, _dead_letters(decoded, checks.dead, spec, source, message_ids, attrs)
 
@@ -234,7 +240,7 @@ def _check_common(checks: _Checks, spec: Spec, default_ms: pa.Array | None) -> d
 
 
 def _check_prediction(checks: _Checks, spec: Spec) -> dict:
-    """Rules 6-8 for the fields of predictions only; returns their output columns."""
+    """Rules 6-9 for the fields of predictions only; returns their output columns."""
     col = checks.col
     w, w_err = col("w", pa.float64()), col("w!")
     checks.reject(_has(w_err), Reason.BAD_NUMBER, w_err, "weight must be a number, got ")
@@ -251,6 +257,24 @@ def _check_prediction(checks: _Checks, spec: Spec) -> dict:
     out = {"weight": w.fill_null(1.0), "model_version": _or_unknown(col("mv"))}
     for k in spec.segment_keys:
         out[segment_column(k)] = _or_unknown(col("seg." + k))
+    out.update(_check_features(checks, spec))
+    return out
+
+
+def _check_features(checks: _Checks, spec: Spec) -> dict:
+    """Rule 9; returns the ``feat.<name>`` columns (null -> NaN)."""
+    if not spec.features:
+        return {}
+    col = checks.col
+    bad_map = "features must be an object of numbers, got "
+    checks.reject(_has(col("feat!")), Reason.BAD_TYPE, col("feat!"), bad_map)
+    out = {}
+    for name in spec.features:
+        shown = col("feat." + name + "!")
+        checks.reject(
+            _has(shown), Reason.BAD_NUMBER, shown, f"features.{name} must be a number, got "
+        )
+        out[feature_column(name)] = col("feat." + name, pa.float64()).fill_null(np.nan)
     return out
 
 

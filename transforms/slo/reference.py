@@ -31,9 +31,6 @@ from msewatch.transforms.shown import shown
 from msewatch.transforms.slo.drift import STATISTICS
 
 DRIFT_SLIS = ("prediction_drift", "label_drift", "feature_drift")
-# the readers do not parse a prediction's ``features`` yet, so ``feature_sketches`` is
-# empty and a feature_drift SLO is refused (its keys are checked first)
-FEATURES_READ = False
 # sli -> the metrics column holding the sketch it compares (feature_drift: its feature's)
 SKETCH_COLUMN = {
     "prediction_drift": "y_pred_sketch",
@@ -116,12 +113,6 @@ def drift_problem(slo) -> tuple[str, str] | None:
         return "feature", f"must be a feature name; got {shown(slo.feature)}"
     if slo.reference.kind == "file" and slo.sli == "feature_drift":
         return "reference.file", "feature_drift takes {from, to} or {trailing} references"
-    if slo.sli == "feature_drift" and not FEATURES_READ:
-        return "sli", (
-            "feature_drift needs prediction records with a features map, which this release "
-            "does not read yet (its windows would never settle): use prediction_drift or "
-            "label_drift"
-        )
     column = FILE_COLUMN.get(slo.sli)
     if slo.reference.kind == "file" and slo.reference.sketch(column) is None:
         return "reference.file", f"{slo.reference.path} has no finite {column} values"

@@ -463,8 +463,9 @@ class SloFile:
     def metrics_needs(self) -> dict[str, tuple]:
         """The exact counts the metrics must carry for these SLOs, as ``MetricsConfig``
         arguments: every error_rate threshold, every label_freshness ``within``, the
-        (baseline, candidate) version pairs of the comparisons, and the ``(low, high)``
-        valid ranges of the label_anomaly SLOs (ascending, once each)."""
+        (baseline, candidate) version pairs of the comparisons, the ``(low, high)``
+        valid ranges of the label_anomaly SLOs (ascending, once each) and the features of
+        the feature_drift SLOs (in file order, once each)."""
         return {
             "error_thresholds": tuple(
                 sorted({float(s.threshold) for s in self.slos if s.sli == "error_rate"})
@@ -477,6 +478,9 @@ class SloFile:
             ),
             "valid_ranges": tuple(
                 sorted({s.valid_range for s in self.slos if s.sli == "label_anomaly"})
+            ),
+            "features": tuple(
+                dict.fromkeys(s.feature for s in self.slos if s.sli == "feature_drift")
             ),
         }
 
