@@ -50,6 +50,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from msewatch import otlp
 from msewatch import query as q
 from msewatch.schemas import layout, queries
 from msewatch.schemas.slo import FIRING, OFF
@@ -73,7 +74,7 @@ TABLE_PATTERNS = (
 SECONDS_PER_DAY = 86400
 _EPOCH = pd.Timestamp(0, tz="UTC")
 SERVE_LABELS = ("slice", "slo", "comparison", "lookback", "severity", "decision", "role",
-                "result", "job", "instance")  # fmt: skip
+                "result", "sli", "job", "instance")  # fmt: skip
 """The label names of serve's own (and Prometheus's target labels): a slice key of one of
 these names gets another (:func:`msewatch.transforms.labels.label_names`)."""
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
@@ -419,10 +420,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also one series per slice and window ending in this span before the slice's "
         "newest window, e.g. 3d (what `msewatch slo rules` reads; default: none)",
     )
+    otlp.add_serve_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``msewatch serve`` until SIGINT or SIGTERM; 2 on a user mistake."""
+    """Runs ``msewatch serve`` until SIGINT or SIGTERM (pushing over OTLP too with
+    ``--otlp``); 2 on a user mistake."""
     from prometheus_client import start_http_server
 
     out = Path(args.output)
@@ -455,13 +458,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving http://{shown}:{bound_port}/metrics from {out} (Ctrl-C stops)", flush=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    pusher = otlp.Pusher(collector, args.otlp, out) if args.otlp else None
+    pushing = otlp.push_every(pusher, args.otlp_interval, stop) if pusher else None
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         signal.signal(signal.SIGTERM, previous)
+        if pushing:
+            pushing.join(timeout=otlp.TIMEOUT_S + 5)
+            pusher.close()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -1,0 +1,386 @@
+"""OpenTelemetry export: the metrics of ``msewatch serve``'s ``/metrics`` over OTLP.
+
+``msewatch serve OUTPUT --otlp ENDPOINT`` pushes them every ``--otlp-interval`` (30s)
+while it serves, re-reading the tables when they change; ``msewatch run ... --otlp
+ENDPOINT`` pushes them once at the end of a bounded run, after the tables are committed.
+The transport is OTLP/HTTP with protobuf bodies (``opentelemetry-exporter-otlp-proto-http``);
+ENDPOINT is ``http[s]://HOST:PORT`` of an OTLP/HTTP receiver (the collector's port 4318),
+to which ``/v1/metrics`` is added unless the URL has a path of its own.
+
+One definition of each metric: the instruments are made from the Prometheus families that
+:class:`msewatch.serve.TablesCollector` builds (its ``SLICE_GAUGES``, ``SLO_GAUGES``...),
+renamed by :func:`instrument_name` in OpenTelemetry's semantic-convention style
+(``msewatch_rmse`` -> ``msewatch.slice.rmse``; ``msewatch_label_lag_p90_seconds`` ->
+``msewatch.slice.label_lag_p90``, unit ``s``). Each label becomes an attribute of the
+``msewatch.`` namespace (``slice`` -> ``msewatch.slice``), and a data point with a slice
+also carries that slice's keys as ``msewatch_slice_info`` names them (``msewatch.region``,
+``msewatch.model_version``). Gauges are observable gauges, the read counter an observable
+counter (cumulative); each push sends the current value of every series, timestamped with
+the wall clock of the push (UTC). The resource is ``service.name=msewatch`` and
+``msewatch.output=<absolute output path>``; ``OTEL_SERVICE_NAME`` and
+``OTEL_RESOURCE_ATTRIBUTES`` add to it or override it, and the exporter's own variables
+(``OTEL_EXPORTER_OTLP_HEADERS``, ``..._CERTIFICATE``, ``..._COMPRESSION``) apply as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from msewatch.transforms.durations import parse_duration_seconds
+
+DEFAULT_INTERVAL_S = 30.0
+TIMEOUT_S = 10.0
+METRICS_PATH = "/v1/metrics"
+NAMESPACE = "msewatch"
+_UNITS = (  # (Prometheus suffix, what stays of it in the name, OpenTelemetry unit)
+    ("_timestamp_seconds", "_timestamp", "s"),
+    ("_per_second", "", "/s"),
+    ("_seconds", "", "s"),
+    ("_ratio", "", "1"),
+)
+_SCOPES = ("slo", "comparison", "serve")  # msewatch_slo_* -> msewatch.slo.*; others: .slice.
+_EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.http",)
+
+
+def parse_endpoint(text: str) -> str:
+    """``--otlp``: ``http[s]://HOST[:PORT][/PATH]`` -> the URL metrics are posted to.
+
+    Raises:
+        ValueError: not an http(s) URL with a host, a bad port, a query or fragment.
+    """
+    try:
+        parts = urllib.parse.urlsplit(text or "")
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number 0-65535)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in text)
+    ):
+        raise ValueError(
+            "--otlp must be the http:// or https:// URL of an OTLP/HTTP receiver, e.g. "
+            f"http://127.0.0.1:4318 (the collector's OTLP/HTTP port); got {text[:200]!r}"
+        )
+    path = parts.path if parts.path not in ("", "/") else METRICS_PATH
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _endpoint_argument(text: str) -> str:
+    try:
+        return parse_endpoint(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _interval_argument(text: str) -> float:
+    try:
+        seconds = parse_duration_seconds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds < 0.1:
+        raise argparse.ArgumentTypeError(f"--otlp-interval {text!r} must be at least 100ms")
+    return seconds
+
+
+def add_endpoint_argument(parser: argparse.ArgumentParser, when: str) -> None:
+    """Adds ``--otlp ENDPOINT`` (``when``: what the help says about when it pushes)."""
+    parser.add_argument(
+        "--otlp",
+        type=_endpoint_argument,
+        metavar="ENDPOINT",
+        help=f"push the metrics of /metrics over OTLP/HTTP {when} to this receiver, "
+        "e.g. http://127.0.0.1:4318 (/v1/metrics is added)",
+    )
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--otlp`` and ``--otlp-interval`` to ``msewatch serve``."""
+    add_endpoint_argument(parser, "while serving")
+    parser.add_argument(
+        "--otlp-interval",
+        type=_interval_argument,
+        default=DEFAULT_INTERVAL_S,
+        metavar="DURATION",
+        help="time between two OTLP pushes (30s)",
+    )
+
+
+def instrument_name(prometheus_name: str) -> tuple[str, str]:
+    """A Prometheus family name -> ``(OpenTelemetry instrument name, unit)``.
+
+    ``msewatch_rmse`` -> ``("msewatch.slice.rmse", "")``; ``msewatch_slo_burn_rate`` ->
+    ``("msewatch.slo.burn_rate", "")``; ``msewatch_window_end_timestamp_seconds`` ->
+    ``("msewatch.slice.window_end_timestamp", "s")``; ``msewatch_slice_info`` ->
+    ``("msewatch.slice.info", "")``. The unit leaves the name (semantic conventions keep
+    units in the unit field), the first word after ``msewatch_`` that names a scope
+    (``slo``, ``comparison``, ``serve``) becomes a namespace, every other metric is a
+    slice's.
+
+    Raises:
+        ValueError: not an ``msewatch_`` name.
+    """
+    prefix = f"{NAMESPACE}_"
+    if not prometheus_name.startswith(prefix):
+        raise ValueError(f"not an msewatch metric: {prometheus_name!r}")
+    rest, unit = prometheus_name[len(prefix) :], ""
+    for suffix, kept, otel_unit in _UNITS:
+        if rest.endswith(suffix):
+            rest, unit = rest[: -len(suffix)] + kept, otel_unit
+            break
+    scope, _, tail = rest.partition("_")
+    if scope not in (*_SCOPES, "slice") or not tail:
+        scope, tail = "slice", rest
+    return f"{NAMESPACE}.{scope}.{tail}", unit
+
+
+def attribute_name(label: str) -> str:
+    """A Prometheus label -> its attribute: ``slice`` -> ``msewatch.slice``."""
+    return f"{NAMESPACE}.{label}"
+
+
+def _slice_keys(families: list) -> dict[str, dict[str, str]]:
+    """Per slice, its key attributes, from the ``msewatch_slice_info`` samples (the one
+    place that names the key labels)."""
+    keys: dict[str, dict[str, str]] = {}
+    for family in families:
+        if family.name == f"{NAMESPACE}_slice_info":
+            for sample in family.samples:
+                labels = dict(sample.labels)
+                name = labels.pop("slice")
+                keys[name] = {attribute_name(k): v for k, v in labels.items()}
+    return keys
+
+
+def series(families: Iterable) -> dict[str, tuple[str, str, str, list[tuple[float, dict]]]]:
+    """Prometheus families -> per instrument name ``(kind, unit, description, points)``.
+
+    ``kind`` is ``gauge`` or ``counter``; ``points`` are ``(value, attributes)``.
+    """
+    families = list(families)
+    keys = _slice_keys(families)
+    out = {}
+    for family in families:
+        if family.type not in ("gauge", "counter"):
+            continue
+        name, unit = instrument_name(family.name)
+        values = {family.name, f"{family.name}_total"}
+        points = []
+        for sample in family.samples:
+            if sample.name not in values:  # a counter's _created
+                continue
+            attributes = {attribute_name(k): v for k, v in sample.labels.items()}
+            for key, value in keys.get(sample.labels.get("slice"), {}).items():
+                attributes.setdefault(key, value)
+            points.append((float(sample.value), attributes))
+        out[name] = (family.type, unit, family.documentation, points)
+    return out
+
+
+@contextlib.contextmanager
+def _exporter_log() -> Iterator[list[str]]:
+    """Collects the OTLP exporter's log lines (its retries and its failure) instead of
+    printing them, so a failed push is one line that names the reason; restores the
+    loggers' ``propagate`` after."""
+    lines: list[str] = []
+
+    class _Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = _Lines(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+    saved = [lg.propagate for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+    try:
+        yield lines
+    finally:
+        for lg, propagate in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.propagate = propagate
+
+
+def _reason(lines: list[str]) -> str:
+    """The first line the exporter logged (the cause; the last one only says it gave up)."""
+    if not lines:
+        return "no reason given"
+    first = " ".join(lines[0].split())
+    return first[:300]
+
+
+class Pusher:
+    """Pushes a :class:`msewatch.serve.TablesCollector`'s metrics over OTLP/HTTP.
+
+    The OpenTelemetry SDK's ``MeterProvider`` holds one observable instrument per metric
+    (made the first time the metric appears); :meth:`push` takes the collector's families
+    (re-read if the tables changed), collects the instruments with an in-memory reader
+    and exports the result with ``OTLPMetricExporter``, synchronously, so that a failure
+    is seen and reported.
+
+    Args:
+        collector: the tables' collector (``serve`` shares its own with ``/metrics``).
+        endpoint: the URL of :func:`parse_endpoint`.
+        output: the output folder, for the ``msewatch.output`` resource attribute.
+        timeout_s: how long one export (with the exporter's retries) may take.
+    """
+
+    def __init__(self, collector, endpoint: str, output: str | Path, timeout_s: float = TIMEOUT_S):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+
+        own = {"service.name": NAMESPACE, "msewatch.output": os.path.abspath(output)}
+        resource = Resource.create({**own, **OTELResourceDetector().detect().attributes})
+        self.endpoint = endpoint
+        self._collector = collector
+        self._reader = InMemoryMetricReader()
+        self._provider = MeterProvider(metric_readers=[self._reader], resource=resource)
+        self._meter = self._provider.get_meter(NAMESPACE)
+        self._exporter = OTLPMetricExporter(endpoint=endpoint, timeout=timeout_s)
+        self._timeout_ms = timeout_s * 1000
+        self._series: dict[str, tuple] = {}
+        self._instruments: dict[str, object] = {}
+
+    def _observe(self, name: str) -> Callable:
+        from opentelemetry.metrics import Observation
+
+        def callback(_options):
+            points = self._series.get(name, (None, None, None, []))[3]
+            return [Observation(value, attributes) for value, attributes in points]
+
+        return callback
+
+    def _instrument(self, name: str, kind: str, unit: str, description: str) -> None:
+        if name in self._instruments:
+            return
+        create = (
+            self._meter.create_observable_counter
+            if kind == "counter"
+            else self._meter.create_observable_gauge
+        )
+        self._instruments[name] = create(
+            name, callbacks=[self._observe(name)], unit=unit, description=description
+        )
+
+    def push(self) -> int:
+        """Exports the current metrics once; returns the number of data points sent.
+
+        The collector re-reads the tables if they changed (a failed read keeps its last
+        good read and says so on its own log).
+
+        Raises:
+            OSError: the receiver cannot be reached or refuses the metrics (one line).
+        """
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        self._series = series(self._collector.collect())
+        for name, (kind, unit, description, _points) in self._series.items():
+            self._instrument(name, kind, unit, description)
+        data = self._reader.get_metrics_data()
+        if data is None:
+            return 0
+        with _exporter_log() as lines:
+            result = self._exporter.export(data, timeout_millis=self._timeout_ms)
+        if result is not MetricExportResult.SUCCESS:
+            raise OSError(f"cannot push to the OTLP receiver at {self.endpoint}: {_reason(lines)}")
+        return sum(len(p[3]) for p in self._series.values())
+
+    def close(self) -> None:
+        """Shuts the exporter and the meter provider down."""
+        self._exporter.shutdown()
+        self._provider.shutdown()
+
+
+def push_every(pusher: Pusher, interval_s: float, stop: threading.Event) -> threading.Thread:
+    """Starts a daemon thread that pushes now and then every ``interval_s`` until ``stop``
+    is set, printing one line on stderr when pushing starts failing and when it works again
+    (not once per failed push)."""
+
+    def loop() -> None:
+        failing = None
+        while True:
+            try:
+                points = pusher.push()
+            except OSError as e:
+                if failing is None:
+                    print(f"msewatch serve: {e}; trying again every {interval_s:g}s",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                failing = True
+            else:
+                if failing is not False:
+                    print(f"msewatch serve: pushed {points} data points to {pusher.endpoint} "
+                          f"(every {interval_s:g}s)", file=sys.stderr, flush=True)  # fmt: skip
+                failing = False
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=loop, name="msewatch-otlp", daemon=True)
+    thread.start()
+    return thread
+
+
+def check_run(endpoint: str | None, output: str, bounded: bool) -> None:
+    """Checks ``msewatch run --otlp`` before the run.
+
+    Raises:
+        ValueError: a streaming run, or an output that is not a local folder.
+    """
+    if endpoint is None:
+        return
+    if not bounded:
+        raise ValueError(
+            "--otlp pushes at the end of a bounded run; for a stream, run "
+            "`msewatch serve OUTPUT --otlp ENDPOINT`"
+        )
+    if "://" in output:
+        raise ValueError(
+            "--otlp reads the tables of a local --output folder; "
+            f"{output} is not one (run msewatch serve --otlp where the tables are)"
+        )
+
+
+def push_once(endpoint: str, output: str) -> int:
+    """Pushes the metrics of the tables in ``output`` once; returns the data points sent.
+
+    Raises:
+        OSError: the tables cannot be read, or the receiver cannot be reached or refuses
+            the metrics (one line).
+    """
+    from msewatch.serve import TablesCollector
+
+    failures: list[str] = []
+    collector = TablesCollector(output, log=failures.append)
+    collector.refresh()
+    if failures:
+        raise OSError(failures[0].removeprefix("msewatch serve: "))
+    pusher = Pusher(collector, endpoint, output)
+    try:
+        return pusher.push()
+    finally:
+        pusher.close()
+
+
+def push_after_run(endpoint: str, output: str, quiet: bool) -> int:
+    """``msewatch run --otlp``'s push: 0, or 1 with one line on stderr when it fails."""
+    try:
+        points = push_once(endpoint, output)
+    except OSError as e:
+        print(f"msewatch: error: {e}; the tables in {output} are written", file=sys.stderr)
+        return 1
+    if not quiet:
+        print(f"Pushed {points} data points to {endpoint} over OTLP")
+    return 0
