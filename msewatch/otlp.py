@@ -28,6 +28,8 @@ import argparse
 import contextlib
 import logging
 import os
+import re
+import socket
 import sys
 import threading
 import urllib.parse
@@ -48,6 +50,7 @@ _UNITS = (  # (Prometheus suffix, what stays of it in the name, OpenTelemetry un
 )
 _SCOPES = ("slo", "comparison", "serve")  # msewatch_slo_* -> msewatch.slo.*; others: .slice.
 _EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.http",)
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')\]]+)")  # in a requests ConnectionError's text
 
 
 def parse_endpoint(text: str) -> str:
@@ -213,12 +216,26 @@ def _exporter_log() -> Iterator[list[str]]:
             lg.propagate = propagate
 
 
-def _reason(lines: list[str]) -> str:
-    """The first line the exporter logged (the cause; the last one only says it gave up)."""
-    if not lines:
-        return "no reason given"
-    first = " ".join(lines[0].split())
-    return first[:300]
+def _reason(lines: list[str], endpoint: str) -> str:
+    """Why an export failed, in a few words: an OS error the exporter logged (``connection
+    refused``), else the HTTP answer it logged (``Failed to export metrics batch code:
+    404, reason: Not Found``), else what connecting to the endpoint's host and port says
+    (the exporter does not log the cause when no retry fits in its timeout), else its
+    last line; at most 300 characters."""
+    text = [" ".join(line.split()) for line in lines]
+    for line in text:
+        if errno := _ERRNO.search(line):
+            return errno.group(1).strip().lower()
+    answered = [line for line in text if "code: " in line and "code: None" not in line]
+    if answered:
+        return answered[0][:300]
+    parts = urllib.parse.urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=2).close()
+    except OSError as e:
+        return (e.strerror or str(e) or type(e).__name__).lower()
+    return (text[-1] if text else "no reason given")[:300]
 
 
 class Pusher:
@@ -296,7 +313,8 @@ class Pusher:
         with _exporter_log() as lines:
             result = self._exporter.export(data, timeout_millis=self._timeout_ms)
         if result is not MetricExportResult.SUCCESS:
-            raise OSError(f"cannot push to the OTLP receiver at {self.endpoint}: {_reason(lines)}")
+            reason = _reason(lines, self.endpoint)
+            raise OSError(f"cannot push to the OTLP receiver at {self.endpoint}: {reason}")
         return sum(len(p[3]) for p in self._series.values())
 
     def close(self) -> None:
