@@ -2,9 +2,10 @@
 
 ``msewatch run`` builds and launches the pipeline (``runners/launch.py``); the other
 commands read what a run wrote: ``generate`` (a sample or a game-day scenario),
-``query``, ``report``, ``slo`` (check, status), ``gameday``, ``serve`` (Prometheus),
-``compare`` and ``local`` (a Flink cluster or Kafka broker on 127.0.0.1). Every command
-and option is in the README's "Commands" section; ``msewatch COMMAND --help`` lists them.
+``query``, ``report``, ``slo`` (check, status), ``gameday``, ``serve`` (Prometheus, and
+OTLP with ``--otlp``), ``compare`` and ``local`` (a Flink cluster or Kafka broker on
+127.0.0.1). Every command and option is in the README's "Commands" section; ``msewatch
+COMMAND --help`` lists them.
 
 User mistakes (bad option values, missing files) print one line to stderr and exit
 with status 2; set ``MSEWATCH_DEBUG=1`` to see the traceback.

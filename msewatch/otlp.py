@@ -334,7 +334,7 @@ def push_every(pusher: Pusher, interval_s: float, stop: threading.Event) -> thre
             try:
                 points = pusher.push()
             except OSError as e:
-                if failing is None:
+                if failing is not True:
                     print(f"msewatch serve: {e}; trying again every {interval_s:g}s",
                           file=sys.stderr, flush=True)  # fmt: skip
                 failing = True

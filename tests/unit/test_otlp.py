@@ -158,3 +158,33 @@ def test_nothing_listening_is_one_line_and_no_log_on_stderr(output, capfd):  # n
     finally:
         pusher.close()
     assert capfd.readouterr().err == ""  # the exporter's retries are in the message instead
+
+
+class _Flaky:
+    """A pusher whose pushes fail, fail, work, fail, then work once more and stop."""
+
+    endpoint = "http://127.0.0.1:4318/v1/metrics"
+
+    def __init__(self, stop):
+        self.stop = stop
+        self.outcomes = [OSError("down"), OSError("down"), 7, OSError("again")]
+
+    def push(self) -> int:
+        if not self.outcomes:
+            self.stop.set()
+            return 7
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, OSError):
+            raise outcome
+        return outcome
+
+
+def test_serve_says_once_when_pushing_fails_and_once_when_it_works_again(capsys):
+    stop = threading.Event()
+    otlp.push_every(_Flaky(stop), 0.01, stop).join(timeout=10)
+    assert capsys.readouterr().err.splitlines() == [
+        "msewatch serve: down; trying again every 0.01s",
+        "msewatch serve: pushed 7 data points to http://127.0.0.1:4318/v1/metrics (every 0.01s)",
+        "msewatch serve: again; trying again every 0.01s",
+        "msewatch serve: pushed 7 data points to http://127.0.0.1:4318/v1/metrics (every 0.01s)",
+    ]
