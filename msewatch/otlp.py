@@ -271,6 +271,7 @@ class Pusher:
         self._timeout_ms = timeout_s * 1000
         self._series: dict[str, tuple] = {}
         self._instruments: dict[str, object] = {}
+        self._interrupted = False
 
     def _observe(self, name: str) -> Callable:
         from opentelemetry.metrics import Observation
@@ -317,9 +318,15 @@ class Pusher:
             raise OSError(f"cannot push to the OTLP receiver at {self.endpoint}: {reason}")
         return sum(len(p[3]) for p in self._series.values())
 
+    def interrupt(self) -> None:
+        """Shuts the exporter down: an export waiting to retry gives up at once."""
+        if not self._interrupted:
+            self._interrupted = True
+            self._exporter.shutdown()
+
     def close(self) -> None:
         """Shuts the exporter and the meter provider down."""
-        self._exporter.shutdown()
+        self.interrupt()
         self._provider.shutdown()
 
 
@@ -334,6 +341,8 @@ def push_every(pusher: Pusher, interval_s: float, stop: threading.Event) -> thre
             try:
                 points = pusher.push()
             except OSError as e:
+                if stop.is_set():  # serve is stopping: the exporter was shut down
+                    return
                 if failing is not True:
                     print(f"msewatch serve: {e}; trying again every {interval_s:g}s",
                           file=sys.stderr, flush=True)  # fmt: skip

@@ -469,6 +469,7 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
         signal.signal(signal.SIGTERM, previous)
         if pushing:
+            pusher.interrupt()  # a push waiting to retry gives up
             pushing.join(timeout=otlp.TIMEOUT_S + 5)
             pusher.close()
         server.shutdown()
