@@ -263,9 +263,10 @@ class Pusher:
         own = {"service.name": NAMESPACE, "msewatch.output": os.path.abspath(output)}
         resource = Resource.create({**own, **OTELResourceDetector().detect().attributes})
         self.endpoint = endpoint
+        self.resource = resource
         self._collector = collector
         self._reader = InMemoryMetricReader()
-        self._provider = MeterProvider(metric_readers=[self._reader], resource=resource)
+        self._provider = MeterProvider(metric_readers=[self._reader], resource=self.resource)
         self._meter = self._provider.get_meter(NAMESPACE)
         self._exporter = OTLPMetricExporter(endpoint=endpoint, timeout=timeout_s)
         self._timeout_ms = timeout_s * 1000

@@ -9,6 +9,7 @@ a namespace, the rest is a slice's); the expected attributes from the labels giv
 from __future__ import annotations
 
 import http.server
+import os
 import re
 import threading
 
@@ -188,3 +189,29 @@ def test_serve_says_once_when_pushing_fails_and_once_when_it_works_again(capsys)
         "msewatch serve: again; trying again every 0.01s",
         "msewatch serve: pushed 7 data points to http://127.0.0.1:4318/v1/metrics (every 0.01s)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, {"service.name": "msewatch"}),
+        (
+            {"OTEL_SERVICE_NAME": "forecast", "OTEL_RESOURCE_ATTRIBUTES": "model=demand"},
+            {"service.name": "forecast", "model": "demand"},
+        ),
+    ],
+)
+def test_the_resource_names_msewatch_and_the_output_unless_the_environment_does(
+    tmp_path, monkeypatch, environment, expected
+):
+    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    pusher = otlp.Pusher(
+        serve.TablesCollector(tmp_path), "http://127.0.0.1:4318/v1/metrics", tmp_path
+    )
+    pusher.close()
+    attributes = dict(pusher.resource.attributes)
+    assert {k: attributes.get(k) for k in expected} == expected
+    assert attributes["msewatch.output"] == os.path.abspath(tmp_path)
