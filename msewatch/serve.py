@@ -7,8 +7,8 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
 * per slice, the **latest settled window** (the ``metrics_latest`` view of
   :mod:`msewatch.query`; settled as in :mod:`msewatch.trend`: ``complete or
   label_coverage >= 0.8``, ``scored >= 30``, finite RMSE; the newest such window is
-  the last one :func:`msewatch.trend.slice_trends` fits): RMSE, MAE, bias, label
-  coverage, label-lag p90 and the window end;
+  the last one :func:`msewatch.trend.slice_trends` fits): RMSE, MSE, MAE, bias, label
+  coverage, label-lag p50/p90/p99, the NaN predictions and labels, and the window end;
 * per slice, the RMSE trend of :func:`msewatch.trend.slice_trends` (Theil–Sen over the
   last 24 settled windows), per second;
 * per SLO and slice, the latest evaluation (the ``slo-status`` named query): error budget
@@ -81,12 +81,18 @@ _LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1
 
 SLICE_GAUGES = (  # (metric, column of the latest settled window, help)
     ("msewatch_rmse", "rmse", "RMSE of the latest settled window (units of y)."),
+    ("msewatch_mse", "mse", "MSE of the latest settled window (units of y squared)."),
     ("msewatch_mae", "mae", "MAE of the latest settled window (units of y)."),
     ("msewatch_bias", "mean_error", "Mean y_pred - y_true of the latest settled window."),
     ("msewatch_label_coverage_ratio", "label_coverage", "Labeled / predictions, same window."),
+    ("msewatch_label_lag_p50_seconds", "label_lag_p50_s", "Label-lag median, same window."),
     ("msewatch_label_lag_p90_seconds", "label_lag_p90_s", "Label-lag p90, same window."),
+    ("msewatch_label_lag_p99_seconds", "label_lag_p99_s", "Label-lag p99, same window."),
+    ("msewatch_nan_predictions", "nan_predictions", "Predictions with a NaN/inf/null y_pred, "
+     "same window."),
+    ("msewatch_nan_labels", "nan_labels", "Labeled pairs with a NaN/inf/null y_true, same window."),
     ("msewatch_window_end_timestamp_seconds", "window_end", "End of that window, UTC epoch."),
-)
+)  # fmt: skip
 TREND_GAUGES = (  # (metric, column of slice_trends, help); slopes per day -> per second
     ("msewatch_rmse_trend_slope_per_second", "slope_per_day", "Theil-Sen slope of RMSE."),
     ("msewatch_rmse_trend_slope_low_per_second", "low", "Lower end of its 95% interval."),
@@ -111,7 +117,8 @@ COMPARISON_GAUGES = (
 )  # fmt: skip
 
 _LATEST_SETTLED_SQL = """
-SELECT m.slice, m.window_end, m.rmse, m.mae, m.mean_error, m.label_coverage, m.label_lag_p90_s
+SELECT m.slice, m.window_end, m.rmse, m.mse, m.mae, m.mean_error, m.label_coverage,
+    m.label_lag_p50_s, m.label_lag_p90_s, m.label_lag_p99_s, m.nan_predictions, m.nan_labels
 FROM metrics_latest AS m JOIN settled_ends AS t
     ON m.slice = t.slice AND m.window_end = t.last_window_end
 QUALIFY row_number() OVER (PARTITION BY m.slice ORDER BY m.window_start DESC) = 1

@@ -47,11 +47,11 @@ def test_instrument_names(prometheus, name, unit):
 
 def test_every_family_serve_exposes_has_its_own_valid_instrument_name(output):  # noqa: F811
     """All families of the fixture (slices, SLOs, comparisons, slice info, the read
-    counter): 28 Prometheus families, 28 distinct instrument names."""
+    counter): 33 Prometheus families, 33 distinct instrument names."""
     collector = serve.TablesCollector(output[0], log=pytest.fail)
     families = [f.name for f in collector.collect()]
     names = [otlp.instrument_name(f)[0] for f in families]
-    assert len(families) == 28 and len(set(names)) == len(names)
+    assert len(families) == 33 and len(set(names)) == len(names)
     assert all(INSTRUMENT_NAME.fullmatch(n) for n in names), names
     static = [spec[0] for specs in (serve.SLICE_GAUGES, serve.TREND_GAUGES,
               serve.SLO_GAUGES, serve.COMPARISON_GAUGES) for spec in specs]  # fmt: skip
