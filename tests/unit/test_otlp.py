@@ -1,7 +1,7 @@
 """``--otlp``'s naming, endpoints and failures, without a collector (the collector's
 test is ``tests/integration/test_otlp.py``).
 
-The expected names are written out by hand from the rule of ``msewatch/otlp.py`` (drop
+The expected names are written out by hand from the rule of ``msewatch/otlp_names.py`` (drop
 ``msewatch_``, move the unit out of the name, ``slo_``/``comparison_``/``serve_`` become
 a namespace, the rest is a slice's); the expected attributes from the labels given here.
 """
@@ -16,7 +16,7 @@ import threading
 import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from msewatch import otlp, serve
+from msewatch import otlp, otlp_names, serve
 from tests.servers import free_port
 from tests.unit.test_serve import output  # noqa: F401 (the fixture: metrics, SLO tables, comparisons)
 
@@ -42,7 +42,7 @@ INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
     ],
 )
 def test_instrument_names(prometheus, name, unit):
-    assert otlp.instrument_name(prometheus) == (name, unit)
+    assert otlp_names.instrument_name(prometheus) == (name, unit)
 
 
 def test_every_family_serve_exposes_has_its_own_valid_instrument_name(output):  # noqa: F811
@@ -50,7 +50,7 @@ def test_every_family_serve_exposes_has_its_own_valid_instrument_name(output):  
     counter): 33 Prometheus families, 33 distinct instrument names."""
     collector = serve.TablesCollector(output[0], log=pytest.fail)
     families = [f.name for f in collector.collect()]
-    names = [otlp.instrument_name(f)[0] for f in families]
+    names = [otlp_names.instrument_name(f)[0] for f in families]
     assert len(families) == 33 and len(set(names)) == len(names)
     assert all(INSTRUMENT_NAME.fullmatch(n) for n in names), names
     static = [spec[0] for specs in (serve.SLICE_GAUGES, serve.TREND_GAUGES,
@@ -60,7 +60,7 @@ def test_every_family_serve_exposes_has_its_own_valid_instrument_name(output):  
 
 def test_a_name_outside_msewatch_is_refused():
     with pytest.raises(ValueError, match="not an msewatch metric"):
-        otlp.instrument_name("up")
+        otlp_names.instrument_name("up")
 
 
 def _families():
@@ -82,7 +82,7 @@ def _families():
 
 
 def test_labels_become_msewatch_attributes_and_slices_carry_their_keys():
-    series = otlp.series(_families())
+    series = otlp_names.series(_families())
     assert series["msewatch.slice.rmse"] == ("gauge", "", "RMSE.", [
         (2.5, {"msewatch.slice": "model_version=v2,region=apac",
                "msewatch.model_version": "v2", "msewatch.region": "apac"}),
