@@ -2,9 +2,10 @@
 
 ``msewatch run`` builds and launches the pipeline (``runners/launch.py``); the other
 commands read what a run wrote: ``generate`` (a sample or a game-day scenario),
-``query``, ``report``, ``slo`` (check, status), ``gameday``, ``serve`` (Prometheus),
-``compare`` and ``local`` (a Flink cluster or Kafka broker on 127.0.0.1). Every command
-and option is in the README's "Commands" section; ``msewatch COMMAND --help`` lists them.
+``query``, ``report``, ``slo`` (check, status), ``gameday``, ``serve`` (Prometheus, and
+OTLP with ``--otlp``), ``compare`` and ``local`` (a Flink cluster or Kafka broker on
+127.0.0.1). Every command and option is in the README's "Commands" section; ``msewatch
+COMMAND --help`` lists them.
 
 User mistakes (bad option values, missing files) print one line to stderr and exit
 with status 2; set ``MSEWATCH_DEBUG=1`` to see the traceback.
@@ -96,6 +97,8 @@ def _add_generate(sub) -> None:
 
 
 def _add_run(sub) -> None:
+    from msewatch import otlp
+
     p = sub.add_parser(
         "run",
         # Beam options pass through: no prefix matching (--streaming is not --streaming-replay)
@@ -233,6 +236,7 @@ def _add_run(sub) -> None:
         metavar="KEY=VALUE",
         help="grouping key of the push (repeatable; default output=<absolute output path>)",
     )
+    otlp.add_endpoint_argument(p, "at the end of a bounded run")
     p.add_argument(
         "--force",
         action="store_true",
@@ -326,7 +330,7 @@ def _pushgateway_group(text: str) -> tuple[str, str]:
 
 
 def _run(args, beam_args) -> int:
-    from msewatch import pushgateway, summary
+    from msewatch import otlp, pushgateway, summary
     from msewatch.runners import launch, presets
 
     unbounded = any(
@@ -336,12 +340,20 @@ def _run(args, beam_args) -> int:
     group = pushgateway.check(
         args.pushgateway, args.pushgateway_job, args.pushgateway_group, args.output, not unbounded
     )
+    otlp.check_run(args.otlp, args.output, not unbounded)
     result = launch.run(args, beam_args)
     if result.outcomes is not None and not args.quiet:
         print(summary.render(args.output, result.outcomes))
     code = result.code
-    if not args.pushgateway or code:
+    if code:
         return code
+    pushed = otlp.push_after_run(args.otlp, args.output, args.quiet) if args.otlp else 0
+    return max(pushed, _push_to_gateway(args, group) if args.pushgateway else 0)
+
+
+def _push_to_gateway(args, group: dict[str, str]) -> int:
+    from msewatch import pushgateway
+
     try:
         samples = pushgateway.push(args.pushgateway, args.pushgateway_job, group, args.output)
     except OSError as e:

@@ -7,8 +7,8 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
 * per slice, the **latest settled window** (the ``metrics_latest`` view of
   :mod:`msewatch.query`; settled as in :mod:`msewatch.trend`: ``complete or
   label_coverage >= 0.8``, ``scored >= 30``, finite RMSE; the newest such window is
-  the last one :func:`msewatch.trend.slice_trends` fits): RMSE, MAE, bias, label
-  coverage, label-lag p90 and the window end;
+  the last one :func:`msewatch.trend.slice_trends` fits): RMSE, MSE, MAE, bias, label
+  coverage, label-lag p50/p90/p99, the NaN predictions and labels, and the window end;
 * per slice, the RMSE trend of :func:`msewatch.trend.slice_trends` (Theil–Sen over the
   last 24 settled windows), per second;
 * per SLO and slice, the latest evaluation (the ``slo-status`` named query): error budget
@@ -50,6 +50,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from msewatch import otlp
 from msewatch import query as q
 from msewatch.schemas import layout, queries
 from msewatch.schemas.slo import FIRING, OFF
@@ -73,19 +74,25 @@ TABLE_PATTERNS = (
 SECONDS_PER_DAY = 86400
 _EPOCH = pd.Timestamp(0, tz="UTC")
 SERVE_LABELS = ("slice", "slo", "comparison", "lookback", "severity", "decision", "role",
-                "result", "job", "instance")  # fmt: skip
+                "result", "sli", "job", "instance")  # fmt: skip
 """The label names of serve's own (and Prometheus's target labels): a slice key of one of
 these names gets another (:func:`msewatch.transforms.labels.label_names`)."""
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
 
 SLICE_GAUGES = (  # (metric, column of the latest settled window, help)
     ("msewatch_rmse", "rmse", "RMSE of the latest settled window (units of y)."),
+    ("msewatch_mse", "mse", "MSE of the latest settled window (units of y squared)."),
     ("msewatch_mae", "mae", "MAE of the latest settled window (units of y)."),
     ("msewatch_bias", "mean_error", "Mean y_pred - y_true of the latest settled window."),
     ("msewatch_label_coverage_ratio", "label_coverage", "Labeled / predictions, same window."),
+    ("msewatch_label_lag_p50_seconds", "label_lag_p50_s", "Label-lag median, same window."),
     ("msewatch_label_lag_p90_seconds", "label_lag_p90_s", "Label-lag p90, same window."),
+    ("msewatch_label_lag_p99_seconds", "label_lag_p99_s", "Label-lag p99, same window."),
+    ("msewatch_nan_predictions", "nan_predictions", "Predictions with a NaN/inf/null y_pred, "
+     "same window."),
+    ("msewatch_nan_labels", "nan_labels", "Labeled pairs with a NaN/inf/null y_true, same window."),
     ("msewatch_window_end_timestamp_seconds", "window_end", "End of that window, UTC epoch."),
-)
+)  # fmt: skip
 TREND_GAUGES = (  # (metric, column of slice_trends, help); slopes per day -> per second
     ("msewatch_rmse_trend_slope_per_second", "slope_per_day", "Theil-Sen slope of RMSE."),
     ("msewatch_rmse_trend_slope_low_per_second", "low", "Lower end of its 95% interval."),
@@ -110,7 +117,8 @@ COMPARISON_GAUGES = (
 )  # fmt: skip
 
 _LATEST_SETTLED_SQL = """
-SELECT m.slice, m.window_end, m.rmse, m.mae, m.mean_error, m.label_coverage, m.label_lag_p90_s
+SELECT m.slice, m.window_end, m.rmse, m.mse, m.mae, m.mean_error, m.label_coverage,
+    m.label_lag_p50_s, m.label_lag_p90_s, m.label_lag_p99_s, m.nan_predictions, m.nan_labels
 FROM metrics_latest AS m JOIN settled_ends AS t
     ON m.slice = t.slice AND m.window_end = t.last_window_end
 QUALIFY row_number() OVER (PARTITION BY m.slice ORDER BY m.window_start DESC) = 1
@@ -419,10 +427,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also one series per slice and window ending in this span before the slice's "
         "newest window, e.g. 3d (what `msewatch slo rules` reads; default: none)",
     )
+    otlp.add_serve_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``msewatch serve`` until SIGINT or SIGTERM; 2 on a user mistake."""
+    """Runs ``msewatch serve`` until SIGINT or SIGTERM (pushing over OTLP too with
+    ``--otlp``); 2 on a user mistake."""
     from prometheus_client import start_http_server
 
     out = Path(args.output)
@@ -455,13 +465,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving http://{shown}:{bound_port}/metrics from {out} (Ctrl-C stops)", flush=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    pusher = otlp.Pusher(collector, args.otlp, out) if args.otlp else None
+    pushing = otlp.push_every(pusher, args.otlp_interval, stop) if pusher else None
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         signal.signal(signal.SIGTERM, previous)
+        if pushing:
+            pusher.interrupt()  # a push waiting to retry gives up
+            pushing.join(timeout=otlp.TIMEOUT_S + 5)
+            pusher.close()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

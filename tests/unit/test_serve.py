@@ -44,10 +44,15 @@ def _metric_rows(rng: np.random.Generator) -> pd.DataFrame:
         for s in ("overall", "region=eu", "region=us", "model_version=v2"):
             final = {
                 "rmse": 1 + 0.2 * w + rng.uniform(0, 0.1),
+                "mse": rng.uniform(1, 2),
                 "mae": rng.uniform(0.5, 1),
                 "mean_error": rng.normal(),
                 "label_coverage": 0.5 if w == 5 else rng.uniform(0.8, 1),
+                "label_lag_p50_s": rng.uniform(60, 600),
                 "label_lag_p90_s": rng.uniform(60, 7200),
+                "label_lag_p99_s": rng.uniform(7200, 9000),
+                "nan_predictions": int(rng.integers(0, 5)),
+                "nan_labels": int(rng.integers(0, 5)),
                 "scored": 100,
                 "complete": w < 3,
             }
