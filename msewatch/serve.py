@@ -23,8 +23,9 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
   :func:`msewatch.transforms.labels.label_names` (the rule the alerts follow:
   ``sku-category`` -> ``sku_category``), to join on ``slice`` in PromQL.
 
-The README's Prometheus section lists every metric. A NaN number (nothing eligible,
-too few windows) is left out rather than exposed. Times are UTC epoch seconds.
+docs/prometheus.md lists every metric (docs/observability.md their OTLP names). A NaN
+number (nothing eligible, too few windows) is left out rather than exposed. Times are
+UTC epoch seconds.
 
 The tables are re-read when a Parquet file under their folders appears, disappears or
 changes size or modification time; otherwise a scrape is answered from the last read.
