@@ -1,6 +1,6 @@
 """The benchmark workload: generated once per parameter set and cached on disk.
 
-A workload is ``msewatch.generate.generate`` output without malformed lines
+A workload is ``msewatch.commands.generate.generate`` output without malformed lines
 (every peer can read it), in JSON Lines and Parquet, in
 ``CACHE/p<predictions>-s<seed>-d<days>-<generator hash>/``. The generator's source
 hash is part of the name, so a changed generator regenerates. ``workload.json``,
@@ -51,7 +51,7 @@ class Workload:
 
 
 def _generator_hash() -> str:
-    from msewatch import generate as sample
+    from msewatch.commands import generate as sample
 
     return hashlib.sha256(inspect.getsource(sample).encode()).hexdigest()[:10]
 
@@ -91,7 +91,7 @@ def ensure(cache_dir: str, predictions: int, seed: int = 7, days: float = 3.0) -
     Returns:
         The workload (JSON Lines and Parquet).
     """
-    from msewatch.generate import generate
+    from msewatch.commands.generate import generate
 
     name = f"p{predictions}-s{seed}-d{days:g}-{_generator_hash()}"
     directory = os.path.join(cache_dir, name)

@@ -7,7 +7,7 @@ Usage::
         [--scaling [--scaling-sizes 1000000,3000000,10000000]] [--replay-scaling]
         [--state] [--peers NAME,...] [--timeout SECONDS]
 
-Generates the workload once (``msewatch.generate.generate`` without malformed
+Generates the workload once (``msewatch.commands.generate.generate`` without malformed
 lines, JSON Lines and Parquet; cached by parameters under ``OUT/workload``), then runs
 ``--repeats`` rounds of these peers, one child process each, the order rotating every
 round so that no peer always runs first or last:

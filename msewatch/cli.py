@@ -75,7 +75,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_generate(sub) -> None:
-    from msewatch.scenarios import SCENARIOS
+    from msewatch.commands.scenarios import SCENARIOS
 
     p = sub.add_parser("generate", help="write a realistic sample of predictions and labels")
     p.add_argument("--out", required=True, help="directory to write the sample into")
@@ -97,7 +97,7 @@ def _add_generate(sub) -> None:
 
 
 def _add_run(sub) -> None:
-    from msewatch import otlp
+    from msewatch.commands import otlp
 
     p = sub.add_parser(
         "run",
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_run(sub)
-    from msewatch import compare, gameday, local, query, report, serve, slo
+    from msewatch.commands import compare, gameday, local, query, report, serve, slo
 
     commands = (
         ("query", query),
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _generate(args) -> int:
     if args.scenario:
         return _generate_scenario(args)
-    from msewatch.generate import generate
+    from msewatch.commands.generate import generate
 
     stats = generate(
         args.out,
@@ -296,7 +296,7 @@ def _generate(args) -> int:
 
 
 def _generate_scenario(args) -> int:
-    from msewatch.scenarios import generate_scenario
+    from msewatch.commands.scenarios import generate_scenario
 
     given = [
         option
@@ -321,7 +321,7 @@ def _generate_scenario(args) -> int:
 
 
 def _pushgateway_group(text: str) -> tuple[str, str]:
-    from msewatch.pushgateway import parse_group
+    from msewatch.commands.pushgateway import parse_group
 
     try:
         return parse_group(text)
@@ -330,7 +330,7 @@ def _pushgateway_group(text: str) -> tuple[str, str]:
 
 
 def _run(args, beam_args) -> int:
-    from msewatch import otlp, pushgateway, summary
+    from msewatch.commands import otlp, pushgateway, summary
     from msewatch.runners import launch, presets
 
     unbounded = any(
@@ -352,7 +352,7 @@ def _run(args, beam_args) -> int:
 
 
 def _push_to_gateway(args, group: dict[str, str]) -> int:
-    from msewatch import pushgateway
+    from msewatch.commands import pushgateway
 
     try:
         samples = pushgateway.push(args.pushgateway, args.pushgateway_job, group, args.output)

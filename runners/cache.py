@@ -2,7 +2,7 @@
 
 The runners' Java services (``beam-java/``, :mod:`msewatch.runners.java_services`) and
 the local clusters' software (``flink/``, ``kafka/``, ``prism/``,
-:mod:`msewatch.local.downloads`) are installed through their usual clients (Maven,
+:mod:`msewatch.commands.local.downloads`) are installed through their usual clients (Maven,
 pip, go) into a temporary folder beside their place and renamed into it when complete,
 so an interrupted download leaves nothing that looks installed. After the first run
 nothing is fetched again: the cache works offline.

@@ -17,7 +17,7 @@ FlinkRunner's cluster check and defaults from ``runners/flink.py``.
 At the end the outcome counts (the conservation table) are read back from the
 ``outcomes`` table (``runners/outcomes.py``), written to ``OUTPUT/summary.json`` and
 returned in a :class:`RunResult`, from which ``msewatch run`` prints its summary with the
-latest complete RMSE per slice (``msewatch/summary.py``). A local run holds its folder's
+latest complete RMSE per slice (``msewatch/commands/summary.py``). A local run holds its folder's
 lock throughout and is committed only when its outcomes balance (``runners/output.py``).
 """
 

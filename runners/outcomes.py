@@ -3,7 +3,7 @@
 Outcome counts are read back from the ``outcomes`` table the pipeline wrote (rows are
 deltas; totals are sums). Conservation: for each record type, ``input`` equals the
 sum of its outcomes. The launcher (``runners/launch.py``) commits a run only when they
-balance; ``msewatch run``'s printed summary (``msewatch/summary.py``) shows them.
+balance; ``msewatch run``'s printed summary (``msewatch/commands/summary.py``) shows them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Tables and views the queries read:
 * ``metrics_latest``: a view, itself a query here (:data:`VIEW_NAMES`): the latest pane
   (highest ``pane_index``, then latest ``emitted_at``) per ``(window_start, window_end,
   slice)``. This view is the one definition of "latest pane": the named queries and the
-  summary ``msewatch run`` prints (``msewatch/summary.py``) read it.
+  summary ``msewatch run`` prints (``msewatch/commands/summary.py``) read it.
 
 Dialect differences:
 

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from msewatch.local.flink import FlinkSettings
-from msewatch.local.kafka import KafkaSettings
+from msewatch.commands.local.flink import FlinkSettings
+from msewatch.commands.local.kafka import KafkaSettings
 from tests.servers import cannot_start, free_port
 
 FLINK_PYTHON_ENV = "MSEWATCH_FLINK_PYTHON"

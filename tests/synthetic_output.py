@@ -199,7 +199,7 @@ def run_demo(base, predictions: int = 3000, days: float = 2.0, seed: int = 11, s
     DirectRunner), once per folder: by default a small one (the session's ``demo``
     fixture, tests/conftest.py); with ``slo`` (a file) also the SLO tables."""
     from msewatch import cli
-    from msewatch import generate as sample
+    from msewatch.commands import generate as sample
 
     out, inputs = base / "out", base / "sample"
     stats = sample.generate(str(inputs), predictions=predictions, seed=seed, days=days)

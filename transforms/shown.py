@@ -3,7 +3,7 @@
 Two helpers, used by every error message that echoes what a user wrote (the SLO file's
 ``got ...``, ``transforms/slo/config.py``, ``transforms/slo/spec.py``,
 ``transforms/compare/spec.py``) and by every line a command prints
-(``msewatch/terminal.py``):
+(``msewatch/commands/terminal.py``):
 
 * :func:`escape`: a text with each control character written as an escape
   (``\\x1b``, ``\\n``, ``\\u202e``), so that it cannot clear a screen or split a line;

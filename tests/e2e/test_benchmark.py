@@ -210,7 +210,7 @@ def test_reference_peers_follow_the_join_rules(tmp_path, script):
 
 
 def test_pandas_reference_reads_the_default_sample(tmp_path):
-    from msewatch.generate import generate
+    from msewatch.commands.generate import generate
 
     stats = generate(str(tmp_path / "s"), predictions=1500, seed=3)  # malformed lines included
     lines = (tmp_path / "s" / "predictions.jsonl").read_text().splitlines()

@@ -20,7 +20,7 @@ import pytest
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from msewatch import cli
-from msewatch.generate import generate
+from msewatch.commands.generate import generate
 from msewatch.runners import outcomes as run_outcomes
 from tests.harness import latest, read_metrics
 
@@ -131,7 +131,7 @@ def test_outcomes_match_the_generators_ground_truth(sample):
 def test_conflicting_duplicate_labels_match_the_files(sample):
     # the reference: per id, the label with the earliest (label_time, line) wins; a later
     # one whose y_true differs (NaN equals NaN) conflicts. The generator repeats half of
-    # its duplicates with another value (msewatch/generate.py).
+    # its duplicates with another value (msewatch/commands/generate.py).
     sample_dir, stats, runs = sample
     required = ("prediction_id", "y_true", "label_time")
     labels, _ = _read_records(sample_dir / "labels.jsonl", required)

@@ -1,4 +1,4 @@
-"""feature_drift in the prediction-drift game day (``msewatch/scenarios_signals.py``):
+"""feature_drift in the prediction-drift game day (``msewatch/commands/scenarios_signals.py``):
 from T, region=apac's ``price`` feature is 15 higher (5 of its standard deviations) with
 its predictions, for 12 h, while ``tenure_days`` does not move. Read from the alerts
 tables of the game day's real bounded and replayed runs: the price SLO pages apac, the
@@ -15,8 +15,9 @@ import pathlib
 import pandas as pd
 import pytest
 
-from msewatch import cli, gameday, scenarios
-from msewatch import scenarios_signals as signals
+from msewatch import cli
+from msewatch.commands import gameday, scenarios
+from msewatch.commands import scenarios_signals as signals
 from tests import synthetic_output as so
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ import copy
 import pandas as pd
 import pytest
 
-from msewatch import cli, flaps, report
+from msewatch import cli
+from msewatch.commands import flaps, report
 from tests.synthetic_output import (
     DRIFTED,
     FIRING_PERIODS,

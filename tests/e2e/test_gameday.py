@@ -3,7 +3,7 @@
 One game day (drift, label-outage, stationary) runs once for the module, in-process,
 with ``--keep`` so that each run's ``alerts`` table is read back here with DuckDB
 (``read_transitions``) besides the printed report. What must hold, per the scenarios'
-definitions in msewatch/scenarios.py: the drift pages for region=apac only; the label
+definitions in msewatch/commands/scenarios.py: the drift pages for region=apac only; the label
 outage raises no rmse or error_rate alert and a label_freshness page for region=eu
 only; the stationary month raises nothing; bounded and replay fire in the same
 event-time periods.
@@ -16,7 +16,8 @@ import io
 
 import pytest
 
-from msewatch import cli, gameday
+from msewatch import cli
+from msewatch.commands import gameday
 
 pytestmark = pytest.mark.slow
 

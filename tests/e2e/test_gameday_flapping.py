@@ -6,7 +6,8 @@ why it flaps: ``tests/unit/test_gameday_flapping.py``.
 
 import pytest
 
-from msewatch import cli, gameday
+from msewatch import cli
+from msewatch.commands import gameday
 from tests.unit.test_gameday_flapping import TWITCHY
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import msewatch
-from msewatch import cli, summary
-from msewatch import generate as sample
+from msewatch import cli
+from msewatch.commands import generate as sample
+from msewatch.commands import summary
 from msewatch.runners import outcomes as run_outcomes
 from msewatch.schemas import records
 from tests.cli_cases import error_lines
@@ -166,7 +167,7 @@ def other_inputs(tmp_path_factory):
 
 def _seen(output) -> tuple:
     """What a reader sees: the metrics and dead_letter tables and summary.json of one run."""
-    from msewatch import query
+    from msewatch.commands import query
     from msewatch.schemas import layout
 
     metrics = query.query(output, sql="SELECT count(*) AS n, sum(predictions) AS p FROM metrics")
@@ -365,7 +366,7 @@ def test_the_manifest_names_the_version_that_wrote_the_tables(inputs, tmp_path, 
 
 
 def test_serve_watches_the_committed_snapshot(inputs, tmp_path):
-    from msewatch.serve import table_signature
+    from msewatch.commands.serve import table_signature
 
     out = tmp_path / "out"
     assert cli.main(_run(inputs, out)) == 0

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from apache_beam.runners.portability import portable_runner
 
-from msewatch.generate import generate
+from msewatch.commands.generate import generate
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import presets
 from msewatch.transforms.io.files import FileSource

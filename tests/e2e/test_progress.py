@@ -15,7 +15,7 @@ import termios
 
 import pytest
 
-from msewatch.generate import generate
+from msewatch.commands.generate import generate
 
 pytestmark = pytest.mark.slow
 

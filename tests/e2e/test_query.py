@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msewatch import query as query_cli
-from msewatch import summary
+from msewatch.commands import query as query_cli
+from msewatch.commands import summary
 from msewatch.schemas import queries, records
 from tests.synthetic_output import (
     DRIFTED,
@@ -401,7 +401,7 @@ def test_control_characters_in_values_are_shown_escaped(tmp_path, metrics, capsy
 
 
 def test_compare_lines_show_control_characters_escaped():
-    from msewatch import compare
+    from msewatch.commands import compare
 
     row = dict(comparison="v2\x1b[2J", slice="region=eu\x1b[31m", metric="mse", baseline="v1",
                candidate="v2", paired=True, frontier=T0,

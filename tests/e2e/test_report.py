@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msewatch import cli, report
-from msewatch.report_svg import LEFT, RIGHT, WIDTH
+from msewatch import cli
+from msewatch.commands import report
+from msewatch.commands.report_svg import LEFT, RIGHT, WIDTH
 from tests.synthetic_output import (
     DRIFTED,
     FIRING_PERIODS,

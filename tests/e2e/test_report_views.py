@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msewatch import cli, report_views
+from msewatch import cli
+from msewatch.commands import report_views
 from msewatch.transforms.metrics.sketch import ValueSketch
 from tests.synthetic_output import (
     DRIFTED,

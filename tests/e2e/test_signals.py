@@ -2,7 +2,7 @@
 flapping): the ``signals`` game-day stream has one fault per region — eu's labels shift
 and its model follows (RMSE flat), na sends nothing for 6 h, apac's labels are a constant
 -1, outside the valid range [0, 1000] — and ``signals-stationary`` is the same stream
-without them (``msewatch/scenarios_signals.py``). Read from the alerts tables of real
+without them (``msewatch/commands/scenarios_signals.py``). Read from the alerts tables of real
 bounded and replayed runs: each faulty region pages on its own SLI, nothing else pages
 beyond what the scenario allows (apac's wrong labels also spoil its RMSE and its label
 distribution), and on the stationary stream nothing fires and nothing flaps.
@@ -17,7 +17,8 @@ import pathlib
 import pandas as pd
 import pytest
 
-from msewatch import cli, gameday
+from msewatch import cli
+from msewatch.commands import gameday
 from tests import synthetic_output as so
 
 pytestmark = pytest.mark.slow

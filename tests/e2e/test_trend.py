@@ -1,4 +1,4 @@
-"""The RMSE trend per slice (msewatch/trend.py), in ``slo status`` and the report.
+"""The RMSE trend per slice (msewatch/commands/trend.py), in ``slo status`` and the report.
 
 The expected trends are ``scipy.stats.theilslopes`` over windows read back with pandas
 from the Parquet files (latest pane, the label gate and the last k windows done in
@@ -17,9 +17,9 @@ import pytest
 from scipy.stats import theilslopes
 
 from msewatch import cli
-from msewatch import query as q
+from msewatch.commands import query as q
+from msewatch.commands.trend import slice_trends
 from msewatch.schemas import records
-from msewatch.trend import slice_trends
 
 T0 = pd.Timestamp("2024-03-01 20:00", tz="UTC")
 H = pd.Timedelta(hours=1)

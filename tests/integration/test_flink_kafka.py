@@ -41,9 +41,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from msewatch.generate import generate
-from msewatch.local import flink as local_flink
-from msewatch.local import processes
+from msewatch.commands.generate import generate
+from msewatch.commands.local import flink as local_flink
+from msewatch.commands.local import processes
 from msewatch.transforms.metrics.windowing import CLUSTER_CLOSE_SLACK_SECONDS
 from tests.evidence import say
 from tests.harness import latest

@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 
-from msewatch import grafana
+from msewatch.commands import grafana
 from tests import evidence
 from tests.integration.test_prometheus import newest_settled
 from tests.prometheus_server import instant_query, running_prometheus, running_serve

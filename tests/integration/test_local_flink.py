@@ -19,9 +19,9 @@ import urllib.error
 import pandas as pd
 import pytest
 
-from msewatch.generate import generate
-from msewatch.local import flink as local_flink
-from msewatch.local import processes
+from msewatch.commands.generate import generate
+from msewatch.commands.local import flink as local_flink
+from msewatch.commands.local import processes
 from tests.evidence import say
 from tests.local_servers import flink_options, flink_python, local, running_flink
 from tests.servers import free_port

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from msewatch.local import kafka, processes
+from msewatch.commands.local import kafka, processes
 from tests.local_servers import kafka_options, local, running_kafka
 
 

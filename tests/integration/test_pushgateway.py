@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from msewatch import pushgateway
-from msewatch.generate import generate
+from msewatch.commands import pushgateway
+from msewatch.commands.generate import generate
 from tests.integration.test_prometheus import newest_settled
 from tests.prometheus_server import instant_query, running_prometheus
 from tests.pushgateway_server import running_pushgateway

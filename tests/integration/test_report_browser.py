@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msewatch import report
+from msewatch.commands import report
 from tests.synthetic_output import (
     SLO_SLICES,
     SLO_SUMMARY,

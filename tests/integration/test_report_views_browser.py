@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msewatch import cli, report_views
-from msewatch.generate import CANARY_WORSE_REGION
+from msewatch import cli
+from msewatch.commands import report_views
+from msewatch.commands.generate import CANARY_WORSE_REGION
 from tests.e2e.test_report_views import BANDS, view_metrics
 from tests.integration.test_report_browser import drawn_pixels, needs_chromium, render
 from tests.synthetic_output import (

@@ -16,7 +16,7 @@ import pytest
 from scipy import stats as sp
 
 from msewatch import cli
-from msewatch.report import write_report
+from msewatch.commands.report import write_report
 from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
 

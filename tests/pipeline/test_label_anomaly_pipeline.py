@@ -23,7 +23,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from msewatch import query as query_cli
+from msewatch.commands import query as query_cli
 from msewatch.schemas.records import METRICS_FIELDS
 from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay

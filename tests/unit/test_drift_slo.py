@@ -221,7 +221,7 @@ def test_describe_reads_the_statistic():
 
 
 def test_slo_check_says_what_a_drift_slo_means(tmp_path):
-    from msewatch.slo import describe_slo
+    from msewatch.commands.slo import describe_slo
 
     lines = describe_slo(drift_slo(tmp_path, min_scored=50))
     assert lines[0] == (

@@ -5,8 +5,9 @@ The real runs are in ``tests/e2e/test_gameday.py``.
 
 import pytest
 
-from msewatch import cli, gameday
-from msewatch.gameday import Transition
+from msewatch import cli
+from msewatch.commands import gameday
+from msewatch.commands.gameday import Transition
 
 H = 3_600_000
 T = 1_793_599_200_000  # 2026-11-02T06:00:00Z, the scenarios' fault start

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msewatch import cli, flaps, gameday, scenarios
+from msewatch import cli
+from msewatch.commands import flaps, gameday, scenarios
 from msewatch.transforms.slo.config import load_slo_file
 from msewatch.transforms.slo.kernel import evaluate_history
 

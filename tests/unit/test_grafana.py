@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from msewatch import grafana
+from msewatch.commands import grafana
 
 DASHBOARD = pathlib.Path(__file__).parent.parent.parent / "docs" / "grafana" / "msewatch.json"
 

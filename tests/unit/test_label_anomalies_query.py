@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msewatch import query as query_cli
+from msewatch.commands import query as query_cli
 from msewatch.schemas import records
 
 T0 = datetime.datetime(2026, 11, 2, tzinfo=datetime.UTC)

@@ -214,7 +214,7 @@ def test_each_slo_reads_the_outside_count_of_its_own_range():
 
 
 def test_slo_check_says_what_makes_a_window_bad():
-    from msewatch.slo import describe_slo
+    from msewatch.commands.slo import describe_slo
 
     lines = describe_slo(anomaly_slo(scale_factor=4))
     assert lines[0] == (

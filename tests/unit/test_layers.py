@@ -2,7 +2,7 @@
 
 Walks every import statement (module level and inside functions) of the package folders
 with :mod:`ast` and checks that ``transforms/``, ``schemas/`` and ``pipelines/`` import
-nothing from the commands (``msewatch/*.py``, ``msewatch/local``) or ``runners/``, and
+nothing from the commands (``msewatch/*.py``, ``msewatch/commands/local``) or ``runners/``, and
 that ``runners/`` imports nothing from the commands (docs/architecture.md).
 """
 
@@ -69,10 +69,10 @@ def test_the_walk_finds_an_upward_import(tmp_path, monkeypatch):
     (tmp_path / "runners").mkdir()
     (tmp_path / "msewatch").mkdir()
     (tmp_path / "runners" / "bad.py").write_text(
-        "def f():\n    from msewatch import summary\n    import msewatch.cli\n"
+        "def f():\n    from msewatch.commands import summary\n    import msewatch.cli\n"
     )
     monkeypatch.setattr(__import__(__name__, fromlist=["REPO"]), "REPO", tmp_path)
     assert violations("runners") == [
-        "runners/bad.py:2 imports msewatch.summary (commands)",
+        "runners/bad.py:2 imports msewatch.commands.summary (commands)",
         "runners/bad.py:3 imports msewatch.cli (commands)",
     ]

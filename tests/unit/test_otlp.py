@@ -1,9 +1,10 @@
 """``--otlp``'s naming, endpoints and failures, without a collector (the collector's
 test is ``tests/integration/test_otlp.py``).
 
-The expected names are written out by hand from the rule of ``msewatch/otlp_names.py`` (drop
-``msewatch_``, move the unit out of the name, ``slo_``/``comparison_``/``serve_`` become
-a namespace, the rest is a slice's); the expected attributes from the labels given here.
+The expected names are written out by hand from the rule of
+``msewatch/commands/otlp_names.py`` (drop ``msewatch_``, move the unit out of the name,
+``slo_``/``comparison_``/``serve_`` become a namespace, the rest is a slice's); the expected
+attributes from the labels given here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from msewatch import otlp, otlp_names, serve
+from msewatch.commands import otlp, otlp_names, serve
 from tests.servers import free_port
 from tests.unit.test_serve import output  # noqa: F401 (the fixture: metrics, SLO tables, comparisons)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from msewatch import summary
+from msewatch.commands import summary
 from msewatch.runners import outcomes as run_outcomes
 from msewatch.schemas import records
 from msewatch.transforms import outcomes

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from msewatch import generate as sample
+from msewatch.commands import generate as sample
 
 N = 6000  # large enough for every defect kind (lines // 1000), small enough to be fast
 TTL_MS = 7 * 86_400_000

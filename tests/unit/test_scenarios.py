@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msewatch import scenarios
-from msewatch.scenarios_signals import COMBINED, SIGNAL_SCENARIOS
+from msewatch.commands import scenarios
+from msewatch.commands.scenarios_signals import COMBINED, SIGNAL_SCENARIOS
 from msewatch.transforms.slo.config import load_slo_file
 
 HOUR = pd.Timedelta(hours=1)

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from msewatch import scenarios
-from msewatch import scenarios_signals as signals
+from msewatch.commands import scenarios
+from msewatch.commands import scenarios_signals as signals
 from msewatch.transforms.slo import spec
 
 HOUR = pd.Timedelta(hours=1)

@@ -19,7 +19,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from scipy.stats import theilslopes
 
-from msewatch import cli, serve, serve_windows
+from msewatch import cli
+from msewatch.commands import serve, serve_windows
 from msewatch.schemas import records
 from msewatch.schemas.slo import COMPARISONS_FIELDS
 from tests import synthetic_output as so

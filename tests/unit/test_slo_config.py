@@ -9,7 +9,7 @@ import pickle
 
 import pytest
 
-from msewatch import slo as slo_command
+from msewatch.commands import slo as slo_command
 from msewatch.transforms.metrics.slices import escape_value, slice_name
 from msewatch.transforms.slo.config import (
     Alerting,
@@ -523,7 +523,7 @@ def test_slo_check_shows_control_characters_in_a_runbook_as_text(tmp_path, capsy
 def test_slo_status_shows_control_characters_in_a_slice_as_text():
     import pandas as pd
 
-    from msewatch.trend import render_trends
+    from msewatch.commands.trend import render_trends
 
     frame = pd.DataFrame(
         {

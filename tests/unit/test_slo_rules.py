@@ -12,7 +12,8 @@ import re
 import pytest
 import yaml
 
-from msewatch import cli, slo_rules
+from msewatch import cli
+from msewatch.commands import slo_rules
 from msewatch.transforms.slo.config import load_slo_file, matches, parse_slo_file
 
 EXAMPLES = pathlib.Path(__file__).parents[2] / "docs" / "examples"

@@ -201,7 +201,7 @@ def test_the_pipeline_refuses_a_trailing_span_shorter_than_three_window_steps():
 
 
 def test_slo_check_says_what_a_traffic_slo_means():
-    from msewatch.slo import describe_slo
+    from msewatch.commands.slo import describe_slo
 
     lines = describe_slo(traffic_slo(retire_after_s=4 * 3600))
     assert lines[0] == (

@@ -123,7 +123,7 @@ def suppressed_windows(slo: Slo, table: Columns) -> np.ndarray:
 
 # The label gate of rmse-like SLIs, the rule that says a window is *settled* (its labels
 # are in): :func:`label_gate` on columns, and the same predicate in SQL for the readers
-# of the tables (``msewatch/trend.py``); a test checks both agree.
+# of the tables (``msewatch/commands/trend.py``); a test checks both agree.
 LABEL_GATE_SQL = "(complete OR label_coverage >= {min_coverage}) AND scored >= {min_scored}"
 
 

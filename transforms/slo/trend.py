@@ -1,7 +1,7 @@
 """Theil–Sen slopes of RMSE over time, many fits at once (numpy, Beam-free).
 
 The one definition of "the RMSE trend", shared by the ``rmse_trend`` SLI
-(:mod:`.sli`) and the read side (``msewatch/trend.py``: ``msewatch slo status``, the
+(:mod:`.sli`) and the read side (``msewatch/commands/trend.py``: ``msewatch slo status``, the
 report, ``msewatch serve``).
 
 * x is a window's end in **days** (UTC epoch ms / 86 400 000), y its RMSE, so a slope

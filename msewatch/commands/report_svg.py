@@ -1,7 +1,7 @@
 """inline SVG and HTML pieces of ``msewatch report``: line and bar charts, tables
 
 Charts are drawn here as text, with no script: the page's Content-Security-Policy
-forbids every fetch (see :mod:`msewatch.report`). Every attribute value is escaped by
+forbids every fetch (see :mod:`msewatch.commands.report`). Every attribute value is escaped by
 :func:`el`; text bodies are escaped by the caller with ``html.escape``. Times are
 epoch seconds, UTC, on the x axis of every line chart.
 """

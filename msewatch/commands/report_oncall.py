@@ -11,7 +11,7 @@ From the latest pane of each window and slice (``metrics_latest``), UTC:
 * the model-version changes: per ``model_version=V`` slice, its first window with a
   prediction and its last window end, newest first;
 * label freshness and lag: per slice, the newest window end, the newest settled window
-  end (labels in: :func:`msewatch.trend.slice_trends`'s gate) and how far it is behind,
+  end (labels in: :func:`msewatch.commands.trend.slice_trends`'s gate) and how far it is behind,
   and the newest window's label coverage and lag p50/p90/p99; the overall slice's
   coverage and lag over the last 24 h as charts.
 
@@ -25,10 +25,10 @@ import html
 import numpy as np
 import pandas as pd
 
-from msewatch import query as q
-from msewatch import report_svg as svg
-from msewatch import report_views as views
-from msewatch.trend import slice_trends
+from msewatch.commands import query as q
+from msewatch.commands import report_svg as svg
+from msewatch.commands import report_views as views
+from msewatch.commands.trend import slice_trends
 
 TOP_CHARTED = 3
 HOURS_24 = pd.Timedelta(hours=24)
@@ -90,7 +90,8 @@ def top_slices(worst: pd.DataFrame) -> str:
 
 def firing_now(tables) -> str:
     """The alerts still firing at the end (SLO and comparison alerts alike): a ``firing``
-    transition without a later ``resolved`` one (:func:`msewatch.report_slo.firing_periods`)."""
+    transition without a later ``resolved`` one
+    (:func:`msewatch.commands.report_slo.firing_periods`)."""
     if tables is None:
         return ""
     periods = tables.periods
@@ -137,7 +138,7 @@ def version_changes(latest: pd.DataFrame) -> str:
 
 def freshness(out, latest: pd.DataFrame, worst: pd.DataFrame) -> str:
     """Per slice: newest window, newest settled window and the gap; coverage and lags."""
-    from msewatch import report
+    from msewatch.commands import report
 
     head = "<h2>Label freshness and lag</h2>"
     if latest.empty:

@@ -1,10 +1,11 @@
 """``msewatch slo check FILE``: validate an SLO file and say what each SLO means.
 
 ``msewatch slo rules FILE [--out RULES]`` writes Prometheus recording and alerting rules
-that evaluate the file's SLOs over ``msewatch serve --recent-windows`` (:mod:`msewatch.slo_rules`).
+that evaluate the file's SLOs over ``msewatch serve --recent-windows``
+(:mod:`msewatch.commands.slo_rules`).
 
 ``msewatch slo status OUTPUT`` prints the latest state per SLO and slice, then each
-flapping alert with the setting that calms it (:mod:`msewatch.flaps`), then the RMSE
+flapping alert with the setting that calms it (:mod:`msewatch.commands.flaps`), then the RMSE
 trends.
 
 Prints one block per SLO: what makes a window (or a prediction) bad, the objective
@@ -19,7 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from msewatch.flaps import read_flaps
+from msewatch.commands.flaps import read_flaps
+from msewatch.commands.trend import DEFAULT_K, render_trends, slice_trends
 from msewatch.schemas.slo import utc_datetime
 from msewatch.transforms.durations import format_duration as _d
 from msewatch.transforms.shown import escape
@@ -33,7 +35,6 @@ from msewatch.transforms.slo.config import (
 )
 from msewatch.transforms.slo.text import condition
 from msewatch.transforms.slo.trend import MIN_POINTS
-from msewatch.trend import DEFAULT_K, render_trends, slice_trends
 
 EXIT_USAGE = 2
 MAX_SUPPORTED_SLOS = 1000  # README, "SLOs and alerts": Size
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.slo_command == "rules":
-        from msewatch import slo_rules
+        from msewatch.commands import slo_rules
 
         return slo_rules.run(args.file, slo_file, args.out)
     sys.stdout.write(describe_file(args.file, slo_file))
@@ -216,8 +217,8 @@ def describe_slo(slo: Slo) -> list[str]:
 
 def _status(output: str, trend_windows: int = DEFAULT_K) -> int:
     """Prints ``msewatch query OUTPUT slo-status`` as a table a person reads, then the
-    RMSE trend per slice (:mod:`msewatch.trend`)."""
-    from msewatch import query as q
+    RMSE trend per slice (:mod:`msewatch.commands.trend`)."""
+    from msewatch.commands import query as q
 
     if trend_windows < MIN_POINTS:
         print(f"msewatch: error: --trend-windows must be >= {MIN_POINTS}", file=sys.stderr)
@@ -241,7 +242,7 @@ def _status(output: str, trend_windows: int = DEFAULT_K) -> int:
 
 
 def render_flaps(flaps) -> str:
-    """The flapping alerts (:mod:`msewatch.flaps`), each with the settings that calm
+    """The flapping alerts (:mod:`msewatch.commands.flaps`), each with the settings that calm
     it; "" when none flaps."""
     lines = []
     for flap in flaps:

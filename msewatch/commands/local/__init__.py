@@ -2,7 +2,7 @@
 
 ``msewatch local flink start|stop|status`` and ``msewatch local kafka
 start|stop|status``. The software is downloaded once into ``$MSEWATCH_CACHE``
-(``~/.cache/msewatch``; see :mod:`msewatch.local.downloads`); each cluster keeps its
+(``~/.cache/msewatch``; see :mod:`msewatch.commands.local.downloads`); each cluster keeps its
 configuration, pid files, logs and data in ``--state-dir`` (default
 ``$MSEWATCH_CACHE/local/flink`` or ``.../kafka``). Exit status: 0 when the command
 did what it says (``status``: running), 3 when ``status`` finds it stopped, 1 when it
@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from msewatch.local import downloads
+from msewatch.commands.local import downloads
 from msewatch.runners import java_services
 from msewatch.transforms.durations import parse_duration_seconds
 
@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def flink_settings(args: argparse.Namespace):
-    """The local Flink cluster's settings (:class:`msewatch.local.flink.FlinkSettings`)."""
-    from msewatch.local import flink  # it imports Beam's Flink runner: only when used
+    """The local Flink cluster's settings (:class:`msewatch.commands.local.flink.FlinkSettings`)."""
+    from msewatch.commands.local import flink  # it imports Beam's Flink runner: only when used
 
     return flink.FlinkSettings(
         state_dir=args.state_dir or downloads.cache_dir() / "local" / "flink",
@@ -80,8 +80,8 @@ def flink_settings(args: argparse.Namespace):
 
 
 def kafka_settings(args: argparse.Namespace):
-    """The local Kafka broker's settings (:class:`msewatch.local.kafka.KafkaSettings`)."""
-    from msewatch.local import kafka
+    """The local Kafka broker's settings (:class:`msewatch.commands.local.kafka.KafkaSettings`)."""
+    from msewatch.commands.local import kafka
 
     return kafka.KafkaSettings(
         state_dir=args.state_dir or downloads.cache_dir() / "local" / "kafka",
@@ -92,7 +92,7 @@ def kafka_settings(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``msewatch local SERVICE ACTION``; returns the exit status."""
-    from msewatch.local import flink, kafka
+    from msewatch.commands.local import flink, kafka
 
     service = flink if args.service == "flink" else kafka
     settings = flink_settings(args) if service is flink else kafka_settings(args)

@@ -2,7 +2,7 @@
 
 Read by ``msewatch slo status``, the report (``msewatch report``) and ``msewatch
 serve``. For each slice it takes the latest pane of every window (the
-``metrics_latest`` view of :mod:`msewatch.query`), keeps the **settled** windows, the
+``metrics_latest`` view of :mod:`msewatch.commands.query`), keeps the **settled** windows, the
 last ``k`` of them by window end, and fits the Theil–Sen slope of RMSE per day with
 its 95 % interval (:func:`msewatch.transforms.slo.trend.theil_sen`, the same numbers as
 ``scipy.stats.theilslopes``; x is the window end in days, UTC).
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from msewatch import query as q
-from msewatch.terminal import escape
+from msewatch.commands import query as q
+from msewatch.commands.terminal import escape
 from msewatch.transforms.slo.sli import LABEL_GATE_SQL
 from msewatch.transforms.slo.spec import DEFAULT_TREND_WINDOWS, Slo
 from msewatch.transforms.slo.trend import MIN_POINTS, theil_sen
@@ -73,7 +73,7 @@ def slice_trends(
 
     Args:
         source: an output folder of ``msewatch run`` (str or Path), or an open DuckDB
-            connection with the ``metrics_latest`` view (:func:`msewatch.query.connect`;
+            connection with the ``metrics_latest`` view (:func:`msewatch.commands.query.connect`;
             left open).
         k: settled windows per fit, at least 3.
         slice_name: only this slice (exact name, e.g. ``"region=eu"``); None: all.
@@ -89,7 +89,7 @@ def slice_trends(
 
     Raises:
         ValueError: ``k``, ``min_coverage`` or ``min_scored`` out of range.
-        msewatch.query.QueryError: the output folder or its metrics table is missing
+        msewatch.commands.query.QueryError: the output folder or its metrics table is missing
             or unreadable.
     """
     _check(k, min_coverage, min_scored)

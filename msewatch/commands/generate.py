@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from msewatch.jsonl_text import concat, json_floats, json_times, string_rows, write_jsonl
+from msewatch.commands.jsonl_text import concat, json_floats, json_times, string_rows, write_jsonl
 
 FORMATS = ("jsonl", "parquet")
 LABEL_TTL_SECONDS = 7 * 86_400

@@ -19,7 +19,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from msewatch.local import downloads, processes
+from msewatch.commands.local import downloads, processes
 
 LOCALHOST = "127.0.0.1"
 _API_VERSIONS = 18  # Kafka protocol api key

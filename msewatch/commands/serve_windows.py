@@ -2,7 +2,7 @@
 
 The other families of ``msewatch serve`` carry one number per slice (its newest settled
 window) or per SLO (its latest evaluation). The rules of ``msewatch slo rules``
-(:mod:`msewatch.slo_rules`) re-do the SLO evaluation in PromQL, in event time, and for
+(:mod:`msewatch.commands.slo_rules`) re-do the SLO evaluation in PromQL, in event time, and for
 that they need the windows themselves: per slice, the latest pane (``metrics_latest``)
 of every window ending in the ``DURATION`` before the slice's newest window end, each
 a sample labelled ``slice`` and ``window`` (``<start>/<end>``, RFC 3339, UTC):
@@ -103,7 +103,7 @@ def window_label(start: pd.Timestamp, end: pd.Timestamp) -> str:
 
 def read_recent_windows(con, span_s: int) -> pd.DataFrame:
     """The latest pane of each window ending in the ``span_s`` seconds before its slice's
-    newest window end, from a :func:`msewatch.query.connect` connection."""
+    newest window end, from a :func:`msewatch.commands.query.connect` connection."""
     frame = con.execute(_SQL, {"span": span_s}).df()
     if frame.empty:
         return frame

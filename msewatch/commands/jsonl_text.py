@@ -1,9 +1,10 @@
 """JSON Lines text built column-wise: Arrow string arrays, no per-record Python loop.
 
-The sample writers (:mod:`msewatch.generate`, :mod:`msewatch.scenarios`) build each
-line as an element-wise :func:`concat` of constants and token arrays (:func:`json_floats`,
-:func:`json_times`, :func:`string_rows`), then :func:`write_jsonl` writes the Arrow value
-buffer as the file. Tokens are spelled as Python's ``json`` module writes them. UTC.
+The sample writers (:mod:`msewatch.commands.generate`,
+:mod:`msewatch.commands.scenarios`) build each line as an element-wise :func:`concat` of
+constants and token arrays (:func:`json_floats`, :func:`json_times`, :func:`string_rows`),
+then :func:`write_jsonl` writes the Arrow value buffer as the file. Tokens are spelled as
+Python's ``json`` module writes them. UTC.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def find_flaps(alerts: pd.DataFrame, settings: dict[str, dict] | None = None) ->
 
 def read_flaps(output_dir) -> list[Flap]:
     """The flapping alerts of a run's output folder (none without an ``alerts`` table)."""
-    from msewatch import query as q
+    from msewatch.commands import query as q
     from msewatch.schemas import layout
 
     try:

@@ -9,7 +9,7 @@ to which ``/v1/metrics`` is added unless the URL has a path of its own.
 
 One definition of each metric: the instruments are made from the Prometheus families that
 :class:`msewatch.serve.TablesCollector` builds (its ``SLICE_GAUGES``, ``SLO_GAUGES``...),
-renamed by :func:`msewatch.otlp_names.instrument_name` in OpenTelemetry's
+renamed by :func:`msewatch.commands.otlp_names.instrument_name` in OpenTelemetry's
 semantic-convention style (``msewatch_rmse`` -> ``msewatch.slice.rmse``;
 ``msewatch_label_lag_p90_seconds`` -> ``msewatch.slice.label_lag_p90``, unit ``s``). Each
 label becomes an attribute of the ``msewatch.`` namespace (``slice`` ->
@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from msewatch.otlp_names import NAMESPACE, series
+from msewatch.commands.otlp_names import NAMESPACE, series
 from msewatch.transforms.durations import parse_duration_seconds
 
 DEFAULT_INTERVAL_S = 30.0
@@ -311,7 +311,7 @@ def push_once(endpoint: str, output: str) -> int:
         OSError: the tables cannot be read, or the receiver cannot be reached or refuses
             the metrics (one line).
     """
-    from msewatch.serve import TablesCollector
+    from msewatch.commands.serve import TablesCollector
 
     failures: list[str] = []
     collector = TablesCollector(output, log=failures.append)

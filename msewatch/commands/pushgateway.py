@@ -84,7 +84,7 @@ def push(url: str, job: str, grouping_key: dict[str, str], output: str) -> int:
     """
     from prometheus_client import CollectorRegistry, push_to_gateway
 
-    from msewatch.serve import TablesCollector
+    from msewatch.commands.serve import TablesCollector
 
     failures: list[str] = []
     collector = TablesCollector(output, log=failures.append)

@@ -1,11 +1,11 @@
 """The game-day scenarios of the signals beyond the error: drift, silence, label bugs.
 
-:mod:`msewatch.scenarios` writes them like the others (same records, ``slo.yaml``,
-``expected_alerts.json``; :data:`msewatch.scenarios.SCENARIOS` is the one registry);
+:mod:`msewatch.commands.scenarios` writes them like the others (same records, ``slo.yaml``,
+``expected_alerts.json``; :data:`msewatch.commands.scenarios.SCENARIOS` is the one registry);
 this module holds their faults, their SLOs and the alerts they must raise. Time is
-event time, UTC epoch ms; ``T`` is :data:`msewatch.scenarios.FAULT_START_HOURS` after
+event time, UTC epoch ms; ``T`` is :data:`msewatch.commands.scenarios.FAULT_START_HOURS` after
 the start, and the healthy baseline is that of the hourly scenarios with a **flat day**
-(no daily cycle, :data:`msewatch.scenarios.DAILY_CYCLE` 0): drift compares an hour's
+(no daily cycle, :data:`msewatch.commands.scenarios.DAILY_CYCLE` 0): drift compares an hour's
 values with the trailing day's, and on a cycled stream that comparison measures the
 cycle, not the fault. The random draws are the same as the other hourly scenarios'.
 
@@ -125,7 +125,8 @@ def in_window(cols, regions, region, from_ms, hours):
 
 
 def apply_fault(name, rng, cols, regions, t_ms, end_ms):
-    """Scenario ``name``'s fault on the baseline ``cols`` (:func:`msewatch.scenarios.baseline`).
+    """Scenario ``name``'s fault on the baseline ``cols``
+    (:func:`msewatch.commands.scenarios.baseline`).
 
     Args:
         name: one of :data:`SIGNAL_SCENARIOS`.

@@ -11,7 +11,7 @@ it, or the output holds the ``alerts`` or ``slo_status`` table). From ``slo_stat
   0 included, drawn at 0.1), with each alert condition's burn_rate as a dashed line;
 * the firing periods of the slice's alerts shaded on both (red: page, amber: ticket);
 * the alert transitions (frontier, alert, state, summary; watermark when streaming);
-* the flapping alerts, each with the setting that calms it (:mod:`msewatch.flaps`).
+* the flapping alerts, each with the setting that calms it (:mod:`msewatch.commands.flaps`).
 
 A firing period runs from an alert's ``firing`` transition to its next ``resolved``
 one, or to the end when it is still firing (:func:`firing_periods`, the one place that
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msewatch import flaps as fl
-from msewatch import query as q
-from msewatch import report_svg as svg
+from msewatch.commands import flaps as fl
+from msewatch.commands import query as q
+from msewatch.commands import report_svg as svg
 from msewatch.schemas.slo import FIRING, RESOLVED
 from msewatch.transforms.durations import format_duration
 
@@ -65,7 +65,7 @@ class SloTables:
         status: ``slo_status``, the last evaluation per (slo, slice, frontier).
         alerts: ``alerts``, in frontier order.
         periods: :func:`firing_periods` of ``alerts``.
-        flaps: the flapping alerts (:func:`msewatch.flaps.find_flaps`).
+        flaps: the flapping alerts (:func:`msewatch.commands.flaps.find_flaps`).
         conditions: per SLO, its alert conditions ``(severity, burn_rate, long_s,
             short_s)``, from summary.json's config (else the ones the alerts name).
     """

@@ -1,7 +1,7 @@
 """the three dashboards of ``msewatch report``: executive, on-call and debug pages
 
 ``msewatch report OUTPUT --out FILE`` writes FILE (the full report of
-:mod:`msewatch.report`) and, beside it, one page per view (``--view``, all three by
+:mod:`msewatch.commands.report`) and, beside it, one page per view (``--view``, all three by
 default): ``report.html`` -> ``report-executive.html``, ``report-oncall.html``,
 ``report-debug.html``. Every page starts with the same links to the others. Each view
 is self-contained and offline like the report (the same Content-Security-Policy; the
@@ -13,7 +13,7 @@ links are relative file names, not fetches).
 * **oncall** (this module): the last 24 h of windows, the worst slices (the ``worst``
   named query), the alerts firing now, the model-version changes (first and last window
   of each version), label freshness and lag.
-* **debug** (:mod:`msewatch.report_debug`): squared errors per window, y_pred / y_true
+* **debug** (:mod:`msewatch.commands.report_debug`): squared errors per window, y_pred / y_true
   distributions from the value sketches, the version deltas with their bounds.
 
 Every number comes from the latest pane of each window and slice (``metrics_latest``),
@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msewatch import query as q
-from msewatch import report_slo
-from msewatch import report_svg as svg
+from msewatch.commands import query as q
+from msewatch.commands import report_slo
+from msewatch.commands import report_svg as svg
+from msewatch.commands.trend import DEFAULT_K, direction, slice_trends
 from msewatch.transforms.durations import format_duration
 from msewatch.transforms.metrics.slices import parse_slice_name
-from msewatch.trend import DEFAULT_K, direction, slice_trends
 
 VIEWS = ("executive", "oncall", "debug")
 TITLES = {"executive": "Executive", "oncall": "On-call", "debug": "Debug"}
@@ -89,7 +89,7 @@ def nav(out_path: Path, views: tuple[str, ...], current: str | None) -> str:
 
 def page(view: str, out: Path, latest: pd.DataFrame, body: str, nav_html: str) -> str:
     """A view page around ``body``."""
-    from msewatch import report
+    from msewatch.commands import report
 
     newest = svg.utc(svg.epoch_s(latest["window_end"]).max()) if len(latest) else "none"
     return PAGE.format(
@@ -153,7 +153,7 @@ def _trend_cells(trends: pd.DataFrame, name: str) -> list[str]:
 
 def executive_versions(latest: pd.DataFrame, trends: pd.DataFrame) -> str:
     """The RMSE trend per model version and its 30/90-day pooled RMSE (``trends``:
-    :func:`msewatch.trend.slice_trends`)."""
+    :func:`msewatch.commands.trend.slice_trends`)."""
     head = f"<h2>RMSE per model version, last {TREND_DAYS} days</h2>"
     rows = versions(latest)
     if rows.empty:
@@ -259,10 +259,10 @@ def write_views(
         The paths written.
 
     Raises:
-        msewatch.query.QueryError: as :func:`msewatch.report.write_report`.
+        msewatch.commands.query.QueryError: as :func:`msewatch.commands.report.write_report`.
         OSError: a page cannot be written (naming it).
     """
-    from msewatch import report, report_debug, report_oncall
+    from msewatch.commands import report, report_debug, report_oncall
 
     out, out_path = Path(output_dir), Path(out_path)
     chosen = tuple(v for v in VIEWS if v in chosen)

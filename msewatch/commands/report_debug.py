@@ -18,7 +18,7 @@ window start, UTC:
 * **version deltas**: per comparison and slice, the relative difference C / B - 1 of
   the candidate's and baseline's mean loss over the frontier with its always-valid
   bounds, the margin dashed (the ``comparisons`` table, the last evaluation of each
-  frontier), and the latest decisions (:func:`msewatch.report.comparisons_table`).
+  frontier), and the latest decisions (:func:`msewatch.commands.report.comparisons_table`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import html
 import numpy as np
 import pandas as pd
 
-from msewatch import query as q
-from msewatch import report_svg as svg
+from msewatch.commands import query as q
+from msewatch.commands import report_svg as svg
 from msewatch.transforms.metrics.sketch import ValueSketch
 
 HISTOGRAM_WINDOWS = 12
@@ -219,7 +219,7 @@ def _delta_chart(rows: pd.DataFrame, label: str) -> str:
 
 
 def version_deltas(out) -> str:
-    from msewatch import report
+    from msewatch.commands import report
 
     head = "<h2>Version deltas with their bounds</h2>"
     if not (out / "comparisons").is_dir():

@@ -1,6 +1,6 @@
 """``msewatch gameday``: run the game-day scenarios and check the alerts they raise.
 
-For each scenario (:mod:`msewatch.scenarios`): write its data, ``slo.yaml`` and
+For each scenario (:mod:`msewatch.commands.scenarios`): write its data, ``slo.yaml`` and
 ``expected_alerts.json``; run ``msewatch run`` on it twice, in-process, bounded and
 with ``--streaming-replay``, with the scenario's SLO file (or ``--slo FILE`` for all);
 read each run's ``alerts`` table and print, per mode, every alert that fired and
@@ -15,7 +15,7 @@ page would have been sent) and its delay, when it resolved, and a verdict:
 * ``FALSE ALARM``: an alert matching ``must_not_fire`` (and neither list above);
 * ``other``: an alert no list mentions (shown, not a mismatch);
 * ``FLAPPING``: an alert that fired again within a day of firing
-  (:mod:`msewatch.flaps`) in a scenario whose ``must_not_flap`` is true
+  (:mod:`msewatch.commands.flaps`) in a scenario whose ``must_not_flap`` is true
   (``stationary``): the config is too twitchy; the line after the table says which
   setting calms it. In the other scenarios a flapping alert is shown as ``flapping``.
 
@@ -36,7 +36,7 @@ import os
 import tempfile
 import time
 
-from msewatch.scenarios import SCENARIOS, generate_scenario
+from msewatch.commands.scenarios import SCENARIOS, generate_scenario
 from msewatch.transforms.durations import format_duration
 
 MODES = ("bounded", "replay")
@@ -80,15 +80,15 @@ class Line:
 
 
 def read_flaps(output_dir: str):
-    """The flapping alerts of a run's output (:func:`msewatch.flaps.read_flaps`)."""
-    from msewatch import flaps
+    """The flapping alerts of a run's output (:func:`msewatch.commands.flaps.read_flaps`)."""
+    from msewatch.commands import flaps
 
     return flaps.read_flaps(output_dir)
 
 
 def read_transitions(output_dir: str) -> list[Transition]:
     """The ``alerts`` rows of a run's output folder, per alert in frontier order."""
-    from msewatch import query
+    from msewatch.commands import query
 
     with query.connect(output_dir) as con:
         rows = con.execute(_TRANSITIONS_SQL).fetchall()
@@ -163,7 +163,7 @@ def check(expected: dict, transitions: list[Transition]) -> list[Line]:
 
 
 def check_flaps(expected: dict, flaps) -> list[Line]:
-    """A line per flapping alert (:class:`msewatch.flaps.Flap`): a mismatch when the
+    """A line per flapping alert (:class:`msewatch.commands.flaps.Flap`): a mismatch when the
     scenario's ``must_not_flap`` is true, else shown only."""
     strict = bool(expected.get("must_not_flap"))
     return [

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from msewatch.local import downloads, processes
+from msewatch.commands.local import downloads, processes
 from msewatch.runners import java_services
 from msewatch.runners.flink import overview  # noqa: F401 (this module's API too)
 

@@ -1,6 +1,7 @@
-"""The OpenTelemetry names of ``msewatch serve``'s metrics, for ``--otlp`` (:mod:`msewatch.otlp`).
+"""The OpenTelemetry names of ``msewatch serve``'s metrics, for ``--otlp``
+(:mod:`msewatch.commands.otlp`).
 
-One rule turns each Prometheus family that :class:`msewatch.serve.TablesCollector` builds
+One rule turns each Prometheus family that :class:`msewatch.commands.serve.TablesCollector` builds
 into an instrument (:func:`instrument_name`) and each label into an attribute
 (:func:`attribute_name`), so there is no second list of metrics; :func:`series` applies
 them to the families of one read. docs/observability.md lists the result.

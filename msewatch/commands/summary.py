@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-from msewatch import query, terminal
+from msewatch.commands import query, terminal
 from msewatch.runners.outcomes import outcome_details, outcomes_total, undelivered_alerts
 
 LATEST_COMPLETE_SQL = """
@@ -27,7 +27,7 @@ says which pane of a window is the latest)."""
 def latest_complete(output_dir: str):
     """Rows of the latest complete window per slice, as tuples (UTC timestamps).
 
-    Reads the tables through :func:`msewatch.query.connect`, so a window's row is the
+    Reads the tables through :func:`msewatch.commands.query.connect`, so a window's row is the
     one ``msewatch query OUTPUT latest`` shows: the ``metrics_latest`` view's pick
     (highest ``pane_index``, then latest ``emitted_at``). Empty when there is no
     metrics table.
@@ -107,7 +107,7 @@ ORDER BY severity = 'page' DESC, alert
 
 def _comparisons(output_dir: str) -> list[str]:
     """The latest decision per comparison and slice (none: no section)."""
-    from msewatch import compare
+    from msewatch.commands import compare
 
     if not os.path.isdir(os.path.join(output_dir, "comparisons")):
         return []

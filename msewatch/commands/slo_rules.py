@@ -2,7 +2,7 @@
 
 The rules re-do msewatch's SLO evaluation (:mod:`msewatch.transforms.slo.kernel`) in
 PromQL, over the per-window series of ``msewatch serve --recent-windows DURATION``
-(:mod:`msewatch.serve_windows`), in **event time**: per SLO, one rule group
+(:mod:`msewatch.commands.serve_windows`), in **event time**: per SLO, one rule group
 
 1. ``msewatch_slo:settled_window_end_timestamp_seconds``: the windows of the SLO's slices
    that settle: they pass its label gate (``label_coverage >= min_coverage`` or
@@ -42,7 +42,7 @@ import sys
 
 import yaml
 
-from msewatch import serve_windows as w
+from msewatch.commands import serve_windows as w
 from msewatch.transforms.durations import format_duration as _d
 from msewatch.transforms.slo.config import Slo, SloFile
 from msewatch.transforms.slo.kernel import RELATIVE_TOLERANCE

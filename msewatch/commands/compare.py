@@ -22,7 +22,7 @@ import sys
 
 import pandas as pd
 
-from msewatch import query, terminal
+from msewatch.commands import query, terminal
 
 EXIT_FAIL, EXIT_USAGE = 1, 2
 _ORDER = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}
@@ -54,7 +54,7 @@ def _pct(x: float) -> str:
 
 def render(frame: pd.DataFrame) -> list[str]:
     """The lines a person reads: a header per comparison, one line per slice (control
-    characters in names escaped: :func:`msewatch.terminal.escape`)."""
+    characters in names escaped: :func:`msewatch.commands.terminal.escape`)."""
     frame = frame.map(terminal.escape)
     lines = []
     for name, rows in frame.groupby("comparison", sort=True):

@@ -2,7 +2,7 @@
 
 ``msewatch report OUTPUT --grafana FILE`` writes it; ``docs/grafana/msewatch.json`` is
 the same JSON, kept in the repository for import (a test checks they are equal). The
-dashboard has three rows, as the report's views (:mod:`msewatch.report_views`):
+dashboard has three rows, as the report's views (:mod:`msewatch.commands.report_views`):
 
 * **Executive**: RMSE per model version (the ``model_version=V`` slices) over the
   dashboard's range (30 days by default; 90 days: pick it), its 30- and 90-day average,
@@ -157,8 +157,8 @@ def dashboard_json() -> str:
 
 
 def write_dashboard(path: str | Path) -> Path:
-    """Writes the dashboard JSON to ``path`` (as :func:`msewatch.report.write_whole`)."""
-    from msewatch.report import write_whole
+    """Writes the dashboard JSON to ``path`` (as :func:`msewatch.commands.report.write_whole`)."""
+    from msewatch.commands.report import write_whole
 
     return write_whole(Path(path), dashboard_json())
 

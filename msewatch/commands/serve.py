@@ -5,11 +5,11 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
 ``msewatch run --output OUTPUT``:
 
 * per slice, the **latest settled window** (the ``metrics_latest`` view of
-  :mod:`msewatch.query`; settled as in :mod:`msewatch.trend`: ``complete or
+  :mod:`msewatch.commands.query`; settled as in :mod:`msewatch.commands.trend`: ``complete or
   label_coverage >= 0.8``, ``scored >= 30``, finite RMSE; the newest such window is
-  the last one :func:`msewatch.trend.slice_trends` fits): RMSE, MSE, MAE, bias, label
+  the last one :func:`msewatch.commands.trend.slice_trends` fits): RMSE, MSE, MAE, bias, label
   coverage, label-lag p50/p90/p99, the NaN predictions and labels, and the window end;
-* per slice, the RMSE trend of :func:`msewatch.trend.slice_trends` (Theil–Sen over the
+* per slice, the RMSE trend of :func:`msewatch.commands.trend.slice_trends` (Theil–Sen over the
   last 24 settled windows), per second;
 * per SLO and slice, the latest evaluation (the ``slo-status`` named query): error budget
   left, the burn rate of every lookback, each severity's alert state, the label frontier;
@@ -17,7 +17,7 @@ collector (:class:`TablesCollector`) answers every scrape from the tables of
   decision, the relative difference and its always-valid bounds, margin, p-value, scored
   predictions. Read by column name; nothing without a ``comparisons`` table;
 * with ``--recent-windows DURATION``, per slice and window of that span, the window's
-  bounds, RMSE, label gate and error weights (:mod:`msewatch.serve_windows`), which the
+  bounds, RMSE, label gate and error weights (:mod:`msewatch.commands.serve_windows`), which the
   rules of ``msewatch slo rules`` read;
 * per slice shown, ``msewatch_slice_info`` (1) with one label per slice key, named by
   :func:`msewatch.transforms.labels.label_names` (the rule the alerts follow:
@@ -51,17 +51,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from msewatch import otlp
-from msewatch import query as q
+from msewatch.commands import otlp
+from msewatch.commands import query as q
+from msewatch.commands.serve_windows import parse_span, read_recent_windows, window_families
+from msewatch.commands.trend import DEFAULT_K, slice_trends
 from msewatch.schemas import layout, queries
 from msewatch.schemas.slo import FIRING, OFF
-from msewatch.serve_windows import parse_span, read_recent_windows, window_families
 from msewatch.transforms.compare.spec import DECISIONS
 from msewatch.transforms.durations import format_duration
 from msewatch.transforms.labels import label_names
 from msewatch.transforms.metrics.slices import parse_slice_name
 from msewatch.transforms.slo.spec import SEVERITIES
-from msewatch.trend import DEFAULT_K, slice_trends
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 EXIT_USAGE = 2
@@ -161,12 +161,12 @@ def read_tables(
     output_dir: str | Path, trend_windows: int = DEFAULT_K, recent_windows_s: int = 0
 ) -> dict[str, pd.DataFrame]:
     """The frames the metrics are made from: ``settled`` (the newest settled window per
-    slice), ``trends`` (:func:`msewatch.trend.slice_trends`), ``slo`` and ``comparisons``
+    slice), ``trends`` (:func:`msewatch.commands.trend.slice_trends`), ``slo`` and ``comparisons``
     (the named queries ``slo-status`` and ``comparisons``: the latest evaluations) and
-    ``windows`` (:mod:`msewatch.serve_windows`; empty when ``recent_windows_s`` is 0).
+    ``windows`` (:mod:`msewatch.commands.serve_windows`; empty when ``recent_windows_s`` is 0).
 
     Raises:
-        msewatch.query.QueryError, duckdb.Error, pyarrow.ArrowException, OSError: a table
+        msewatch.commands.query.QueryError, duckdb.Error, pyarrow.ArrowException, OSError: a table
             cannot be read (no metrics table at all is not an error: empty frames).
     """
     try:

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
-from msewatch import __version__, terminal
+from msewatch import __version__
+from msewatch.commands import terminal
 from msewatch.schemas import layout, queries, records
 from msewatch.schemas.slo import ALERTS_FIELDS, COMPARISONS_FIELDS, SLO_STATUS_FIELDS
 
@@ -301,7 +302,7 @@ def format_frame(frame: pd.DataFrame, fmt: str) -> str:
     """Renders a result as an aligned text table, CSV, or a JSON array of objects.
 
     The table is for a terminal: control characters in values are escaped
-    (:func:`msewatch.terminal.escape`); CSV and JSON carry the values as they are.
+    (:func:`msewatch.commands.terminal.escape`); CSV and JSON carry the values as they are.
     """
     if fmt == "csv":
         return frame.to_csv(index=False)

@@ -13,11 +13,11 @@ It shows, from the latest pane of every window and slice (``metrics_latest``):
   clipped at twice the largest RMSE; with an SLO file, the firing periods of the
   slice's rmse and error_rate alerts shaded;
 * the RMSE trend per slice (same order): the Theil–Sen slope of RMSE per day over the
-  last :data:`msewatch.trend.DEFAULT_K` settled windows with its 95 % interval
-  (:mod:`msewatch.trend`);
+  last :data:`msewatch.commands.trend.DEFAULT_K` settled windows with its 95 % interval
+  (:mod:`msewatch.commands.trend`);
 * with an SLO file (``msewatch run --slo``), the SLO section: error budget and burn
   rates over the label frontier per SLO and slice, firing periods, alert transitions
-  (:mod:`msewatch.report_slo`);
+  (:mod:`msewatch.commands.report_slo`);
 * label coverage and label lag p50/p90/p99 (log scale) over time, overall slice;
 * counts of NaN/inf values, invalid records and dead letters;
 * the outcome (conservation) table and the run's config from ``summary.json``.
@@ -27,7 +27,7 @@ labels) are provisional: hollow markers, dashed lines and a paler band, and the 
 says so. The x axis is the window start, UTC. NaN counts summed over windows use only
 non-overlapping windows (start a multiple of the window size, as Beam aligns them), so
 sliding windows are not counted twice. The charts are drawn by
-:mod:`msewatch.report_svg`.
+:mod:`msewatch.commands.report_svg`.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msewatch import query as q
-from msewatch import report_slo, report_views
-from msewatch.report_svg import (
+from msewatch.commands import query as q
+from msewatch.commands import report_slo, report_views
+from msewatch.commands.report_svg import (
     PALETTE,
     LinearAxis,
     Series,
@@ -62,9 +62,9 @@ from msewatch.report_svg import (
     table,
     utc,
 )
+from msewatch.commands.trend import DEFAULT_K, direction, slice_trends
 from msewatch.runners.outcomes import outcomes_total
 from msewatch.schemas import layout
-from msewatch.trend import DEFAULT_K, direction, slice_trends
 
 MAX_SLICE_CHARTS = 12
 NO_WINDOWS = "none: no windows yet (no valid prediction; the dead letters below say why)"
@@ -125,7 +125,7 @@ def _series(rows: pd.DataFrame, name: str, color: str, column: str, band=()) -> 
 
 def _rmse_charts(latest: pd.DataFrame, worst: pd.DataFrame, slos) -> tuple[str, str]:
     """One RMSE chart per slice on a shared scale, with the firing periods of its
-    alerts shaded (``slos``: :class:`msewatch.report_slo.SloTables` or None), and a note
+    alerts shaded (``slos``: :class:`msewatch.commands.report_slo.SloTables` or None), and a note
     on slices left out."""
     ranked = dict.fromkeys(["overall", *worst["slice"], *sorted(set(latest["slice"]))])
     slices = [s for s in ranked if s in set(latest["slice"])]
@@ -219,7 +219,7 @@ def comparisons_table(out: Path) -> str:
     """The latest decision per comparison and slice ("" without a comparisons table)."""
     if not (out / "comparisons").is_dir():
         return ""
-    from msewatch import compare
+    from msewatch.commands import compare
 
     frame = compare.latest(str(out))
     header = ["comparison", "slice", "decision", "candidate vs baseline", "change",
@@ -256,7 +256,7 @@ def read_summary(out: Path) -> dict | None:
     """``summary.json`` of an output folder (None when absent).
 
     Raises:
-        msewatch.query.QueryError: it is not valid JSON.
+        msewatch.commands.query.QueryError: it is not valid JSON.
     """
     summary_path = layout.resolve(out) / "summary.json"
     if not summary_path.is_file():
@@ -273,14 +273,14 @@ def write_report(output_dir: str | Path, out_path: str | Path, views: tuple[str,
     Args:
         output_dir: the ``--output`` folder of ``msewatch run``.
         out_path: where to write the HTML file (its folder is created).
-        views: the view pages written beside it (:mod:`msewatch.report_views`): the
+        views: the view pages written beside it (:mod:`msewatch.commands.report_views`): the
             page starts with links to them; none, no link.
 
     Returns:
         The path written.
 
     Raises:
-        msewatch.query.QueryError: the output folder or its metrics table is
+        msewatch.commands.query.QueryError: the output folder or its metrics table is
             missing, or summary.json is not valid JSON.
     """
     out = Path(output_dir)
@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
         paths = [write_report(args.output, args.out, views)]
         paths += report_views.write_views(args.output, args.out, views)
         if args.grafana:
-            from msewatch import grafana
+            from msewatch.commands import grafana
 
             paths.append(grafana.write_dashboard(args.grafana))
     except q.QueryError as error:

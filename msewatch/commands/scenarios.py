@@ -15,7 +15,8 @@ writes into ``DIR``:
   severity, slice and a window of acceptable first-firing frontiers, UTC),
   ``may_fire`` and ``must_not_fire`` patterns (``*`` matches anything, a list any of
   its items), and ``must_not_flap`` (true for ``stationary``: an alert that flaps
-  there fails the game day). ``msewatch gameday`` (:mod:`msewatch.gameday`) checks runs against it.
+  there fails the game day). ``msewatch gameday`` (:mod:`msewatch.commands.gameday`)
+  checks runs against it.
 
 The healthy baseline (all scenarios): event time from :data:`START` (UTC) for 3
 days; per segment a Poisson number of predictions per hour (:data:`RATE_PER_HOUR`);
@@ -43,7 +44,7 @@ Faults (``T`` = :data:`FAULT_START_HOURS` after the start):
   heavy-tailed errors (its window RMSE often breaks 15, but no window reaches
   ``min_scored``): no alert at all.
 * ``label-drift``, ``prediction-drift``, ``silent-slice``, ``label-bug``: the signals
-  beyond the error, on a flat day; their faults are :mod:`msewatch.scenarios_signals`.
+  beyond the error, on a flat day; their faults are :mod:`msewatch.commands.scenarios_signals`.
 * ``stationary``: 30 days of 6 h windows (30 predictions an hour per segment),
   nothing wrong: no alert at all.
 """
@@ -58,8 +59,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from msewatch import scenarios_signals as signals
-from msewatch.jsonl_text import concat, json_floats, write_jsonl
+from msewatch.commands import scenarios_signals as signals
+from msewatch.commands.jsonl_text import concat, json_floats, write_jsonl
 
 SCENARIOS = (
     "drift",
