@@ -28,6 +28,7 @@ and 2 on a usage error (one line).
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as dt
 import fnmatch
@@ -37,29 +38,25 @@ import tempfile
 import time
 
 from msewatch.commands.scenarios import SCENARIOS, generate_scenario
+from msewatch.schemas.slo import AlertTransition
 from msewatch.transforms.durations import format_duration
 
 MODES = ("bounded", "replay")
 EXIT_MISMATCH = 1
 _KEYS = ("slo", "sli", "severity", "slice")
-_TRANSITIONS_SQL = """
-SELECT alert, slo, sli, severity, slice, state, epoch_ms(frontier), epoch_ms(watermark)
+# the alerts columns a game day reads: the leading fields of an alerts record, up to its
+# times (schemas/slo.py's AlertTransition, the one list), the times as UTC epoch ms
+Transition = collections.namedtuple(
+    "Transition", AlertTransition._fields[: AlertTransition._fields.index("watermark_ms") + 1]
+)
+_COLUMNS = ", ".join(
+    f"epoch_ms({name[: -len('_ms')]})" if name.endswith("_ms") else name
+    for name in Transition._fields
+)
+_TRANSITIONS_SQL = f"""
+SELECT {_COLUMNS}
 FROM alerts ORDER BY alert, frontier, emitted_at, state DESC
 """
-
-
-@dataclasses.dataclass(frozen=True)
-class Transition:
-    """One row of an ``alerts`` table; times UTC epoch ms (watermark None if bounded)."""
-
-    alert: str
-    slo: str
-    sli: str
-    severity: str
-    slice: str
-    state: str
-    frontier_ms: int
-    watermark_ms: int | None
 
 
 @dataclasses.dataclass(frozen=True)
