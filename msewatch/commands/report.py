@@ -62,7 +62,13 @@ from msewatch.commands.report_svg import (
     table,
     utc,
 )
-from msewatch.commands.trend import DEFAULT_K, direction, slice_trends
+from msewatch.commands.trend import (
+    DEFAULT_K,
+    DEFAULT_MIN_COVERAGE,
+    DEFAULT_MIN_SCORED,
+    direction,
+    slice_trends,
+)
 from msewatch.runners.outcomes import outcomes_total
 from msewatch.schemas import layout
 
@@ -111,9 +117,9 @@ non-overlapping windows, overall slice. Invalid: summary.json. Dead letters: dea
 """
 SLO_HEAD = "<h2>SLOs: error budget, burn rates and firing alerts</h2>"
 TREND_HEAD = f"""<h3>RMSE trend per slice</h3><p class="note">Theil&ndash;Sen slope of RMSE per
-day over the last {DEFAULT_K} settled windows of each slice (complete or label coverage &ge; 0.8,
-and &ge; 30 scored), with its 95% interval; <i>rising</i> when the whole interval is above 0.
-Fewer than 3 settled windows: no slope.</p>"""
+day over the last {DEFAULT_K} settled windows of each slice (complete or label coverage &ge;
+{DEFAULT_MIN_COVERAGE:g}, and &ge; {DEFAULT_MIN_SCORED} scored), with its 95% interval;
+<i>rising</i> when the whole interval is above 0. Fewer than 3 settled windows: no slope.</p>"""
 
 
 def _series(rows: pd.DataFrame, name: str, color: str, column: str, band=()) -> Series:

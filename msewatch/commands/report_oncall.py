@@ -28,6 +28,8 @@ import pandas as pd
 from msewatch.commands import query as q
 from msewatch.commands import report_svg as svg
 from msewatch.commands import report_views as views
+from msewatch.commands.trend import DEFAULT_MIN_COVERAGE as MIN_COVERAGE
+from msewatch.commands.trend import DEFAULT_MIN_SCORED as MIN_SCORED
 from msewatch.commands.trend import slice_trends
 
 TOP_CHARTED = 3
@@ -165,8 +167,9 @@ def freshness(out, latest: pd.DataFrame, worst: pd.DataFrame) -> str:
     overall = last_day(latest)
     overall = overall[overall["slice"] == "overall"]
     charts = report.label_charts(overall) if len(overall) else ""
-    note = ('<p class="note">Settled: complete, or label coverage &ge; 0.8, and &ge; 30 scored '
-            "(the SLOs' label gate). Charts: overall slice, last 24 h.</p>")  # fmt: skip
+    note = (f'<p class="note">Settled: complete, or label coverage &ge; {MIN_COVERAGE:g}, and '
+            f"&ge; {MIN_SCORED} scored (the SLOs' label gate). Charts: overall slice, "
+            "last 24 h.</p>")  # fmt: skip
     return head + note + svg.table(header, rows) + f'<div class="grid">{charts}</div>'
 
 
