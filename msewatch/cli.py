@@ -1,11 +1,12 @@
 """The ``msewatch`` command line: the only module that reads argv.
 
-``msewatch run`` builds and launches the pipeline (``runners/launch.py``); the other
-commands read what a run wrote: ``generate`` (a sample or a game-day scenario),
-``query``, ``report``, ``slo`` (check, status), ``gameday``, ``serve`` (Prometheus, and
-OTLP with ``--otlp``), ``compare`` and ``local`` (a Flink cluster or Kafka broker on
-127.0.0.1). Every command and option is in the README's "Commands" section; ``msewatch
-COMMAND --help`` lists them.
+``msewatch run`` maps its options onto a config and a job (``runners/config.py``)
+and launches the pipeline (``runners/launch.py``); the other commands read what a run
+wrote: ``generate`` (a sample or a game-day scenario), ``query``, ``report``, ``slo``
+(check, status), ``gameday``, ``serve`` (Prometheus, and OTLP with ``--otlp``),
+``compare`` and ``local`` (a Flink cluster or Kafka broker on 127.0.0.1). Every
+command and option is in the README's "Commands" section; ``msewatch COMMAND --help``
+lists them.
 
 User mistakes (bad option values, missing files) print one line to stderr and exit
 with status 2; set ``MSEWATCH_DEBUG=1`` to see the traceback.
@@ -331,7 +332,7 @@ def _pushgateway_group(text: str) -> tuple[str, str]:
 
 def _run(args, beam_args) -> int:
     from msewatch.commands import otlp, pushgateway, summary
-    from msewatch.runners import launch, presets
+    from msewatch.runners import config, launch, presets
 
     unbounded = any(
         find(args.predictions, args.labels)
@@ -341,7 +342,9 @@ def _run(args, beam_args) -> int:
         args.pushgateway, args.pushgateway_job, args.pushgateway_group, args.output, not unbounded
     )
     otlp.check_run(args.otlp, args.output, not unbounded)
-    result = launch.run(args, beam_args)
+    job = config.job_from_args(args)
+    launch.preflight(job, args.output, beam_args)  # option and folder mistakes first
+    result = launch.run(config.config_from_args(args, job), job, beam_args)
     if result.outcomes is not None and not args.quiet:
         print(summary.render(args.output, result.outcomes))
     code = result.code
@@ -381,7 +384,7 @@ def main(argv=None) -> int:
     except (UsageError, ValueError, OSError) as e:
         if os.environ.get("MSEWATCH_DEBUG"):
             raise
-        print(f"msewatch: error: {_one_line(e)}", file=sys.stderr)
+        print(f"msewatch: error: {one_line(e)}", file=sys.stderr)
         return 2
 
 
@@ -393,7 +396,7 @@ def flex_template_main(argv=None) -> int:
     return main(presets.flex_template_argv(sys.argv[1:] if argv is None else argv))
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: Exception) -> str:
     """A user mistake as one line; a file-system error names the path and what to do."""
     if isinstance(error, OSError) and error.strerror:
         path = f"{error.filename}: " if error.filename else ""

@@ -1,4 +1,8 @@
-"""Launches ``msewatch run``: builds the config and PipelineOptions, picks the runner.
+"""Launches a run: ``run(config, job)`` builds the PipelineOptions and picks the runner.
+
+The pipeline's settings are a :class:`MonitorConfig` and the launch's a :class:`Job`,
+both assembled in ``runners/config.py`` (``msewatch run`` maps its arguments onto
+them; ``msewatch gameday`` and the tests build them from plain values).
 
 * Bounded (default): files are read whole; ``DirectRunner`` means Beam's
   FnApiRunner (batch). Other runners (PortableRunner, FlinkRunner, DataflowRunner)
@@ -30,12 +34,12 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     FlinkRunnerOptions,
-    PipelineOptions,
     PortableOptions,
     StandardOptions,
 )
@@ -52,119 +56,18 @@ from msewatch.runners import (
 )
 from msewatch.runners import outcomes as run_outcomes
 from msewatch.runners.cache import DownloadError
+from msewatch.runners.config import Job, check_job
 from msewatch.schemas.bigquery_files import parse_output_url
-from msewatch.schemas.features import check_features
-from msewatch.transforms.io.alerts import DeliveryConfig
-from msewatch.transforms.io.delivery import check_http_url
 from msewatch.transforms.io.files import FileSource, check_files
 from msewatch.transforms.io.kafka import KafkaSource
 from msewatch.transforms.io.pubsub import PubSubSource
 from msewatch.transforms.io.replay import ReplaySpool
-from msewatch.transforms.join.kernel import window_timer_grid_ms
-from msewatch.transforms.join.transform import JoinConfig
-from msewatch.transforms.metrics.slices import SliceConfig
-from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig
-from msewatch.transforms.slo.config import load_slo_file
 
 
-def config_from_args(args) -> MonitorConfig:
-    """Validated pipeline settings from parsed ``run`` arguments (raises ValueError)."""
-    slo_file = load_slo_file(args.slo) if args.slo else None
-    slices = SliceConfig.parse(args.slice, args.max_slice_values)
-    if slo_file is not None:  # the comparisons read model_version crossed with their slices
-        slices = slices.with_specs(slo_file.slice_specs())
-    window = WindowConfig.for_label_ttl(
-        args.label_ttl,
-        cluster=presets.runner_name(args.runner) != "DirectRunner",
-        window_seconds=args.window,
-        every_seconds=args.every,
-        early_firing_seconds=args.early_firing,
-    )
-    unbounded = presets.pubsub_subscriptions(args.predictions, args.labels)
-    unbounded = unbounded or presets.kafka_topics(args.predictions, args.labels)
-    if unbounded and args.streaming_replay:
-        raise ValueError(
-            "--streaming-replay replays files; Pub/Sub and Kafka input is streaming already"
-        )
-    needs = metrics_needs(slo_file)
-    features = check_features(
-        dict.fromkeys([*args.feature, *needs.pop("features", ())]), slices.segment_keys
-    )
-    grid = args.expiry_grid
-    if grid is None:
-        grid = window_timer_grid_ms(window.period_seconds * 1000, args.label_ttl)
-    join = JoinConfig(
-        label_ttl_ms=args.label_ttl,
-        orphan_ttl_ms=args.orphan_ttl,
-        segment_keys=slices.segment_keys,
-        shards=args.shards
-        if args.shards is not None
-        else default_shards(args.runner, bool(args.streaming_replay or unbounded)),
-        timer_grid_ms=grid,
-        features=features,
-    )
-    metrics = MetricsConfig(
-        window=window,
-        slices=slices,
-        huber_delta=args.huber_delta,
-        features=features,
-        **needs,
-    )
-    if args.bq_api_endpoint is not None:
-        check_http_url(args.bq_api_endpoint, "--bq-api-endpoint")
-    if args.fail_on_undelivered and (unbounded or not output.is_local(args.output)):
-        raise ValueError(
-            "--fail-on-undelivered reads the dead_letter table at the end of the run: it "
-            "needs files as input (or --streaming-replay) and a local --output folder"
-        )
-    if (args.alertmanager or args.alerts_topic) and slo_file is None:
-        raise ValueError("--alertmanager and --alerts-topic send SLO alerts: pass --slo FILE too")
-    return MonitorConfig(
-        join=join,
-        metrics=metrics,
-        output=args.output,
-        bounded=not (args.streaming_replay or unbounded),
-        bigquery_api_endpoint=args.bq_api_endpoint,
-        sink_flush_seconds=args.sink_flush,
-        slo=slo_file,
-        delivery=DeliveryConfig(
-            alertmanager_url=args.alertmanager,
-            topic=args.alerts_topic,
-            deadline_seconds=args.alert_deadline,
-            slice_keys=tuple(sorted({k for spec in slices.all_specs for k in spec})),
-        ),
-    )
-
-
-def metrics_needs(slo_file) -> dict:
-    """The exact counts ``slo_file`` needs (:meth:`SloFile.metrics_needs`), as the
-    ``MetricsConfig`` arguments it takes: a need whose field is not in this release's
-    ``MetricsConfig`` (``valid_ranges``, the ``label_range`` column) is left out."""
-    if slo_file is None:
-        return {}
-    known = {f.name for f in dataclasses.fields(MetricsConfig)}
-    return {k: v for k, v in slo_file.metrics_needs().items() if k in known}
-
-
-def default_shards(runner: str, streaming: bool) -> int:
-    """Join shards when ``--shards`` is not given.
-
-    16 spread the join over a cluster's workers. The streaming DirectRunner runs
-    every bundle in one Python process, where more shards only mean more bundles,
-    state reads and timer firings for the same records: 2 there.
-    """
-    return 2 if streaming and presets.runner_name(runner) == "DirectRunner" else 16
-
-
-def _options(args, beam_args, streaming: bool) -> PipelineOptions:
-    return presets.pipeline_options(args.runner, beam_args, streaming=streaming)
-
-
-def _run_unbounded(args, options, result) -> int:
+def _run_unbounded(runner: str, options, result) -> int:
     """A streaming job never finishes: wait for Ctrl-C while its Python workers run in
     this process (the DirectRunner, LOOPBACK on Flink), else leave the job running."""
-    runner = presets.runner_name(args.runner)
+    runner = presets.runner_name(runner)
     environment = options.view_as(PortableOptions).environment_type or ""
     if runner != "DirectRunner" and environment.upper() != "LOOPBACK":
         print(
@@ -283,65 +186,75 @@ class RunResult:
     outcomes: dict[str, dict[str, int]] | None = None
 
 
-def run(args, beam_args) -> RunResult:
-    """Runs the pipeline described by ``args``; the caller prints the summary.
+def preflight(job: Job, output_url: str, beam_args: Sequence[str] = ()) -> None:
+    """Checks the Beam options and the output folder (raises ValueError); :func:`run`
+    does it first, and ``msewatch run`` before it assembles the config, so that these
+    mistakes are said before any in the settings."""
+    presets.check_known_options(list(beam_args))
+    output.check(output_url, force=job.force)
 
-    Everything a user can get wrong is checked before the pipeline runs (options, the
-    output folder, the input files); see ``runners/output.py`` for reruns.
+
+def run(config: MonitorConfig, job: Job, beam_args: Sequence[str] = ()) -> RunResult:
+    """Runs the pipeline ``config`` describes as ``job`` says; the caller prints the
+    summary (``RunResult.outcomes``).
+
+    ``config`` comes from :func:`msewatch.runners.config.monitor_config` (its ``bounded``
+    must be ``job.bounded``); ``beam_args`` are extra Beam pipeline options
+    (``--flink_master=...``). Everything a user can get wrong is checked before the
+    pipeline runs (options, the output folder, the input files), as a ValueError of
+    one line; see ``runners/output.py`` for reruns.
     """
-    presets.check_known_options(beam_args)
-    output.check(args.output, force=args.force)
-    config = config_from_args(args)
-    pubsub = presets.pubsub_subscriptions(args.predictions, args.labels)
-    kafka = presets.kafka_topics(args.predictions, args.labels)
+    preflight(job, config.output, beam_args)
+    check_job(config, job)
+    pubsub, kafka = job.pubsub, job.kafka
     if pubsub:
-        presets.check_pubsub_runner(args.runner, args.pubsub_expansion_service)
+        presets.check_pubsub_runner(job.runner, job.pubsub_expansion_service)
     elif kafka:
-        presets.check_kafka_runner(args.runner)
+        presets.check_kafka_runner(job.runner)
     else:
-        for pattern in (args.predictions, args.labels):
+        for pattern in (job.predictions, job.labels):
             check_files(pattern)
-    if presets.runner_name(args.runner) == "FlinkRunner":
+    beam_args = list(beam_args)
+    if presets.runner_name(job.runner) == "FlinkRunner":
         # asks the cluster first
         beam_args = [*beam_args, *flink.flink_flags(beam_args, streaming=not config.bounded)]
-    options = _options(args, beam_args, streaming=not config.bounded)
+    options = presets.pipeline_options(job.runner, beam_args, streaming=not config.bounded)
     speedups = (
         direct_speedups.installed()
         if options.view_as(StandardOptions).runner == "BundleBasedDirectRunner"
         else contextlib.nullcontext()
     )
-    unbounded = pubsub or kafka
-    plan = output.prepare(args.output, staged=not unbounded)  # holds the folder's lock
+    plan = output.prepare(config.output, staged=not job.unbounded)  # holds the folder's lock
     try:
-        return _run_and_commit(args, options, config, plan, speedups, pubsub, kafka)
+        return _run_and_commit(job, options, config, plan, speedups)
     finally:
         output.release(plan)
 
 
-def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> RunResult:
+def _run_and_commit(job: Job, options, config, plan, speedups) -> RunResult:
     """Runs the pipeline into ``plan`` and commits a finished run whose outcomes balance."""
-    unbounded = pubsub or kafka
-    if plan.previous and not args.quiet:
+    out = config.output
+    if plan.previous and not job.quiet:
         print(
-            f"msewatch: this run replaces the previous results in {args.output} "
+            f"msewatch: this run replaces the previous results in {out} "
             f"({', '.join(plan.previous)})",
             file=sys.stderr,
         )
     try:
         with speedups, output.disk_full_said_once():  # until the end (Pub/Sub: Ctrl-C)
             staged = dataclasses.replace(config, output=plan.write_to)
-            result = _run_pipeline(args, options, staged, pubsub, kafka)
-            if unbounded:
-                return RunResult(_run_unbounded(args, options, result))
-        if not output.is_local(args.output):
-            return RunResult(_report_remote(args))
+            result = _run_pipeline(job, options, staged, out)
+            if job.unbounded:
+                return RunResult(_run_unbounded(job.runner, options, result))
+        if not output.is_local(out):
+            return RunResult(_report_remote(out, job.quiet))
         outcomes = run_outcomes.outcome_counts(plan.write_to)
         details = run_outcomes.outcome_details(plan.write_to)
         run_outcomes.write(config, outcomes, os.path.join(plan.write_to, "summary.json"), details)
         if not run_outcomes.balanced(outcomes):  # never commit a broken run
             output.abandon(plan)
             code = run_outcomes.check_conservation(outcomes)
-            kept = f"msewatch: error: not committed; {args.output} keeps the previous results"
+            kept = f"msewatch: error: not committed; {out} keeps the previous results"
             print(kept, file=sys.stderr)
             return RunResult(code)
         output.commit(plan)
@@ -351,28 +264,28 @@ def _run_and_commit(args, options, config, plan, speedups, pubsub, kafka) -> Run
         if full is not None:  # one line, not the runner's traceback
             raise ValueError(
                 f"{full.filename or plan.write_to}: {full.strerror.lower()}; the previous "
-                f"results in {args.output} are kept: free space and run again"
+                f"results in {out} are kept: free space and run again"
             ) from None
         raise
     code = run_outcomes.check_conservation(outcomes)
-    if args.fail_on_undelivered and not code:
-        code = run_outcomes.check_delivered(args.output)
+    if job.fail_on_undelivered and not code:
+        code = run_outcomes.check_delivered(out)
     return RunResult(code, outcomes)
 
 
-def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
-    """Builds the pipeline for the chosen source and runs it (bounded runs: to the end).
+def _run_pipeline(job: Job, options, config: MonitorConfig, output_url: str):
+    """Builds the pipeline for the job's source and runs it (bounded runs: to the end).
 
-    ``pubsub``: the two subscriptions of a Pub/Sub run; ``kafka``: the two topics of a
-    Kafka run; both None for files.
+    ``config`` writes to the staged folder; ``output_url`` is the run's ``--output``.
     """
+    pubsub, kafka = job.pubsub, job.kafka
     with contextlib.ExitStack() as stack:
         spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="msewatch-spool-"))
         if pubsub:
             source = PubSubSource(
                 *pubsub,
                 config.join.segment_keys,
-                expansion_service=args.pubsub_expansion_service,
+                expansion_service=job.pubsub_expansion_service,
                 features=config.join.features,
             )
         elif kafka:
@@ -380,42 +293,43 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
                 *kafka,
                 expansion_service=_kafka_expansion_service(options),
                 segment_keys=config.join.segment_keys,
-                group_id=args.kafka_consumer_group,
+                group_id=job.kafka_consumer_group,
                 features=config.join.features,
             )
-        elif args.streaming_replay:
+        elif job.streaming_replay:
             from msewatch.transforms.io.replay_spool import plan_events, prepare_spool
 
             arrivals = prepare_spool(
-                args.predictions,
-                args.labels,
+                job.predictions,
+                job.labels,
                 spool,
                 config.join.segment_keys,
                 features=config.join.features,
             )
             events = plan_events(
-                arrivals, config.metrics.window, config.join, args.replay_chunk_rows
+                arrivals, config.metrics.window, config.join, job.replay_chunk_rows
             )
             source = ReplaySpool(spool, events, config.metrics.window.early_firing_seconds)
         else:
             shown = progress.wanted(
-                args.quiet,
-                presets.runner_name(args.runner),
+                job.quiet,
+                presets.runner_name(job.runner),
                 options.view_as(DirectOptions).direct_running_mode,
             )
-            token = stack.enter_context(progress.progress_bar(args.predictions, args.labels, shown))
+            token = stack.enter_context(progress.progress_bar(job.predictions, job.labels, shown))
             source = FileSource(
-                args.predictions,
-                args.labels,
+                job.predictions,
+                job.labels,
                 config.join.segment_keys,
                 progress_token=token,
                 features=config.join.features,
             )
-        bigquery = parse_output_url(args.output)
+        bigquery = parse_output_url(output_url)
         if bigquery is not None:
             from msewatch.transforms.io.bigquery import ensure_tables
 
-            ensure_tables(*bigquery, location=args.bq_location, api_endpoint=args.bq_api_endpoint)
+            endpoint = config.bigquery_api_endpoint
+            ensure_tables(*bigquery, location=job.bq_location, api_endpoint=endpoint)
         p = beam.Pipeline(options=options)
         build(p, config, source)
         with direct_clock.early_test_clock():  # replays: see runners/direct_clock.py
@@ -425,15 +339,15 @@ def _run_pipeline(args, options, config: MonitorConfig, pubsub, kafka):
         return result
 
 
-def _report_remote(args) -> int:
+def _report_remote(output_url: str, quiet: bool) -> int:
     """The summary reads local tables only: say where a remote run wrote."""
-    if args.quiet:
+    if quiet:
         return 0
-    bigquery = parse_output_url(args.output)
+    bigquery = parse_output_url(output_url)
     if bigquery is not None:
         project, dataset = bigquery
         print(f"Wrote BigQuery tables {project}.{dataset}.metrics, dead_letter, outcomes;")
         print(f"read the current rows from the view {project}.{dataset}.metrics_latest.")
     else:
-        print(f"Wrote tables under {args.output}; read them with DuckDB or pandas.")
+        print(f"Wrote tables under {output_url}; read them with DuckDB or pandas.")
     return 0

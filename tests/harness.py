@@ -7,7 +7,6 @@ pandas, as a user would.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import glob
 import os
@@ -18,18 +17,13 @@ import pandas as pd
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from msewatch.pipelines.monitor import MonitorConfig, build
+from msewatch.pipelines.monitor import build
 from msewatch.runners import direct_clock, direct_speedups
 from msewatch.runners import outcomes as run_outcomes
-from msewatch.runners.launch import metrics_needs
+from msewatch.runners.config import monitor_config
 from msewatch.schemas.records import DEAD_LETTER, DEAD_LETTER_TAG, LABEL, PREDICTION
 from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.io.replay_spool import plan_events, write_spool
-from msewatch.transforms.join.kernel import window_timer_grid_ms
-from msewatch.transforms.join.transform import JoinConfig
-from msewatch.transforms.metrics.slices import SliceConfig
-from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig
 
 H = 3600 * 1000
 FIXED_NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -86,34 +80,27 @@ def make_config(
     error_thresholds=(),
     freshness_within_s=(),
     features=(),
+    slo=None,
 ):
-    sl = SliceConfig.parse(list(slices))
-    window = WindowConfig.for_label_ttl(
-        ttl_ms,
-        cluster=False,
+    """The config of a test run on the DirectRunner (``runners/config.py``'s factory, as
+    ``msewatch run`` builds it), stamped by :func:`fixed_clock`; ``slo`` (an
+    ``SloFile``) adds its exact counts, version pairs and the comparisons' slices."""
+    return monitor_config(
+        str(output),
+        bounded=bounded,
+        label_ttl_ms=ttl_ms,
+        orphan_ttl_ms=orphan_ms,
         window_seconds=window_s,
         every_seconds=every_s,
         early_firing_seconds=early_s,
-    )
-    return MonitorConfig(
-        join=JoinConfig(
-            label_ttl_ms=ttl_ms,
-            orphan_ttl_ms=orphan_ms,
-            segment_keys=sl.segment_keys,
-            shards=shards,
-            timer_grid_ms=grid_ms or window_timer_grid_ms(window.period_seconds * 1000, ttl_ms),
-            features=features,
-        ),
-        metrics=MetricsConfig(
-            window=window,
-            slices=sl,
-            clock=fixed_clock,
-            error_thresholds=error_thresholds,
-            freshness_within_s=freshness_within_s,
-            features=features,
-        ),
-        output=str(output),
-        bounded=bounded,
+        slices=slices,
+        features=features,
+        shards=shards,
+        expiry_grid_ms=grid_ms,
+        slo=slo,
+        error_thresholds=error_thresholds,
+        freshness_within_s=freshness_within_s,
+        clock=fixed_clock,
     )
 
 
@@ -146,19 +133,6 @@ def latest(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[idx].sort_values(["window_start", "slice"]).reset_index(drop=True)
 
 
-def with_slo(config: MonitorConfig, slo_file) -> MonitorConfig:
-    """``config`` evaluating ``slo_file`` (its exact counts, version pairs and the
-    comparisons' slice specs added to the metrics, as ``msewatch run`` does)."""
-    if slo_file is None:
-        return config
-    slices = config.metrics.slices.with_specs(slo_file.slice_specs())
-    needs = metrics_needs(slo_file)
-    features = tuple(dict.fromkeys([*config.metrics.features, *needs.pop("features", ())]))
-    metrics = dataclasses.replace(config.metrics, slices=slices, features=features, **needs)
-    join = dataclasses.replace(config.join, features=features)
-    return dataclasses.replace(config, slo=slo_file, metrics=metrics, join=join)
-
-
 def read_table(output, table: str) -> pd.DataFrame:
     """An unpartitioned output table (``alerts``, ``slo_status``, ...); empty if absent."""
     files = sorted(glob.glob(os.path.join(str(output), table, "*.parquet")))
@@ -170,7 +144,7 @@ def read_table(output, table: str) -> pd.DataFrame:
 
 
 def run_bounded(preds, labs, output, slo=None, **cfg):
-    config = with_slo(make_config(output, True, **cfg), slo)
+    config = make_config(output, True, slo=slo, **cfg)
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     build(p, config, _TablesSource(preds, labs))
     p.run().wait_until_finish()
@@ -178,7 +152,7 @@ def run_bounded(preds, labs, output, slo=None, **cfg):
 
 
 def run_replay(preds, labs, output, chunk_rows=1, slo=None, **cfg):
-    config = with_slo(make_config(output, False, **cfg), slo)
+    config = make_config(output, False, slo=slo, **cfg)
     spool = os.path.join(str(output), "_spool")
     arrivals = write_spool(preds, labs, DEAD_LETTER.empty_table(), spool)
     events = plan_events(arrivals, config.metrics.window, config.join, chunk_rows)

@@ -1,8 +1,9 @@
 """``msewatch gameday``: run the game-day scenarios and check the alerts they raise.
 
 For each scenario (:mod:`msewatch.commands.scenarios`): write its data, ``slo.yaml`` and
-``expected_alerts.json``; run ``msewatch run`` on it twice, in-process, bounded and
-with ``--streaming-replay``, with the scenario's SLO file (or ``--slo FILE`` for all);
+``expected_alerts.json``; run it twice through the launcher (``runners/launch.py``'s
+``run``, what ``msewatch run`` calls), in-process, bounded and with
+``--streaming-replay``, with the scenario's SLO file (or ``--slo FILE`` for all);
 read each run's ``alerts`` table and print, per mode, every alert that fired and
 every expected one: its first firing frontier (event time, UTC), the detection delay
 ``frontier - fault start``, for the replay the watermark of the firing row (when a
@@ -34,9 +35,11 @@ import datetime as dt
 import fnmatch
 import json
 import os
+import sys
 import tempfile
 import time
 
+from msewatch.commands import scenarios
 from msewatch.commands.scenarios import SCENARIOS, generate_scenario
 from msewatch.schemas.slo import AlertTransition
 from msewatch.transforms.durations import format_duration
@@ -233,13 +236,36 @@ def format_table(rows: list[tuple[str, ...]], indent: str = "  ") -> str:
     )
 
 
-def _run_once(data: str, out: str, slo: str, run_args: list[str], replay: bool) -> int:
-    from msewatch import cli
+def _run_once(data: str, out: str, slo: str, expected: dict, replay: bool) -> int:
+    """``msewatch run --quiet`` of the scenario's records in ``data`` into ``out`` with
+    the scenario's settings (``expected``: its ``window_s``, :data:`scenarios.SLICES`),
+    bounded or replayed: its exit status; a mistake is one line on stderr and 2."""
+    from msewatch.runners import config, launch
+    from msewatch.transforms.slo.config import load_slo_file
 
-    argv = ["run", "--predictions", os.path.join(data, "predictions.jsonl")]
-    argv += ["--labels", os.path.join(data, "labels.jsonl"), "--output", out]
-    argv += ["--slo", slo, "--quiet", *run_args] + (["--streaming-replay"] if replay else [])
-    return cli.main(argv)
+    job = config.Job(
+        predictions=os.path.join(data, "predictions.jsonl"),
+        labels=os.path.join(data, "labels.jsonl"),
+        streaming_replay=replay,
+        quiet=True,
+    )
+    try:
+        settings = config.monitor_config(
+            out,
+            bounded=job.bounded,
+            runner=job.runner,
+            window_seconds=expected["window_s"],
+            slices=scenarios.SLICES,
+            slo=load_slo_file(slo),
+        )
+        return launch.run(settings, job).code
+    except (ValueError, OSError) as error:
+        if os.environ.get("MSEWATCH_DEBUG"):
+            raise
+        from msewatch import cli
+
+        print(f"msewatch: error: {cli.one_line(error)}", file=sys.stderr)
+        return 2
 
 
 def _print_expectations(expected: dict, fault_ms: int | None) -> None:
@@ -270,7 +296,7 @@ def run_scenario(name: str, root: str, slo: str | None, seed: int) -> bool:
         out = os.path.join(data, f"out-{mode}")
         started = time.monotonic()
         code = _run_once(data, out, slo or os.path.join(data, "slo.yaml"),
-                         expected["run_args"], mode == "replay")  # fmt: skip
+                         expected, mode == "replay")  # fmt: skip
         took.append(f"{mode} {time.monotonic() - started:.0f} s")
         if code != 0:
             rows.append((mode, f"(msewatch run exited {code})", "", "", "", "", "", "", "FAILED"))

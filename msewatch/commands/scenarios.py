@@ -78,6 +78,7 @@ STATIONARY_DAYS = 30
 FAULT_START_HOURS = 30  # T, hours after START
 LEVEL = {"na": 120.0, "eu": 100.0, "apac": 80.0, "mena": 40.0}
 REGIONS = ("na", "eu", "apac")  # the baseline's segments
+SLICES = ("region",)  # what a scenario is sliced by (its run_args; msewatch gameday's runs)
 RATE_PER_HOUR = 60  # predictions per hour per segment (stationary: 30, mena: 8)
 TARGET_SD, MODEL_SD = 8.0, 5.0  # y_true and y_pred noise around mu
 DAILY_CYCLE = 0.3  # mu = level * (1 + 0.3 cos(...)); 0 (a flat day) for the signal scenarios
@@ -293,7 +294,11 @@ def generate_scenario(name: str, out_dir: str, seed: int = 7) -> dict:
         "seed": seed,
         "fault": fault,
         "window_s": window_s,
-        "run_args": ["--slice", "region", "--window", f"{window_s // 3600}h"],
+        "run_args": [
+            *(a for k in SLICES for a in ("--slice", k)),
+            "--window",
+            f"{window_s // 3600}h",
+        ],
         "must_fire": must,
         "may_fire": may,
         "must_not_fire": [{"sli": "*", "severity": "*", "slice": "*"}],
