@@ -192,18 +192,19 @@ def monitor_config(
     )
 
 
-def check_job(config: MonitorConfig, job: Job) -> None:
-    """Raises ValueError when ``config`` and ``job`` do not make one run."""
-    if config.bounded != job.bounded:
+def check_job(job: Job, output_url: str, config: MonitorConfig | None = None) -> None:
+    """Raises ValueError when ``job`` cannot write to ``output_url`` as asked, or when
+    it and ``config`` do not make one run."""
+    if job.fail_on_undelivered and (job.unbounded or not output.is_local(output_url)):
+        raise ValueError(
+            "--fail-on-undelivered reads the dead_letter table at the end of the run: it "
+            "needs files as input (or --streaming-replay) and a local --output folder"
+        )
+    if config is not None and config.bounded != job.bounded:
         raise ValueError(
             f"the config says bounded={config.bounded} but the job's inputs are "
             f"{'bounded files' if job.bounded else 'streaming'}: build it with "
             "monitor_config(..., bounded=job.bounded)"
-        )
-    if job.fail_on_undelivered and (job.unbounded or not output.is_local(config.output)):
-        raise ValueError(
-            "--fail-on-undelivered reads the dead_letter table at the end of the run: it "
-            "needs files as input (or --streaming-replay) and a local --output folder"
         )
 
 
@@ -227,7 +228,8 @@ def job_from_args(args) -> Job:
 def config_from_args(args, job: Job) -> MonitorConfig:
     """Validated pipeline settings from parsed ``msewatch run`` arguments (raises
     ValueError, also when they and ``job`` do not make one run)."""
-    config = monitor_config(
+    check_job(job, args.output)
+    return monitor_config(
         args.output,
         bounded=job.bounded,
         runner=job.runner,
@@ -249,8 +251,6 @@ def config_from_args(args, job: Job) -> MonitorConfig:
         alerts_topic=args.alerts_topic,
         alert_deadline_seconds=args.alert_deadline,
     )
-    check_job(config, job)
-    return config
 
 
 def metrics_needs(slo_file) -> dict:

@@ -205,7 +205,7 @@ def run(config: MonitorConfig, job: Job, beam_args: Sequence[str] = ()) -> RunRe
     one line; see ``runners/output.py`` for reruns.
     """
     preflight(job, config.output, beam_args)
-    check_job(config, job)
+    check_job(job, config.output, config)
     pubsub, kafka = job.pubsub, job.kafka
     if pubsub:
         presets.check_pubsub_runner(job.runner, job.pubsub_expansion_service)
