@@ -168,12 +168,9 @@ def _run_pipeline(argv: list[str]) -> None:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from msewatch.pipelines.monitor import MonitorConfig, build
+    from msewatch.pipelines.monitor import build
+    from msewatch.runners.config import monitor_config
     from msewatch.transforms.io.pubsub import PubSubSource
-    from msewatch.transforms.join.transform import JoinConfig
-    from msewatch.transforms.metrics.slices import SliceConfig
-    from msewatch.transforms.metrics.transform import MetricsConfig
-    from msewatch.transforms.metrics.windowing import WindowConfig
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--predictions", required=True)
@@ -187,33 +184,24 @@ def _run_pipeline(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     features = tuple(args.feature)
 
-    slices = SliceConfig.parse(args.slice)
-    config = MonitorConfig(
-        join=JoinConfig(
-            label_ttl_ms=args.label_ttl_seconds * 1000,
-            orphan_ttl_ms=args.label_ttl_seconds * 1000,
-            segment_keys=slices.segment_keys,
-            shards=2,
-            features=features,
-        ),
-        metrics=MetricsConfig(
-            window=WindowConfig.for_label_ttl(
-                args.label_ttl_seconds * 1000,
-                cluster=False,
-                window_seconds=args.window_seconds,
-                early_firing_seconds=args.early_firing_seconds,
-            ),
-            slices=slices,
-            features=features,
-        ),
-        output=args.output,
+    ttl_ms = args.label_ttl_seconds * 1000
+    config = monitor_config(
+        args.output,
         bounded=False,
+        label_ttl_ms=ttl_ms,
+        orphan_ttl_ms=ttl_ms,
+        window_seconds=args.window_seconds,
+        early_firing_seconds=args.early_firing_seconds,
+        slices=args.slice,
+        features=features,
+        shards=2,
+        expiry_grid_ms=1,  # exact expiry times
         sink_flush_seconds=5,
     )
     source = PubSubSource(
         args.predictions,
         args.labels,
-        slices.segment_keys,
+        config.join.segment_keys,
         max_buffering_seconds=0.5,
         shards=2,
         features=features,

@@ -20,11 +20,8 @@ from apache_beam.portability.api import beam_runner_api_pb2, standard_window_fns
 
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import presets
+from msewatch.runners.config import monitor_config
 from msewatch.transforms.io.pubsub import PubSubSource
-from msewatch.transforms.join.transform import JoinConfig
-from msewatch.transforms.metrics.slices import SliceConfig
-from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig
 
 PROJECT = "msewatch-prod"
 PREDICTIONS_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/predictions"
@@ -41,21 +38,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _config(window_s: int, every_s: int | None, early_s: int) -> MonitorConfig:
-    slices = SliceConfig.parse(["region"])
-    return MonitorConfig(
-        join=JoinConfig(label_ttl_ms=LABEL_TTL_S * 1000, segment_keys=slices.segment_keys),
-        metrics=MetricsConfig(
-            window=WindowConfig.for_label_ttl(
-                LABEL_TTL_S * 1000,
-                cluster=True,
-                window_seconds=window_s,
-                every_seconds=every_s,
-                early_firing_seconds=early_s,
-            ),
-            slices=slices,
-        ),
-        output="gs://msewatch-prod-out/metrics",
+    return monitor_config(
+        "gs://msewatch-prod-out/metrics",
         bounded=False,
+        runner="DataflowRunner",
+        label_ttl_ms=LABEL_TTL_S * 1000,
+        window_seconds=window_s,
+        every_seconds=every_s,
+        early_firing_seconds=early_s,
+        slices=["region"],
+        shards=16,
+        expiry_grid_ms=1,
     )
 
 

@@ -28,11 +28,8 @@ from apache_beam.runners.portability import portable_runner
 from msewatch.commands.generate import generate
 from msewatch.pipelines.monitor import MonitorConfig, build
 from msewatch.runners import presets
+from msewatch.runners.config import monitor_config
 from msewatch.transforms.io.files import FileSource
-from msewatch.transforms.join.transform import JoinConfig
-from msewatch.transforms.metrics.slices import SliceConfig
-from msewatch.transforms.metrics.transform import MetricsConfig
-from msewatch.transforms.metrics.windowing import WindowConfig
 from tests.servers import cannot_start
 
 H = 3600
@@ -84,16 +81,14 @@ def job_endpoint(tmp_path_factory):
 
 
 def _config(output: str) -> MonitorConfig:
-    slices = SliceConfig.parse(["region", "model_version,region"])
-    ttl_ms = 7 * 24 * H * 1000
-    return MonitorConfig(
-        join=JoinConfig(label_ttl_ms=ttl_ms, segment_keys=slices.segment_keys, shards=4),
-        metrics=MetricsConfig(
-            window=WindowConfig.for_label_ttl(ttl_ms, cluster=True, window_seconds=H),
-            slices=slices,
-        ),
-        output=output,
-        bounded=True,
+    """``msewatch run``'s config on a cluster runner (its lateness slack), 4 shards."""
+    return monitor_config(
+        output,
+        runner="PortableRunner",
+        window_seconds=H,
+        slices=["region", "model_version,region"],
+        shards=4,
+        expiry_grid_ms=1,
     )
 
 
