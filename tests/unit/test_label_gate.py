@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pyarrow as pa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msewatch.transforms.slo.sli import LABEL_GATE_SQL, label_gate
@@ -49,6 +49,7 @@ def test_the_gate_by_hand():
     assert in_sql(rows, 0.8, 30) == expected
 
 
+@settings(max_examples=50, deadline=None)  # a DuckDB connection per example: no time limit
 @given(st.lists(ROW, min_size=1, max_size=30), st.sampled_from([0.0, 0.8, 1.0]), st.integers(1, 50))
 def test_sql_and_columns_agree(rows, min_coverage, min_scored):
     assert in_sql(rows, min_coverage, min_scored) == in_columns(rows, min_coverage, min_scored)
