@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, alerts_and_status, labels, predictions, run_both
 
 SLO = parse_slo_file("""
 version: 1
@@ -52,13 +52,8 @@ def _records():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     preds, labs = _records()
-    out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"slices": ("region",), "ttl_ms": 12 * H, "slo": SLO}
-        run(preds, labs, path, **({"chunk_rows": 400} if mode == "replay" else {}), **cfg)
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
-    return out
+    cfg = {"slices": ("region",), "ttl_ms": 12 * H, "slo": SLO}
+    return alerts_and_status(run_both(tmp_path_factory, preds, labs, 400, **cfg))
 
 
 @pytest.mark.parametrize("mode", ["bounded", "replay"])

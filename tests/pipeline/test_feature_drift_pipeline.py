@@ -20,7 +20,15 @@ import pytest
 
 from msewatch.transforms.metrics.sketch import ValueSketch
 from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, latest, predictions, read_table, run_bounded, run_replay
+from tests.harness import (
+    H,
+    alerts_and_status,
+    labels,
+    latest,
+    predictions,
+    read_metrics,
+    run_both,
+)
 
 _SLO = """
   - name: {name}
@@ -62,13 +70,9 @@ def _records():
 def runs(tmp_path_factory):
     preds, labs, prices = _records()
     out = {"prices": prices}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"ttl_ms": 12 * H, "slo": SLO}
-        metrics, _ = run(
-            preds, labs, path, **({"chunk_rows": 400} if mode == "replay" else {}), **cfg
-        )
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"), latest(metrics))
+    outputs = run_both(tmp_path_factory, preds, labs, 400, ttl_ms=12 * H, slo=SLO)
+    for mode, (alerts, status) in alerts_and_status(outputs).items():
+        out[mode] = (alerts, status, latest(read_metrics(outputs[mode])))
     return out
 
 

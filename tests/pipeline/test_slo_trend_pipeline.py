@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, alerts_and_status, labels, predictions, run_both
 
 SLO = parse_slo_file("""
 version: 1
@@ -48,13 +48,8 @@ def _records():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     preds, labs = _records()
-    out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
-        run(preds, labs, path, **({"chunk_rows": 80} if mode == "replay" else {}), **cfg)
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
-    return out
+    cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
+    return alerts_and_status(run_both(tmp_path_factory, preds, labs, 80, **cfg))
 
 
 def _firing(alerts: pd.DataFrame) -> list[tuple[str, pd.Timestamp]]:
