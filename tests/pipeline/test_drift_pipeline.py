@@ -14,24 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import H, alerts_and_status, labels, predictions, run_both
+from tests.slo_examples import paging, slo_file
 
-SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: drift
-    sli: prediction_drift
-    reference: {trailing: 4h}
-    threshold: 0.25
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    min_scored: 100
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-""")
+SLO = slo_file(
+    paging(
+        name="drift",
+        sli="prediction_drift",
+        reference={"trailing": "4h"},
+        threshold=0.25,
+        min_scored=100,
+    )
+)
 PER_HOUR, HOURS, SHIFT_HOUR, LABEL_DELAY = 400, 10, 6, 6 * H
 
 

@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 
 from msewatch.transforms.metrics.sketch import ValueSketch
-from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import (
     H,
     alerts_and_status,
@@ -29,21 +28,22 @@ from tests.harness import (
     read_metrics,
     run_both,
 )
+from tests.slo_examples import paging, slo_file
 
-_SLO = """
-  - name: {name}
-    sli: feature_drift
-    feature: {name}
-    reference: {{trailing: 4h}}
-    threshold: 0.25
-    objective: 0.9
-    period: 1d
-    min_scored: 100
-    alerting:
-      page: [{{long: 2h, short: 1h, burn_rate: 5}}]
-      ticket: []
-"""
-SLO = parse_slo_file("version: 1\nslos:" + _SLO.format(name="price") + _SLO.format(name="age"))
+SLO = slo_file(
+    *(
+        paging(
+            name=name,
+            sli="feature_drift",
+            feature=name,
+            reference={"trailing": "4h"},
+            threshold=0.25,
+            slices=None,
+            min_scored=100,
+        )
+        for name in ("price", "age")
+    )
+)
 PER_HOUR, HOURS, SHIFT_HOUR, LABEL_DELAY = 400, 10, 6, 6 * H
 
 

@@ -13,25 +13,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import H, alerts_and_status, labels, predictions, run_both
+from tests.slo_examples import paging, slo_file
 
-SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: tr
-    sli: traffic
-    threshold: 0.5
-    trailing: 12h
-    retire_after: 4h
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-""")
+SLO = slo_file(
+    paging(
+        name="tr",
+        sli="traffic",
+        threshold=0.5,
+        trailing="12h",
+        retire_after="4h",
+        keep_firing_for="1h",
+    )
+)
 HOURS = 72
 
 
@@ -115,21 +109,9 @@ def test_the_replay_gives_the_same_transitions_and_statuses(runs):
     assert (replay_alerts.watermark >= replay_alerts.frontier).all()
 
 
-SLIDING_SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: tr
-    sli: traffic
-    threshold: 0.4
-    trailing: 6h
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-""")
+SLIDING_SLO = slo_file(
+    paging(name="tr", sli="traffic", threshold=0.4, trailing="6h", keep_firing_for="1h")
+)
 
 
 @pytest.fixture(scope="module")

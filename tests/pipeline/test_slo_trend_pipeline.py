@@ -12,24 +12,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from msewatch.transforms.slo.config import parse_slo_file
 from tests.harness import H, alerts_and_status, labels, predictions, run_both
+from tests.slo_examples import paging, slo_file
 
-SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: trend
-    sli: rmse_trend
-    threshold: 1               # bad when RMSE rises faster than 1 per day, confidently
-    trend_windows: 3
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-""")
+# bad when the RMSE rises faster than 1 per day, confidently (over 3 windows)
+SLO = slo_file(
+    paging(name="trend", sli="rmse_trend", threshold=1, trend_windows=3, keep_firing_for="1h")
+)
 
 
 def _records():
