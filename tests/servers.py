@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -28,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cannot_start(reason: str):
+def cannot_start(reason: str) -> NoReturn:
     """Skips the test with ``reason``; fails it where servers are required (CI)."""
     if os.environ.get(REQUIRE_ENV):
         pytest.fail(reason)
@@ -64,7 +65,7 @@ def running(
     ready: Callable[[Server], bool],
     log_path: Path,
     start_seconds: float = 30,
-    unavailable: Callable[[str], object] = cannot_start,
+    unavailable: Callable[[str], NoReturn] = cannot_start,
 ) -> Iterator[Server]:
     """Runs ``command(port)`` (``port``: a free one of 127.0.0.1) for the block.
 
