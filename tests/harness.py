@@ -26,6 +26,7 @@ from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.io.replay_spool import plan_events, write_spool
 
 H = 3600 * 1000
+MODES = ("bounded", "replay")
 FIXED_NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
 
@@ -165,6 +166,30 @@ def run_replay(preds, labs, output, chunk_rows=1, slo=None, **cfg):
     return read_metrics(output), run_outcomes.outcome_counts(str(output))
 
 
+def run_both(tmp_path_factory, preds, labs, chunk_rows: int, name: str = "", **cfg):
+    """The same records through :func:`run_bounded` and :func:`run_replay` (``chunk_rows``
+    records a replay chunk), each writing into a temporary directory of its own
+    (``tmp_path_factory.mktemp(f"{name}-{mode}")``); ``cfg`` as for :func:`make_config`
+    plus ``slo``. Returns ``{"bounded": output, "replay": output}``."""
+    outputs = {}
+    for mode in MODES:
+        output = tmp_path_factory.mktemp(f"{name}-{mode}" if name else mode)
+        if mode == "bounded":
+            run_bounded(preds, labs, output, **cfg)
+        else:
+            run_replay(preds, labs, output, chunk_rows, **cfg)
+        outputs[mode] = output
+    return outputs
+
+
+def alerts_and_status(outputs: dict) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """``{mode: (alerts, slo_status)}`` of :func:`run_both`'s outputs."""
+    return {
+        mode: (read_table(output, "alerts"), read_table(output, "slo_status"))
+        for mode, output in outputs.items()
+    }
+
+
 def row(df: pd.DataFrame, window_start_ms: int, slice_name: str = "overall") -> pd.Series:
     ts = pd.Timestamp(window_start_ms, unit="ms", tz="UTC")
     hit = df[(df["window_start"] == ts) & (df["slice"] == slice_name)]
@@ -172,4 +197,16 @@ def row(df: pd.DataFrame, window_start_ms: int, slice_name: str = "overall") -> 
     return hit.iloc[0]
 
 
-__all__ = ["H", "labels", "latest", "np", "predictions", "row", "run_bounded", "run_replay"]
+__all__ = [
+    "H",
+    "MODES",
+    "alerts_and_status",
+    "labels",
+    "latest",
+    "np",
+    "predictions",
+    "row",
+    "run_both",
+    "run_bounded",
+    "run_replay",
+]

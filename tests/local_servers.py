@@ -93,25 +93,28 @@ def running_flink(state_dir: Path, **settings) -> Iterator[FlinkSettings]:
     """A local Flink cluster for the block; stopped after it."""
     settings.setdefault("flink_version", flink_release())
     cluster = FlinkSettings(state_dir, rest_port=free_port(), rpc_port=free_port(), **settings)
-    options = flink_options(cluster)
-    try:
-        started = local("flink", "start", *options)
-        if started.returncode != 0:
-            cannot_start(f"local Flink did not start: {started.stderr.strip()[-500:]}")
+    with _running_local("flink", "Flink", flink_options(cluster)):
         yield cluster
-    finally:
-        local("flink", "stop", *options, timeout_s=120)
 
 
 @contextlib.contextmanager
 def running_kafka(state_dir: Path) -> Iterator[KafkaSettings]:
     """A local Kafka broker for the block; stopped after it."""
     broker = KafkaSettings(state_dir, port=free_port(), controller_port=free_port())
-    options = kafka_options(broker)
-    try:
-        started = local("kafka", "start", *options)
-        if started.returncode != 0:
-            cannot_start(f"local Kafka did not start: {started.stderr.strip()[-500:]}")
+    with _running_local("kafka", "Kafka", kafka_options(broker)):
         yield broker
+
+
+@contextlib.contextmanager
+def _running_local(service: str, name: str, options: list[str]) -> Iterator[None]:
+    """``msewatch local SERVICE start OPTIONS`` (it returns once the service is up) for
+    the block, ``... stop OPTIONS`` after it, even when it did not start. Not like
+    :func:`tests.servers.running`: the command starts the service's own daemons and
+    stops them, so there is no process of ours to wait on or stop."""
+    try:
+        started = local(service, "start", *options)
+        if started.returncode != 0:
+            cannot_start(f"local {name} did not start: {started.stderr.strip()[-500:]}")
+        yield
     finally:
-        local("kafka", "stop", *options, timeout_s=120)
+        local(service, "stop", *options, timeout_s=120)

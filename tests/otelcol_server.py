@@ -16,17 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.servers import cannot_start, free_port, stop
+from tests.servers import cannot_start, running
 
 BINARY_ENV = "MSEWATCH_OTELCOL"
 BINARY = Path(__file__).resolve().parent.parent / "tools" / "otelcol" / "dist" / "otelcol-msewatch"
-START_SECONDS = 30
-READY = b"Everything is ready"
+READY = "Everything is ready"
 
 
 def binary() -> Path:
@@ -43,31 +40,28 @@ def running_collector(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             f"no OpenTelemetry Collector at {path}: `bash tools/otelcol/build.sh` builds it "
             f"(.ci/run does), or set {BINARY_ENV}"
         )
-    port, exported = free_port(), tmp_path / "otlp.jsonl"
+    exported = tmp_path / "otlp.jsonl"
     config = tmp_path / "otelcol.yaml"
-    config.write_text(
-        "receivers:\n"
-        f"  otlp: {{protocols: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}\n"
-        "exporters:\n"
-        f"  file: {{path: '{exported}', format: json, flush_interval: 100ms}}\n"
-        "service:\n"
-        "  telemetry: {metrics: {level: none}}\n"
-        "  pipelines: {metrics: {receivers: [otlp], exporters: [file]}}\n"
-    )
-    log_path = tmp_path / "otelcol.log"
-    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([str(path), f"--config={config}"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while READY not in log_path.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                text = log_path.read_text(errors="replace")[-800:]
-                cannot_start(f"the OpenTelemetry Collector did not start (see its log): {text}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", exported
-    finally:
-        stop(proc)
-        log.close()
+
+    def command(port: int) -> list[str]:
+        config.write_text(
+            "receivers:\n"
+            f"  otlp: {{protocols: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}\n"
+            "exporters:\n"
+            f"  file: {{path: '{exported}', format: json, flush_interval: 100ms}}\n"
+            "service:\n"
+            "  telemetry: {metrics: {level: none}}\n"
+            "  pipelines: {metrics: {receivers: [otlp], exporters: [file]}}\n"
+        )
+        return [str(path), f"--config={config}"]
+
+    with running(
+        "the OpenTelemetry Collector",
+        command,
+        lambda server: READY in server.log(),
+        tmp_path / "otelcol.log",
+    ) as server:
+        yield server.url, exported
 
 
 def _value(attribute_value: dict):

@@ -6,8 +6,8 @@ temporary config that scrapes those targets every second and a temporary TSDB, w
 until every target is up and yields its URL; :func:`instant_query` asks its HTTP API.
 Both are stopped after. When Prometheus is not installed or cannot start the test skips
 with the reason, unless ``MSEWATCH_REQUIRE_SERVERS=1`` (``.ci/run`` sets it and installs
-the package), where it fails instead. The helpers of :mod:`tests.servers`
-pick the port, decide between skip and fail, and stop the processes.
+the package), where it fails instead. :func:`tests.servers.running` picks the port,
+waits, decides between skip and fail, and stops the processes.
 """
 
 from __future__ import annotations
@@ -15,47 +15,36 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import select
 import shutil
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.servers import cannot_start, free_port, missing, stop
+from tests.servers import missing, running
 
 BINARY = shutil.which("prometheus")
 START_SECONDS = 60
+_SERVING = re.compile(r"serving http://([^/]+)/metrics")
 
 
 @contextlib.contextmanager
 def running_serve(output: Path, log_path: Path, args: tuple[str, ...] = ()):
-    """``msewatch serve OUTPUT [args]`` on a free port of 127.0.0.1; yields
-    ``"127.0.0.1:PORT"``."""
-    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "msewatch", "serve", str(output), "--listen", "127.0.0.1:0", *args],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        bufsize=0,  # unbuffered: select() sees every line readline() has not read
-    )
-    try:
-        line, deadline = b"", time.monotonic() + START_SECONDS
-        while b"serving http://" not in line:
-            ready, _, _ = select.select([proc.stdout], [], [], 1)
-            if ready:
-                line = proc.stdout.readline()
-            if (not ready and proc.poll() is not None) or time.monotonic() > deadline:
-                pytest.fail(f"msewatch serve did not start: {log_path.read_text()[-500:]}")
-        yield re.search(rb"http://([^/]+)/metrics", line).group(1).decode()
-    finally:
-        stop(proc)
-        proc.stdout.close()
-        log.close()
+    """``msewatch serve OUTPUT [args]`` on a port of 127.0.0.1 it picks itself
+    (``--listen 127.0.0.1:0``); yields ``"127.0.0.1:PORT"``, the address it printed. Not
+    starting is a bug here: the test fails."""
+    command = [sys.executable, "-m", "msewatch", "serve", str(output), "--listen", "127.0.0.1:0"]
+    with running(
+        "msewatch serve",
+        lambda _port: [*command, *args],
+        lambda server: _SERVING.search(server.log()) is not None,
+        log_path,
+        START_SECONDS,
+        unavailable=pytest.fail,
+    ) as server:
+        yield _SERVING.search(server.log()).group(1)
 
 
 @contextlib.contextmanager
@@ -68,7 +57,6 @@ def running_prometheus(
     a Pushgateway is scraped)."""
     if BINARY is None:
         missing("prometheus", "apt-get install prometheus")
-    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -78,32 +66,19 @@ def running_prometheus(
         f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
         f"rule_files: {json.dumps([str(f) for f in rule_files])}\n"
     )
-    storage = tmp_path / "prometheus-data"
-    log_path = tmp_path / "prometheus.log"
-    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            BINARY,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={storage}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while not _targets_up(url, len(targets)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                text = log_path.read_text(errors="replace")[-800:]
-                cannot_start(f"prometheus did not start or scrape (see its log): {text}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        stop(proc)
-        log.close()
+    command = [
+        BINARY,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+    ]
+    with running(
+        "prometheus (or its scrape of every target)",
+        lambda port: [*command, f"--web.listen-address=127.0.0.1:{port}"],
+        lambda server: _targets_up(server.url, len(targets)),
+        tmp_path / "prometheus.log",
+        START_SECONDS,
+    ) as server:
+        yield server.url
 
 
 def _targets_up(url: str, count: int) -> bool:

@@ -1,17 +1,19 @@
 """The Google Cloud CLI's Pub/Sub emulator for tests, and the streaming job it feeds.
 
 * :func:`running_emulator` starts ``gcloud beta emulators pubsub start
-  --host-port=127.0.0.1:PORT`` on a free loopback port in a process group of its own,
-  waits (bounded) until it answers, yields a :class:`PubSubEmulator`, and stops the
-  whole group at exit (gcloud starts a Java child that outlives gcloud alone).
-  It raises :class:`EmulatorUnavailable` with the reason when it cannot start.
+  --host-port=127.0.0.1:PORT`` on a free loopback port with :func:`tests.servers.running`
+  (a process group of its own), waits (bounded) until it listens, yields a
+  :class:`PubSubEmulator`, and stops the whole group at exit (gcloud starts a Java child
+  that outlives gcloud alone). When it cannot start the test skips with the reason
+  (fails under ``MSEWATCH_REQUIRE_SERVERS=1``).
 * :class:`PubSubEmulator` creates topics and subscriptions and publishes with the
   ``google-cloud-pubsub`` clients, pointed at the emulator by ``PUBSUB_EMULATOR_HOST``.
 * ``python -m tests.pubsub_emulator --predictions SUB --labels SUB --output DIR``
   runs the real ``build(p, config, PubSubSource(...))`` on the streaming
   ``BundleBasedDirectRunner``. Tests start it as a subprocess with
-  ``PUBSUB_EMULATOR_HOST`` in its environment and kill it when they are done: an
-  unbounded pipeline never finishes by itself. It prints ``PIPELINE STARTED`` once
+  ``PUBSUB_EMULATOR_HOST`` in its environment (``start_new_session=True``) and stop it
+  with :func:`tests.servers.stop` when they are done: an unbounded pipeline never
+  finishes by itself. It prints ``PIPELINE STARTED`` once
   the runner is running.
 """
 
@@ -21,22 +23,14 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from tests.servers import free_port
+from tests.servers import cannot_start, listening, missing, running
 
 PROJECT = "msewatch-test"
 STARTED = "PIPELINE STARTED"
-
-
-class EmulatorUnavailable(RuntimeError):
-    """The emulator could not be started here; the message says why."""
 
 
 def emulator_env(host: str) -> dict[str, str]:
@@ -82,85 +76,29 @@ class PubSubEmulator:
             os.environ["PUBSUB_EMULATOR_HOST"] = self._saved_host
 
 
-def _wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise EmulatorUnavailable(f"the emulator exited with status {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-            return
-        time.sleep(0.2)
-    raise EmulatorUnavailable(f"the emulator did not listen on {host}:{port} in {timeout_s:.0f} s")
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """Stops the process group led by ``proc`` (a process this module started)."""
-    if proc.poll() is None or _group_alive(proc.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.monotonic() + 10
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
-def running_emulator(start_timeout_s: float = 60.0) -> Iterator[PubSubEmulator]:
-    """Starts the emulator on 127.0.0.1:free-port; stops it (and its children) at exit.
-
-    Raises:
-        EmulatorUnavailable: gcloud or Java is missing, or the emulator did not start.
-    """
+def running_emulator(log_path: Path, start_seconds: float = 60.0) -> Iterator[PubSubEmulator]:
+    """Starts the emulator on 127.0.0.1:free-port, its output in ``log_path``; stops it
+    (and its children) at exit. Skips (fails under ``MSEWATCH_REQUIRE_SERVERS=1``) when
+    gcloud or Java is missing or the emulator does not start."""
     gcloud = shutil.which("gcloud")
     if gcloud is None:
-        raise EmulatorUnavailable("gcloud (the Google Cloud CLI) is not on PATH")
+        cannot_start("gcloud (the Google Cloud CLI, with its beta components) is not on PATH")
     if shutil.which("java") is None:
-        raise EmulatorUnavailable("java is not on PATH (the Pub/Sub emulator needs it)")
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="pubsub-emulator-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    emulator = None
-    try:
+        missing("java (the Pub/Sub emulator needs it)", "apt-get install default-jre-headless")
+    start = [gcloud, "beta", "emulators", "pubsub", "start"]
+    with running(
+        "the Pub/Sub emulator",
+        lambda port: [*start, f"--host-port=127.0.0.1:{port}"],
+        listening,
+        log_path,
+        start_seconds,
+    ) as server:
+        emulator = PubSubEmulator(f"127.0.0.1:{server.port}")
         try:
-            _wait_for_port("127.0.0.1", port, proc, start_timeout_s)
-        except EmulatorUnavailable as err:
-            with open(log.name, errors="replace") as f:
-                tail = f.read()[-2000:]
-            raise EmulatorUnavailable(f"{err}; its output:\n{tail}") from None
-        emulator = PubSubEmulator(f"127.0.0.1:{port}")
-        yield emulator
-    finally:
-        if emulator is not None:
+            yield emulator
+        finally:
             emulator.close()
-        _stop_group(proc)
-        log.close()
-        os.unlink(log.name)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Stops a pipeline subprocess started with ``start_new_session=True``."""
-    _stop_group(proc)
 
 
 def _run_pipeline(argv: list[str]) -> None:

@@ -45,6 +45,7 @@ from msewatch.transforms.io import messages as message_batches
 from msewatch.transforms.io import pubsub
 from msewatch.transforms.metrics.sketch import ValueSketch
 from tests import pubsub_emulator as emu
+from tests.servers import stop
 
 WINDOW_S = 10
 PRICES = (9.5, 3.25, 12.0)  # p1..p3's price feature
@@ -144,7 +145,7 @@ def test_late_label_makes_a_late_pane_and_bad_message_is_dead_lettered(emulator,
     log_path = str(tmp_path / "pipeline.log")
     proc = _start_pipeline(emulator, preds_sub, labels_sub, output, log_path)
     with contextlib.ExitStack() as stack:
-        stack.callback(emu.stop_process, proc)
+        stack.callback(stop, proc)
         _wait_for(lambda: _started(log_path), proc, log_path, 90)
 
         # Window W starts at the next 10 s boundary at least 4 s ahead: every record

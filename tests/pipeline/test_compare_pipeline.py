@@ -18,7 +18,7 @@ from scipy import stats as sp
 from msewatch import cli
 from msewatch.commands.report import write_report
 from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, labels, predictions, read_table, run_both
 
 SLO = parse_slo_file(
     """
@@ -68,11 +68,11 @@ def _records(errors):
 def runs(tmp_path_factory):
     errors = _errors()
     preds, labs = _records(errors)
+    outputs = run_both(
+        tmp_path_factory, preds, labs, 120, slices=("region",), ttl_ms=3 * H, slo=SLO
+    )
     out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        extra = {"chunk_rows": 120} if mode == "replay" else {}
-        run(preds, labs, path, slices=("region",), ttl_ms=3 * H, slo=SLO, **extra)
+    for mode, path in outputs.items():
         out[mode] = (read_table(path, "comparisons"), read_table(path, "alerts"))
         out[f"{mode}_path"] = path
     return errors, out

@@ -14,24 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, alerts_and_status, labels, predictions, run_both
+from tests.slo_examples import paging, slo_file
 
-SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: drift
-    sli: prediction_drift
-    reference: {trailing: 4h}
-    threshold: 0.25
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    min_scored: 100
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-""")
+SLO = slo_file(
+    paging(
+        name="drift",
+        sli="prediction_drift",
+        reference={"trailing": "4h"},
+        threshold=0.25,
+        min_scored=100,
+    )
+)
 PER_HOUR, HOURS, SHIFT_HOUR, LABEL_DELAY = 400, 10, 6, 6 * H
 
 
@@ -52,13 +46,8 @@ def _records():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     preds, labs = _records()
-    out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"slices": ("region",), "ttl_ms": 12 * H, "slo": SLO}
-        run(preds, labs, path, **({"chunk_rows": 400} if mode == "replay" else {}), **cfg)
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
-    return out
+    cfg = {"slices": ("region",), "ttl_ms": 12 * H, "slo": SLO}
+    return alerts_and_status(run_both(tmp_path_factory, preds, labs, 400, **cfg))
 
 
 @pytest.mark.parametrize("mode", ["bounded", "replay"])

@@ -19,23 +19,31 @@ import pandas as pd
 import pytest
 
 from msewatch.transforms.metrics.sketch import ValueSketch
-from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, latest, predictions, read_table, run_bounded, run_replay
+from tests.harness import (
+    H,
+    alerts_and_status,
+    labels,
+    latest,
+    predictions,
+    read_metrics,
+    run_both,
+)
+from tests.slo_examples import paging, slo_file
 
-_SLO = """
-  - name: {name}
-    sli: feature_drift
-    feature: {name}
-    reference: {{trailing: 4h}}
-    threshold: 0.25
-    objective: 0.9
-    period: 1d
-    min_scored: 100
-    alerting:
-      page: [{{long: 2h, short: 1h, burn_rate: 5}}]
-      ticket: []
-"""
-SLO = parse_slo_file("version: 1\nslos:" + _SLO.format(name="price") + _SLO.format(name="age"))
+SLO = slo_file(
+    *(
+        paging(
+            name=name,
+            sli="feature_drift",
+            feature=name,
+            reference={"trailing": "4h"},
+            threshold=0.25,
+            slices=None,
+            min_scored=100,
+        )
+        for name in ("price", "age")
+    )
+)
 PER_HOUR, HOURS, SHIFT_HOUR, LABEL_DELAY = 400, 10, 6, 6 * H
 
 
@@ -62,13 +70,9 @@ def _records():
 def runs(tmp_path_factory):
     preds, labs, prices = _records()
     out = {"prices": prices}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"ttl_ms": 12 * H, "slo": SLO}
-        metrics, _ = run(
-            preds, labs, path, **({"chunk_rows": 400} if mode == "replay" else {}), **cfg
-        )
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"), latest(metrics))
+    outputs = run_both(tmp_path_factory, preds, labs, 400, ttl_ms=12 * H, slo=SLO)
+    for mode, (alerts, status) in alerts_and_status(outputs).items():
+        out[mode] = (alerts, status, latest(read_metrics(outputs[mode])))
     return out
 
 

@@ -25,30 +25,15 @@ import pytest
 
 from msewatch.commands import query as query_cli
 from msewatch.schemas.records import METRICS_FIELDS
-from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, labels, predictions, read_table, run_both
+from tests.slo_examples import paging, slo_file
 
 pytestmark = pytest.mark.skipif(
     "label_range" not in {f.name for f in METRICS_FIELDS},
     reason="the metrics stage does not write label_range, sum_abs_*, y_true_min/max yet",
 )
 
-SLO = parse_slo_file(
-    """
-version: 1
-slos:
-  - name: labels
-    sli: label_anomaly
-    valid_range: [0, 100]
-    threshold: 0.05
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-"""
-)
+SLO = slo_file(paging(name="labels", sli="label_anomaly", valid_range=[0, 100], threshold=0.05))
 REGIONS = ("out", "flat", "unit", "ok")
 
 
@@ -73,13 +58,8 @@ def _records():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     preds, labs = _records()
-    out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
-        run(preds, labs, path, **({"chunk_rows": 40} if mode == "replay" else {}), **cfg)
-        out[mode] = path
-    return out
+    cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
+    return run_both(tmp_path_factory, preds, labs, 40, **cfg)
 
 
 def _hour(h):

@@ -162,7 +162,7 @@ def _counter(name: str):
 
 
 class _Grouping(PipelineVisitor):
-    """Finds the input of the SLO stage's GroupByKey."""
+    """Finds the input of the stage's GroupByKey (the SLO or the comparison stage)."""
 
     def __init__(self):
         self.inputs = []
@@ -172,18 +172,21 @@ class _Grouping(PipelineVisitor):
             self.inputs.append(node.inputs[0])
 
 
-def _run(slos, rows, expected: dict[str, list[tuple]]):
+def _run(transform, rows, expected: dict[str, list[tuple]], results: str):
+    """Runs ``transform`` (the SLO or the comparison stage) on ``rows``, checking that its
+    ``results`` and ``alerts`` outputs equal ``expected``'s; returns how many rows its
+    GroupByKey received (``grouped``), and how many ``results`` and ``alerts`` it wrote."""
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-    out = p | beam.Create(rows, reshuffle=False) | EvaluateSlos(SloFile(1, slos), True, lambda: NOW)
+    out = p | beam.Create(rows, reshuffle=False) | transform
     visitor = _Grouping()  # before assert_that adds its own GroupByKey
     p.visit(visitor)
     [grouped] = visitor.inputs
-    for tag in ("alerts", "slo_status"):
+    for tag in ("alerts", results):
         assert_that(
             out[tag] | f"Normal {tag}" >> beam.Map(_normal), equal_to(expected[tag]), f"Equal {tag}"
         )
     grouped | "CountGrouped" >> beam.Map(_counter("grouped"))
-    out["slo_status"] | "CountStatuses" >> beam.Map(_counter("statuses"))
+    out[results] | "CountResults" >> beam.Map(_counter("results"))
     out["alerts"] | "CountAlerts" >> beam.Map(_counter("alerts"))
     result = p.run()
     result.wait_until_finish()
@@ -202,9 +205,9 @@ def test_the_grouping_step_receives_each_row_once_whatever_the_number_of_slos(n)
     records = []
     _alone(slos, rows, records)
     expected = _rows_alone(records)  # the outputs of each SLO alone, row for row
-    counts = _run(slos, rows, expected)
+    counts = _run(EvaluateSlos(SloFile(1, slos), True, lambda: NOW), rows, expected, "slo_status")
     assert counts["grouped"] == len(SLICES) * HOURS * 2 == len(rows)
-    assert counts["statuses"] == len(expected["slo_status"]) > 0
+    assert counts["results"] == len(expected["slo_status"]) > 0
 
 
 # --- comparisons: the same shape (rows keyed by the rest of their slice, once) ---------
@@ -290,23 +293,9 @@ def test_the_comparisons_group_each_row_once_and_equal_each_comparison_alone():
     from msewatch.transforms.compare.transform import CompareVersions
 
     comparisons, rows = _comparisons(), _comparison_rows()
-    p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-    out = p | beam.Create(rows, reshuffle=False) | CompareVersions(comparisons, True, lambda: NOW)
-    visitor = _Grouping()  # before assert_that adds its own GroupByKey
-    p.visit(visitor)
-    [grouped] = visitor.inputs
     expected = _rows_alone(_comparisons_alone(comparisons, rows))
-    for tag in ("alerts", "comparisons"):
-        assert_that(
-            out[tag] | f"Normal {tag}" >> beam.Map(_normal), equal_to(expected[tag]), f"Equal {tag}"
-        )
-    grouped | "CountGrouped" >> beam.Map(_counter("grouped"))
-    out["comparisons"] | "CountResults" >> beam.Map(_counter("results"))
-    out["alerts"] | "CountAlerts" >> beam.Map(_counter("alerts"))
-    result = p.run()
-    result.wait_until_finish()
-    counters = result.metrics().query(MetricsFilter().with_namespace("test"))["counters"]
-    counts = {c.key.metric.name: c.committed for c in counters}
+    transform = CompareVersions(comparisons, True, lambda: NOW)
+    counts = _run(transform, rows, expected, "comparisons")
     # every slice feeds a comparison: 3 versions x 3 slices x 12 windows x 2 panes = 216
     # rows, each grouped once (previous main: once per comparison it feeds: a version is
     # in 2 of the 3 pairs, each pair has 2 comparisons covering overall and 2 region=*,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, alerts_and_status, labels, predictions, run_both
 from tests.slo_examples import RMSE_PAGE
 
 SLO = parse_slo_file(RMSE_PAGE)
@@ -39,13 +39,8 @@ def _firing(alerts: pd.DataFrame) -> list[tuple[str, str, pd.Timestamp]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     preds, labs = _records()
-    out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
-        run(preds, labs, path, **({"chunk_rows": 40} if mode == "replay" else {}), **cfg)
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
-    return out
+    cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
+    return alerts_and_status(run_both(tmp_path_factory, preds, labs, 40, **cfg))
 
 
 def test_the_page_fires_at_the_first_window_that_burns_fast_enough(runs):

@@ -13,25 +13,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, alerts_and_status, labels, predictions, run_both
+from tests.slo_examples import paging, slo_file
 
-SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: tr
-    sli: traffic
-    threshold: 0.5
-    trailing: 12h
-    retire_after: 4h
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-""")
+SLO = slo_file(
+    paging(
+        name="tr",
+        sli="traffic",
+        threshold=0.5,
+        trailing="12h",
+        retire_after="4h",
+        keep_firing_for="1h",
+    )
+)
 HOURS = 72
 
 
@@ -57,13 +51,8 @@ def _at(hour: int) -> pd.Timestamp:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     preds, labs = _records()
-    out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"slices": ("region",), "ttl_ms": H, "slo": SLO}
-        run(preds, labs, path, **({"chunk_rows": 12} if mode == "replay" else {}), **cfg)
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
-    return out
+    cfg = {"slices": ("region",), "ttl_ms": H, "slo": SLO}
+    return alerts_and_status(run_both(tmp_path_factory, preds, labs, 12, **cfg))
 
 
 def _transitions(alerts: pd.DataFrame) -> list[tuple[str, str, pd.Timestamp]]:
@@ -120,21 +109,9 @@ def test_the_replay_gives_the_same_transitions_and_statuses(runs):
     assert (replay_alerts.watermark >= replay_alerts.frontier).all()
 
 
-SLIDING_SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: tr
-    sli: traffic
-    threshold: 0.4
-    trailing: 6h
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-""")
+SLIDING_SLO = slo_file(
+    paging(name="tr", sli="traffic", threshold=0.4, trailing="6h", keep_firing_for="1h")
+)
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +125,10 @@ def sliding(tmp_path_factory):
         for i in range(4)
         if not (region == "gap" and 14 <= hour <= 17)
     ]
-    preds, out = predictions(preds, segment_keys=("region",)), {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(f"sliding-{mode}")
-        cfg = {"slices": ("region",), "ttl_ms": H, "slo": SLIDING_SLO, "every_s": 3600}
-        cfg["window_s"] = 7200
-        run(preds, labels([]), path, **({"chunk_rows": 8} if mode == "replay" else {}), **cfg)
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
-    return out
+    preds = predictions(preds, segment_keys=("region",))
+    cfg = {"slices": ("region",), "ttl_ms": H, "slo": SLIDING_SLO, "every_s": 3600}
+    outputs = run_both(tmp_path_factory, preds, labels([]), 8, "sliding", window_s=7200, **cfg)
+    return alerts_and_status(outputs)
 
 
 def test_sliding_windows_get_zero_rows_for_each_missing_window(sliding):

@@ -12,24 +12,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from msewatch.transforms.slo.config import parse_slo_file
-from tests.harness import H, labels, predictions, read_table, run_bounded, run_replay
+from tests.harness import H, alerts_and_status, labels, predictions, run_both
+from tests.slo_examples import paging, slo_file
 
-SLO = parse_slo_file("""
-version: 1
-slos:
-  - name: trend
-    sli: rmse_trend
-    threshold: 1               # bad when RMSE rises faster than 1 per day, confidently
-    trend_windows: 3
-    objective: 0.9
-    period: 1d
-    slices: ["region=*"]
-    alerting:
-      page: [{long: 2h, short: 1h, burn_rate: 5}]
-      ticket: []
-    keep_firing_for: 1h
-""")
+# bad when the RMSE rises faster than 1 per day, confidently (over 3 windows)
+SLO = slo_file(
+    paging(name="trend", sli="rmse_trend", threshold=1, trend_windows=3, keep_firing_for="1h")
+)
 
 
 def _records():
@@ -48,13 +37,8 @@ def _records():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     preds, labs = _records()
-    out = {}
-    for mode, run in (("bounded", run_bounded), ("replay", run_replay)):
-        path = tmp_path_factory.mktemp(mode)
-        cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
-        run(preds, labs, path, **({"chunk_rows": 80} if mode == "replay" else {}), **cfg)
-        out[mode] = (read_table(path, "alerts"), read_table(path, "slo_status"))
-    return out
+    cfg = {"slices": ("region",), "ttl_ms": 3 * H, "slo": SLO}
+    return alerts_and_status(run_both(tmp_path_factory, preds, labs, 80, **cfg))
 
 
 def _firing(alerts: pd.DataFrame) -> list[tuple[str, pd.Timestamp]]:
