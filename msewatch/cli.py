@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from msewatch.transforms import durations
+from msewatch.commands.arguments import duration_seconds, whole_seconds
 
 DESCRIPTION = (
     "Continuous MSE/RMSE monitoring of a deployed regression model: join predictions "
@@ -31,26 +31,8 @@ class UsageError(Exception):
     """A mistake in the command line or the inputs it names."""
 
 
-def parse_duration_seconds(text: str) -> float:
-    """``30m``, ``1h``, ``7d``, ``90s``, ``500ms``, ``2w`` (bare numbers: seconds) as an
-    option's value: ``transforms/durations.py``'s rule, its mistakes argparse's."""
-    try:
-        return durations.parse_duration_seconds(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _whole_seconds(text: str) -> int:
-    seconds = parse_duration_seconds(text)
-    if seconds != int(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(
-            f"duration {text!r} must be a positive whole number of seconds"
-        )
-    return int(seconds)
-
-
 def _millis(text: str) -> int:
-    return int(round(parse_duration_seconds(text) * 1000))
+    return int(round(duration_seconds(text) * 1000))
 
 
 def _positive_millis(text: str) -> int:
@@ -130,8 +112,8 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--bq-api-endpoint", help="BigQuery API root, e.g. an emulator's http://127.0.0.1:PORT"
     )
-    p.add_argument("--window", type=_whole_seconds, default=3600, help="window length (1h)")
-    p.add_argument("--every", type=_whole_seconds, help="sliding window period (e.g. 1h)")
+    p.add_argument("--window", type=whole_seconds, default=3600, help="window length (1h)")
+    p.add_argument("--every", type=whole_seconds, help="sliding window period (e.g. 1h)")
     p.add_argument("--label-ttl", type=_millis, default=7 * 86400 * 1000, help="label TTL (7d)")
     p.add_argument("--orphan-ttl", type=_millis, default=3600 * 1000, help="orphan TTL (1h)")
     p.add_argument(
@@ -159,10 +141,10 @@ def _add_run(sub) -> None:
         help="expiry timer grid; must divide the window period (default: the largest "
         "divisor of the period shorter than the label TTL; 1ms = exact)",
     )
-    p.add_argument("--early-firing", type=_whole_seconds, default=60, help="EARLY pane delay (60s)")
+    p.add_argument("--early-firing", type=whole_seconds, default=60, help="EARLY pane delay (60s)")
     p.add_argument(
         "--sink-flush",
-        type=_whole_seconds,
+        type=whole_seconds,
         default=60,
         help="streaming runs: processing time between writes of the Parquet tables (60s)",
     )
@@ -207,7 +189,7 @@ def _add_run(sub) -> None:
     )
     p.add_argument(
         "--alert-deadline",
-        type=parse_duration_seconds,
+        type=duration_seconds,
         default=30.0,
         metavar="DURATION",
         help="deliveries of alerts end within it; what is not delivered by then goes to "

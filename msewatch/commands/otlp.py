@@ -37,8 +37,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from msewatch.commands.arguments import duration_seconds
 from msewatch.commands.otlp_names import NAMESPACE, series
-from msewatch.transforms.durations import parse_duration_seconds
 
 DEFAULT_INTERVAL_S = 30.0
 TIMEOUT_S = 10.0
@@ -82,10 +82,7 @@ def _endpoint_argument(text: str) -> str:
 
 
 def _interval_argument(text: str) -> float:
-    try:
-        seconds = parse_duration_seconds(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    seconds = duration_seconds(text)
     if seconds < 0.1:
         raise argparse.ArgumentTypeError(f"--otlp-interval {text!r} must be at least 100ms")
     return seconds

@@ -53,7 +53,8 @@ from prometheus_client.registry import Collector
 
 from msewatch.commands import otlp
 from msewatch.commands import query as q
-from msewatch.commands.serve_windows import parse_span, read_recent_windows, window_families
+from msewatch.commands.arguments import whole_seconds
+from msewatch.commands.serve_windows import read_recent_windows, window_families
 from msewatch.commands.trend import DEFAULT_K, slice_trends
 from msewatch.schemas import layout, queries
 from msewatch.schemas.slo import FIRING, OFF
@@ -422,7 +423,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--recent-windows",
-        type=parse_span,
+        type=whole_seconds,
         default=0,
         metavar="DURATION",
         help="also one series per slice and window ending in this span before the slice's "

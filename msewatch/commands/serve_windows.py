@@ -25,13 +25,10 @@ everywhere in ``serve``.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 
 import pandas as pd
 from prometheus_client.core import Metric
-
-from msewatch.transforms.durations import parse_duration_seconds
 
 PREFIX = "msewatch_recent_window_"
 LABELS = ("slice", "window")
@@ -67,21 +64,6 @@ FROM metrics_latest
 QUALIFY window_end > max(window_end) OVER (PARTITION BY slice) - to_seconds($span)
 ORDER BY slice, window_end, window_start
 """
-
-
-def parse_span(text: str) -> int:
-    """``--recent-windows``: a duration of whole seconds, at least 1s.
-
-    Raises:
-        argparse.ArgumentTypeError: not such a duration (argparse prints it in one line).
-    """
-    try:
-        seconds = parse_duration_seconds(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if seconds < 1 or seconds != int(seconds):
-        raise argparse.ArgumentTypeError(f"must be whole seconds >= 1s, e.g. 3d; got {text!r}")
-    return int(seconds)
 
 
 def threshold_label(threshold: float) -> str:

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from msewatch import cli
+from msewatch.commands import arguments
 from msewatch.schemas import queries
 from tests.cli_cases import IDS, USER_ERRORS, error_lines
 
@@ -30,13 +31,13 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
     ],
 )
 def test_durations(text, seconds):
-    assert cli.parse_duration_seconds(text) == seconds
+    assert arguments.duration_seconds(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "h", "1y", "-1h", "one hour"])
 def test_bad_durations_are_rejected(text):
     with pytest.raises(argparse.ArgumentTypeError, match="e.g. 30m, 1h, 7d"):
-        cli.parse_duration_seconds(text)
+        arguments.duration_seconds(text)
 
 
 @pytest.mark.parametrize(("args", "message"), USER_ERRORS, ids=IDS)

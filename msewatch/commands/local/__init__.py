@@ -15,23 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from msewatch.commands.arguments import whole_seconds
 from msewatch.commands.local import downloads
 from msewatch.runners import java_services
-from msewatch.transforms.durations import parse_duration_seconds
 
 EXIT_FAILED = 1
 EXIT_STOPPED = 3  # as an LSB init script's `status`
 ACTIONS = ("start", "stop", "status")
-
-
-def _seconds(text: str) -> int:
-    try:
-        seconds = parse_duration_seconds(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    if seconds < 1 or seconds != int(seconds):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number of seconds, 1s or more")
-    return int(seconds)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--slots", type=int, default=2, help="TaskManager slots = parallelism (2)")
     f.add_argument(
         "--checkpoint-interval",
-        type=_seconds,
+        type=whole_seconds,
         default=10,
         help="checkpoint interval of streaming jobs (10s)",
     )
