@@ -123,7 +123,7 @@ class EvaluateAtEveryPane(beam.DoFn):
 
     EVALUATOR = userstate.ReadModifyWriteStateSpec("evaluator", EvaluatorCoder())
     WATERMARK = userstate.ReadModifyWriteStateSpec("watermark_ms", coders.VarIntCoder())
-    TAGS: tuple[str, str] = ()
+    TAGS: tuple[str, ...] = ()  # the outputs of update(), in its order
 
     def __init__(self, clock):
         self._clock = clock
