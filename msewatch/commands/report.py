@@ -165,8 +165,7 @@ def label_charts(overall: pd.DataFrame) -> str:
 
 
 def _quality_chart(overall: pd.DataFrame, dead: pd.DataFrame, outcomes: dict) -> str:
-    start, end = epoch_s(overall["window_start"]), epoch_s(overall["window_end"])
-    windows = overall[np.mod(start, end - start) == 0]
+    windows = report_views.aligned(overall)  # sliding windows counted once
     items = [(label, int(windows[column].sum()), "#ff7f0e") for label, column in COUNTED]
     for kind in ("prediction", "label"):
         if "invalid" in outcomes.get(kind, {}):
