@@ -89,6 +89,7 @@ text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:8px 20px}
 figure{margin:6px 0}figcaption{font-weight:600}svg.chart{width:100%;height:auto}
 svg text{font:11px system-ui,sans-serif;fill:#555}.note{color:#666}.bad{color:#b00}
+nav a,nav b{margin-right:14px}
 .key{display:inline-block;width:28px;vertical-align:middle;border-top:2px solid #333;margin:0 4px}
 .key.prov{border-top-style:dashed}.dot{display:inline-block;width:7px;height:7px;margin:0 4px;
 border-radius:50%;border:1.5px solid #333}.dot.fill{background:#333}code{background:#f3f3f3}

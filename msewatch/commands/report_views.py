@@ -51,7 +51,6 @@ PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <style>{css}</style></head><body>{nav}<h1>msewatch {title} view</h1><p class="note">Output
 <code>{path}</code>; newest window end {newest} UTC.</p>{body}</body></html>
 """
-NAV_CSS = "nav a{margin-right:14px}nav b{margin-right:14px}"
 
 
 def parse_views(text: str) -> tuple[str, ...]:
@@ -93,7 +92,7 @@ def page(view: str, out: Path, latest: pd.DataFrame, body: str, nav_html: str) -
 
     newest = svg.utc(svg.epoch_s(latest["window_end"]).max()) if len(latest) else "none"
     return PAGE.format(
-        csp=report.CSP, css=report.CSS + NAV_CSS, title=TITLES[view], name=html.escape(out.name),
+        csp=report.CSP, css=report.CSS, title=TITLES[view], name=html.escape(out.name),
         path=html.escape(str(out)), newest=newest, nav=nav_html, body=body,
     )  # fmt: skip
 
