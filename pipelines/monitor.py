@@ -54,6 +54,9 @@ class MonitorConfig:
         sink_flush_seconds: unbounded runs: processing time between Parquet flushes.
         slo: the SLO file (``--slo``), or None: no alerts or slo_status tables.
         delivery: where alert transitions go (Alertmanager, Pub/Sub).
+        spill_folder: bounded runs: where the join spills records by bucket, a folder
+            every worker can read (None: this machine's temp directory).
+        spill_buckets: bounded runs: the join's buckets (None: ``join.shards``).
     """
 
     join: JoinConfig
@@ -64,6 +67,8 @@ class MonitorConfig:
     sink_flush_seconds: int = 60
     slo: SloFile | None = None
     delivery: DeliveryConfig = DeliveryConfig()
+    spill_folder: str | None = None
+    spill_buckets: int | None = None
 
     def __post_init__(self):
         if not self.output:
@@ -107,7 +112,9 @@ def build(p: beam.Pipeline, config: MonitorConfig, source: beam.PTransform) -> d
     joined = {
         "predictions": records["predictions"],
         "labels": records["labels"],
-    } | "Join" >> JoinPredictionsAndLabels(config.join, bounded=config.bounded)
+    } | "Join" >> JoinPredictionsAndLabels(
+        config.join, config.bounded, config.spill_folder, config.spill_buckets
+    )
     examples = joined["examples"]
     metrics = examples | "Metrics" >> ComputeMetrics(config.metrics, bounded=config.bounded)
     streaming = not config.bounded

@@ -34,12 +34,15 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     FlinkRunnerOptions,
+    GoogleCloudOptions,
     PortableOptions,
     StandardOptions,
 )
@@ -58,10 +61,11 @@ from msewatch.runners import outcomes as run_outcomes
 from msewatch.runners.cache import DownloadError
 from msewatch.runners.config import Job, check_job
 from msewatch.schemas.bigquery_files import parse_output_url
-from msewatch.transforms.io.files import FileSource, check_files
+from msewatch.transforms.io.files import FileSource, check_files, input_bytes
 from msewatch.transforms.io.kafka import KafkaSource
 from msewatch.transforms.io.pubsub import PubSubSource
 from msewatch.transforms.io.replay import ReplaySpool
+from msewatch.transforms.join import spill
 
 
 def _run_unbounded(runner: str, options, result) -> int:
@@ -273,6 +277,25 @@ def _run_and_commit(job: Job, options, config, plan, speedups) -> RunResult:
     return RunResult(code, outcomes)
 
 
+def _with_spill(job: Job, options, config: MonitorConfig, output_url: str) -> MonitorConfig:
+    """``config`` with the bounded join's spill folder and bucket count
+    (``transforms/join/spill.py``): a new folder inside the run's output folder (its
+    staged snapshot; ``gs://`` too), or under ``--temp_location`` for a BigQuery output
+    (this machine's temp directory without one), and one bucket per 32 MiB of input."""
+    name = f".msewatch-spill-{uuid.uuid4().hex}"
+    if parse_output_url(output_url) is None:
+        folder = FileSystems.join(config.output, name)
+    elif options.view_as(GoogleCloudOptions).temp_location:
+        folder = FileSystems.join(options.view_as(GoogleCloudOptions).temp_location, name)
+    else:
+        folder = spill.local_folder()
+    if "://" not in folder:
+        os.makedirs(folder, exist_ok=True)
+    size = input_bytes(job.predictions) + input_bytes(job.labels)
+    buckets = spill.buckets_for(size, at_least=config.join.shards)
+    return dataclasses.replace(config, spill_folder=folder, spill_buckets=buckets)
+
+
 def _run_pipeline(job: Job, options, config: MonitorConfig, output_url: str):
     """Builds the pipeline for the job's source and runs it (bounded runs: to the end).
 
@@ -324,6 +347,8 @@ def _run_pipeline(job: Job, options, config: MonitorConfig, output_url: str):
                 progress_token=token,
                 features=config.join.features,
             )
+            config = _with_spill(job, options, config, output_url)
+            stack.callback(spill.remove_folder, config.spill_folder)
         bigquery = parse_output_url(output_url)
         if bigquery is not None:
             from msewatch.transforms.io.bigquery import ensure_tables

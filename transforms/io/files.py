@@ -124,6 +124,12 @@ def check_files(pattern: str) -> int:
     return len(files)
 
 
+def input_bytes(pattern: str) -> int:
+    """The bytes ``pattern``'s files hold, Parquet weighted x6 for its compression: how
+    much the join will hold (``transforms/join/spill.py`` sizes its buckets by it)."""
+    return sum(size * (6 if fmt == "parquet" else 1) for _, _, fmt, size in match_files(pattern))
+
+
 def split_file(file: tuple[str, int, str, int], chunk_bytes: int) -> list[Chunk]:
     """Cuts one file into chunks: byte ranges of ``chunk_bytes``, or Parquet row groups."""
     path, index, fmt, size = file

@@ -23,9 +23,10 @@ versions are each scored by the id's label (which is ``joined`` once), and the
 LABELED examples one label scores in a batch or at the end of input come out in one
 ``examples`` batch, each with its ``prediction_id``.
 
-Bounded mode (``bounded=True``): all batches of a shard are buffered in a bag and
-resolved once, when the end-of-input timer fires, with first-wins by event/label
-time and ingest position (see ``bounded.resolve_bounded``).
+Bounded mode (``bounded=True``): no state. The records are spilled to files by hash
+bucket of ``prediction_id``, the file names grouped by bucket, and each bucket joined
+at once with first-wins by event/label time and ingest position
+(``spill.py``, ``bounded.resolve_bounded``), so memory does not grow with the input.
 
 Outcome counts are data: the ``outcomes`` output carries one dict per batch or timer
 firing with ``prediction_valid`` and ``label_valid`` (records that entered the join)
@@ -47,13 +48,12 @@ import pyarrow as pa
 from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.schemas.coders import ArrowTableCoder, table_from_bytes, write_table
+from msewatch.schemas.coders import table_from_bytes, write_table
 from msewatch.schemas.records import LABELS
 from msewatch.transforms.join import kernel as join_kernel
-from msewatch.transforms.join.bounded import resolve_bounded
+from msewatch.transforms.join import spill
 from msewatch.transforms.join.conflicts import JOIN_DETAILS
 from msewatch.transforms.join.kernel import JoinConfig, ShardState
 from msewatch.transforms.join.tombstones import TombSet
@@ -61,8 +61,8 @@ from msewatch.transforms.join.tombstones import TombSet
 __all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
 
 OUTCOMES_TAG = "outcomes"
-_PRED = "P"
-_LABEL = "L"
+_PRED = spill.PREDICTIONS_SIDE
+_LABEL = spill.LABELS_SIDE
 _COUNTERS = {
     name: beam.metrics.Metrics.counter("msewatch", name)
     for name in (*join_kernel.JOIN_COUNTERS, *JOIN_DETAILS)
@@ -112,9 +112,6 @@ class ShardStateCoder(coders.Coder):
 
     def is_deterministic(self) -> bool:
         return False
-
-
-_TAGGED_BATCH = coders.TupleCoder([coders.StrUtf8Coder(), ArrowTableCoder()])
 
 
 class _KeyByShard(beam.DoFn):
@@ -211,34 +208,6 @@ class _StreamingJoinDoFn(beam.DoFn):
             yield examples
 
 
-class _BoundedJoinDoFn(beam.DoFn):
-    """Buffers a shard's batches and joins them all when the input ends."""
-
-    BUFFER = userstate.BagStateSpec("buffer", _TAGGED_BATCH)
-    END = userstate.TimerSpec("end_of_input", TimeDomain.WATERMARK)
-
-    def __init__(self, config: JoinConfig):
-        self._config = config
-
-    def process(
-        self,
-        element=beam.DoFn.ElementParam,
-        buffer=beam.DoFn.StateParam(BUFFER),
-        end=beam.DoFn.TimerParam(END),
-    ):
-        buffer.add(element[1])
-        end.set(GlobalWindow().max_timestamp())
-
-    @userstate.on_timer(END)
-    def on_end(self, buffer=beam.DoFn.StateParam(BUFFER)):
-        preds, labels = _split(list(buffer.read()), self._config)
-        buffer.clear()
-        examples, counts = resolve_bounded(preds, labels, self._config)
-        yield from _count(counts, preds.num_rows, labels.num_rows)
-        if examples.num_rows:
-            yield examples
-
-
 class JoinPredictionsAndLabels(beam.PTransform):
     """Joins prediction batches with label batches by prediction_id.
 
@@ -250,12 +219,22 @@ class JoinPredictionsAndLabels(beam.PTransform):
     docstring for time semantics.
     """
 
-    def __init__(self, config: JoinConfig, bounded: bool):
+    def __init__(
+        self,
+        config: JoinConfig,
+        bounded: bool,
+        spill_folder: str | None = None,
+        spill_buckets: int | None = None,
+    ):
         super().__init__()
         self._config = config
         self._bounded = bounded
+        self._spill_folder = spill_folder
+        self._spill_buckets = spill_buckets or config.shards
 
     def expand(self, pcolls: dict):
+        if self._bounded:
+            return self._expand_bounded(pcolls)
         shards = self._config.shards
         keyed = beam.typehints.Tuple[str, beam.typehints.Tuple[str, pa.Table]]
         keyed_preds = pcolls["predictions"] | "KeyPredictionsByShard" >> beam.ParDo(
@@ -264,11 +243,35 @@ class JoinPredictionsAndLabels(beam.PTransform):
         keyed_labels = pcolls["labels"] | "KeyLabelsByShard" >> beam.ParDo(
             _KeyByShard(_LABEL, shards)
         ).with_output_types(keyed)
-        dofn = (_BoundedJoinDoFn if self._bounded else _StreamingJoinDoFn)(self._config)
         joined = (
             (keyed_preds, keyed_labels)
             | "FlattenShards" >> beam.Flatten()
             | "JoinShards"
-            >> beam.ParDo(dofn).with_input_types(keyed).with_outputs(OUTCOMES_TAG, main="examples")
+            >> beam.ParDo(_StreamingJoinDoFn(self._config))
+            .with_input_types(keyed)
+            .with_outputs(OUTCOMES_TAG, main="examples")
+        )
+        return {"examples": joined.examples, "outcomes": joined[OUTCOMES_TAG]}
+
+    def _expand_bounded(self, pcolls: dict):
+        """Spill by bucket, group the file names, join bucket by bucket (``spill.py``)."""
+        folder = self._spill_folder or spill.local_folder()
+        buckets = self._spill_buckets
+        spilled = [
+            pcolls[name]
+            | f"Spill{name.title()}"
+            >> beam.ParDo(spill.SpillToBuckets(side, folder, buckets)).with_output_types(
+                spill.SpilledFile
+            )
+            for name, side in (("predictions", _PRED), ("labels", _LABEL))
+        ]
+        joined = (
+            spilled
+            | "FlattenSpills" >> beam.Flatten()
+            | "GroupSpillsByBucket" >> beam.GroupByKey()
+            | "JoinBuckets"
+            >> beam.ParDo(spill.JoinBuckets(self._config, _count)).with_outputs(
+                OUTCOMES_TAG, main="examples"
+            )
         )
         return {"examples": joined.examples, "outcomes": joined[OUTCOMES_TAG]}
