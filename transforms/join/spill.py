@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import shutil
 import tempfile
 import uuid
@@ -151,7 +152,7 @@ class JoinBuckets(beam.DoFn):
         n_preds = sum(t.num_rows for t in preds)
         n_labels = sum(t.num_rows for t in labels)
         yield from self._emit_counts(counts, n_preds, n_labels)
-        FileSystems.delete([path for _, path, _ in files])
+        _delete([path for _, path, _ in files])
         if examples.num_rows:
             yield examples
 
@@ -175,7 +176,18 @@ def local_folder() -> str:
     return folder
 
 
+def _delete(paths: list[str]) -> None:
+    # Beam's FileSystems.delete takes globs: a local path with "[1]" in it is a pattern
+    local = [p for p in paths if "://" not in p]
+    for path in local:
+        os.remove(path)
+    if len(local) < len(paths):
+        FileSystems.delete([p for p in paths if "://" in p])
+
+
 def remove_folder(folder: str) -> None:
     """Removes a run's spill folder and whatever a retried bundle left in it."""
-    if FileSystems.exists(folder):
+    if "://" not in folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif FileSystems.exists(folder):
         FileSystems.delete([folder])
