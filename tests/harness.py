@@ -7,6 +7,7 @@ pandas, as a user would.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import glob
 import os
@@ -144,8 +145,9 @@ def read_table(output, table: str) -> pd.DataFrame:
     )
 
 
-def run_bounded(preds, labs, output, slo=None, **cfg):
+def run_bounded(preds, labs, output, slo=None, spill_folder=None, spill_buckets=None, **cfg):
     config = make_config(output, True, slo=slo, **cfg)
+    config = dataclasses.replace(config, spill_folder=spill_folder, spill_buckets=spill_buckets)
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     build(p, config, _TablesSource(preds, labs))
     p.run().wait_until_finish()
