@@ -2,9 +2,9 @@
 
 A bounded run on Flink takes minutes and a streaming one never ends; the job's Python
 workers do not report to this process, so the line shows what the JobManager says:
-the job's state, the records its sources emitted (``write-records`` of the vertices
-no other vertex reads from) and the records its last vertices read (``read-records``
-of the vertices no other vertex feeds), with the elapsed time. It is refreshed once a
+the job's state, its vertices finished of all, and the records its vertices read and
+wrote (Flink's ``read-records`` / ``write-records``, see :func:`job_status`), with the
+elapsed time. It is refreshed once a
 second from ``GET /jobs/overview`` (the job is the one named after Beam's job id
 without its ``_<uuid>`` tail, as :func:`msewatch.runners.flink.cancel_job` finds it)
 and ``GET /jobs/<jid>`` (its plan and per-vertex metrics).
@@ -46,27 +46,31 @@ def find_job(rest_url: str, beam_job_id: str) -> str | None:
     return max(mine, key=lambda job: job.get("start-time", 0))["jid"] if mine else None
 
 
-def job_status(details: dict) -> tuple[str, int, int]:
-    """``(state, records in, records out)`` from a ``GET /jobs/<jid>`` answer.
+def job_status(details: dict) -> tuple[str, int, int, int, int]:
+    """``(state, vertices finished, vertices, records in, records out)`` from a
+    ``GET /jobs/<jid>`` answer.
 
-    In: the records the source vertices wrote; out: the records the last vertices
-    read. Vertices without metrics yet count 0.
+    In and out are Flink's ``read-records`` and ``write-records`` summed over every
+    vertex: Beam's sources are Impulses (one record) and its sinks discard, so the ends
+    alone say nothing; and Flink counts Beam elements, which msewatch's steps pass as
+    Arrow batches, so these count batches and rows between steps, not input lines.
+    Vertices without metrics yet count 0.
     """
-    nodes = details.get("plan", {}).get("nodes", [])
-    fed = {node["id"]: [i["id"] for i in node.get("inputs", [])] for node in nodes}
-    feeding = {source for inputs in fed.values() for source in inputs}
+    vertices = details.get("vertices", [])
+    finished = sum(1 for vertex in vertices if vertex.get("status") == "FINISHED")
     records_in = records_out = 0
-    for vertex in details.get("vertices", []):
+    for vertex in vertices:
         metrics = vertex.get("metrics", {})
-        if not fed.get(vertex["id"]):
-            records_in += int(metrics.get("write-records", 0))
-        if vertex["id"] not in feeding:
-            records_out += int(metrics.get("read-records", 0))
-    return str(details.get("state", "?")), records_in, records_out
+        records_in += int(metrics.get("read-records", 0))
+        records_out += int(metrics.get("write-records", 0))
+    return str(details.get("state", "?")), finished, len(vertices), records_in, records_out
 
 
-def status_line(state: str, records_in: int, records_out: int) -> str:
-    return f"{state}, {records_in:,} records in, {records_out:,} out"
+def status_line(state: str, done: int, vertices: int, records_in: int, records_out: int) -> str:
+    return (
+        f"{state}, {done}/{vertices} vertices finished, "
+        f"{records_in:,} records in, {records_out:,} out"
+    )
 
 
 class _Watcher:

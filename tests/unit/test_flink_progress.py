@@ -14,14 +14,14 @@ from msewatch.runners import flink_progress
 
 BEAM_ID = "BeamApp-root-1208035959-6a1b2c3d_0f9e8d7c-aaaa-bbbb-cccc-123456789abc"
 JID = "5d2f0c0a9f1e4b1c8a3d2e1f0a9b8c7d"
-# three vertices: a source (no inputs) -> a middle -> a sink (no one reads from it)
+# three vertices in a chain: an Impulse source -> a step -> a discarding sink
 DETAILS = {
     "jid": JID,
     "state": "RUNNING",
     "vertices": [
-        {"id": "src", "metrics": {"read-records": 0, "write-records": 1200}},
-        {"id": "mid", "metrics": {"read-records": 1200, "write-records": 90}},
-        {"id": "sink", "metrics": {"read-records": 85, "write-records": 0}},
+        {"id": "src", "status": "FINISHED", "metrics": {"read-records": 0, "write-records": 1}},
+        {"id": "mid", "status": "RUNNING", "metrics": {"read-records": 1, "write-records": 1200}},
+        {"id": "sink", "status": "RUNNING", "metrics": {"read-records": 1185, "write-records": 0}},
     ],
     "plan": {
         "nodes": [
@@ -63,15 +63,14 @@ def jobmanager():
     server.server_close()
 
 
-def test_in_is_what_the_sources_wrote_and_out_what_the_last_vertices_read():
-    # in: src's write-records (1200, the only vertex without inputs);
-    # out: sink's read-records (85, the only vertex no other one reads from)
-    assert flink_progress.job_status(DETAILS) == ("RUNNING", 1200, 85)
+def test_in_and_out_are_summed_over_every_vertex():
+    # 1 of 3 vertices FINISHED; in: 0 + 1 + 1185 = 1186; out: 1 + 1200 + 0 = 1201
+    assert flink_progress.job_status(DETAILS) == ("RUNNING", 1, 3, 1186, 1201)
 
 
 def test_a_job_without_metrics_yet_counts_zero():
     details = {"state": "CREATED", "vertices": [{"id": "a"}], "plan": {"nodes": [{"id": "a"}]}}
-    assert flink_progress.job_status(details) == ("CREATED", 0, 0)
+    assert flink_progress.job_status(details) == ("CREATED", 0, 1, 0, 0)
 
 
 def test_the_job_is_the_newest_named_after_beams_id(jobmanager):
@@ -83,7 +82,10 @@ def test_the_line_shows_the_state_and_the_counts_from_the_rest_api(jobmanager):
     stream = io.StringIO()
     with flink_progress.watching(jobmanager, BEAM_ID, enabled=True, stream=stream):
         pass  # closing polls once more and leaves the last line
-    assert "msewatch: Flink job: RUNNING, 1,200 records in, 85 out" in stream.getvalue()
+    assert (
+        "msewatch: Flink job: RUNNING, 1/3 vertices finished, 1,186 records in, 1,201 out"
+        in stream.getvalue()
+    )
 
 
 def test_a_jobmanager_that_does_not_answer_leaves_the_line_as_it_was():
