@@ -70,6 +70,8 @@ def ratios(peers: dict) -> dict:
     * ``flink_p1_over_direct_wall`` / ``flink_p2_over_direct_wall`` (when those peers
       ran): the bounded JSONL run on a Flink cluster (parallelism 1 / 2) / on the
       DirectRunner.
+    * ``flink_speedup_p2_over_p1`` (when both ran): the Flink run's wall at parallelism 1
+      / at parallelism 2 (above 1: the second slot helped).
     * ``textbook_over_msewatch_per_event``: textbook seconds per event / msewatch
       bounded JSONL seconds per event (how many times faster msewatch is per event),
       both end to end.
@@ -84,20 +86,30 @@ def ratios(peers: dict) -> dict:
     def rate(name, key="events_per_s"):
         return peers.get(name, {}).get(key)
 
-    return {
-        "msewatch_over_pandas_wall": _div(wall("msewatch_jsonl"), wall("pandas")),
-        "msewatch_parquet_over_pandas_wall": _div(wall("msewatch_parquet"), wall("pandas")),
-        "msewatch_over_duckdb_wall": _div(wall("msewatch_jsonl"), wall("duckdb")),
-        "slo_over_bounded_wall": _div(wall("msewatch_slo"), wall("msewatch_jsonl")),
-        "textbook_over_msewatch_per_event": _div(rate("msewatch_jsonl"), rate("textbook")),
-        "textbook_in_pipeline_over_msewatch_per_event": _div(
-            rate("msewatch_jsonl"), rate("textbook", "events_per_s_in_pipeline")
-        ),
-    } | {  # only when the Flink peers ran (they need --flink-master)
-        f"flink_p{n}_over_direct_wall": _div(wall(f"msewatch_flink_p{n}"), wall("msewatch_jsonl"))
-        for n in (1, 2)
-        if f"msewatch_flink_p{n}" in peers
-    }
+    return (
+        {
+            "msewatch_over_pandas_wall": _div(wall("msewatch_jsonl"), wall("pandas")),
+            "msewatch_parquet_over_pandas_wall": _div(wall("msewatch_parquet"), wall("pandas")),
+            "msewatch_over_duckdb_wall": _div(wall("msewatch_jsonl"), wall("duckdb")),
+            "slo_over_bounded_wall": _div(wall("msewatch_slo"), wall("msewatch_jsonl")),
+            "textbook_over_msewatch_per_event": _div(rate("msewatch_jsonl"), rate("textbook")),
+            "textbook_in_pipeline_over_msewatch_per_event": _div(
+                rate("msewatch_jsonl"), rate("textbook", "events_per_s_in_pipeline")
+            ),
+        }
+        | {  # only when the Flink peers ran (they need --flink-master)
+            f"flink_p{n}_over_direct_wall": _div(
+                wall(f"msewatch_flink_p{n}"), wall("msewatch_jsonl")
+            )
+            for n in (1, 2)
+            if f"msewatch_flink_p{n}" in peers
+        }
+        | (
+            {"flink_speedup_p2_over_p1": _div(wall("msewatch_flink_p1"), wall("msewatch_flink_p2"))}
+            if {"msewatch_flink_p1", "msewatch_flink_p2"} <= peers.keys()
+            else {}
+        )
+    )
 
 
 def targets(

@@ -52,6 +52,7 @@ from msewatch.runners import (
     direct_clock,
     direct_speedups,
     flink,
+    flink_progress,
     java_services,
     output,
     presets,
@@ -68,7 +69,7 @@ from msewatch.transforms.io.replay import ReplaySpool
 from msewatch.transforms.join import spill
 
 
-def _run_unbounded(runner: str, options, result) -> int:
+def _run_unbounded(runner: str, options, result, quiet: bool = False) -> int:
     """A streaming job never finishes: wait for Ctrl-C while its Python workers run in
     this process (the DirectRunner, LOOPBACK on Flink), else leave the job running."""
     runner = presets.runner_name(runner)
@@ -85,7 +86,7 @@ def _run_unbounded(runner: str, options, result) -> int:
     # Ctrl-C is Python's KeyboardInterrupt again while msewatch waits, and cancels the job.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        _wait(result)
+        _watched_wait(runner, options, result, quiet)
     except KeyboardInterrupt:
         print("msewatch: Ctrl-C: cancelling the job", file=sys.stderr, flush=True)
         _cancel(result)
@@ -100,6 +101,14 @@ def _run_unbounded(runner: str, options, result) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     return 0
+
+
+def _watched_wait(runner: str, options, result, quiet: bool) -> None:
+    """``_wait(result)`` with the Flink job's progress line (runners/flink_progress.py)."""
+    master = options.view_as(FlinkRunnerOptions).flink_master
+    shown = flink_progress.wanted(quiet, presets.runner_name(runner), master)
+    with flink_progress.watching(master, _job_id(result), shown):
+        _wait(result)
 
 
 def _job_id(result) -> str:
@@ -249,7 +258,7 @@ def _run_and_commit(job: Job, options, config, plan, speedups) -> RunResult:
             staged = dataclasses.replace(config, output=plan.write_to)
             result = _run_pipeline(job, options, staged, out)
             if job.unbounded:
-                return RunResult(_run_unbounded(job.runner, options, result))
+                return RunResult(_run_unbounded(job.runner, options, result, job.quiet))
         if not output.is_local(out):
             return RunResult(_report_remote(out, job.quiet))
         outcomes = run_outcomes.outcome_counts(plan.write_to)
@@ -360,7 +369,7 @@ def _run_pipeline(job: Job, options, config: MonitorConfig, output_url: str):
         with direct_clock.early_test_clock():  # replays: see runners/direct_clock.py
             result = p.run()
         if not (pubsub or kafka):
-            _wait(result)
+            _watched_wait(job.runner, options, result, job.quiet)
         return result
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -80,7 +81,9 @@ def test_stop_ends_both_jvms_and_status_then_says_stopped(tmp_path):
         assert status.returncode == 3 and status.stdout.startswith("flink: stopped")
 
 
-def _msewatch_run(sample: str, output: str, *runner_args: str, python: str = sys.executable):
+def _msewatch_run(
+    sample: str, output: str, *runner_args: str, python: str = sys.executable, progress=False
+):
     return subprocess.run(
         [
             python,
@@ -95,13 +98,15 @@ def _msewatch_run(sample: str, output: str, *runner_args: str, python: str = sys
             output,
             "--slice",
             "region",
-            "--quiet",
+            *([] if progress else ["--quiet"]),
             *runner_args,
         ],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
+        # MSEWATCH_PROGRESS=1: the Flink progress line on a pipe (runners/flink_progress.py)
+        env={**os.environ, "MSEWATCH_PROGRESS": "1"} if progress else None,
     )
 
 
@@ -154,8 +159,14 @@ def test_a_bounded_run_with_parallelism_2_equals_the_direct_runner(cluster, samp
         "--parallelism",
         "2",
         python=flink_python(),
+        progress=True,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    # the line from Flink's REST API while the job ran, and its last one (FINISHED) kept
+    lines = done.stderr.replace("\r", "\n").splitlines()
+    shown = [ln for ln in lines if ln.startswith("msewatch: Flink job: ")]
+    assert any(" RUNNING, " in ln for ln in shown), shown[-5:]
+    assert re.search(r"FINISHED, (\d+)/\1 vertices finished, [1-9][\d,]* records in", shown[-1])
     jobs = local_flink.jobs(cluster)
     assert [job["state"] for job in jobs] == ["FINISHED"], jobs
     job = local_flink.overview(cluster.rest_url, f"/jobs/{jobs[0]['jid']}")
