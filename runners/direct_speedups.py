@@ -60,7 +60,7 @@ from apache_beam.runners.direct import direct_runner, direct_userstate, transfor
 from apache_beam.transforms import core, userstate
 
 from msewatch.transforms.join.state import CELL_CODERS
-from msewatch.transforms.metrics.transform import PaneTotalsCoder
+from msewatch.transforms.metrics.totals_coder import PaneTotalsCoder
 
 WRITTEN_FOR = "2.77"
 """The apache-beam minor version whose internals this module patches."""

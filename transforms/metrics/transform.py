@@ -38,7 +38,6 @@ from collections.abc import Callable
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
@@ -56,6 +55,7 @@ from msewatch.transforms.metrics.aggregate import (
 from msewatch.transforms.metrics.distributions import check_valid_ranges
 from msewatch.transforms.metrics.paired import check_pairs, group_paired, pair_rows
 from msewatch.transforms.metrics.slices import SliceCoder, SliceConfig, dense_unique
+from msewatch.transforms.metrics.totals_coder import PaneTotalsCoder, Totals
 from msewatch.transforms.metrics.windowing import WindowConfig, WindowMetrics
 
 _KEY = "metrics"
@@ -239,17 +239,6 @@ class _SliceMapCombineFn(beam.CombineFn):
         return {name: self._fn.extract_output(p) for name, p in accumulator.items()}
 
 
-class _Totals(dict):
-    """``{slice: ErrorAccumulator}`` of a window so far; never modified once stored."""
-
-    def __deepcopy__(self, memo) -> _Totals:
-        return self
-
-
-class PaneTotalsCoder(coders.PickleCoder):
-    """Pickles :class:`_Totals` (the pane totals of one window and slice)."""
-
-
 class _AccumulatePanes(beam.DoFn):
     """Unbounded input: turns DISCARDING panes into ACCUMULATING ones, per window.
 
@@ -267,7 +256,7 @@ class _AccumulatePanes(beam.DoFn):
 
     def process(self, element, total=beam.DoFn.StateParam(TOTAL)):
         key, delta = element
-        merged = _Totals(total.read() or {})
+        merged = Totals(total.read() or {})
         for name, acc in delta.items():
             merged[name] = merge_accumulators([merged[name], acc]) if name in merged else acc
         total.write(merged)
