@@ -5,7 +5,8 @@ metrics' pane totals and the SLO/comparison evaluators' state. One type byte per
 value, then:
 
 * ``N`` None, ``T``/``F`` booleans, ``i`` int64, ``f`` float64, ``s`` UTF-8 string,
-  ``b`` bytes;
+  ``b`` bytes, ``z``/``n`` an aware (read back in UTC) or naive datetime (int64 µs
+  since the epoch);
 * ``t`` a tuple or list (count, items), ``d`` a dict (count, key and value pairs);
 * ``a`` a 1-d numpy array (dtype string, count, raw little-endian bytes), ``o`` an
   object array (count, items);
@@ -19,14 +20,19 @@ decoder also checks the field count.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import struct
 
 import numpy as np
 
+from msewatch.schemas.coders import VersionedStateCoder
+
 _U32, _I64, _F64 = struct.Struct("<I"), struct.Struct("<q"), struct.Struct("<d")
 _CLASSES: dict[bytes, tuple[type, tuple[str, ...]]] = {}
 _TAG_OF: dict[type, tuple[bytes, tuple[str, ...]]] = {}
-_BUILTIN = frozenset(b"NTFifsbtdao")
+_BUILTIN = frozenset(b"NTFifsbtdaozn")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_US = datetime.timedelta(microseconds=1)
 
 
 def register(tag: bytes, cls: type) -> None:
@@ -77,6 +83,10 @@ def _encode(value, out: list) -> None:  # noqa: C901, PLR0912 (one branch per ty
     elif isinstance(value, str):
         raw = value.encode()
         out += [b"s", _U32.pack(len(raw)), raw]
+    elif isinstance(value, datetime.datetime):
+        aware = value.tzinfo is not None
+        since = value - (_EPOCH if aware else _EPOCH.replace(tzinfo=None))
+        out += [b"z" if aware else b"n", _I64.pack(since // _US)]
     elif isinstance(value, bytes):
         out += [b"b", _U32.pack(len(value)), value]
     elif isinstance(value, (tuple, list)):
@@ -112,11 +122,16 @@ def _decode(view: memoryview, pos: int):  # noqa: C901, PLR0911 (one branch per 
         return _I64.unpack_from(view, pos)[0], pos + 8
     if tag == b"f":
         return _F64.unpack_from(view, pos)[0], pos + 8
+    if tag in (b"z", b"n"):
+        base = _EPOCH if tag == b"z" else _EPOCH.replace(tzinfo=None)
+        return base + _I64.unpack_from(view, pos)[0] * _US, pos + 8
     if tag in (b"s", b"b", b"t", b"d", b"a", b"o") or tag in _CLASSES:
         n = _U32.unpack_from(view, pos)[0]
         pos += 4
     else:
         raise TypeError(f"unknown type byte {tag!r} at {pos - 1}")
+    if tag in (b"s", b"b", b"a") and pos + n > len(view):
+        raise TypeError(f"{n} bytes at {pos}, past the end ({len(view)})")
     if tag in (b"s", b"b"):
         raw = bytes(view[pos : pos + n])
         return (raw.decode() if tag == b"s" else raw), pos + n
@@ -126,6 +141,8 @@ def _decode(view: memoryview, pos: int):  # noqa: C901, PLR0911 (one branch per 
         count = _U32.unpack_from(view, pos)[0]
         pos += 4
         end = pos + count * dtype.itemsize
+        if end > len(view):
+            raise TypeError(f"an array of {count} past the end ({len(view)})")
         return np.frombuffer(view[pos:end], dtype=dtype).astype(dtype.newbyteorder("=")), end
     items = []
     for _ in range(2 * n if tag == b"d" else n):
@@ -148,3 +165,14 @@ def _decode(view: memoryview, pos: int):  # noqa: C901, PLR0911 (one branch per 
             object.__setattr__(obj, name, item)
         return obj, pos
     return cls(*items), pos
+
+
+class TreeStateCoder(VersionedStateCoder):
+    """A state value encoded as a tagged tree after the versioned header; subclasses
+    name the state (``MAGIC``) and its ``VERSION``."""
+
+    def write_payload(self, sink, value) -> None:
+        sink.write(encode(value))
+
+    def read_payload(self, payload: memoryview):
+        return decode(payload, type(self).__name__)

@@ -24,7 +24,6 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import userstate
 
 from msewatch.schemas import state_tree
-from msewatch.schemas.coders import VersionedStateCoder
 from msewatch.schemas.slo import AlertTransition, SloStatus, epoch_ms
 
 PROVEN_TIMINGS = ("ON_TIME", "LATE")
@@ -114,7 +113,7 @@ state_tree.register(b"A", AlertTransition)
 state_tree.register(b"S", SloStatus)
 
 
-class EvaluatorCoder(VersionedStateCoder):
+class EvaluatorCoder(state_tree.TreeStateCoder):
     """A key's evaluator state, explicitly (no pickle): its :func:`snapshot` (windows of
     one period or lookback, frontier, alert states; not its configuration, which
     ``new_evaluator`` rebuilds) as a tagged tree (``schemas/state_tree.py``), tag ``MWEV``."""
@@ -122,11 +121,8 @@ class EvaluatorCoder(VersionedStateCoder):
     MAGIC = b"MWEV"
     VERSION = 1
 
-    def write_payload(self, sink, value: dict) -> None:
-        sink.write(state_tree.encode(value))
-
     def read_payload(self, payload: memoryview) -> dict:
-        value = state_tree.decode(payload, type(self).__name__)
+        value = super().read_payload(payload)
         if not isinstance(value, dict):
             raise ValueError("EvaluatorCoder: the payload is not an evaluator snapshot")
         return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pyarrow as pa
 
 from msewatch.schemas import state_tree
-from msewatch.schemas.coders import VersionedStateCoder
 from msewatch.transforms.metrics.accumulators import ErrorAccumulator
 from msewatch.transforms.metrics.distributions import Distributions
 from msewatch.transforms.metrics.sketch import ValueSketch
@@ -20,7 +19,7 @@ state_tree.register(b"D", Distributions)
 state_tree.register(b"V", ValueSketch)
 
 
-class PaneTotalsCoder(VersionedStateCoder):
+class PaneTotalsCoder(state_tree.TreeStateCoder):
     """``{slice: ErrorAccumulator}`` of one window (``AccumulatePanes``' state), encoded
     explicitly; decodes to a :class:`Totals`."""
 
@@ -28,10 +27,10 @@ class PaneTotalsCoder(VersionedStateCoder):
     VERSION = 1
 
     def write_payload(self, sink: pa.NativeFile, value) -> None:
-        sink.write(state_tree.encode(dict(value)))
+        super().write_payload(sink, dict(value))
 
     def read_payload(self, payload: memoryview):
-        value = state_tree.decode(payload, type(self).__name__)
+        value = super().read_payload(payload)
         if not isinstance(value, dict):
             raise ValueError("PaneTotalsCoder: the payload is not one totals map")
         return Totals(value)
