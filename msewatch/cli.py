@@ -133,7 +133,9 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--huber-delta", type=float, default=1.0, help="Huber loss delta (1.0)")
     p.add_argument(
-        "--shards", type=_positive_int, help="join shards (16; 2 on the streaming DirectRunner)"
+        "--shards",
+        type=_positive_int,
+        help="join shards, hash buckets (1024 on clusters; 16, 2 streaming, on the DirectRunner)",
     )
     p.add_argument(
         "--expiry-grid",

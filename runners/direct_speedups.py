@@ -59,8 +59,8 @@ from apache_beam.runners import common
 from apache_beam.runners.direct import direct_runner, direct_userstate, transform_evaluator
 from apache_beam.transforms import core, userstate
 
-from msewatch.transforms.join.transform import ShardStateCoder
-from msewatch.transforms.metrics.transform import PaneTotalsCoder
+from msewatch.transforms.join.state import CELL_CODERS
+from msewatch.transforms.metrics.totals_coder import PaneTotalsCoder
 
 WRITTEN_FOR = "2.77"
 """The apache-beam minor version whose internals this module patches."""
@@ -253,9 +253,9 @@ class _PickleOnce:
 
 
 # state coders of immutable objects (``__deepcopy__`` returns them) that the DirectRunner,
-# which keeps state in this process, may store as the objects: the join's shard state
+# which keeps state in this process, may store as the objects: the join's state cells
 # and the metrics' pane totals. Every other runner encodes them.
-_PASSTHROUGH_CODERS = (ShardStateCoder, PaneTotalsCoder)
+_PASSTHROUGH_CODERS = (*CELL_CODERS, PaneTotalsCoder)
 
 
 def _passthrough(coder) -> bool:

@@ -290,7 +290,8 @@ def _with_spill(job: Job, options, config: MonitorConfig, output_url: str) -> Mo
     """``config`` with the bounded join's spill folder and bucket count
     (``transforms/join/spill.py``): a new folder inside the run's output folder (its
     staged snapshot; ``gs://`` too), or under ``--temp_location`` for a BigQuery output
-    (this machine's temp directory without one), and one bucket per 32 MiB of input."""
+    (this machine's temp directory without one), and one bucket per 32 MiB of input, at
+    least 16 (fewer with a smaller ``--shards``)."""
     name = f".msewatch-spill-{uuid.uuid4().hex}"
     if parse_output_url(output_url) is None:
         folder = FileSystems.join(config.output, name)
@@ -301,7 +302,8 @@ def _with_spill(job: Job, options, config: MonitorConfig, output_url: str) -> Mo
     if "://" not in folder:
         os.makedirs(folder, exist_ok=True)
     size = input_bytes(job.predictions) + input_bytes(job.labels)
-    buckets = spill.buckets_for(size, at_least=config.join.shards)
+    # the streaming shard count (1024 on clusters) would mean 2,048 files per bundle
+    buckets = spill.buckets_for(size, at_least=min(config.join.shards, 16))
     return dataclasses.replace(config, spill_folder=folder, spill_buckets=buckets)
 
 

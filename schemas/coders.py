@@ -12,6 +12,8 @@ coder registry, so a PCollection typed ``pa.Table`` (or a tuple containing one) 
 
 from __future__ import annotations
 
+import struct
+
 import apache_beam as beam
 import pyarrow as pa
 
@@ -51,3 +53,62 @@ class ArrowTableCoder(beam.coders.Coder):
 
 
 beam.coders.registry.register_coder(pa.Table, ArrowTableCoder)
+
+
+class VersionedStateCoder(beam.coders.Coder):
+    """A state coder whose every value starts with an 8-byte header: a 4-byte ``MAGIC``
+    naming the state and its format ``VERSION`` (one byte, then 3 zero bytes, so the
+    payload stays 8-byte aligned). Decoding a value of another state or version raises
+    a ``ValueError`` naming the coder and the version, not a garbled value: state
+    written by another msewatch format cannot be read (docs/architecture.md).
+
+    Subclasses write the payload (:meth:`write_payload`) and read it back from a
+    zero-copy ``memoryview`` (:meth:`read_payload`).
+    """
+
+    MAGIC: bytes = b""
+    VERSION: int = 1
+    _HEADER = struct.Struct("<4sB3x")
+
+    def write_payload(self, sink: pa.NativeFile, value) -> None:
+        raise NotImplementedError
+
+    def read_payload(self, payload: memoryview):
+        raise NotImplementedError
+
+    def encode(self, value) -> bytes:
+        sink = pa.BufferOutputStream()
+        sink.write(self._HEADER.pack(self.MAGIC, self.VERSION))
+        self.write_payload(sink, value)
+        return sink.getvalue().to_pybytes()
+
+    def decode(self, encoded: bytes):
+        view = memoryview(encoded)
+        name = type(self).__name__
+        if len(view) < self._HEADER.size:
+            raise ValueError(f"{name}: a state value of {len(view)} bytes has no header")
+        magic, version = self._HEADER.unpack_from(view)
+        if magic != self.MAGIC:
+            raise ValueError(
+                f"{name}: not a {self.MAGIC!r} state value (its tag is {magic!r}); "
+                "state written by an older msewatch cannot be read"
+            )
+        if version != self.VERSION:
+            raise ValueError(
+                f"{name}: state format version {version} is unknown (this msewatch "
+                f"reads version {self.VERSION}); start the job without its old state"
+            )
+        return self.read_payload(view[self._HEADER.size :])
+
+    def is_deterministic(self) -> bool:
+        return False  # state values, never keys
+
+
+class ArrowStateCoder(VersionedStateCoder):
+    """A ``pa.Table`` state cell: the header, then one Arrow IPC stream."""
+
+    def write_payload(self, sink: pa.NativeFile, value: pa.Table) -> None:
+        write_table(sink, value)
+
+    def read_payload(self, payload: memoryview) -> pa.Table:
+        return table_from_bytes(payload)

@@ -23,7 +23,8 @@ from apache_beam import coders
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import userstate
 
-from msewatch.schemas.slo import epoch_ms
+from msewatch.schemas import state_tree
+from msewatch.schemas.slo import AlertTransition, SloStatus, epoch_ms
 
 PROVEN_TIMINGS = ("ON_TIME", "LATE")
 ALERTS = "alerts"  # the output of alert transitions (both stages)
@@ -108,8 +109,37 @@ def emit(clock, tagged: Iterable[tuple[str, Iterable]]):
             yield TaggedOutput(tag, record.as_row(now))
 
 
-class EvaluatorCoder(coders.PickleCoder):
-    """Pickles a key's evaluator (its windows of one period or lookback, alert states)."""
+state_tree.register(b"A", AlertTransition)
+state_tree.register(b"S", SloStatus)
+
+
+class EvaluatorCoder(state_tree.TreeStateCoder):
+    """A key's evaluator state, explicitly (no pickle): its :func:`snapshot` (windows of
+    one period or lookback, frontier, alert states; not its configuration, which
+    ``new_evaluator`` rebuilds) as a tagged tree (``schemas/state_tree.py``), tag ``MWEV``."""
+
+    MAGIC = b"MWEV"
+    VERSION = 1
+
+    def read_payload(self, payload: memoryview) -> dict:
+        value = super().read_payload(payload)
+        if not isinstance(value, dict):
+            raise ValueError("EvaluatorCoder: the payload is not an evaluator snapshot")
+        return value
+
+
+def snapshot(evaluator) -> dict:
+    """What an evaluator keeps between panes: its attributes except ``CONFIG_ATTRS``
+    (the ones its constructor derives from the SLO or comparison and the slice)."""
+    config = type(evaluator).CONFIG_ATTRS
+    return {k: v for k, v in vars(evaluator).items() if k not in config}
+
+
+def restore(evaluator, state: dict):
+    """``evaluator`` (fresh from ``new_evaluator``) with the :func:`snapshot` ``state``."""
+    for name, value in state.items():
+        setattr(evaluator, name, value)
+    return evaluator
 
 
 class EvaluateAtEveryPane(beam.DoFn):
@@ -144,9 +174,12 @@ class EvaluateAtEveryPane(beam.DoFn):
     def evaluate(self, key, rows, watermark_ms, evaluator_state, resend: bool = True):
         """Updates ``key``'s evaluator with ``rows`` (None: the input has ended) and
         yields its outputs (and, when ``resend``, the alerts still firing)."""
-        evaluator = evaluator_state.read() or self.new_evaluator(key)
+        kept = evaluator_state.read()
+        evaluator = self.new_evaluator(key)
+        if kept is not None:
+            restore(evaluator, kept)
         update = evaluator.update(rows, watermark_ms=watermark_ms)
-        evaluator_state.write(evaluator)
+        evaluator_state.write(snapshot(evaluator))
         yield from emit(self._clock, zip(self.TAGS, update, strict=True))
         if resend:
             transitions = update[self.TAGS.index(ALERTS)]

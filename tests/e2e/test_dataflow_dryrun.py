@@ -108,8 +108,9 @@ def test_stateful_join_step_keeps_state_and_an_event_time_timer(fixed_job):
     pipeline = fixed_job.proto_pipeline
     join = _transform(pipeline, "Join/JoinShards", common_urns.primitives.PAR_DO.urn)
     payload = beam_runner_api_pb2.ParDoPayload.FromString(join.spec.payload)
-    assert set(payload.state_specs) == {"shard_state"}
-    assert payload.state_specs["shard_state"].HasField("read_modify_write_spec")
+    cells = {"pending_predictions", "waiting_labels", "tombstones"}
+    assert set(payload.state_specs) == cells
+    assert all(payload.state_specs[c].HasField("read_modify_write_spec") for c in cells)
     assert set(payload.timer_family_specs) == {"ts-expiry"}  # Beam prefixes timer ids
     assert payload.timer_family_specs["ts-expiry"].time_domain == (
         beam_runner_api_pb2.TimeDomain.EVENT_TIME

@@ -16,7 +16,8 @@ from apache_beam.transforms import core, userstate
 
 from msewatch.runners import direct_speedups
 from msewatch.transforms.join.kernel import JoinConfig
-from msewatch.transforms.join.transform import ShardStateCoder, _StreamingJoinDoFn
+from msewatch.transforms.join.state import TombstonesCoder
+from msewatch.transforms.join.transform import _StreamingJoinDoFn
 from tests.beam_internals import PATCHED, not_beams_own
 
 
@@ -178,7 +179,7 @@ def test_each_bundle_gets_a_fresh_copy_and_none_is_kept_after_exit():
 
 
 @pytest.mark.parametrize(
-    ("coder", "passthrough"), [(ShardStateCoder(), True), (VarIntCoder(), False)]
+    ("coder", "passthrough"), [(TombstonesCoder(), True), (VarIntCoder(), False)]
 )
 def test_state_with_a_passthrough_coder_is_kept_as_the_object(coder, passthrough):
     spec = userstate.ReadModifyWriteStateSpec("s", coder)

@@ -222,9 +222,9 @@ def test_config_rejects_bad_values():
         jk.JoinConfig(label_ttl_ms=H, timer_grid_ms=H)
 
 
-def test_shard_state_coder_round_trip():
-    # The bytes a runner's state backend stores (the local DirectRunner keeps the object).
-    from msewatch.transforms.join.transform import ShardStateCoder
+def test_shard_state_cells_round_trip():
+    # The bytes a runner's state backend stores (the local DirectRunner keeps the objects).
+    from msewatch.transforms.join.state import CELLS
 
     state = jk.ShardState.empty(CFG)
     state, _, _ = jk.step(
@@ -234,11 +234,13 @@ def test_shard_state_coder_round_trip():
         CFG,
     )
     assert (state.preds.num_rows, state.labels.num_rows, state.tombs.num_rows) == (1, 1, 1)
-    coder = ShardStateCoder()
-    back = coder.decode(coder.encode(state))
-    assert back.preds.equals(state.preds) and back.labels.equals(state.labels)
+    preds, labels_, tombs = (
+        spec.coder.decode(spec.coder.encode(value))
+        for spec, value in zip(CELLS, (state.preds, state.labels, state.tombs), strict=True)
+    )
+    assert preds.equals(state.preds) and labels_.equals(state.labels)
     ids = pa.array(["a", "b", "zzz"])
-    assert back.tombs.split(ids)[0].equals(state.tombs.split(ids)[0])
+    assert tombs.split(ids)[0].equals(state.tombs.split(ids)[0])
 
 
 FEATURED = dataclasses.replace(CFG, features=("price",))

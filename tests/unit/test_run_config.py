@@ -58,7 +58,7 @@ def test_the_defaults_are_msewatch_runs():
     [
         ("DirectRunner", True, DAY_S + 1, 16),  # batch: 16 shards
         ("DirectRunner", False, DAY_S + 1, 2),  # the streaming DirectRunner: 2
-        ("flink", False, DAY_S + 60, 16),  # a cluster: the 60 s slack, 16 shards
+        ("flink", False, DAY_S + 60, 1024),  # a cluster: the 60 s slack, 1024 buckets
     ],
 )
 def test_runner_and_mode_set_lateness_and_shards(runner, bounded, lateness_s, shards):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from unittest import mock
 
 import pyarrow as pa
@@ -10,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msewatch.transforms.join import tombstones
-from msewatch.transforms.join.kernel import JoinConfig, ShardState
+from msewatch.transforms.join.state import TombstonesCoder
 from msewatch.transforms.join.tombstones import TOMBS_SCHEMA, TombSet
-from msewatch.transforms.join.transform import ShardStateCoder
 
 _row = st.tuples(  # in TOMBS_SCHEMA order
     st.integers(0, 30).map(lambda i: f"id-{i}"),  # few ids: repeats are common
@@ -39,10 +37,9 @@ def _rows(table: pa.Table) -> list[tuple]:
 
 def _state_cell_round_trip(tombs: TombSet) -> TombSet:
     """The tombstones as a runner's state backend gives them back: through the
-    join's ShardStateCoder (written by TombSet.write_to, read by TombSet.from_bytes)."""
-    state = dataclasses.replace(ShardState.empty(JoinConfig()), tombs=tombs)
-    coder = ShardStateCoder()
-    return coder.decode(coder.encode(state)).tombs
+    join's TombstonesCoder (written by TombSet.write_to, read by TombSet.from_bytes)."""
+    coder = TombstonesCoder()
+    return coder.decode(coder.encode(tombs))
 
 
 def _all(tombs: TombSet) -> list[tuple]:

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from msewatch.schemas import state_tree
 from msewatch.schemas.slo import FIRING, RESOLVED, AlertTransition, epoch_ms, evaluation_row
 from msewatch.transforms.compare import stats
 from msewatch.transforms.compare.spec import VERSION_KEY, Comparison
@@ -61,6 +62,9 @@ class Window(NamedTuple):
     scored: int
     group: tuple[float, float, float, float]
     paired: tuple[float, ...]  # the candidate's pairs with the baseline (zeros if none)
+
+
+state_tree.register(b"W", Window)  # in the comparison evaluator's state (keyed_evaluation)
 
 
 class Result(NamedTuple):
@@ -170,7 +174,7 @@ def evaluate(comparison: Comparison, ends_ms, baseline, candidate, frontiers_ms)
 class ComparisonEvaluator:
     """The comparison of one slice over time: its windows, frontier and alert state."""
 
-    _firings_ms: tuple[int, ...] = ()  # also for evaluators pickled before it existed
+    CONFIG_ATTRS = frozenset({"comparison", "slice"})  # rebuilt by new_evaluator, not state
 
     def __init__(self, comparison: Comparison, slice_name: str):
         self.comparison, self.slice = comparison, slice_name

@@ -294,11 +294,20 @@ def step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfi
     else:  # the batch kept them (the first rows of near.tombs) and added the rest
         tombs = state.tombs.merge(near.tombs.slice(near_tombs.num_rows))
     state = ShardState(
-        preds=concat_tables([other_preds, near.preds], other_preds.schema),
-        labels=concat_tables([other_labels, near.labels], WAITING_LABELS),
+        preds=_rejoin(state.preds, near_preds, other_preds, near.preds),
+        labels=_rejoin(state.labels, near_labels, other_labels, near.labels),
         tombs=tombs,
     )
     return state, examples, counts
+
+
+def _rejoin(old: pa.Table, near_old: pa.Table, other: pa.Table, near_new: pa.Table) -> pa.Table:
+    """The state rows ``other`` plus the batch's ``near_new``; ``old`` itself (the same
+    object: the stream's DoFn then does not rewrite its state cell) when the batch
+    neither touched nor added any."""
+    if near_old.num_rows == 0 and near_new.num_rows == 0:
+        return old
+    return concat_tables([other, near_new], old.schema)
 
 
 def _step(state: ShardState, preds: pa.Table, labels: pa.Table, config: JoinConfig, outliving):
@@ -462,9 +471,9 @@ def expire(state: ShardState, now_ms: int, config: JoinConfig):
     counts = join_counts(
         prediction_expired=p_due.sum(), label_late=late.sum(), label_orphan=(~late).sum()
     )
-    state = ShardState(
-        preds=state.preds.filter(~p_due),
-        labels=state.labels.filter(~l_due),
+    state = ShardState(  # an unchanged table stays the same object (see _rejoin)
+        preds=state.preds.filter(~p_due) if p_due.any() else state.preds,
+        labels=state.labels.filter(~l_due) if l_due.any() else state.labels,
         tombs=state.tombs.forget_until(now_ms).merge(new_tombs),
     )
     return state, expired_ex, counts

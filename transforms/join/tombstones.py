@@ -231,6 +231,8 @@ class TombSet:
         if now_ms <= self._dead_until_ms:
             return self
         dead = sum(int(np.count_nonzero(run["forget_at_ms"] <= now_ms)) for run in self._runs())
+        if dead == self._dead:  # nothing more forgotten: the same set (no state write)
+            return self
         forgotten = TombSet(self._main, self._recent, now_ms, dead)
         if _compact_dead(dead, self._stored_rows()):
             return forgotten._without_dead()

@@ -16,7 +16,8 @@ data for that window, which the metrics stage turns into a LATE pane.
 Records move in Arrow batches. Each batch is split by a stable 64-bit hash of
 ``prediction_id`` into ``shards`` keys (``str``, deterministic coder), so every model
 version's prediction of an id meets the id's label in one shard; the stateful DoFn
-keeps one :class:`~msewatch.transforms.join.kernel.ShardState` per shard and joins a
+keeps a shard's :class:`~msewatch.transforms.join.kernel.ShardState` in three state
+cells (pending predictions, waiting labels, tombstones; ``state.py``) and joins a
 whole batch at once with the vectorized kernel in ``kernel.py``. A prediction is a
 ``(prediction_id, model_version)`` pair: shadow predictions of one id from several
 versions are each scored by the id's label (which is ``joined`` once), and the
@@ -39,24 +40,20 @@ numbers go to Beam counters (namespace ``msewatch``) for runner UIs, and
 
 from __future__ import annotations
 
-import struct
-
 import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Timestamp
 
-from msewatch.schemas.coders import table_from_bytes, write_table
 from msewatch.schemas.records import LABELS
 from msewatch.transforms.join import kernel as join_kernel
 from msewatch.transforms.join import spill
+from msewatch.transforms.join import state as join_state
 from msewatch.transforms.join.conflicts import JOIN_DETAILS
-from msewatch.transforms.join.kernel import JoinConfig, ShardState
-from msewatch.transforms.join.tombstones import TombSet
+from msewatch.transforms.join.kernel import JoinConfig
 
 __all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
 
@@ -74,44 +71,6 @@ def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
     """Stable shard number of each prediction_id (same on every worker and run)."""
     values = ids.to_numpy(zero_copy_only=False)
     return (pd.util.hash_array(values, categorize=False) % np.uint64(shards)).astype(np.int64)
-
-
-class ShardStateCoder(coders.Coder):
-    """Encodes a :class:`ShardState` for the runner's state backend: two Arrow IPC
-    streams (pending predictions and waiting labels), the tombstones' packed columns,
-    and a footer of the three sizes, written into one buffer and copied once into the
-    ``bytes``; decoding is zero-copy. (The tombstone layout changed when predictions
-    became ``(prediction_id, model_version)`` pairs: 50 bytes a row, 26 before; state
-    written by an older msewatch cannot be read.)
-    """
-
-    def encode(self, value: ShardState) -> bytes:
-        sink = pa.BufferOutputStream()
-        ends = []
-        write_table(sink, value.preds)
-        ends.append(sink.tell())
-        write_table(sink, value.labels)
-        ends.append(sink.tell())
-        value.tombs.write_to(sink)
-        ends.append(sink.tell())
-        sizes = np.diff([0, *ends]).tolist()
-        sink.write(struct.pack("<3Q", *sizes))
-        return sink.getvalue().to_pybytes()
-
-    def decode(self, encoded: bytes) -> ShardState:
-        view = memoryview(encoded)
-        sizes = struct.unpack_from("<3Q", view, len(view) - 24)
-        parts, offset = [], 0
-        for size in sizes:
-            parts.append(view[offset : offset + size])
-            offset += size
-        preds, labels, tombs = parts
-        return ShardState(
-            table_from_bytes(preds), table_from_bytes(labels), TombSet.from_bytes(tombs)
-        )
-
-    def is_deterministic(self) -> bool:
-        return False
 
 
 class _KeyByShard(beam.DoFn):
@@ -159,9 +118,12 @@ def _split(batches, config: JoinConfig):
 
 
 class _StreamingJoinDoFn(beam.DoFn):
-    """Joins each arriving batch against the shard's pending state; one timer per shard."""
+    """Joins each arriving batch against the shard's pending state; one timer per shard.
 
-    STATE = userstate.ReadModifyWriteStateSpec("shard_state", ShardStateCoder())
+    The state is three cells (``state.py``); a batch or firing writes only those it changed.
+    """
+
+    PREDS, LABELS, TOMBS = join_state.CELLS
     EXPIRY = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
 
     def __init__(self, config: JoinConfig):
@@ -170,39 +132,40 @@ class _StreamingJoinDoFn(beam.DoFn):
     def process(
         self,
         element=beam.DoFn.ElementParam,
-        state=beam.DoFn.StateParam(STATE),
+        preds_cell=beam.DoFn.StateParam(PREDS),
+        labels_cell=beam.DoFn.StateParam(LABELS),
+        tombs_cell=beam.DoFn.StateParam(TOMBS),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
         _, (tag, table) = element
         preds, labels = _split([(tag, table)], self._config)
-        shard = self._read(state)
+        cells = (preds_cell, labels_cell, tombs_cell)
+        shard, raw = join_state.read_shard(cells, self._config)
         shard, examples, counts = join_kernel.step(shard, preds, labels, self._config)
         yield from _count(counts, preds.num_rows, labels.num_rows)
-        yield from self._finish(shard, examples, state, expiry)
+        yield from self._finish(shard, raw, examples, cells, expiry)
 
     @userstate.on_timer(EXPIRY)
     def on_expiry(
         self,
         fire_ts=beam.DoFn.TimestampParam,
-        state=beam.DoFn.StateParam(STATE),
+        preds_cell=beam.DoFn.StateParam(PREDS),
+        labels_cell=beam.DoFn.StateParam(LABELS),
+        tombs_cell=beam.DoFn.StateParam(TOMBS),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
-        shard = self._read(state)
+        cells = (preds_cell, labels_cell, tombs_cell)
+        shard, raw = join_state.read_shard(cells, self._config)
         now_ms = fire_ts.micros // 1000
         shard, examples, counts = join_kernel.expire(shard, now_ms, self._config)
         yield from _count(counts)
-        yield from self._finish(shard, examples, state, expiry)
+        yield from self._finish(shard, raw, examples, cells, expiry)
 
-    def _read(self, state) -> ShardState:
-        return state.read() or ShardState.empty(self._config)
-
-    def _finish(self, shard, examples, state, expiry):
+    def _finish(self, shard, raw, examples, cells, expiry):
         _STATE_ROWS.update(shard.size)
+        join_state.write_shard(cells, raw, shard)
         deadline = join_kernel.next_deadline_ms(shard, self._config)
-        if deadline is None:
-            state.clear()
-        else:
-            state.write(shard)
+        if deadline is not None:
             expiry.set(Timestamp(micros=deadline * 1000))
         if examples.num_rows:
             yield examples

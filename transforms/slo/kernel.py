@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from msewatch.schemas import state_tree
 from msewatch.schemas.slo import FIRING, OFF, OK, RESOLVED, AlertTransition, SloStatus
 from msewatch.transforms.flapping import recent_firings, record_firing
 from msewatch.transforms.slo.sli import (
@@ -83,6 +84,9 @@ class _AlertState:
     condition: int = 0  # index of the condition that fired it
     fired: AlertTransition | None = None
     firings_ms: tuple[int, ...] = ()  # firing frontiers of the trailing day (flapping)
+
+
+state_tree.register(b"L", _AlertState)  # in the SLO evaluator's state (keyed_evaluation)
 
 
 def as_columns(rows, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -179,6 +183,8 @@ class SloEvaluator:
     for rmse_trend), the frontier, and per severity whether its alert fires, when a
     condition last held and its firing frontiers of the trailing day.
     """
+
+    CONFIG_ATTRS = frozenset({"slo", "slice_name", "_columns", "_lookbacks"})  # not state
 
     def __init__(self, slo: Slo, slice_name: str):
         self.slo = slo

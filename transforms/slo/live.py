@@ -21,10 +21,18 @@ from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.utils.timestamp import Timestamp
 
+from msewatch.schemas import state_tree
 from msewatch.schemas.slo import epoch_ms
 from msewatch.transforms.slo.silence import HEARTBEAT
 from msewatch.transforms.slo.sli import MIN_BASELINE_WINDOWS
 from msewatch.transforms.slo.spec import InvalidValue, Slo, SloFile
+
+
+class LiveSlicesCoder(state_tree.TreeStateCoder):
+    """``{slice: newest window end ms}`` of a traffic SLO (tag ``MWSL``)."""
+
+    MAGIC = b"MWSL"
+    VERSION = 1
 
 
 class TimerMs:
@@ -58,7 +66,7 @@ class Heartbeats(beam.DoFn):
     plus a window step (the others are forgotten: the state stays bounded)."""
 
     FRONTIER = userstate.ReadModifyWriteStateSpec("frontier_ms", coders.VarIntCoder())
-    LIVE = userstate.ReadModifyWriteStateSpec("live", coders.PickleCoder())  # {slice: end}
+    LIVE = userstate.ReadModifyWriteStateSpec("live", LiveSlicesCoder())  # {slice: end}
 
     def __init__(self, slos: Sequence[Slo], period_ms: int):
         self._slos = {s.name: s for s in slos}

@@ -45,6 +45,7 @@ from apache_beam import coders
 from apache_beam.transforms import userstate
 from apache_beam.transforms.window import GlobalWindow
 
+from msewatch.schemas import state_tree
 from msewatch.schemas.slo import AlertTransition, SloStatus, epoch_ms
 from msewatch.transforms.keyed_evaluation import (
     ALERTS,
@@ -180,6 +181,13 @@ def _emit(transitions, statuses, clock):
     return emit(clock, ((ALERTS, transitions), (STATUS, statuses)))
 
 
+class PendingRowsCoder(state_tree.TreeStateCoder):
+    """A window row waiting in a traffic SLO's ``pending`` bag (tag ``MWSP``)."""
+
+    MAGIC = b"MWSP"
+    VERSION = 1
+
+
 class _EvaluateHistory(beam.DoFn):
     """Bounded: all panes of one slice -> the history of every SLO covering it, in
     event-time order (:func:`evaluate_slice`); traffic SLOs read the slice's zero rows
@@ -225,7 +233,7 @@ class _EvaluateStreaming(EvaluateAtEveryPane):
     NEXT = userstate.ReadModifyWriteStateSpec("next_ms", coders.VarIntCoder())
     LAST_REAL = userstate.ReadModifyWriteStateSpec("last_real_ms", coders.VarIntCoder())
     FRONTIER = userstate.ReadModifyWriteStateSpec("frontier_ms", coders.VarIntCoder())
-    PENDING = userstate.BagStateSpec("pending", coders.PickleCoder())
+    PENDING = userstate.BagStateSpec("pending", PendingRowsCoder())
     SILENCE = userstate.TimerSpec("silence", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, slo_file: SloFile, clock, grid: tuple[int, int] | None = None):
