@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import http.server
 import json
 import socket
 import threading
@@ -23,7 +22,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from msewatch.transforms.io.alerts import DeliverAlerts, DeliveryConfig, post_alerts
 from msewatch.transforms.io.delivery import Deadline, deliver
 from tests.integration.test_alert_delivery import _row
-from tests.servers import free_port
+from tests.servers import QuietHandler, free_port, http_on_loopback
 
 T = datetime.datetime(2026, 11, 2, 9, 0, tzinfo=datetime.UTC)
 SLACK_S = 0.6  # beyond the deadline: delivery.GRACE_SECONDS (0.25 s) and thread hand-off
@@ -61,7 +60,7 @@ def answering_server(answer):
     POST (from 1) with its JSON list. Yields ``(url, posts)``: the lists received."""
     posts = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             alerts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             posts.append(alerts)
@@ -72,17 +71,8 @@ def answering_server(answer):
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", posts
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_on_loopback(Handler) as port:
+        yield f"http://127.0.0.1:{port}", posts
 
 
 def _deliver(url: str, n: int, deadline_s: float, calls: list | None = None, **settings):

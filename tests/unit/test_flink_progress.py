@@ -3,14 +3,13 @@ that answers with JSON shaped as Flink 1.19's REST API answers)."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
-import threading
 
 import pytest
 
 from msewatch.runners import flink_progress
+from tests.servers import QuietHandler, http_on_loopback
 
 BEAM_ID = "BeamApp-root-1208035959-6a1b2c3d_0f9e8d7c-aaaa-bbbb-cccc-123456789abc"
 JID = "5d2f0c0a9f1e4b1c8a3d2e1f0a9b8c7d"
@@ -44,7 +43,7 @@ OVERVIEW = {
 def jobmanager():
     answers = {"/jobs/overview": OVERVIEW, f"/jobs/{JID}": DETAILS}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)
             body = json.dumps(answers.get(self.path, {"errors": ["Not found."]})).encode()
             self.send_response(200 if self.path in answers else 404)
@@ -52,15 +51,8 @@ def jobmanager():
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_on_loopback(Handler) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_in_and_out_are_summed_over_every_vertex():
