@@ -13,9 +13,11 @@ predictions are compared with them through the same hash.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -233,3 +235,25 @@ def match_labels(
         label_time = np.where(late_joined, tomb_time, label_time)
         joined |= late_joined
     return LabelMatch(joined, y_true, label_time, label_joined, label_met)
+
+
+def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
+    """Stable shard number of each prediction_id (same on every worker and run): the
+    streaming join's shard keys and the bounded join's spill buckets."""
+    values = ids.to_numpy(zero_copy_only=False)
+    return (pd.util.hash_array(values, categorize=False) % np.uint64(shards)).astype(np.int64)
+
+
+def split_by_shard(table: pa.Table, shards: int) -> Iterator[tuple[int, pa.Table]]:
+    """``(shard, rows)`` for each shard that has rows of ``table``, by shard number;
+    each part keeps the table's row order (arrival or ingest order)."""
+    if table.num_rows == 0:
+        return
+    shard = shard_of(table.column("prediction_id"), shards)
+    order = np.argsort(shard, kind="stable")
+    table = table.take(pa.array(order))
+    sorted_shard = shard[order]
+    starts = np.flatnonzero(np.diff(sorted_shard, prepend=-1))
+    ends = np.append(starts[1:], len(order))
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield int(sorted_shard[start]), table.slice(start, end - start)

@@ -40,7 +40,6 @@ import tempfile
 import uuid
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
@@ -48,6 +47,7 @@ from apache_beam.transforms.window import GlobalWindows
 from msewatch.schemas.records import LABELS
 from msewatch.transforms.join.bounded import resolve_bounded
 from msewatch.transforms.join.kernel import JoinConfig, concat_tables
+from msewatch.transforms.join.matching import split_by_shard
 
 PREDICTIONS_SIDE = "P"
 LABELS_SIDE = "L"
@@ -62,13 +62,6 @@ def buckets_for(input_bytes: int, at_least: int = 1) -> int:
     """Buckets of a bounded join over ``input_bytes`` of input: one per 32 MiB, at
     least ``at_least`` (the configured shards) and at most 4096."""
     return max(at_least, min(MAX_BUCKETS, math.ceil(input_bytes / BYTES_PER_BUCKET)), 1)
-
-
-def bucket_of(ids: pa.Array, buckets: int) -> np.ndarray:
-    """Stable bucket of each prediction_id (the join's shard hash)."""
-    from msewatch.transforms.join.transform import shard_of
-
-    return shard_of(ids, buckets)
 
 
 def _open_output(path: str) -> pa.NativeFile:
@@ -98,18 +91,9 @@ class SpillToBuckets(beam.DoFn):
         self._rows: dict[int, int] = {}
 
     def process(self, table: pa.Table):
-        if table.num_rows == 0:
-            return
-        bucket = bucket_of(table.column("prediction_id"), self._buckets)
-        order = np.argsort(bucket, kind="stable")  # keeps ingest order inside a bucket
-        table = table.take(pa.array(order))
-        sorted_bucket = bucket[order]
-        starts = np.flatnonzero(np.diff(sorted_bucket, prepend=-1))
-        ends = np.append(starts[1:], len(order))
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            b = int(sorted_bucket[start])
-            self._writer(b, table.schema).write_table(table.slice(start, end - start))
-            self._rows[b] = self._rows.get(b, 0) + end - start
+        for bucket, rows in split_by_shard(table, self._buckets):
+            self._writer(bucket, table.schema).write_table(rows)
+            self._rows[bucket] = self._rows.get(bucket, 0) + rows.num_rows
 
     def _writer(self, bucket: int, schema: pa.Schema) -> pa.ipc.RecordBatchStreamWriter:
         if bucket not in self._writers:

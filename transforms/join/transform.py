@@ -41,8 +41,6 @@ numbers go to Beam counters (namespace ``msewatch``) for runner UIs, and
 from __future__ import annotations
 
 import apache_beam as beam
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
@@ -54,6 +52,7 @@ from msewatch.transforms.join import spill
 from msewatch.transforms.join import state as join_state
 from msewatch.transforms.join.conflicts import JOIN_DETAILS
 from msewatch.transforms.join.kernel import JoinConfig
+from msewatch.transforms.join.matching import shard_of, split_by_shard
 
 __all__ = ["JoinConfig", "JoinPredictionsAndLabels", "shard_of"]
 
@@ -67,12 +66,6 @@ _COUNTERS = {
 _STATE_ROWS = beam.metrics.Metrics.distribution("msewatch", "join_state_rows")
 
 
-def shard_of(ids: pa.Array, shards: int) -> np.ndarray:
-    """Stable shard number of each prediction_id (same on every worker and run)."""
-    values = ids.to_numpy(zero_copy_only=False)
-    return (pd.util.hash_array(values, categorize=False) % np.uint64(shards)).astype(np.int64)
-
-
 class _KeyByShard(beam.DoFn):
     """Splits a batch into one sub-batch per shard: ``(shard_key, (tag, table))``.
 
@@ -84,17 +77,8 @@ class _KeyByShard(beam.DoFn):
         self._shards = shards
 
     def process(self, table: pa.Table):
-        if table.num_rows == 0:
-            return
-        shard = shard_of(table.column("prediction_id"), self._shards)
-        order = np.argsort(shard, kind="stable")
-        table = table.take(pa.array(order))
-        sorted_shard = shard[order]
-        bounds = np.flatnonzero(np.diff(sorted_shard)) + 1
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [len(order)]])
-        for s, e in zip(starts, ends, strict=True):
-            yield f"{sorted_shard[s]:04d}", (self._tag, table.slice(s, e - s))
+        for shard, rows in split_by_shard(table, self._shards):
+            yield f"{shard:04d}", (self._tag, rows)
 
 
 def _count(counts: dict[str, int], valid_predictions: int = 0, valid_labels: int = 0):
